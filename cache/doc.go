@@ -1,0 +1,46 @@
+// Package cache is the in-memory read layer of opstate: a namespaced map
+// whose entries carry their absolute expiry, bounded by one memory budget in
+// bytes across all namespaces.
+//
+// # Layout
+//
+// Lookups go through 64 shards, each a map guarded by its own read-write
+// mutex, so concurrent [Cache.Get] calls take only a shared lock on one
+// shard and never contend on a global lock. Recency is kept without an
+// exclusive lock per read: a Get sets a "used" bit on the entry and on its
+// namespace, and eviction gives every used entry a second chance (the CLOCK
+// approximation of LRU). Namespaces are ordered by a
+// github.com/hashicorp/golang-lru/v2 LRU; when the budget is exceeded, the
+// least recently used namespace gives up its least recently used entries
+// first. Agents that open one namespace per conversation thus lose the
+// namespaces of finished conversations before anything hot.
+//
+// An entry is either a value with an optional expiry or a negative entry,
+// which records that the key is known to be absent. Both count against the
+// budget, together with a fixed per-entry overhead ([EntryOverhead]).
+//
+// # Fills and writes
+//
+// The cache does not know where values come from. Its owner distinguishes
+// two kinds of insertion:
+//   - [Cache.Put], [Cache.Remove], [Cache.RemoveNamespace] and [Cache.Clear]
+//     record writes that are already durable; they always apply.
+//   - [Cache.Fill] records the result of a read from the backing store. It
+//     applies only if no write touched the key since the caller took its
+//     [Token], so a slow read can never put an older value back over a
+//     newer write.
+//
+// # Guarantees
+//
+// Every method is safe for concurrent use. Get allocates nothing and takes
+// no exclusive lock. The bytes accounted (keys, values, overhead) never
+// exceed the budget after a method returns, except transiently during it.
+// Values too large to share the budget sensibly (more than half of it) are
+// not cached at all.
+//
+// # Caveats
+//
+// The cache never reads a clock: an entry's expiry is returned to the
+// caller, who decides whether it has passed. Expired entries therefore stay
+// until they are evicted, removed or overwritten.
+package cache

@@ -1,0 +1,50 @@
+package opstate
+
+import (
+	"errors"
+
+	"github.com/d8da9184/opstate/persist"
+)
+
+// Errors returned by the Store, matchable with errors.Is. Errors from
+// SQLite are wrapped with the matching sentinel where there is one and keep
+// the driver's error in their chain.
+var (
+	// ErrClosed is returned by every method called after [Store.Close].
+	ErrClosed = errors.New("opstate: store closed")
+
+	// ErrEmptyName is returned for an empty namespace or key, by writes and
+	// reads alike; nothing is changed.
+	ErrEmptyName = errors.New("opstate: empty namespace or key")
+
+	// ErrInvalidTTL is returned by [Store.SetWithTTL] for a ttl <= 0;
+	// nothing is changed.
+	ErrInvalidTTL = errors.New("opstate: ttl must be positive")
+
+	// ErrInvalidOption is returned by [Open] for an [Options] value it
+	// cannot honour.
+	ErrInvalidOption = errors.New("opstate: invalid option")
+
+	// ErrNotDatabase is returned by [Open] for a path that is a directory
+	// or a file that is not an SQLite database. The file is not modified.
+	ErrNotDatabase = persist.ErrNotDatabase
+
+	// ErrCorrupt is returned when SQLite finds the database file malformed.
+	ErrCorrupt = persist.ErrCorrupt
+
+	// ErrSchemaVersion is returned by [Open] for a database written by a
+	// newer opstate.
+	ErrSchemaVersion = persist.ErrSchemaVersion
+
+	// ErrBusy is returned by a write that waited longer than
+	// [Options.BusyTimeout] for another process's write lock. The write did
+	// not happen.
+	ErrBusy = persist.ErrBusy
+
+	// ErrDiskFull is returned by a write that did not fit on the disk (or
+	// within the process's file-size limit). The write did not happen.
+	ErrDiskFull = persist.ErrDiskFull
+
+	// ErrIO is returned when the operating system reported an I/O error.
+	ErrIO = persist.ErrIO
+)

@@ -1,0 +1,293 @@
+package opstate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/persist"
+)
+
+// Store is a namespaced key-value store backed by one SQLite file. Its
+// methods are safe for concurrent use. Create it with [NewStore] or [Open]
+// and release it with [Store.Close].
+type Store struct {
+	db    *persist.DB
+	cache *cache.Cache // nil when Options.CacheBytes < 0
+	w     writer
+	clock func() time.Time
+	log   *slog.Logger
+
+	// closed is set first by Close; the hot read path checks it alone.
+	closed atomic.Bool
+	// life is held shared by every operation that uses db, from its
+	// closed check to its last statement, and exclusively by Close while it
+	// waits for them to finish.
+	life sync.RWMutex
+
+	// ctx is the Store's lifetime: the sweeper and shared sweeps run on it,
+	// and Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the sweeper and DeleteExpired's goroutines
+	sweeps singleflight.Group
+}
+
+// NewStore opens the store at path with default [Options], creating the
+// file (mode 0600) when it does not exist.
+func NewStore(path string) (*Store, error) {
+	return Open(path, Options{})
+}
+
+// Open opens the store at path, creating the file (mode 0600) when it does
+// not exist and migrating a file of an earlier opstate. It fails with a
+// clear error, leaving the file untouched, when path is in a missing
+// directory, is a directory, or is not an SQLite database
+// ([ErrNotDatabase]).
+func Open(path string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	popts := persist.Options{BusyTimeout: opts.BusyTimeout}
+	if opts.Durability == DurabilityFull {
+		popts.Sync = persist.SyncFull
+	}
+	db, err := persist.Open(path, popts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, clock: opts.Clock, log: opts.Logger}
+	if opts.CacheBytes > 0 {
+		s.cache = cache.New(opts.CacheBytes)
+	} else {
+		s.cache = cache.New(0) // holds nothing; writes still go through it
+	}
+	s.w = writer{db: db, cache: s.cache, now: s.now}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if opts.SweepInterval > 0 {
+		s.wg.Add(1)
+		go s.sweepEvery(opts.SweepInterval)
+	}
+	return s, nil
+}
+
+// Close stops the sweeper, waits for the operations in progress, and closes
+// the database. Every method called after Close returns [ErrClosed]; a
+// second Close returns nil.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.life.Lock() // waits for the operations that passed their closed check
+	s.life.Unlock()
+	s.wg.Wait()
+	s.cache.Clear()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("opstate: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) now() int64 { return s.clock().UnixNano() }
+
+// enter marks the start of an operation that uses the database. When it
+// returns nil, the caller must call s.life.RUnlock when done.
+func (s *Store) enter() error {
+	s.life.RLock()
+	if s.closed.Load() {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Get returns the value of key in namespace, or "" and a nil error when the
+// key does not exist or has expired. A key cached in memory costs no I/O and
+// no allocation. Use [Store.Lookup] to tell an empty value from a missing
+// key.
+func (s *Store) Get(namespace, key string) (string, error) {
+	v, _, err := s.Lookup(namespace, key)
+	return v, err
+}
+
+// Lookup is like [Store.Get] and also reports whether the key exists.
+func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error) {
+	if s.closed.Load() {
+		return "", false, ErrClosed
+	}
+	if namespace == "" || key == "" {
+		return "", false, ErrEmptyName
+	}
+	if e, hit := s.cache.Get(namespace, key); hit {
+		v, ok := s.visible(e)
+		return v, ok, nil
+	}
+	return s.load(namespace, key)
+}
+
+// visible returns what a read of e returns, given the clock.
+func (s *Store) visible(e cache.Entry) (string, bool) {
+	if e.Absent || (e.ExpiresAt != 0 && s.now() >= e.ExpiresAt) {
+		return "", false
+	}
+	return e.Value, true
+}
+
+// load reads a key the cache does not hold from SQLite and caches the
+// result, unless a write to the key happened meanwhile.
+func (s *Store) load(ns, key string) (string, bool, error) {
+	if err := s.enter(); err != nil {
+		return "", false, err
+	}
+	t := s.cache.Token(ns, key)
+	row, found, err := s.db.Get(context.Background(), ns, key)
+	s.life.RUnlock()
+	if err != nil {
+		return "", false, fmt.Errorf("opstate: get %q/%q: %w", ns, key, err)
+	}
+	e := cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}
+	s.cache.Fill(ns, key, e, t)
+	v, ok := s.visible(e)
+	return v, ok, nil
+}
+
+// Set stores value under key in namespace, replacing any value and clearing
+// any expiry. When it returns nil, the write is committed to disk (see
+// [Durability]) and every later Get sees it.
+func (s *Store) Set(namespace, key, value string) error {
+	if err := checkNames(namespace, key); err != nil {
+		return err
+	}
+	return s.write(&write{kind: writePut, ns: namespace, key: key, value: value}, "set", namespace, key)
+}
+
+// SetWithTTL is like [Store.Set], and the key expires ttl from now: from
+// then on it reads as missing, and the sweeper deletes it. The expiry is
+// kept to the millisecond (rounded up). A ttl <= 0 returns [ErrInvalidTTL].
+func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) error {
+	if err := checkNames(namespace, key); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.write(&write{kind: writePut, ns: namespace, key: key, value: value, expiresAt: expiry(s.now(), ttl)}, "set", namespace, key)
+}
+
+// expiry returns now+ttl in Unix nanoseconds, rounded up to a whole
+// millisecond and capped at the latest representable millisecond.
+func expiry(now int64, ttl time.Duration) int64 {
+	const ms = int64(time.Millisecond)
+	const latest = math.MaxInt64 / ms * ms
+	if int64(ttl) > latest-now {
+		return latest
+	}
+	exp := now + int64(ttl)
+	if r := exp % ms; r > 0 {
+		exp += ms - r
+	}
+	return exp
+}
+
+// Delete removes key from namespace. Deleting a missing key is not an
+// error.
+func (s *Store) Delete(namespace, key string) error {
+	if err := checkNames(namespace, key); err != nil {
+		return err
+	}
+	return s.write(&write{kind: writeDelete, ns: namespace, key: key}, "delete", namespace, key)
+}
+
+// DeleteNamespace removes every key of namespace. Deleting an empty or
+// missing namespace is not an error.
+func (s *Store) DeleteNamespace(namespace string) error {
+	if namespace == "" {
+		return ErrEmptyName
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	if err := s.w.do(&write{kind: writeDeleteNamespace, ns: namespace}); err != nil {
+		return fmt.Errorf("opstate: delete namespace %q: %w", namespace, err)
+	}
+	return nil
+}
+
+func (s *Store) write(w *write, op, ns, key string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	if err := s.w.do(w); err != nil {
+		return fmt.Errorf("opstate: %s %q/%q: %w", op, ns, key, err)
+	}
+	return nil
+}
+
+func checkNames(namespace, key string) error {
+	if namespace == "" || key == "" {
+		return ErrEmptyName
+	}
+	return nil
+}
+
+// List returns every live key of namespace with its value, read from
+// SQLite. The map is never nil.
+func (s *Store) List(namespace string) (map[string]string, error) {
+	if namespace == "" {
+		return map[string]string{}, ErrEmptyName
+	}
+	if err := s.enter(); err != nil {
+		return map[string]string{}, err
+	}
+	defer s.life.RUnlock()
+	m, err := s.db.List(context.Background(), namespace, s.now())
+	if err != nil {
+		return map[string]string{}, fmt.Errorf("opstate: list %q: %w", namespace, err)
+	}
+	return m, nil
+}
+
+// Namespace is one namespace and its number of live keys.
+type Namespace struct {
+	Name string
+	Keys int
+}
+
+// Namespaces returns every namespace that holds live keys, sorted by name.
+func (s *Store) Namespaces() ([]Namespace, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	ncs, err := s.db.Namespaces(context.Background(), s.now())
+	if err != nil {
+		return nil, fmt.Errorf("opstate: namespaces: %w", err)
+	}
+	out := make([]Namespace, len(ncs))
+	for i, nc := range ncs {
+		out[i] = Namespace{Name: nc.Namespace, Keys: nc.Live}
+	}
+	return out, nil
+}
+
+// CacheStats describes the read cache.
+type CacheStats = cache.Stats
+
+// CacheStats returns a snapshot of the read cache's size.
+func (s *Store) CacheStats() CacheStats {
+	return s.cache.Stats()
+}

@@ -1,0 +1,99 @@
+package opstate
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Durability selects what a nil error from a write promises.
+type Durability int
+
+const (
+	// DurabilityNormal makes every acknowledged write survive a crash or
+	// SIGKILL of the process (SQLite WAL mode, synchronous=NORMAL). A power
+	// loss or kernel crash may lose the last writes before it.
+	DurabilityNormal Durability = iota
+	// DurabilityFull also makes acknowledged writes survive power loss
+	// (synchronous=FULL: an fsync per commit). Writes are slower.
+	DurabilityFull
+)
+
+func (d Durability) String() string {
+	switch d {
+	case DurabilityNormal:
+		return "normal"
+	case DurabilityFull:
+		return "full"
+	}
+	return fmt.Sprintf("Durability(%d)", int(d))
+}
+
+// Defaults for zero [Options] fields.
+const (
+	DefaultCacheBytes    = 32 << 20
+	DefaultSweepInterval = time.Minute
+	DefaultBusyTimeout   = 5 * time.Second
+)
+
+// Options configures [Open]. The zero value gives the defaults that
+// [NewStore] uses; Open copies and validates it.
+type Options struct {
+	// CacheBytes bounds the memory of the read cache: keys, values and
+	// per-entry overhead of all namespaces together, negative entries
+	// included. Zero means DefaultCacheBytes (32 MiB); a negative value
+	// disables the cache, so that every Get reads SQLite.
+	CacheBytes int64
+
+	// SweepInterval is how often the background sweeper runs
+	// [Store.DeleteExpired]. The first sweep runs one interval after Open.
+	// Zero means DefaultSweepInterval (one minute); a negative value
+	// disables the background sweeper (expired keys are still never
+	// served, and DeleteExpired can be called by hand).
+	SweepInterval time.Duration
+
+	// Durability is what a nil error from a write promises; default
+	// DurabilityNormal.
+	Durability Durability
+
+	// BusyTimeout is how long a write waits for another process holding the
+	// database's write lock before failing with [ErrBusy]. Zero means
+	// DefaultBusyTimeout (5s).
+	BusyTimeout time.Duration
+
+	// Clock returns the current time; default time.Now. Expiry is computed
+	// and checked with it, which lets tests move time without sleeping.
+	Clock func() time.Time
+
+	// Logger receives what the background sweeper cannot return to a
+	// caller: failed sweeps, at level Warn, and counts, at Debug. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with its zero fields filled, or an error for a
+// value that cannot be honoured.
+func (o Options) withDefaults() (Options, error) {
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.BusyTimeout < 0 {
+		return o, fmt.Errorf("%w: negative BusyTimeout %v", ErrInvalidOption, o.BusyTimeout)
+	}
+	if o.Durability != DurabilityNormal && o.Durability != DurabilityFull {
+		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Durability)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}

@@ -1,0 +1,41 @@
+// Package persist is the durable layer of opstate: one SQLite table,
+// operational_state, reached through modernc.org/sqlite (pure Go, no cgo).
+//
+// # Schema
+//
+//	CREATE TABLE operational_state (
+//	    namespace  TEXT NOT NULL,
+//	    key        TEXT NOT NULL,
+//	    value      TEXT NOT NULL,
+//	    updated_at TEXT NOT NULL,
+//	    expires_at TEXT,            -- NULL: never expires
+//	    PRIMARY KEY (namespace, key)
+//	);
+//	CREATE INDEX operational_state_expiry ON operational_state (expires_at)
+//	    WHERE expires_at IS NOT NULL;
+//
+// Timestamps are UTC text in the fixed-width form
+// 2006-01-02T15:04:05.000Z, which is what SQLite's
+// strftime('%Y-%m-%dT%H:%M:%fZ') writes, so they sort as they compare and an
+// operator can write them with the sqlite3 shell. Reads also accept the
+// second-precision RFC 3339 form of earlier versions and SQLite's
+// "2006-01-02 15:04:05".
+//
+// # Migrations
+//
+// PRAGMA user_version records the schema version. [Open] brings older files
+// forward in one transaction per step: a file of the first, SQLite-only
+// opstate (version 0, with or without expires_at) gains the expires_at
+// column, its timestamps are rewritten to millisecond form, and the expiry
+// index is added. Running a migration again changes nothing; a file from a
+// newer version is refused with [ErrSchemaVersion].
+//
+// # Writes
+//
+// All writes go through one connection, in transactions opened with
+// [DB.Begin] (BEGIN IMMEDIATE), and are durable once [Tx.Commit] returns
+// nil: the database runs in WAL mode, so a committed transaction survives
+// the process being killed; with [SyncFull] it also survives power loss.
+// Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
+// connections and never wait for a writer.
+package persist

@@ -1,0 +1,111 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings a database at user_version i to version i+1. Each
+// runs in its own transaction together with the version bump, and must be
+// correct on every file that can be at version i.
+var migrations = []func(ctx context.Context, c *sql.Conn) error{
+	migrateV1,
+}
+
+// SchemaVersion is the user_version of a fully migrated database.
+var SchemaVersion = len(migrations)
+
+// migrate runs the migrations the database on c lacks.
+func migrate(ctx context.Context, c *sql.Conn) error {
+	for {
+		done, err := migrateStep(ctx, c)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateStep runs the next migration, if any, and reports whether the
+// schema was already current. It reads the version inside the transaction,
+// so two processes opening one old file migrate it once.
+func migrateStep(ctx context.Context, c *sql.Conn) (done bool, err error) {
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			c.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	var v int
+	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return false, err
+	}
+	switch {
+	case v > len(migrations):
+		return false, fmt.Errorf("%w: file has version %d, this opstate knows up to %d", ErrSchemaVersion, v, len(migrations))
+	case v == len(migrations):
+		_, err := c.ExecContext(ctx, "COMMIT")
+		return true, err
+	}
+	if err := migrations[v](ctx, c); err != nil {
+		return false, fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return false, err
+	}
+	_, err = c.ExecContext(ctx, "COMMIT")
+	return false, err
+}
+
+// migrateV1 creates the table, or completes one written by the SQLite-only
+// opstate: adds expires_at when missing, rewrites second-precision
+// timestamps in millisecond form (so that text order is time order), and
+// indexes expires_at for the sweeper.
+func migrateV1(ctx context.Context, c *sql.Conn) error {
+	var tables int
+	if err := c.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'operational_state'`).Scan(&tables); err != nil {
+		return err
+	}
+	if tables == 0 {
+		_, err := c.ExecContext(ctx, `CREATE TABLE operational_state (
+			namespace  TEXT NOT NULL,
+			key        TEXT NOT NULL,
+			value      TEXT NOT NULL,
+			updated_at TEXT NOT NULL,
+			expires_at TEXT,
+			PRIMARY KEY (namespace, key)
+		)`)
+		if err != nil {
+			return err
+		}
+	} else {
+		var cols int
+		if err := c.QueryRowContext(ctx,
+			`SELECT count(*) FROM pragma_table_info('operational_state') WHERE name = 'expires_at'`).Scan(&cols); err != nil {
+			return err
+		}
+		if cols == 0 {
+			if _, err := c.ExecContext(ctx, `ALTER TABLE operational_state ADD COLUMN expires_at TEXT`); err != nil {
+				return err
+			}
+		}
+		for _, col := range []string{"expires_at", "updated_at"} {
+			// Only values SQLite can read as a time are rewritten; anything
+			// else is left as it is.
+			q := fmt.Sprintf(`UPDATE operational_state
+				SET %[1]s = strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s)
+				WHERE %[1]s IS NOT NULL
+				AND strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s) IS NOT NULL
+				AND %[1]s <> strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s)`, col)
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := c.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS operational_state_expiry
+		ON operational_state (expires_at) WHERE expires_at IS NOT NULL`)
+	return err
+}

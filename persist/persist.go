@@ -1,0 +1,431 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+// Errors returned by this package, matchable with errors.Is. The opstate
+// package exports the same values.
+var (
+	ErrNotDatabase   = errors.New("opstate: not an SQLite database")
+	ErrCorrupt       = errors.New("opstate: database file is corrupt")
+	ErrBusy          = errors.New("opstate: database is locked by another connection")
+	ErrDiskFull      = errors.New("opstate: disk full")
+	ErrIO            = errors.New("opstate: disk I/O error")
+	ErrSchemaVersion = errors.New("opstate: database schema is newer than this version of opstate")
+)
+
+// Sync selects SQLite's synchronous setting for the write connection.
+type Sync int
+
+const (
+	// SyncNormal (synchronous=NORMAL in WAL mode) makes a commit survive a
+	// crash of the process; a power loss may roll back the last commits.
+	SyncNormal Sync = iota
+	// SyncFull (synchronous=FULL) also makes a commit survive power loss, at
+	// the price of an fsync per commit.
+	SyncFull
+)
+
+// Options configures [Open]. The zero value is valid.
+type Options struct {
+	// Sync is the durability of commits; default SyncNormal.
+	Sync Sync
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// connection before failing with ErrBusy; default 5s.
+	BusyTimeout time.Duration
+	// Readers is the number of read connections; default 4.
+	Readers int
+}
+
+// timeLayout is the fixed-width form of every timestamp opstate writes.
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+// sqliteMagic opens every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+// DB is an open database. Its methods are safe for concurrent use, except
+// that only one [Tx] may be open at a time.
+type DB struct {
+	path string
+	pool *sql.DB
+	w    *sql.Conn // the one connection that writes
+
+	get, list, namespaces *sql.Stmt // prepared on pool
+	upsert, del, delNS    *sql.Stmt // prepared on w
+	sweep                 *sql.Stmt // prepared on w
+}
+
+// Open opens the database at path, creating it with mode 0600 when it does
+// not exist, and migrates its schema. It fails, leaving the file untouched,
+// when path names a directory, lies in a missing directory, or is a file
+// that is not an SQLite database.
+func Open(path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("opstate: empty database path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	if err := prepareFile(abs); err != nil {
+		return nil, err
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = 4
+	}
+	sync := "NORMAL"
+	if opts.Sync == SyncFull {
+		sync = "FULL"
+	}
+	q := url.Values{}
+	q.Set("mode", "rw") // the file exists; SQLite must never create it with its own mode
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
+
+	pool, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	pool.SetMaxOpenConns(opts.Readers + 1)
+	pool.SetMaxIdleConns(opts.Readers + 1)
+	pool.SetConnMaxIdleTime(0)
+	pool.SetConnMaxLifetime(0)
+
+	db := &DB{path: abs, pool: pool}
+	if err := db.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opstate: open %s: %w", path, Classify(err))
+	}
+	return db, nil
+}
+
+// prepareFile checks what is at path and creates an empty file with mode
+// 0600 when nothing is. It never writes to an existing file.
+func prepareFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("opstate: open %s: is a directory: %w", path, ErrNotDatabase)
+	}
+	if fi.Size() == 0 {
+		return nil // an empty file is an empty database
+	}
+	f, err = os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	defer f.Close()
+	head := make([]byte, 100) // the database header
+	if _, err := io.ReadFull(f, head); err != nil || string(head[:len(sqliteMagic)]) != sqliteMagic {
+		return fmt.Errorf("opstate: open %s: %w", path, ErrNotDatabase)
+	}
+	return nil
+}
+
+func (db *DB) init() error {
+	ctx := context.Background()
+	w, err := db.pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	db.w = w
+	if err := migrate(ctx, w); err != nil {
+		return err
+	}
+	prep := func(dst **sql.Stmt, p interface {
+		PrepareContext(context.Context, string) (*sql.Stmt, error)
+	}, query string) {
+		if err != nil {
+			return
+		}
+		*dst, err = p.PrepareContext(ctx, query)
+	}
+	prep(&db.get, db.pool, `SELECT value, expires_at FROM operational_state WHERE namespace = ? AND key = ?`)
+	prep(&db.list, db.pool, `SELECT key, value, expires_at FROM operational_state WHERE namespace = ? ORDER BY key`)
+	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
+		WHERE expires_at IS NULL OR expires_at > ? GROUP BY namespace ORDER BY namespace`)
+	prep(&db.upsert, w, `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (namespace, key) DO UPDATE SET
+		value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`)
+	prep(&db.del, w, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
+	prep(&db.delNS, w, `DELETE FROM operational_state WHERE namespace = ?`)
+	prep(&db.sweep, w, `DELETE FROM operational_state WHERE rowid IN (
+		SELECT rowid FROM operational_state WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)
+		RETURNING namespace, key`)
+	return err
+}
+
+// Close closes every connection. It is safe to call on a partly opened DB.
+func (db *DB) Close() error {
+	for _, st := range []*sql.Stmt{db.get, db.list, db.namespaces, db.upsert, db.del, db.delNS, db.sweep} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	var err error
+	if db.w != nil {
+		err = db.w.Close()
+	}
+	return errors.Join(err, db.pool.Close())
+}
+
+// Path returns the absolute path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// Row is the stored state of one key.
+type Row struct {
+	Value string
+	// ExpiresAt is the absolute expiry in Unix nanoseconds, a whole number
+	// of milliseconds; 0 means never.
+	ExpiresAt int64
+}
+
+// Get returns the row of ns and key, expired or not, and whether it exists.
+func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
+	var r Row
+	var exp sql.NullString
+	err := db.get.QueryRowContext(ctx, ns, key).Scan(&r.Value, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, Classify(err)
+	}
+	r.ExpiresAt = parseExpiry(exp)
+	return r, true, nil
+}
+
+// List returns every row of ns whose expiry is after now (Unix
+// nanoseconds), keyed by key.
+func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	rows, err := db.list.QueryContext(ctx, ns)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	defer rows.Close()
+	out := make(map[string]string)
+	for rows.Next() {
+		var k, v string
+		var exp sql.NullString
+		if err := rows.Scan(&k, &v, &exp); err != nil {
+			return nil, Classify(err)
+		}
+		if e := parseExpiry(exp); e != 0 && e <= now {
+			continue
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Classify(err)
+	}
+	return out, nil
+}
+
+// NamespaceCount is a namespace and its number of live keys.
+type NamespaceCount struct {
+	Namespace string
+	Live      int
+}
+
+// Namespaces returns every namespace with live keys at now (Unix
+// nanoseconds), sorted by name.
+func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
+	rows, err := db.namespaces.QueryContext(ctx, FormatTime(now))
+	if err != nil {
+		return nil, Classify(err)
+	}
+	defer rows.Close()
+	var out []NamespaceCount
+	for rows.Next() {
+		var nc NamespaceCount
+		if err := rows.Scan(&nc.Namespace, &nc.Live); err != nil {
+			return nil, Classify(err)
+		}
+		out = append(out, nc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Classify(err)
+	}
+	return out, nil
+}
+
+// Tx is a write transaction on the write connection.
+type Tx struct {
+	db   *DB
+	ctx  context.Context
+	done bool
+}
+
+// Begin starts a write transaction (BEGIN IMMEDIATE). The caller must end
+// it with Commit or Rollback before beginning another.
+func (db *DB) Begin(ctx context.Context) (*Tx, error) {
+	if _, err := db.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return nil, Classify(err)
+	}
+	return &Tx{db: db, ctx: ctx}, nil
+}
+
+// Put upserts ns/key with value, updated_at = now and the given expiry
+// (Unix nanoseconds, 0 for none).
+func (tx *Tx) Put(ns, key, value string, now, expiresAt int64) error {
+	var exp any
+	if expiresAt != 0 {
+		exp = FormatTime(expiresAt)
+	}
+	_, err := tx.db.upsert.ExecContext(tx.ctx, ns, key, value, FormatTime(now), exp)
+	return Classify(err)
+}
+
+// Delete removes ns/key; no row matching is not an error.
+func (tx *Tx) Delete(ns, key string) error {
+	_, err := tx.db.del.ExecContext(tx.ctx, ns, key)
+	return Classify(err)
+}
+
+// DeleteNamespace removes every row of ns.
+func (tx *Tx) DeleteNamespace(ns string) error {
+	_, err := tx.db.delNS.ExecContext(tx.ctx, ns)
+	return Classify(err)
+}
+
+// Key names one row.
+type Key struct {
+	Namespace, Key string
+}
+
+// DeleteExpired removes at most limit rows whose expiry is at or before now
+// (Unix nanoseconds), earliest first, and returns their keys.
+func (tx *Tx) DeleteExpired(now int64, limit int) ([]Key, error) {
+	rows, err := tx.db.sweep.QueryContext(tx.ctx, FormatTime(now), limit)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	defer rows.Close()
+	var keys []Key
+	for rows.Next() {
+		var k Key
+		if err := rows.Scan(&k.Namespace, &k.Key); err != nil {
+			return nil, Classify(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, Classify(rows.Err())
+}
+
+// Commit commits the transaction. When it returns nil, the writes are
+// durable.
+func (tx *Tx) Commit() error {
+	if tx.done {
+		return errors.New("opstate: transaction already ended")
+	}
+	tx.done = true
+	if _, err := tx.db.w.ExecContext(context.Background(), "COMMIT"); err != nil {
+		tx.rollback()
+		return Classify(err)
+	}
+	return nil
+}
+
+// Rollback abandons the transaction. It is a no-op after Commit.
+func (tx *Tx) Rollback() {
+	if tx.done {
+		return
+	}
+	tx.done = true
+	tx.rollback()
+}
+
+func (tx *Tx) rollback() {
+	// A failed COMMIT may or may not have ended the transaction already;
+	// ROLLBACK then fails harmlessly with "no transaction is active".
+	tx.db.w.ExecContext(context.Background(), "ROLLBACK")
+}
+
+// FormatTime formats Unix nanoseconds in the stored timestamp form,
+// truncated to the millisecond.
+func FormatTime(unixNano int64) string {
+	return time.Unix(0, unixNano).UTC().Format(timeLayout)
+}
+
+// ParseTime parses a stored timestamp: the millisecond form opstate writes,
+// any RFC 3339 form, or SQLite's "2006-01-02 15:04:05[.000]" (taken as UTC).
+func ParseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Parse("2006-01-02 15:04:05.999999999", s)
+}
+
+// parseExpiry turns a stored expires_at into Unix nanoseconds. NULL, and
+// text that is no timestamp at all, mean the row never expires: a value
+// hand-edited into an unreadable expiry is kept rather than lost.
+func parseExpiry(s sql.NullString) int64 {
+	if !s.Valid {
+		return 0
+	}
+	t, err := ParseTime(s.String)
+	if err != nil {
+		return 0
+	}
+	if n := t.UnixNano(); n != 0 {
+		return n
+	}
+	return 1 // the epoch itself: expired, and distinct from "never"
+}
+
+// Classify wraps SQLite errors that callers act on with this package's
+// sentinels, keeping the original error in the chain.
+func Classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	var sentinel error
+	switch se.Code() & 0xff {
+	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+		sentinel = ErrBusy
+	case 10: // SQLITE_IOERR
+		sentinel = ErrIO
+	case 11: // SQLITE_CORRUPT
+		sentinel = ErrCorrupt
+	case 13: // SQLITE_FULL
+		sentinel = ErrDiskFull
+	case 26: // SQLITE_NOTADB
+		sentinel = ErrNotDatabase
+	default:
+		return err
+	}
+	if errors.Is(err, sentinel) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
+}
