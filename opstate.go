@@ -38,6 +38,8 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the sweeper and DeleteExpired's goroutines
 	sweeps singleflight.Group
+
+	loads atomic.Uint64 // reads that missed the cache and went to SQLite
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -149,6 +151,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 		return "", false, err
 	}
 	t := s.cache.Token(ns, key)
+	s.loads.Add(1)
 	row, found, err := s.db.Get(context.Background(), ns, key)
 	s.life.RUnlock()
 	if err != nil {

@@ -1,0 +1,72 @@
+// Package opstate is a namespaced key-value store for persistent
+// operational state: poller high-water marks, feature toggles, session
+// preferences — small data that must survive restarts.
+//
+// A [Store] keeps its data in one SQLite file (table operational_state,
+// readable and editable with the sqlite3 shell) and serves reads from
+// memory:
+//
+//	s, err := opstate.NewStore("state.db")
+//	...
+//	defer s.Close()
+//	if err := s.Set("flags", "dark_mode", "on"); err != nil { ... }
+//	v, err := s.Get("flags", "dark_mode") // "on", from memory
+//
+// # Reads
+//
+// [Store.Get] looks the key up in a bounded in-memory cache (package
+// [github.com/d8da9184/opstate/cache]); a key found there costs no I/O, no
+// allocation and no exclusive lock. A miss reads SQLite once and caches the
+// answer, including the answer "absent", so a hot lookup of a toggle that is
+// not set reaches SQLite once. [Store.List] and [Store.Namespaces] always
+// read SQLite.
+//
+// # Writes
+//
+// [Store.Set], [Store.SetWithTTL], [Store.Delete] and
+// [Store.DeleteNamespace] commit to SQLite before they return, and update
+// the cache only after the commit. Writes that arrive together share one
+// transaction (group commit), and each returns only after that transaction
+// committed.
+//
+// # Expiry
+//
+// [Store.SetWithTTL] gives a key an absolute expiry, kept to the
+// millisecond. An expired key reads as missing at once; its row is deleted
+// by [Store.DeleteExpired], which a background sweeper runs every
+// [Options.SweepInterval].
+//
+// # Guarantees
+//
+//   - A write that returned nil is on disk: it survives a crash or SIGKILL
+//     of the process. With [DurabilityFull] it also survives power loss.
+//   - A write that returned an error changed nothing that a later read
+//     sees: the old value stays served.
+//   - The cache never serves a value SQLite does not hold, for writes made
+//     through this Store: once a write to a key returns, every read of
+//     that key that starts later sees it or a newer write (each key is
+//     linearizable), and two racing writes leave the cache and SQLite
+//     agreeing.
+//   - Memory is bounded: keys, values and per-entry overhead of all
+//     namespaces share one budget ([Options.CacheBytes], 32 MiB by
+//     default). Evicted keys are read from SQLite again.
+//   - Namespaces are isolated: no byte of a namespace or key is a separator
+//     or wildcard. Any Go string round-trips byte for byte.
+//   - Every method is safe for concurrent use. [Store.Close] stops every
+//     goroutine the Store started before it returns.
+//
+// # Caveats
+//
+//   - Only writes made through this Store are seen at once. Writes by other
+//     processes (another Store on the same file, the opstate command, the
+//     sqlite3 shell) reach SQLite but not this Store's cache: a key this
+//     Store has cached keeps its cached value until it is evicted or
+//     written here.
+//   - Expiry follows [Options.Clock]; a clock that jumps backwards revives
+//     keys whose rows have not been swept yet.
+//   - Values are stored as SQLite TEXT without validation; bytes that are
+//     not UTF-8 round-trip through opstate but may display oddly in tools.
+//   - A write whose commit fails in a way SQLite cannot report precisely
+//     (an I/O error during COMMIT) returns that error; the cache drops the
+//     key so that the next read returns whatever SQLite holds.
+package opstate
