@@ -2,6 +2,7 @@ package opstate
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -89,7 +90,7 @@ func (s *Store) sweepEvery(interval time.Duration) {
 		case <-t.C:
 			n, err := s.sweepShared()
 			switch {
-			case err != nil && s.ctx.Err() == nil:
+			case err != nil && !errors.Is(err, ErrClosed):
 				s.log.Warn("opstate: background sweep failed", "deleted", n, "err", err)
 			case n > 0:
 				s.log.Debug("opstate: background sweep", "deleted", n)

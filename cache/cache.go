@@ -11,15 +11,20 @@ import (
 
 // EntryOverhead is the number of bytes charged against the budget for every
 // entry on top of the length of its key and value. It approximates the heap
-// an entry really costs: the entry itself and its slot in a shard map.
-const EntryOverhead = 144
+// an entry really costs: its node and its share of the slot table
+// (BenchmarkMemoryPerEntry in the opstate package measures it).
+const EntryOverhead = 128
 
 // namespaceOverhead is charged for every namespace that holds entries, on top
 // of the length of its name: the namespace record and its place in the
 // namespace LRU.
 const namespaceOverhead = 192
 
-const numShards = 64
+// numStripes is the number of write sequences that fill tokens check.
+const numStripes = 64
+
+// minSlots is the smallest slot table.
+const minSlots = 64
 
 // Entry is what the cache holds for one key.
 type Entry struct {
@@ -38,44 +43,56 @@ type Token struct {
 	seq   uint64
 }
 
-type mapKey struct {
-	ns, key string
-}
-
-// node is an entry in a shard map and in its namespace's recency list.
+// node is one cached entry. Everything a reader looks at (hash, key, space,
+// entry) is written before the node is published in a slot and never
+// changed after: a write of a key publishes a new node.
 type node struct {
+	hash  uint64
 	key   string
-	entry Entry // written under c.mu and the shard's write lock; read under either
 	space *space
+	entry Entry
 
 	// used is set by readers without any lock and cleared by eviction
-	// under c.mu.
+	// under Cache.mu.
 	used atomic.Bool
 
-	// prev and next link the namespace's recency list, head first; guarded by
-	// c.mu.
+	// prev and next link the namespace's recency list, head first; guarded
+	// by Cache.mu and never read by readers.
 	prev, next *node
+}
+
+// tombstone fills the slot of a removed node, so that probes continue past
+// it.
+var tombstone = &node{}
+
+// table is an open-addressing hash table with linear probing. Readers load
+// slots atomically without a lock; all stores happen under Cache.mu. A
+// table is never resized in place: a new one replaces it.
+type table struct {
+	slots []atomic.Pointer[node]
+	mask  uint64
+	// guarded by Cache.mu
+	live int // slots holding nodes
+	used int // slots not nil: nodes and tombstones
+}
+
+func newTable(slots int) *table {
+	return &table{slots: make([]atomic.Pointer[node], slots), mask: uint64(slots - 1)}
 }
 
 // space is one namespace: the recency list of its entries.
 type space struct {
 	name string
-	used atomic.Bool // set by readers, cleared by eviction under c.mu
+	used atomic.Bool // set by readers, cleared by eviction under Cache.mu
 
-	// guarded by c.mu
+	// guarded by Cache.mu
 	head, tail *node
 	n          int
 }
 
-type shard struct {
-	mu sync.RWMutex // guards m
-	m  map[mapKey]*node
-
-	// seq counts writes to keys of this shard. It is incremented under mu
-	// held for writing and read without it by Token.
+type stripe struct {
 	seq atomic.Uint64
-
-	_ [64]byte // keeps neighbouring shards' locks off one cache line
+	_   [56]byte // one cache line each
 }
 
 // Cache is a namespaced, memory-bounded cache. The zero value is not usable;
@@ -83,15 +100,19 @@ type shard struct {
 type Cache struct {
 	seed   maphash.Seed
 	budget int64
-	shards [numShards]shard
 
-	// epoch counts writes that touch many keys at once (RemoveNamespace,
-	// Clear); incremented under mu, read without it by Token.
+	// tab is the current table. Readers load it once per lookup; it is
+	// replaced under mu.
+	tab atomic.Pointer[table]
+
+	// seqs count writes per stripe of keys, incremented under mu and read
+	// without it by Token; epoch counts writes that touch many keys at once
+	// (RemoveNamespace, Clear).
+	seqs  [numStripes]stripe
 	epoch atomic.Uint64
 
-	// mu serializes every change: it guards size, spaces, every space's
-	// list and every node's prev and next. It is taken before a shard lock,
-	// never after one.
+	// mu serializes every change: it guards the tables' counts and slot
+	// stores, size, spaces, and every list.
 	mu     sync.Mutex
 	size   int64
 	spaces *simplelru.LRU[string, *space] // least recently used first
@@ -108,83 +129,84 @@ func New(budget int64) *Cache {
 		panic("cache: " + err.Error())
 	}
 	c := &Cache{seed: maphash.MakeSeed(), budget: max(budget, 0), spaces: spaces}
-	for i := range c.shards {
-		c.shards[i].m = make(map[mapKey]*node)
-	}
+	c.tab.Store(newTable(minSlots))
 	return c
 }
 
-func (c *Cache) shard(ns, key string) *shard {
-	h := maphash.String(c.seed, ns)*31 + maphash.String(c.seed, key)
-	return &c.shards[h%numShards]
+func (c *Cache) hash(ns, key string) uint64 {
+	h := maphash.String(c.seed, key) ^ maphash.String(c.seed, ns)*0x9E3779B97F4A7C15
+	return h ^ h>>29
+}
+
+func (c *Cache) stripe(h uint64) *stripe {
+	return &c.seqs[h>>58%numStripes]
+}
+
+func (n *node) is(h uint64, ns, key string) bool {
+	return n.hash == h && n != tombstone && n.key == key && n.space.name == ns
 }
 
 // Get returns the entry cached for ns and key, and whether there is one.
-// It allocates nothing and takes only a shared lock.
+// It takes no lock and allocates nothing.
 func (c *Cache) Get(ns, key string) (Entry, bool) {
-	s := c.shard(ns, key)
-	s.mu.RLock()
-	n := s.m[mapKey{ns, key}]
-	var e Entry
-	if n != nil {
-		e = n.entry
+	h := c.hash(ns, key)
+	t := c.tab.Load()
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		n := t.slots[i].Load()
+		if n == nil {
+			return Entry{}, false
+		}
+		if !n.is(h, ns, key) {
+			continue
+		}
+		// Load before store: a hot entry's flag is already set, and a
+		// plain load keeps its cache line shared between cores.
+		if !n.used.Load() {
+			n.used.Store(true)
+		}
+		if sp := n.space; !sp.used.Load() {
+			sp.used.Store(true)
+		}
+		return n.entry, true
 	}
-	s.mu.RUnlock()
-	if n == nil {
-		return Entry{}, false
-	}
-	// Load before store: a hot entry's flag is already set, and a plain load
-	// keeps its cache line shared between cores.
-	if !n.used.Load() {
-		n.used.Store(true)
-	}
-	if sp := n.space; !sp.used.Load() {
-		sp.used.Store(true)
-	}
-	return e, true
 }
 
 // Token returns the current write position for ns and key. Take it before
 // reading the backing store and pass it to [Cache.Fill].
 func (c *Cache) Token(ns, key string) Token {
-	return Token{epoch: c.epoch.Load(), seq: c.shard(ns, key).seq.Load()}
+	return Token{epoch: c.epoch.Load(), seq: c.stripe(c.hash(ns, key)).seq.Load()}
 }
 
 // Fill caches e for ns and key if no write to the key (or a wholesale one)
 // happened since t was taken. It reports whether e was cached.
 func (c *Cache) Fill(ns, key string, e Entry, t Token) bool {
-	s := c.shard(ns, key)
+	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.epoch.Load() != t.epoch || s.seq.Load() != t.seq {
+	if c.epoch.Load() != t.epoch || c.stripe(h).seq.Load() != t.seq {
 		return false
 	}
-	return c.setLocked(s, ns, key, e, false)
+	return c.setLocked(h, ns, key, e)
 }
 
 // Put records a write of e for ns and key: it replaces whatever was cached.
 // A Put of an entry too large to cache removes the key instead.
 func (c *Cache) Put(ns, key string, e Entry) {
-	s := c.shard(ns, key)
+	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.setLocked(s, ns, key, e, true)
+	c.stripe(h).seq.Add(1)
+	c.setLocked(h, ns, key, e)
 }
 
 // Remove forgets ns and key, so that the next Get misses.
 func (c *Cache) Remove(ns, key string) {
-	s := c.shard(ns, key)
+	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.mu.Lock()
-	n := s.m[mapKey{ns, key}]
-	if n != nil {
-		delete(s.m, mapKey{ns, key})
-	}
-	s.seq.Add(1)
-	s.mu.Unlock()
-	if n != nil {
-		c.unlinkLocked(n)
+	c.stripe(h).seq.Add(1)
+	if i, n := c.findLocked(h, ns, key); n != nil {
+		c.dropLocked(i, n)
 	}
 }
 
@@ -200,11 +222,8 @@ func (c *Cache) RemoveNamespace(ns string) {
 	}
 	for sp.head != nil {
 		n := sp.head
-		s := c.shard(ns, n.key)
-		s.mu.Lock()
-		delete(s.m, mapKey{ns, n.key})
-		s.mu.Unlock()
-		c.unlinkLocked(n)
+		i, _ := c.findLocked(n.hash, ns, n.key)
+		c.dropLocked(i, n)
 	}
 }
 
@@ -213,12 +232,7 @@ func (c *Cache) Clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch.Add(1)
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		clear(s.m)
-		s.mu.Unlock()
-	}
+	c.tab.Store(newTable(minSlots))
 	c.spaces.Purge()
 	c.size = 0
 }
@@ -236,11 +250,13 @@ type Stats struct {
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Stats{Namespaces: c.spaces.Len(), Bytes: c.size, Budget: c.budget, Evictions: c.evictions.Load()}
-	for _, sp := range c.spaces.Values() {
-		st.Entries += sp.n
+	return Stats{
+		Entries:    c.tab.Load().live,
+		Namespaces: c.spaces.Len(),
+		Bytes:      c.size,
+		Budget:     c.budget,
+		Evictions:  c.evictions.Load(),
 	}
-	return st
 }
 
 func entryCost(key string, e Entry) int64 {
@@ -251,47 +267,112 @@ func spaceCost(ns string) int64 {
 	return int64(len(ns)) + namespaceOverhead
 }
 
-// setLocked stores e for ns and key and evicts down to the budget. write
-// says whether this records a write (which bumps the shard's sequence). It
-// reports whether e was stored.
-func (c *Cache) setLocked(s *shard, ns, key string, e Entry, write bool) bool {
-	cost := entryCost(key, e)
-	fits := cost+spaceCost(ns) <= c.budget/2
-
-	s.mu.Lock()
-	n := s.m[mapKey{ns, key}]
-	if write {
-		s.seq.Add(1)
-	}
-	if !fits {
-		if n != nil {
-			delete(s.m, mapKey{ns, key})
+// findLocked returns the slot and node of ns and key, or a nil node.
+func (c *Cache) findLocked(h uint64, ns, key string) (uint64, *node) {
+	t := c.tab.Load()
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		n := t.slots[i].Load()
+		if n == nil {
+			return 0, nil
 		}
-		s.mu.Unlock()
-		if n != nil {
-			c.unlinkLocked(n)
+		if n.is(h, ns, key) {
+			return i, n
+		}
+	}
+}
+
+// setLocked stores e for ns and key, as a new node, and evicts down to the
+// budget. It reports whether e was stored: an entry too large to share the
+// budget is not, and removes the key instead.
+func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
+	cost := entryCost(key, e)
+	i, old := c.findLocked(h, ns, key)
+	if cost+spaceCost(ns) > c.budget/2 {
+		if old != nil {
+			c.dropLocked(i, old)
 		}
 		return false
 	}
-	if n != nil {
-		old := entryCost(n.key, n.entry)
-		e.Value = cloneIfNew(e.Value, n.entry.Value)
-		n.entry = e
-		s.mu.Unlock()
-		c.size += cost - old
-		c.touchLocked(n)
-	} else {
-		sp := c.spaceLocked(ns)
-		n = &node{key: clone(key), space: sp}
-		e.Value = clone(e.Value)
-		n.entry = e
-		s.m[mapKey{sp.name, n.key}] = n
-		s.mu.Unlock()
-		c.size += cost
+	e.Value = clone(e.Value)
+	if old != nil {
+		n := &node{hash: h, key: old.key, space: old.space, entry: e}
+		c.tab.Load().slots[i].Store(n)
+		c.detachLocked(old)
 		c.pushLocked(n)
+		c.spaces.Get(n.space.name)
+		c.size += cost - entryCost(old.key, old.entry)
+	} else {
+		n := &node{hash: h, key: clone(key), space: c.spaceLocked(ns), entry: e}
+		c.insertLocked(n)
+		c.pushLocked(n)
+		c.size += cost
 	}
 	c.evictLocked()
 	return true
+}
+
+// insertLocked publishes n, whose key is not in the table, growing the
+// table first when it is half full.
+func (c *Cache) insertLocked(n *node) {
+	t := c.tab.Load()
+	if 2*(t.used+1) > len(t.slots) {
+		t = c.rebuildLocked(t.live + 1)
+	}
+	for i := n.hash & t.mask; ; i = (i + 1) & t.mask {
+		switch s := t.slots[i].Load(); s {
+		case nil:
+			t.used++
+			fallthrough
+		case tombstone:
+			t.slots[i].Store(n)
+			t.live++
+			return
+		}
+	}
+}
+
+// rebuildLocked replaces the table with one sized for live nodes at a
+// quarter load, without tombstones. Readers still probing the old table
+// see it as it was, which is a state the cache was in during their Get.
+func (c *Cache) rebuildLocked(live int) *table {
+	old := c.tab.Load()
+	size := minSlots
+	for size < 4*live {
+		size *= 2
+	}
+	t := newTable(size)
+	for i := range old.slots {
+		n := old.slots[i].Load()
+		if n == nil || n == tombstone {
+			continue
+		}
+		j := n.hash & t.mask
+		for t.slots[j].Load() != nil {
+			j = (j + 1) & t.mask
+		}
+		t.slots[j].Store(n)
+		t.live++
+		t.used++
+	}
+	c.tab.Store(t)
+	return t
+}
+
+// dropLocked removes node n, found at slot i, from the table and its
+// namespace, and the namespace when it becomes empty.
+func (c *Cache) dropLocked(i uint64, n *node) {
+	t := c.tab.Load()
+	t.slots[i].Store(tombstone)
+	t.live--
+	c.detachLocked(n)
+	c.size -= entryCost(n.key, n.entry)
+	if sp := n.space; sp.n == 0 {
+		c.spaces.Remove(sp.name)
+		c.size -= spaceCost(sp.name)
+	}
+	if t.live < len(t.slots)/16 && len(t.slots) > minSlots {
+		c.rebuildLocked(t.live)
+	}
 }
 
 // clone copies s so that the cache never pins a larger buffer the caller
@@ -301,15 +382,6 @@ func clone(s string) string {
 		return ""
 	}
 	return string([]byte(s))
-}
-
-// cloneIfNew returns old when it holds the same bytes as s, avoiding a copy
-// for a rewrite of an unchanged value.
-func cloneIfNew(s, old string) string {
-	if s == old {
-		return old
-	}
-	return clone(s)
 }
 
 // spaceLocked returns the namespace record for ns, creating it, and marks it
@@ -352,25 +424,6 @@ func (c *Cache) detachLocked(n *node) {
 	sp.n--
 }
 
-// touchLocked moves n to the front of its namespace and the namespace to the
-// front of the namespace order.
-func (c *Cache) touchLocked(n *node) {
-	c.detachLocked(n)
-	c.pushLocked(n)
-	c.spaces.Get(n.space.name)
-}
-
-// unlinkLocked drops n, already deleted from its shard map, from its
-// namespace, and the namespace when it becomes empty.
-func (c *Cache) unlinkLocked(n *node) {
-	c.detachLocked(n)
-	c.size -= entryCost(n.key, n.entry)
-	if sp := n.space; sp.n == 0 {
-		c.spaces.Remove(sp.name)
-		c.size -= spaceCost(sp.name)
-	}
-}
-
 // evictLocked drops entries until the accounted size fits the budget: from
 // the least recently used namespace, its least recently used entries, giving
 // each namespace and entry used since it was last considered a second chance.
@@ -393,11 +446,8 @@ func (c *Cache) evictLocked() {
 				c.pushLocked(n)
 				continue
 			}
-			s := c.shard(sp.name, n.key)
-			s.mu.Lock()
-			delete(s.m, mapKey{sp.name, n.key})
-			s.mu.Unlock()
-			c.unlinkLocked(n)
+			i, _ := c.findLocked(n.hash, sp.name, n.key)
+			c.dropLocked(i, n)
 			c.evictions.Add(1)
 		}
 	}

@@ -11,23 +11,25 @@
 //	    expires_at TEXT,            -- NULL: never expires
 //	    PRIMARY KEY (namespace, key)
 //	);
-//	CREATE INDEX operational_state_expiry ON operational_state (expires_at)
+//	CREATE INDEX operational_state_expiry
+//	    ON operational_state (julianday(expires_at))
 //	    WHERE expires_at IS NOT NULL;
 //
-// Timestamps are UTC text in the fixed-width form
+// opstate writes timestamps as UTC text in the form
 // 2006-01-02T15:04:05.000Z, which is what SQLite's
-// strftime('%Y-%m-%dT%H:%M:%fZ') writes, so they sort as they compare and an
-// operator can write them with the sqlite3 shell. Reads also accept the
-// second-precision RFC 3339 form of earlier versions and SQLite's
-// "2006-01-02 15:04:05".
+// strftime('%Y-%m-%dT%H:%M:%fZ') writes. What an expires_at means is decided
+// by SQLite's julianday() in every query — reads, listing and the sweep —
+// so any form SQLite reads works the same everywhere (the second-precision
+// RFC 3339 of earlier versions, "2006-01-02 15:04:05", offsets such as
+// +02:00), with millisecond precision; text that is no time at all never
+// expires.
 //
 // # Migrations
 //
 // PRAGMA user_version records the schema version. [Open] brings older files
 // forward in one transaction per step: a file of the first, SQLite-only
 // opstate (version 0, with or without expires_at) gains the expires_at
-// column, its timestamps are rewritten to millisecond form, and the expiry
-// index is added. Running a migration again changes nothing; a file from a
+// column and the expiry index; its rows are kept as they are. Running a migration again changes nothing; a file from a
 // newer version is refused with [ErrSchemaVersion].
 //
 // # Writes

@@ -60,9 +60,9 @@ func migrateStep(ctx context.Context, c *sql.Conn) (done bool, err error) {
 }
 
 // migrateV1 creates the table, or completes one written by the SQLite-only
-// opstate: adds expires_at when missing, rewrites second-precision
-// timestamps in millisecond form (so that text order is time order), and
-// indexes expires_at for the sweeper.
+// opstate: adds expires_at when missing and indexes the expiry for the
+// sweeper. Existing rows and their timestamps are left as they are: SQLite
+// reads their second-precision form as it reads the millisecond form.
 func migrateV1(ctx context.Context, c *sql.Conn) error {
 	var tables int
 	if err := c.QueryRowContext(ctx,
@@ -92,20 +92,8 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 				return err
 			}
 		}
-		for _, col := range []string{"expires_at", "updated_at"} {
-			// Only values SQLite can read as a time are rewritten; anything
-			// else is left as it is.
-			q := fmt.Sprintf(`UPDATE operational_state
-				SET %[1]s = strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s)
-				WHERE %[1]s IS NOT NULL
-				AND strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s) IS NOT NULL
-				AND %[1]s <> strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %[1]s)`, col)
-			if _, err := c.ExecContext(ctx, q); err != nil {
-				return err
-			}
-		}
 	}
 	_, err := c.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS operational_state_expiry
-		ON operational_state (expires_at) WHERE expires_at IS NOT NULL`)
+		ON operational_state (julianday(expires_at)) WHERE expires_at IS NOT NULL`)
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -50,6 +51,12 @@ type Options struct {
 
 // timeLayout is the fixed-width form of every timestamp opstate writes.
 const timeLayout = "2006-01-02T15:04:05.000Z"
+
+// expiryMillis is expires_at as Unix milliseconds, or NULL for no expiry.
+// SQLite's date functions are the one judge of what a stored timestamp
+// means, in reads and in the sweep alike, so that every time format SQLite
+// reads works and text that is no time at all (NULL here) never expires.
+const expiryMillis = `CAST(round((julianday(expires_at) - 2440587.5) * 86400000) AS INTEGER)`
 
 // sqliteMagic opens every SQLite database file.
 const sqliteMagic = "SQLite format 3\x00"
@@ -165,10 +172,11 @@ func (db *DB) init() error {
 		}
 		*dst, err = p.PrepareContext(ctx, query)
 	}
-	prep(&db.get, db.pool, `SELECT value, expires_at FROM operational_state WHERE namespace = ? AND key = ?`)
-	prep(&db.list, db.pool, `SELECT key, value, expires_at FROM operational_state WHERE namespace = ? ORDER BY key`)
+	prep(&db.get, db.pool, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = ? AND key = ?`)
+	prep(&db.list, db.pool, `SELECT key, value, `+expiryMillis+` FROM operational_state WHERE namespace = ? ORDER BY key`)
 	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
-		WHERE expires_at IS NULL OR expires_at > ? GROUP BY namespace ORDER BY namespace`)
+		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
+		GROUP BY namespace ORDER BY namespace`)
 	prep(&db.upsert, w, `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
 		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (namespace, key) DO UPDATE SET
@@ -176,7 +184,9 @@ func (db *DB) init() error {
 	prep(&db.del, w, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
 	prep(&db.delNS, w, `DELETE FROM operational_state WHERE namespace = ?`)
 	prep(&db.sweep, w, `DELETE FROM operational_state WHERE rowid IN (
-		SELECT rowid FROM operational_state WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)
+		SELECT rowid FROM operational_state
+		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
+		ORDER BY julianday(expires_at) LIMIT ?)
 		RETURNING namespace, key`)
 	return err
 }
@@ -209,7 +219,7 @@ type Row struct {
 // Get returns the row of ns and key, expired or not, and whether it exists.
 func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 	var r Row
-	var exp sql.NullString
+	var exp sql.NullInt64
 	err := db.get.QueryRowContext(ctx, ns, key).Scan(&r.Value, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, false, nil
@@ -232,7 +242,7 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 	out := make(map[string]string)
 	for rows.Next() {
 		var k, v string
-		var exp sql.NullString
+		var exp sql.NullInt64
 		if err := rows.Scan(&k, &v, &exp); err != nil {
 			return nil, Classify(err)
 		}
@@ -373,30 +383,22 @@ func FormatTime(unixNano int64) string {
 	return time.Unix(0, unixNano).UTC().Format(timeLayout)
 }
 
-// ParseTime parses a stored timestamp: the millisecond form opstate writes,
-// any RFC 3339 form, or SQLite's "2006-01-02 15:04:05[.000]" (taken as UTC).
-func ParseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	return time.Parse("2006-01-02 15:04:05.999999999", s)
-}
-
-// parseExpiry turns a stored expires_at into Unix nanoseconds. NULL, and
-// text that is no timestamp at all, mean the row never expires: a value
-// hand-edited into an unreadable expiry is kept rather than lost.
-func parseExpiry(s sql.NullString) int64 {
-	if !s.Valid {
+// parseExpiry turns expiryMillis into Unix nanoseconds, 0 for none.
+func parseExpiry(ms sql.NullInt64) int64 {
+	if !ms.Valid {
 		return 0
 	}
-	t, err := ParseTime(s.String)
-	if err != nil {
-		return 0
+	const lo, hi = math.MinInt64 / int64(time.Millisecond), math.MaxInt64 / int64(time.Millisecond)
+	switch n := ms.Int64; {
+	case n == 0:
+		return 1 // the epoch itself: expired, and distinct from "never"
+	case n < lo:
+		return 1
+	case n > hi:
+		return math.MaxInt64
+	default:
+		return n * int64(time.Millisecond)
 	}
-	if n := t.UnixNano(); n != 0 {
-		return n
-	}
-	return 1 // the epoch itself: expired, and distinct from "never"
 }
 
 // Classify wraps SQLite errors that callers act on with this package's

@@ -1,0 +1,339 @@
+package opstate_test
+
+// Benchmarks of the Store alone. The comparison with other stores, in one
+// run, is the separate module in bench/.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+const benchKeys = 10_000
+
+func benchKey(i int) string { return fmt.Sprintf("key-%05d", i%benchKeys) }
+
+// benchValue returns a 32-byte value.
+func benchValue(i int) string { return fmt.Sprintf("value-%025d", i) }
+
+// warmStore opens a store holding benchKeys keys in namespace "flags", each
+// read once so that it is cached.
+func warmStore(b *testing.B, opts opstate.Options) *opstate.Store {
+	b.Helper()
+	s := mustOpen(b, dbPath(b), opts)
+	for i := range benchKeys {
+		mustSet(b, s, "flags", benchKey(i), benchValue(i))
+		if _, err := s.Get("flags", benchKey(i)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Get("flags", "missing-"+benchKey(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+// benchOrder is a fixed pseudo-random permutation of the key indexes.
+var benchOrder = func() []string {
+	keys := make([]string, benchKeys)
+	x := uint32(2463534242)
+	for i := range keys {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		keys[i] = benchKey(int(x))
+	}
+	return keys
+}()
+
+var benchAbsent = func() []string {
+	keys := make([]string, len(benchOrder))
+	for i, k := range benchOrder {
+		keys[i] = "missing-" + k
+	}
+	return keys
+}()
+
+func BenchmarkGet(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		keys []string
+	}{{"hit", benchOrder}, {"absent", benchAbsent}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := warmStore(b, opstate.Options{})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := s.Get("flags", c.keys[i%len(c.keys)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"-parallel", func(b *testing.B) {
+			s := warmStore(b, opstate.Options{})
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := s.Get("flags", c.keys[i%len(c.keys)]); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkSet(b *testing.B) {
+	for _, d := range []opstate.Durability{opstate.DurabilityNormal, opstate.DurabilityFull} {
+		b.Run(d.String(), func(b *testing.B) {
+			s := warmStore(b, opstate.Options{Durability: d})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if err := s.Set("flags", benchOrder[i%benchKeys], benchValue(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// 8 goroutines on 2 cores: SetParallelism(4) × GOMAXPROCS.
+		b.Run(d.String()+"-8goroutines", func(b *testing.B) {
+			s := warmStore(b, opstate.Options{Durability: d})
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			var next sync.Mutex
+			g := 0
+			b.RunParallel(func(pb *testing.PB) {
+				next.Lock()
+				g++
+				base := g * 1000
+				next.Unlock()
+				i := 0
+				for pb.Next() {
+					if err := s.Set("flags", benchKey(base+i%1000), benchValue(i)); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSetDuringSweep measures the latency of Sets while DeleteExpired
+// deletes 200,000 expired rows, against Sets with no sweep running, and
+// reports both p99s in µs and their ratio.
+func BenchmarkSetDuringSweep(b *testing.B) {
+	const expired = 200_000
+	clk := newClock()
+	path := dbPath(b)
+	s := mustOpen(b, path, opstate.Options{Clock: clk.Now})
+	fillExpired(b, path, expired, clk.Now())
+
+	measure := func(d time.Duration) []time.Duration {
+		var lat []time.Duration
+		for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+			t0 := time.Now()
+			if err := s.Set("live", benchKey(i), benchValue(i)); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		return lat
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		quiet := measure(time.Second)
+
+		done := make(chan struct{})
+		var swept int64
+		var sweepTime time.Duration
+		go func() {
+			defer close(done)
+			t0 := time.Now()
+			n, err := s.DeleteExpired(context.Background())
+			sweepTime = time.Since(t0)
+			if err != nil {
+				b.Error(err)
+			}
+			swept = n
+		}()
+		var busy []time.Duration
+	loop:
+		for {
+			select {
+			case <-done:
+				break loop
+			default:
+				busy = append(busy, measure(10*time.Millisecond)...)
+			}
+		}
+		if swept != expired {
+			b.Fatalf("DeleteExpired = %d; want %d", swept, expired)
+		}
+		q, w := p99(quiet), p99(busy)
+		b.ReportMetric(float64(q.Microseconds()), "p99-quiet-µs")
+		b.ReportMetric(float64(w.Microseconds()), "p99-sweep-µs")
+		b.ReportMetric(float64(w)/float64(q), "p99-ratio")
+		b.ReportMetric(float64(len(busy)), "sets-during-sweep")
+		b.ReportMetric(sweepTime.Seconds()*1000, "sweep-ms")
+
+		b.StopTimer()
+		fillExpired(b, path, expired, clk.Now())
+		b.StartTimer()
+	}
+}
+
+func p99(lat []time.Duration) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	lat = slices.Clone(lat)
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
+}
+
+// fillExpired inserts n rows that expired before now, straight into the
+// file, in one transaction.
+func fillExpired(b *testing.B, path string, n int, now time.Time) {
+	b.Helper()
+	db := sqlDB(b, path)
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.Prepare(`INSERT OR REPLACE INTO operational_state VALUES ('old', ?, 'v', ?, ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	past := now.Add(-time.Hour).UTC().Format("2006-01-02T15:04:05.000Z")
+	for i := range n {
+		if _, err := st.Exec(fmt.Sprint("k", i), past, past); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+}
+
+// BenchmarkOpenLarge opens a file of 1,000,000 rows and reads one key,
+// reporting the time of each.
+func BenchmarkOpenLarge(b *testing.B) {
+	const rows = 1_000_000
+	path := filepath.Join(b.TempDir(), "large.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := mustOpen(b, path, opstate.Options{})
+	s.Close()
+	tx, _ := db.Begin()
+	st, err := tx.Prepare(`INSERT INTO operational_state VALUES (?, ?, ?, '2026-03-07T10:00:00.000Z', NULL)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range rows {
+		if _, err := st.Exec(fmt.Sprint("ns", i%1000), fmt.Sprint("key", i), benchValue(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+
+	var open, first time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		v, err := s.Get("ns777", "key777777")
+		t2 := time.Now()
+		if err != nil || v != benchValue(777777) {
+			b.Fatalf("Get = %q, %v", v, err)
+		}
+		open += t1.Sub(t0)
+		first += t2.Sub(t1)
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(open.Microseconds())/1000/float64(b.N), "open-ms")
+	b.ReportMetric(float64(first.Microseconds())/float64(b.N), "first-get-µs")
+}
+
+// BenchmarkMemoryPerEntry caches entries and reports the heap they take
+// beyond their key and value bytes.
+func BenchmarkMemoryPerEntry(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		b.StopTimer()
+		path := dbPath(b)
+		s := mustOpen(b, path, opstate.Options{CacheBytes: 1 << 30})
+		keys := make([]string, n)
+		vals := make([]string, n)
+		for i := range n {
+			keys[i] = fmt.Sprintf("key-%07d", i)
+			vals[i] = benchValue(i)
+		}
+		var payload int
+		for i := range n {
+			payload += len(keys[i]) + len(vals[i])
+		}
+		b.StartTimer()
+		before := heapInUse()
+		// Writes in batches through many goroutines would be faster; one
+		// transaction per Set keeps the measurement simple.
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := g; i < n; i += 8 {
+					if err := s.Set("flags", keys[i], vals[i]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		after := heapInUse()
+		if st := s.CacheStats(); st.Entries != n {
+			b.Fatalf("cache holds %d entries; want %d", st.Entries, n)
+		}
+		b.ReportMetric(float64(int64(after-before)-int64(payload))/n, "heap-B/entry")
+		runtime.KeepAlive(keys)
+		runtime.KeepAlive(vals)
+		b.StopTimer()
+		s.Close()
+		os.Remove(path)
+		b.StartTimer()
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}

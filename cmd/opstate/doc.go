@@ -1,0 +1,83 @@
+// Command opstate reads and edits an opstate database from the shell.
+//
+// Usage:
+//
+//	opstate [-db PATH] VERB [ARGS]
+//
+// The database is the file PATH, ./opstate.db by default (relative to the
+// working directory), and is created, mode 0600, when it does not exist.
+// Each run opens it with no background sweeper, does one thing and closes
+// it.
+//
+// # Verbs
+//
+//	get NS KEY
+//	    Print the value of KEY in namespace NS, then a newline. A missing or
+//	    expired key prints nothing (on either stream) and exits 1. An empty
+//	    value prints just the newline and exits 0.
+//	set [-ttl DURATION] NS KEY VALUE
+//	    Store VALUE under KEY, replacing any value and any expiry. With -ttl
+//	    the key expires after DURATION (a positive time.ParseDuration string
+//	    such as 90s or 36h; kept to the millisecond). A VALUE of "-" reads
+//	    the value from standard input, byte for byte: a trailing newline, NUL
+//	    bytes and invalid UTF-8 are all stored as read. (So the one-character
+//	    value "-" itself is set with: printf %s - | opstate set NS KEY -.)
+//	del NS KEY
+//	    Delete KEY. Deleting a missing key is not an error.
+//	drop NS
+//	    Delete every key of NS. Dropping an empty namespace is not an error.
+//	list [-json] NS
+//	    Print the live keys of NS, one KEY<TAB>VALUE line each, sorted by
+//	    key in byte order. With -json, print one JSON object mapping key to
+//	    value on a single line instead, {} when NS holds no live key.
+//	ns
+//	    Print one NAMESPACE<TAB>COUNT line for each namespace that holds live
+//	    keys, sorted by name, COUNT being its number of live keys.
+//	sweep
+//	    Delete the expired keys of every namespace and print how many.
+//	help
+//	    Print the usage on standard output.
+//
+// Verb flags go between the verb and its arguments. A namespace or key that
+// begins with "-" follows "--": opstate get -- -ns key.
+//
+// # Output format
+//
+// The text output of list and ns is line-oriented and unambiguous: a key,
+// value or namespace is printed as it is when it is valid UTF-8, holds only
+// printable characters (strconv.IsPrint: letters, marks, numbers,
+// punctuation, symbols and the ASCII space) and does not begin with a double
+// quote. Any other one (holding a tab, a newline, a control character,
+// invalid UTF-8, or beginning with ") is printed quoted by strconv.Quote,
+// and strconv.Unquote gives back its exact bytes. An empty value prints as
+// nothing after the tab. get, in contrast, prints the value raw.
+//
+// list -json prints strings the way encoding/json does, except that <, >
+// and & are not escaped. encoding/json replaces invalid UTF-8 with U+FFFD
+// (the replacement character), so such a value is not printed exactly, and
+// two keys that differ only in invalid bytes appear as one repeated name.
+// Use the text output, or get, when the exact bytes matter.
+//
+// # Exit status
+//
+//	0  success; also for -h, -help and help, which print the usage on
+//	   standard output
+//	1  get found no live key (nothing is printed), or the command failed:
+//	   the database could not be opened (the path is a directory, lies in a
+//	   missing directory, or is not an SQLite database), standard input
+//	   could not be read, or a read or write failed; a message is printed on
+//	   standard error
+//	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
+//	   empty namespace, key or -db path, an unknown flag, or a -ttl that is
+//	   not a positive duration; a message is printed on standard error,
+//	   nothing on standard output, and the database is not opened (nor
+//	   created)
+//
+// # Examples
+//
+//	opstate set flags dark_mode on
+//	opstate get flags dark_mode                 # on
+//	opstate set -ttl 10m locks deploy alice
+//	opstate -db /var/lib/app/state.db list -json flags
+//	opstate set certs site.pem - < site.pem
+package main

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/d8da9184/opstate"
+)
+
+// defaultDB is the database path used when -db is not given.
+const defaultDB = "./opstate.db"
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1 // also: get found no live key
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs the command line args (without the program name) and returns
+// the exit status. Everything about args is checked before the database is
+// opened, so that bad usage changes nothing.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	inv, err := parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage())
+		return exitOK
+	}
+	if err != nil { // bad usage
+		fmt.Fprintf(stderr, "opstate: %v\n", err)
+		if ue := (*usageError)(nil); errors.As(err, &ue) && ue.verb != nil {
+			fmt.Fprintf(stderr, "usage: opstate [-db PATH] %s\n", ue.verb.synopsis())
+		}
+		fmt.Fprintln(stderr, "Run 'opstate -h' for help.")
+		return exitUsage
+	}
+
+	if inv.fromStdin {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "opstate: read value from standard input: %v\n", err)
+			return exitFail
+		}
+		inv.args[2] = string(b)
+	}
+
+	s, err := opstate.Open(inv.db, opstate.Options{SweepInterval: -1})
+	if err != nil {
+		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..."
+		return exitFail
+	}
+	code, err := inv.verb.exec(s, inv, stdout)
+	if cerr := s.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
+	return code
+}
+
+// invocation is a parsed and validated command line.
+type invocation struct {
+	db        string
+	verb      *verb
+	args      []string      // exactly the verb's params, none empty but VALUE
+	ttl       time.Duration // set: 0 means no expiry
+	json      bool          // list
+	fromStdin bool          // set: args[2] is to be read from standard input
+}
+
+// verb is one subcommand.
+type verb struct {
+	name   string
+	flags  string   // synopsis of the verb's flags
+	params []string // positional parameters
+	help   string
+	// define adds the verb's flags to fs, storing them in inv.
+	define func(fs *flag.FlagSet, inv *invocation)
+	// exec runs the verb on s and returns the exit status; a non-nil error
+	// means exitFail.
+	exec func(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error)
+}
+
+func (v *verb) synopsis() string {
+	return strings.Join(slices.DeleteFunc([]string{v.name, v.flags, strings.Join(v.params, " ")},
+		func(s string) bool { return s == "" }), " ")
+}
+
+// verbs lists the verbs in the order usage shows them.
+var verbs = []*verb{
+	{
+		name:   "get",
+		params: []string{"NS", "KEY"},
+		help:   "print the value of KEY and a newline; exit 1, printing nothing, if it is missing or expired",
+		exec:   execGet,
+	},
+	{
+		name:   "set",
+		flags:  "[-ttl DURATION]",
+		params: []string{"NS", "KEY", "VALUE"},
+		help: "store VALUE under KEY, expiring after DURATION (e.g. 90s, 36h) if -ttl is given;\n" +
+			"VALUE - reads the value from standard input, byte for byte",
+		define: func(fs *flag.FlagSet, inv *invocation) {
+			fs.DurationVar(&inv.ttl, "ttl", 0, "expire the key after `DURATION` (positive)")
+		},
+		exec: execSet,
+	},
+	{
+		name:   "del",
+		params: []string{"NS", "KEY"},
+		help:   "delete KEY",
+		exec:   execDel,
+	},
+	{
+		name:   "drop",
+		params: []string{"NS"},
+		help:   "delete every key of NS",
+		exec:   execDrop,
+	},
+	{
+		name:   "list",
+		flags:  "[-json]",
+		params: []string{"NS"},
+		help: "print the live keys of NS as KEY<TAB>VALUE lines sorted by key, or with -json\n" +
+			"as one JSON object ({} if none)",
+		define: func(fs *flag.FlagSet, inv *invocation) {
+			fs.BoolVar(&inv.json, "json", false, "print one JSON object")
+		},
+		exec: execList,
+	},
+	{
+		name: "ns",
+		help: "print NAMESPACE<TAB>COUNT lines, sorted, for the namespaces holding live keys",
+		exec: execNamespaces,
+	},
+	{
+		name: "sweep",
+		help: "delete the expired keys and print how many",
+		exec: execSweep,
+	},
+	{
+		name: "help",
+		help: "print this help",
+	},
+}
+
+func lookupVerb(name string) *verb {
+	for _, v := range verbs {
+		if v.name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// usage returns the help text printed by -h and help.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: opstate [-db PATH] VERB [ARGS]\n\nVerbs:\n")
+	for _, v := range verbs {
+		fmt.Fprintf(&b, "  %s\n", v.synopsis())
+		for line := range strings.SplitSeq(v.help, "\n") {
+			fmt.Fprintf(&b, "      %s\n", line)
+		}
+	}
+	b.WriteString(`
+Flags:
+  -db PATH
+      the database file, created (mode 0600) if missing (default ` + defaultDB + `)
+  -h, -help
+      print this help
+
+Verb flags go between the verb and its arguments; put "--" before a
+namespace or key that begins with "-".
+
+In the text output of list and ns, a key, value or namespace that is not
+valid UTF-8, holds a tab, newline or other non-printable character, or
+begins with a double quote is printed quoted by strconv.Quote (undo with
+strconv.Unquote); anything else is printed as is. get prints the value raw.
+list -json replaces invalid UTF-8 with U+FFFD, as encoding/json does, so
+use the text output or get when the exact bytes matter.
+
+Exit status: 0 on success and for help; 1 if get finds no live key (and
+prints nothing) or the command fails (message on standard error); 2 for
+bad usage, in which case the database is neither opened nor created.
+`)
+	return b.String()
+}
+
+// usageError is bad usage, reported with exit status 2.
+type usageError struct {
+	verb *verb // nil when the error is not about one verb
+	msg  string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(v *verb, format string, args ...any) error {
+	return &usageError{verb: v, msg: fmt.Sprintf(format, args...)}
+}
+
+// newFlagSet returns a flag set that reports errors only through Parse's
+// result: run prints them.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses and validates args. Its error is flag.ErrHelp for a request
+// for help, or else a *usageError.
+func parse(args []string) (*invocation, error) {
+	inv := &invocation{}
+	fs := newFlagSet("opstate")
+	fs.StringVar(&inv.db, "db", defaultDB, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef(nil, "%v", err)
+	}
+	if inv.db == "" {
+		return nil, usagef(nil, "empty -db path")
+	}
+	if fs.NArg() == 0 {
+		return nil, usagef(nil, "missing verb")
+	}
+	name := fs.Arg(0)
+	v := lookupVerb(name)
+	if v == nil {
+		return nil, usagef(nil, "unknown verb %q", name)
+	}
+	inv.verb = v
+
+	vfs := newFlagSet(name)
+	if v.define != nil {
+		v.define(vfs, inv)
+	}
+	if err := vfs.Parse(fs.Args()[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef(v, "%s: %v", name, err)
+	}
+	if name == "help" && vfs.NArg() == 0 {
+		return nil, flag.ErrHelp
+	}
+	inv.args = slices.Clone(vfs.Args()) // set - replaces args[2]; the caller's slice stays as it was
+	if len(inv.args) != len(v.params) {
+		return nil, usagef(v, "%s: want %d arguments, got %d", name, len(v.params), len(inv.args))
+	}
+	for i, p := range v.params {
+		if p != "VALUE" && inv.args[i] == "" {
+			return nil, usagef(v, "%s: empty %s", name, p)
+		}
+	}
+	ttlSet := false
+	vfs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
+	if ttlSet && inv.ttl <= 0 {
+		return nil, usagef(v, "%s: -ttl %v is not a positive duration", name, inv.ttl)
+	}
+	inv.fromStdin = name == "set" && inv.args[2] == "-"
+	return inv, nil
+}
+
+func execGet(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) {
+	v, ok, err := s.Lookup(inv.args[0], inv.args[1])
+	if err != nil {
+		return exitFail, err
+	}
+	if !ok {
+		return exitFail, nil
+	}
+	if _, err := io.WriteString(stdout, v+"\n"); err != nil {
+		return exitFail, fmt.Errorf("opstate: write output: %w", err)
+	}
+	return exitOK, nil
+}
+
+func execSet(s *opstate.Store, inv *invocation, _ io.Writer) (int, error) {
+	ns, key, value := inv.args[0], inv.args[1], inv.args[2]
+	var err error
+	if inv.ttl > 0 {
+		err = s.SetWithTTL(ns, key, value, inv.ttl)
+	} else {
+		err = s.Set(ns, key, value)
+	}
+	return exitOK, err
+}
+
+func execDel(s *opstate.Store, inv *invocation, _ io.Writer) (int, error) {
+	return exitOK, s.Delete(inv.args[0], inv.args[1])
+}
+
+func execDrop(s *opstate.Store, inv *invocation, _ io.Writer) (int, error) {
+	return exitOK, s.DeleteNamespace(inv.args[0])
+}
+
+func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) {
+	m, err := s.List(inv.args[0])
+	if err != nil {
+		return exitFail, err
+	}
+	w := bufio.NewWriter(stdout)
+	if inv.json {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(m); err != nil { // m is never nil: {} when empty
+			return exitFail, fmt.Errorf("opstate: encode %q: %w", inv.args[0], err)
+		}
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(w, "%s\t%s\n", field(k), field(m[k]))
+		}
+	}
+	return flush(w)
+}
+
+func execNamespaces(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
+	nss, err := s.Namespaces() // sorted by name
+	if err != nil {
+		return exitFail, err
+	}
+	w := bufio.NewWriter(stdout)
+	for _, ns := range nss {
+		fmt.Fprintf(w, "%s\t%d\n", field(ns.Name), ns.Keys)
+	}
+	return flush(w)
+}
+
+func execSweep(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
+	n, err := s.DeleteExpired(context.Background())
+	if err != nil {
+		return exitFail, err
+	}
+	if _, err := fmt.Fprintln(stdout, n); err != nil {
+		return exitFail, fmt.Errorf("opstate: write output: %w", err)
+	}
+	return exitOK, nil
+}
+
+func flush(w *bufio.Writer) (int, error) {
+	if err := w.Flush(); err != nil {
+		return exitFail, fmt.Errorf("opstate: write output: %w", err)
+	}
+	return exitOK, nil
+}
+
+// field returns s as the text output of list and ns prints it: as it is
+// when it is valid UTF-8 of printable characters not beginning with a
+// double quote, else quoted by strconv.Quote. Every output line thus has
+// exactly one tab and reads back exactly.
+func field(s string) string {
+	if strings.HasPrefix(s, `"`) || !utf8.ValidString(s) ||
+		strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
