@@ -788,3 +788,49 @@ func TestDurabilityFull(t *testing.T) {
 	s = mustOpen(t, path, opstate.Options{})
 	wantGet(t, s, "ns", "k", "v", true)
 }
+
+// TestOperatorExpiryFormats edits expires_at by hand, in every form an
+// operator might write, and checks that reads, Namespaces and the sweep all
+// agree on what it means.
+func TestOperatorExpiryFormats(t *testing.T) {
+	cases := []struct {
+		expires string
+		live    bool
+	}{
+		{"2026-03-07 12:00:00", true},
+		{"2026-03-07T12:00:00Z", true},
+		{"2026-03-07T10:00:00.001Z", true},
+		{"2026-03-07T13:00:00+02:00", true},  // 11:00Z
+		{"2026-03-07T11:00:00+02:00", false}, // 09:00Z
+		{"2026-03-07 09:59:59.999", false},
+		{"2026-03-07T10:00:00Z", false}, // expiry is exclusive: now is past it
+		{"garbage", true},               // no time at all: never expires
+		{"1", false},                    // SQLite reads a number as a Julian day: long past
+	}
+	for _, c := range cases {
+		t.Run(c.expires, func(t *testing.T) {
+			clk := newClock() // 2026-03-07T10:00:00Z
+			path := dbPath(t)
+			s := mustOpen(t, path, opstate.Options{Clock: clk.Now, CacheBytes: -1})
+			mustSet(t, s, "ns", "k", "v")
+			if _, err := sqlDB(t, path).Exec(`UPDATE operational_state SET expires_at = ?`, c.expires); err != nil {
+				t.Fatal(err)
+			}
+			want, wantKeys, wantSwept := "", 0, int64(1)
+			if c.live {
+				want, wantKeys, wantSwept = "v", 1, 0
+			}
+			wantGet(t, s, "ns", "k", want, c.live)
+			if m, err := s.List("ns"); err != nil || len(m) != wantKeys {
+				t.Errorf("List = %v, %v; want %d keys", m, err, wantKeys)
+			}
+			if nss, err := s.Namespaces(); err != nil || len(nss) != wantKeys {
+				t.Errorf("Namespaces = %v, %v; want %d", nss, err, wantKeys)
+			}
+			if n, err := s.DeleteExpired(context.Background()); n != wantSwept || err != nil {
+				t.Errorf("DeleteExpired = %d, %v; want %d", n, err, wantSwept)
+			}
+			wantGet(t, s, "ns", "k", want, c.live)
+		})
+	}
+}
