@@ -337,3 +337,65 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkBareUpsert is the baseline for BenchmarkSet: a prepared upsert
+// through database/sql, one transaction per write, with opstate's pragmas.
+func BenchmarkBareUpsert(b *testing.B) {
+	for _, mode := range []string{"NORMAL", "FULL"} {
+		open := func(b *testing.B) *sql.Stmt {
+			path := dbPath(b)
+			mustOpen(b, path, opstate.Options{}).Close() // create the schema
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous("+mode+")")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			st, err := db.Prepare(`INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+				VALUES (?, ?, ?, ?, NULL) ON CONFLICT (namespace, key) DO UPDATE SET
+				value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range benchKeys {
+				if _, err := st.Exec("flags", benchKey(i), benchValue(i), "2026-03-07T10:00:00.000Z"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return st
+		}
+		b.Run(mode, func(b *testing.B) {
+			st := open(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+				if _, err := st.Exec("flags", benchOrder[i%benchKeys], benchValue(i), now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(mode+"-8goroutines", func(b *testing.B) {
+			st := open(b)
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			var next sync.Mutex
+			g := 0
+			b.RunParallel(func(pb *testing.PB) {
+				next.Lock()
+				g++
+				base := g * 1000
+				next.Unlock()
+				i := 0
+				for pb.Next() {
+					now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+					if _, err := st.Exec("flags", benchKey(base+i%1000), benchValue(i), now); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
