@@ -130,6 +130,9 @@ func BenchmarkSet(b *testing.B) {
 					i++
 				}
 			})
+			b.StopTimer()
+			batches, writes := s.Batches()
+			b.ReportMetric(float64(writes)/float64(batches), "writes/txn")
 		})
 	}
 }

@@ -2,3 +2,9 @@ package opstate
 
 // Loads returns how many reads missed the cache and went to SQLite.
 func (s *Store) Loads() uint64 { return s.loads.Load() }
+
+// Batches returns how many transactions the writer ran and how many writes
+// they held.
+func (s *Store) Batches() (batches, writes uint64) {
+	return s.w.batches.Load(), s.w.writes.Load()
+}

@@ -170,7 +170,7 @@ func (s *Store) Set(namespace, key, value string) error {
 	if err := checkNames(namespace, key); err != nil {
 		return err
 	}
-	return s.write(&write{kind: writePut, ns: namespace, key: key, value: value}, "set", namespace, key)
+	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value}, "set")
 }
 
 // SetWithTTL is like [Store.Set], and the key expires ttl from now: from
@@ -186,7 +186,7 @@ func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) erro
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return s.write(&write{kind: writePut, ns: namespace, key: key, value: value, expiresAt: expiry(s.now(), ttl)}, "set", namespace, key)
+	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(s.now(), ttl)}, "set")
 }
 
 // expiry returns now+ttl in Unix nanoseconds, rounded up to a whole
@@ -210,7 +210,7 @@ func (s *Store) Delete(namespace, key string) error {
 	if err := checkNames(namespace, key); err != nil {
 		return err
 	}
-	return s.write(&write{kind: writeDelete, ns: namespace, key: key}, "delete", namespace, key)
+	return s.write(persist.Write{Kind: persist.Delete, Namespace: namespace, Key: key}, "delete")
 }
 
 // DeleteNamespace removes every key of namespace. Deleting an empty or
@@ -219,25 +219,34 @@ func (s *Store) DeleteNamespace(namespace string) error {
 	if namespace == "" {
 		return ErrEmptyName
 	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.life.RUnlock()
-	if err := s.w.do(&write{kind: writeDeleteNamespace, ns: namespace}); err != nil {
-		return fmt.Errorf("opstate: delete namespace %q: %w", namespace, err)
-	}
-	return nil
+	return s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
 }
 
-func (s *Store) write(w *write, op, ns, key string) error {
+// write runs pw through the writer; op names it in errors.
+func (s *Store) write(pw persist.Write, op string) error {
+	_, err := s.writeResult(pw, op)
+	return err
+}
+
+// writeResult is write, returning the committed write as well.
+func (s *Store) writeResult(pw persist.Write, op string) (*write, error) {
 	if err := s.enter(); err != nil {
-		return err
+		return nil, err
 	}
 	defer s.life.RUnlock()
+	w := &write{Write: pw}
 	if err := s.w.do(w); err != nil {
-		return fmt.Errorf("opstate: %s %q/%q: %w", op, ns, key, err)
+		switch {
+		case pw.Key != "":
+			err = fmt.Errorf("opstate: %s %q/%q: %w", op, pw.Namespace, pw.Key, err)
+		case pw.Namespace != "":
+			err = fmt.Errorf("opstate: %s %q: %w", op, pw.Namespace, err)
+		default:
+			err = fmt.Errorf("opstate: %s: %w", op, err)
+		}
+		return nil, err
 	}
-	return nil
+	return w, nil
 }
 
 func checkNames(namespace, key string) error {

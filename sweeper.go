@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/d8da9184/opstate/persist"
 )
 
 // sweepBatch is how many expired rows one transaction of a sweep deletes.
@@ -67,12 +69,12 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 		if ctx.Err() != nil {
 			return total, ErrClosed // ctx is the Store's: it ends only at Close
 		}
-		w := &write{kind: writeSweep, limit: sweepBatch}
-		if err := s.write(w, "delete expired", "", ""); err != nil {
+		w, err := s.writeResult(persist.Write{Kind: persist.DeleteExpired, Limit: sweepBatch}, "delete expired")
+		if err != nil {
 			return total, err
 		}
-		total += int64(len(w.swept))
-		if len(w.swept) < sweepBatch {
+		total += int64(len(w.Swept))
+		if len(w.Swept) < sweepBatch {
 			return total, nil
 		}
 	}

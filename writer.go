@@ -2,8 +2,8 @@ package opstate
 
 import (
 	"context"
-	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/d8da9184/opstate/cache"
 	"github.com/d8da9184/opstate/persist"
@@ -12,38 +12,27 @@ import (
 // maxBatch bounds how many writes share one transaction.
 const maxBatch = 256
 
-type writeKind uint8
-
-const (
-	writePut writeKind = iota
-	writeDelete
-	writeDeleteNamespace
-	writeSweep
-)
-
 // write is one request to the writer.
 type write struct {
-	kind      writeKind
-	ns, key   string
-	value     string
-	expiresAt int64 // Unix nanoseconds; 0 = never
-	limit     int   // rows per sweep batch
+	persist.Write
 
-	// Results, written by the leader that commits the write before it
+	// err is written by the leader that commits the write, before it
 	// sends on next.
-	swept []persist.Key
-	err   error
+	err error
 
 	// next receives false once the write is done, or true when its
-	// goroutine is handed the lead of the next batch.
+	// goroutine is handed the lead.
 	next chan bool
 }
 
 // writer runs every write through one connection, and lets writes that
 // arrive together share a transaction (group commit). There is no writer
-// goroutine: the caller that finds nobody committing becomes the leader,
-// commits everything queued, and hands the lead to the oldest waiter, so a
-// lone writer pays for no goroutine switch.
+// goroutine: the caller that finds nobody committing becomes the leader and
+// commits everything queued, batch after batch, until the queue is empty or
+// its own write is done and it has served a few batches more; then it hands
+// the lead to the oldest waiter. A lone writer thus pays for no goroutine
+// switch, and under load the leader keeps the database busy instead of
+// waiting for a woken goroutine to be scheduled.
 //
 // Because one leader at a time commits and then applies the batch to the
 // cache, in commit order, the cache sees writes to a key in the order SQLite
@@ -57,7 +46,15 @@ type writer struct {
 	mu      sync.Mutex // guards queue and leading
 	queue   []*write
 	leading bool // a goroutine is committing; it will serve the queue
+
+	batch []*persist.Write // the leader's scratch slice
+
+	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 }
+
+// extraBatches is how many batches of others' writes a leader commits after
+// its own before handing the lead on.
+const extraBatches = 4
 
 // do performs w and returns its error once it is committed (and applied to
 // the cache) or has failed.
@@ -72,28 +69,38 @@ func (wr *writer) do(w *write) error {
 		}
 		wr.mu.Lock()
 	}
-	// We lead. Our write is at the head of the queue: either the queue was
-	// empty when we arrived, or the lead was handed to the oldest waiter.
+	// We lead; our write is in the queue, which is served in order.
 	wr.leading = true
-	n := min(len(wr.queue), maxBatch)
-	batch := make([]*write, n)
-	copy(batch, wr.queue)
-	wr.queue = wr.queue[:copy(wr.queue, wr.queue[n:])]
-	wr.mu.Unlock()
+	for done, extra := false, 0; ; {
+		n := min(len(wr.queue), maxBatch)
+		batch := make([]*write, n)
+		copy(batch, wr.queue)
+		wr.queue = wr.queue[:copy(wr.queue, wr.queue[n:])]
+		wr.mu.Unlock()
 
-	wr.commit(batch)
-	for _, o := range batch[1:] {
-		o.next <- false
-	}
+		wr.commit(batch)
+		for _, o := range batch {
+			if o == w {
+				done = true
+			} else {
+				o.next <- false
+			}
+		}
 
-	wr.mu.Lock()
-	if len(wr.queue) > 0 {
-		wr.queue[0].next <- true
-	} else {
-		wr.leading = false
+		wr.mu.Lock()
+		switch {
+		case len(wr.queue) == 0:
+			wr.leading = false
+			wr.mu.Unlock()
+			return w.err
+		case done && extra == extraBatches:
+			wr.queue[0].next <- true
+			wr.mu.Unlock()
+			return w.err
+		case done:
+			extra++
+		}
 	}
-	wr.mu.Unlock()
-	return w.err
 }
 
 // commit runs batch in one transaction and applies it to the cache. If
@@ -101,25 +108,18 @@ func (wr *writer) do(w *write) error {
 // the keys it touched are dropped from the cache, so that the next read
 // comes from SQLite, which still holds the old values.
 func (wr *writer) commit(batch []*write) {
-	ctx := context.Background()
-	now := wr.now()
-	tx, err := wr.db.Begin(ctx)
-	if err == nil {
-		for _, w := range batch {
-			if err = wr.exec(tx, w, now); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = tx.Commit()
-		} else {
-			tx.Rollback()
-		}
+	ws := wr.batch[:0]
+	for _, w := range batch {
+		ws = append(ws, &w.Write)
 	}
+	err := wr.db.Apply(context.Background(), wr.now(), ws)
+	wr.batches.Add(1)
+	wr.writes.Add(uint64(len(ws)))
+	clear(ws)
+	wr.batch = ws
 	for _, w := range batch {
 		w.err = err
 		if err != nil {
-			w.swept = nil
 			wr.invalidate(w)
 		} else {
 			wr.apply(w)
@@ -127,33 +127,17 @@ func (wr *writer) commit(batch []*write) {
 	}
 }
 
-func (wr *writer) exec(tx *persist.Tx, w *write, now int64) error {
-	switch w.kind {
-	case writePut:
-		return tx.Put(w.ns, w.key, w.value, now, w.expiresAt)
-	case writeDelete:
-		return tx.Delete(w.ns, w.key)
-	case writeDeleteNamespace:
-		return tx.DeleteNamespace(w.ns)
-	case writeSweep:
-		var err error
-		w.swept, err = tx.DeleteExpired(now, w.limit)
-		return err
-	}
-	return fmt.Errorf("opstate: unknown write kind %d", w.kind)
-}
-
 // apply records a committed write in the cache.
 func (wr *writer) apply(w *write) {
-	switch w.kind {
-	case writePut:
-		wr.cache.Put(w.ns, w.key, cache.Entry{Value: w.value, ExpiresAt: w.expiresAt})
-	case writeDelete:
-		wr.cache.Put(w.ns, w.key, cache.Entry{Absent: true})
-	case writeDeleteNamespace:
-		wr.cache.RemoveNamespace(w.ns)
-	case writeSweep:
-		for _, k := range w.swept {
+	switch w.Kind {
+	case persist.Put:
+		wr.cache.Put(w.Namespace, w.Key, cache.Entry{Value: w.Value, ExpiresAt: w.ExpiresAt})
+	case persist.Delete:
+		wr.cache.Put(w.Namespace, w.Key, cache.Entry{Absent: true})
+	case persist.DeleteNamespace:
+		wr.cache.RemoveNamespace(w.Namespace)
+	case persist.DeleteExpired:
+		for _, k := range w.Swept {
 			wr.cache.Remove(k.Namespace, k.Key)
 		}
 	}
@@ -161,10 +145,10 @@ func (wr *writer) apply(w *write) {
 
 // invalidate drops what a failed write might have touched.
 func (wr *writer) invalidate(w *write) {
-	switch w.kind {
-	case writePut, writeDelete:
-		wr.cache.Remove(w.ns, w.key)
-	case writeDeleteNamespace:
-		wr.cache.RemoveNamespace(w.ns)
+	switch w.Kind {
+	case persist.Put, persist.Delete:
+		wr.cache.Remove(w.Namespace, w.Key)
+	case persist.DeleteNamespace:
+		wr.cache.RemoveNamespace(w.Namespace)
 	}
 }

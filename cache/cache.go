@@ -294,20 +294,21 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 		return false
 	}
 	e.Value = clone(e.Value)
+	var n *node
 	if old != nil {
-		n := &node{hash: h, key: old.key, space: old.space, entry: e}
+		n = &node{hash: h, key: old.key, space: old.space, entry: e}
 		c.tab.Load().slots[i].Store(n)
 		c.detachLocked(old)
 		c.pushLocked(n)
 		c.spaces.Get(n.space.name)
 		c.size += cost - entryCost(old.key, old.entry)
 	} else {
-		n := &node{hash: h, key: clone(key), space: c.spaceLocked(ns), entry: e}
+		n = &node{hash: h, key: clone(key), space: c.spaceLocked(ns), entry: e}
 		c.insertLocked(n)
 		c.pushLocked(n)
 		c.size += cost
 	}
-	c.evictLocked()
+	c.evictLocked(n)
 	return true
 }
 
@@ -427,7 +428,9 @@ func (c *Cache) detachLocked(n *node) {
 // evictLocked drops entries until the accounted size fits the budget: from
 // the least recently used namespace, its least recently used entries, giving
 // each namespace and entry used since it was last considered a second chance.
-func (c *Cache) evictLocked() {
+// It never drops keep, the entry being stored: an entry fits in half the
+// budget, so dropping all others is always enough.
+func (c *Cache) evictLocked(keep *node) {
 	for c.size > c.budget {
 		_, sp, ok := c.spaces.GetOldest()
 		if !ok {
@@ -440,6 +443,15 @@ func (c *Cache) evictLocked() {
 		}
 		for c.size > c.budget && sp.n > 0 {
 			n := sp.tail
+			if n == keep {
+				if sp.n == 1 {
+					c.spaces.Get(sp.name) // nothing else here: try other namespaces
+					break
+				}
+				c.detachLocked(n)
+				c.pushLocked(n)
+				continue
+			}
 			if n.used.Load() {
 				n.used.Store(false)
 				c.detachLocked(n)

@@ -4,16 +4,18 @@
 //
 // # Layout
 //
-// Lookups go through 64 shards, each a map guarded by its own read-write
-// mutex, so concurrent [Cache.Get] calls take only a shared lock on one
-// shard and never contend on a global lock. Recency is kept without an
-// exclusive lock per read: a Get sets a "used" bit on the entry and on its
-// namespace, and eviction gives every used entry a second chance (the CLOCK
-// approximation of LRU). Namespaces are ordered by a
-// github.com/hashicorp/golang-lru/v2 LRU; when the budget is exceeded, the
-// least recently used namespace gives up its least recently used entries
-// first. Agents that open one namespace per conversation thus lose the
-// namespaces of finished conversations before anything hot.
+// Lookups take no lock: entries live in an open-addressing hash table of
+// atomic pointers to immutable entries. Every change happens under one
+// mutex and publishes a new entry (or a whole new table when it grows), so
+// a concurrent [Cache.Get] sees either the old or the new state, never a
+// torn one. Recency is kept without an exclusive lock per read: a Get sets
+// a "used" bit on the entry and on its namespace, and eviction gives every
+// used entry a second chance (the CLOCK approximation of LRU). Namespaces
+// are ordered by a github.com/hashicorp/golang-lru/v2 LRU; when the budget
+// is exceeded, the least recently used namespace gives up its least
+// recently used entries first. Agents that open one namespace per
+// conversation thus lose the namespaces of finished conversations before
+// anything hot.
 //
 // An entry is either a value with an optional expiry or a negative entry,
 // which records that the key is known to be absent. Both count against the
@@ -33,7 +35,7 @@
 // # Guarantees
 //
 // Every method is safe for concurrent use. Get allocates nothing and takes
-// no exclusive lock. The bytes accounted (keys, values, overhead) never
+// no lock. An entry stored by Put or Fill is never evicted by that same call. The bytes accounted (keys, values, overhead) never
 // exceed the budget after a method returns, except transiently during it.
 // Values too large to share the budget sensibly (more than half of it) are
 // not cached at all.

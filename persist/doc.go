@@ -34,9 +34,9 @@
 //
 // # Writes
 //
-// All writes go through one connection, in transactions opened with
-// [DB.Begin] (BEGIN IMMEDIATE), and are durable once [Tx.Commit] returns
-// nil: the database runs in WAL mode, so a committed transaction survives
+// All writes go through one connection, in batches given to [DB.Apply]
+// (one transaction each, BEGIN IMMEDIATE), and are durable once Apply
+// returns nil: the database runs in WAL mode, so a committed transaction survives
 // the process being killed; with [SyncFull] it also survives power loss.
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // migrations[i] brings a database at user_version i to version i+1. Each
@@ -16,8 +17,24 @@ var migrations = []func(ctx context.Context, c *sql.Conn) error{
 // SchemaVersion is the user_version of a fully migrated database.
 var SchemaVersion = len(migrations)
 
-// migrate runs the migrations the database on c lacks.
+// migrate switches the database on c to WAL mode and runs the migrations
+// it lacks. A file from a newer opstate is refused before anything is
+// written to it.
 func migrate(ctx context.Context, c *sql.Conn) error {
+	var v int
+	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w: file has version %d, this opstate knows up to %d", ErrSchemaVersion, v, len(migrations))
+	}
+	var mode string
+	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("cannot switch to WAL journal mode: still %q", mode)
+	}
 	for {
 		done, err := migrateStep(ctx, c)
 		if err != nil || done {
@@ -91,6 +108,14 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 			if _, err := c.ExecContext(ctx, `ALTER TABLE operational_state ADD COLUMN expires_at TEXT`); err != nil {
 				return err
 			}
+		}
+		// The index below cannot hold julianday('now'), which changes by
+		// the second; such an expiry is pinned to the time of migration,
+		// which is what it meant at that moment.
+		if _, err := c.ExecContext(ctx, `UPDATE operational_state
+			SET expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+			WHERE lower(expires_at) = 'now'`); err != nil {
+			return err
 		}
 	}
 	_, err := c.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS operational_state_expiry

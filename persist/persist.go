@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -69,8 +70,9 @@ type DB struct {
 	w    *sql.Conn // the one connection that writes
 
 	get, list, namespaces *sql.Stmt // prepared on pool
-	upsert, del, delNS    *sql.Stmt // prepared on w
-	sweep                 *sql.Stmt // prepared on w
+
+	wmu sync.Mutex // serializes Apply; guards wc
+	wc  *writeConn // statements prepared on w's driver connection
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -94,15 +96,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}
-	sync := "NORMAL"
+	syncMode := "NORMAL"
 	if opts.Sync == SyncFull {
-		sync = "FULL"
+		syncMode = "FULL"
 	}
 	q := url.Values{}
 	q.Set("mode", "rw") // the file exists; SQLite must never create it with its own mode
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", "synchronous("+syncMode+")")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 
 	pool, err := sql.Open("sqlite", dsn)
@@ -177,23 +178,13 @@ func (db *DB) init() error {
 	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
 		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
 		GROUP BY namespace ORDER BY namespace`)
-	prep(&db.upsert, w, `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (namespace, key) DO UPDATE SET
-		value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`)
-	prep(&db.del, w, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
-	prep(&db.delNS, w, `DELETE FROM operational_state WHERE namespace = ?`)
-	prep(&db.sweep, w, `DELETE FROM operational_state WHERE rowid IN (
-		SELECT rowid FROM operational_state
-		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
-		ORDER BY julianday(expires_at) LIMIT ?)
-		RETURNING namespace, key`)
 	return err
 }
 
 // Close closes every connection. It is safe to call on a partly opened DB.
 func (db *DB) Close() error {
-	for _, st := range []*sql.Stmt{db.get, db.list, db.namespaces, db.upsert, db.del, db.delNS, db.sweep} {
+	db.closeWriteConn()
+	for _, st := range []*sql.Stmt{db.get, db.list, db.namespaces} {
 		if st != nil {
 			st.Close()
 		}
@@ -283,98 +274,6 @@ func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, erro
 		return nil, Classify(err)
 	}
 	return out, nil
-}
-
-// Tx is a write transaction on the write connection.
-type Tx struct {
-	db   *DB
-	ctx  context.Context
-	done bool
-}
-
-// Begin starts a write transaction (BEGIN IMMEDIATE). The caller must end
-// it with Commit or Rollback before beginning another.
-func (db *DB) Begin(ctx context.Context) (*Tx, error) {
-	if _, err := db.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return nil, Classify(err)
-	}
-	return &Tx{db: db, ctx: ctx}, nil
-}
-
-// Put upserts ns/key with value, updated_at = now and the given expiry
-// (Unix nanoseconds, 0 for none).
-func (tx *Tx) Put(ns, key, value string, now, expiresAt int64) error {
-	var exp any
-	if expiresAt != 0 {
-		exp = FormatTime(expiresAt)
-	}
-	_, err := tx.db.upsert.ExecContext(tx.ctx, ns, key, value, FormatTime(now), exp)
-	return Classify(err)
-}
-
-// Delete removes ns/key; no row matching is not an error.
-func (tx *Tx) Delete(ns, key string) error {
-	_, err := tx.db.del.ExecContext(tx.ctx, ns, key)
-	return Classify(err)
-}
-
-// DeleteNamespace removes every row of ns.
-func (tx *Tx) DeleteNamespace(ns string) error {
-	_, err := tx.db.delNS.ExecContext(tx.ctx, ns)
-	return Classify(err)
-}
-
-// Key names one row.
-type Key struct {
-	Namespace, Key string
-}
-
-// DeleteExpired removes at most limit rows whose expiry is at or before now
-// (Unix nanoseconds), earliest first, and returns their keys.
-func (tx *Tx) DeleteExpired(now int64, limit int) ([]Key, error) {
-	rows, err := tx.db.sweep.QueryContext(tx.ctx, FormatTime(now), limit)
-	if err != nil {
-		return nil, Classify(err)
-	}
-	defer rows.Close()
-	var keys []Key
-	for rows.Next() {
-		var k Key
-		if err := rows.Scan(&k.Namespace, &k.Key); err != nil {
-			return nil, Classify(err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, Classify(rows.Err())
-}
-
-// Commit commits the transaction. When it returns nil, the writes are
-// durable.
-func (tx *Tx) Commit() error {
-	if tx.done {
-		return errors.New("opstate: transaction already ended")
-	}
-	tx.done = true
-	if _, err := tx.db.w.ExecContext(context.Background(), "COMMIT"); err != nil {
-		tx.rollback()
-		return Classify(err)
-	}
-	return nil
-}
-
-// Rollback abandons the transaction. It is a no-op after Commit.
-func (tx *Tx) Rollback() {
-	if tx.done {
-		return
-	}
-	tx.done = true
-	tx.rollback()
-}
-
-func (tx *Tx) rollback() {
-	// A failed COMMIT may or may not have ended the transaction already;
-	// ROLLBACK then fails harmlessly with "no transaction is active".
-	tx.db.w.ExecContext(context.Background(), "ROLLBACK")
 }
 
 // FormatTime formats Unix nanoseconds in the stored timestamp form,

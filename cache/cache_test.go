@@ -1,0 +1,904 @@
+package cache_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/d8da9184/opstate/cache"
+)
+
+// The tests use only the exported API, so that they hold for any layout of
+// the cache that keeps its documented behaviour.
+
+// Entry is cache.Entry, for brevity.
+type Entry = cache.Entry
+
+// nsKey names one cached key.
+type nsKey struct{ ns, key string }
+
+// nsOverhead is what a namespace holding entries costs on top of its name,
+// measured once through Stats; TestStats then checks that every namespace
+// costs the same.
+var nsOverhead = func() int64 {
+	c := cache.New(1 << 20)
+	c.Put("", "", Entry{})
+	return c.Stats().Bytes - cache.EntryOverhead
+}()
+
+// entryBytes and nsBytes restate the documented accounting: key and value
+// bytes plus EntryOverhead per entry, name bytes plus a fixed overhead per
+// namespace holding entries.
+func entryBytes(key string, e Entry) int64 { return int64(len(key)+len(e.Value)) + cache.EntryOverhead }
+func nsBytes(ns string) int64              { return int64(len(ns)) + nsOverhead }
+
+// recount looks up every key of universe, which must hold every key ever
+// written to c, and checks Stats against what it finds: entry and namespace
+// counts, bytes accounted, and that they fit the budget. Its lookups count
+// as reads. It returns the Stats.
+func recount(t *testing.T, c *cache.Cache, universe []nsKey) cache.Stats {
+	t.Helper()
+	got := c.Stats()
+	want := cache.Stats{Budget: got.Budget, Evictions: got.Evictions}
+	seen := make(map[nsKey]bool)
+	spaces := make(map[string]bool)
+	for _, k := range universe {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		e, ok := c.Get(k.ns, k.key)
+		if !ok {
+			continue
+		}
+		want.Entries++
+		want.Bytes += entryBytes(k.key, e)
+		if !spaces[k.ns] {
+			spaces[k.ns] = true
+			want.Namespaces++
+			want.Bytes += nsBytes(k.ns)
+		}
+	}
+	if got != want {
+		t.Errorf("Stats() = %+v; recounted %+v", got, want)
+	}
+	if got.Bytes > got.Budget {
+		t.Errorf("Stats().Bytes = %d; want <= budget %d", got.Bytes, got.Budget)
+	}
+	return got
+}
+
+// checkGet reports a Get of ns/key that does not return want (nil: a miss).
+func checkGet(t *testing.T, c *cache.Cache, ns, key string, want *Entry) {
+	t.Helper()
+	got, ok := c.Get(ns, key)
+	switch {
+	case want == nil && ok:
+		t.Errorf("Get(%q, %q) = %+v, true; want a miss", ns, key, got)
+	case want != nil && (!ok || got != *want):
+		t.Errorf("Get(%q, %q) = %+v, %v; want %+v, true", ns, key, got, ok, *want)
+	}
+}
+
+func TestGet(t *testing.T) {
+	c := cache.New(1 << 20)
+	checkGet(t, c, "ns", "k", nil)
+	want := Entry{Value: "v", ExpiresAt: 42}
+	c.Put("ns", "k", want)
+	checkGet(t, c, "ns", "k", &want)
+	misses := []nsKey{{"ns", "K"}, {"ns", "k "}, {"NS", "k"}, {"", "k"}, {"ns", ""}, {"nsk", ""}, {"", "nsk"}, {"k", "ns"}}
+	for _, k := range misses {
+		checkGet(t, c, k.ns, k.key, nil)
+	}
+	recount(t, c, append(misses, nsKey{"ns", "k"}))
+}
+
+func TestPutReplaces(t *testing.T) {
+	tests := []struct {
+		name          string
+		first, second Entry
+	}{
+		{"value", Entry{Value: "old"}, Entry{Value: "new"}},
+		{"longer", Entry{Value: "a"}, Entry{Value: strings.Repeat("b", 100)}},
+		{"shorter", Entry{Value: strings.Repeat("b", 100)}, Entry{Value: "a"}},
+		{"same value new expiry", Entry{Value: "v", ExpiresAt: 1}, Entry{Value: "v", ExpiresAt: 2}},
+		{"expiry dropped", Entry{Value: "v", ExpiresAt: 5}, Entry{Value: "v"}},
+		{"value to absent", Entry{Value: "v", ExpiresAt: 5}, Entry{Absent: true}},
+		{"absent to value", Entry{Absent: true}, Entry{Value: "v"}},
+		{"value to empty value", Entry{Value: "v"}, Entry{Value: ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cache.New(1 << 20)
+			c.Put("ns", "k", tt.first)
+			c.Put("ns", "k", tt.second)
+			checkGet(t, c, "ns", "k", &tt.second)
+			want := cache.Stats{Entries: 1, Namespaces: 1, Bytes: nsBytes("ns") + entryBytes("k", tt.second), Budget: 1 << 20}
+			if got := c.Stats(); got != want {
+				t.Errorf("Stats() = %+v; want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestAbsent(t *testing.T) {
+	c := cache.New(1 << 20)
+	c.Put("ns", "gone", Entry{Absent: true})
+	c.Put("ns", "empty", Entry{Value: ""})
+	checkGet(t, c, "ns", "gone", &Entry{Absent: true})
+	checkGet(t, c, "ns", "empty", &Entry{})
+	want := cache.Stats{Entries: 2, Namespaces: 1, Budget: 1 << 20,
+		Bytes: nsBytes("ns") + entryBytes("gone", Entry{}) + entryBytes("empty", Entry{})}
+	if got := c.Stats(); got != want {
+		t.Errorf("Stats() = %+v; want %+v", got, want)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	c := cache.New(1 << 20)
+	universe := []nsKey{{"ns", "a"}, {"ns", "b"}, {"other", "a"}, {"ns", "missing"}, {"nowhere", "a"}}
+	c.Put("ns", "a", Entry{Value: "1"})
+	c.Put("ns", "b", Entry{Value: "2"})
+	c.Put("other", "a", Entry{Value: "3"})
+
+	c.Remove("ns", "a")
+	checkGet(t, c, "ns", "a", nil)
+	checkGet(t, c, "ns", "b", &Entry{Value: "2"})
+	checkGet(t, c, "other", "a", &Entry{Value: "3"})
+	c.Remove("ns", "missing")
+	c.Remove("nowhere", "a")
+	c.Remove("ns", "a")
+	recount(t, c, universe)
+
+	c.Remove("ns", "b")
+	c.Remove("other", "a")
+	if st := recount(t, c, universe); st.Entries != 0 || st.Namespaces != 0 || st.Bytes != 0 {
+		t.Errorf("Stats() after removing every key = %+v; want no entries, namespaces or bytes", st)
+	}
+}
+
+// trickyKeys are pairs that a cache joining namespace and key into one
+// string, or matching names as patterns, would confuse.
+var trickyKeys = []nsKey{
+	{"a:b", "c"}, {"a", "b:c"}, {"a", "b"}, {"ab", ""}, {"", "ab"},
+	{"a/b", "c"}, {"a", "b/c"}, {"a\x00b", "c"}, {"a", "b\x00c"}, {"a\x00", "b"}, {"a", "\x00b"},
+	{"%", "x"}, {"_", "x"}, {"a%", "x"}, {"a_", "x"}, {"*", "x"}, {"", "x"}, {"x", ""}, {"", ""},
+	{"a", "%"}, {"a", "_"}, {"A", "b"}, {"a ", "b"}, {"é", "x"}, {"e\u0301", "x"},
+}
+
+func trickyValue(i int) Entry {
+	if i == 3 {
+		return Entry{Value: ""} // a present, empty value
+	}
+	return Entry{Value: fmt.Sprintf("value %d", i), ExpiresAt: int64(i)}
+}
+
+func TestNamespaceIsolation(t *testing.T) {
+	fill := func() *cache.Cache {
+		c := cache.New(1 << 20)
+		for i, k := range trickyKeys {
+			c.Put(k.ns, k.key, trickyValue(i))
+		}
+		return c
+	}
+	c := fill()
+	for i, k := range trickyKeys {
+		want := trickyValue(i)
+		checkGet(t, c, k.ns, k.key, &want)
+	}
+	recount(t, c, trickyKeys)
+
+	namespaces := make(map[string]bool)
+	for _, k := range trickyKeys {
+		namespaces[k.ns] = true
+	}
+	for ns := range namespaces {
+		t.Run(fmt.Sprintf("RemoveNamespace(%q)", ns), func(t *testing.T) {
+			c := fill()
+			c.RemoveNamespace(ns)
+			for i, k := range trickyKeys {
+				if k.ns == ns {
+					checkGet(t, c, k.ns, k.key, nil)
+				} else {
+					want := trickyValue(i)
+					checkGet(t, c, k.ns, k.key, &want)
+				}
+			}
+			if st := recount(t, c, trickyKeys); st.Namespaces != len(namespaces)-1 {
+				t.Errorf("Stats().Namespaces = %d; want %d", st.Namespaces, len(namespaces)-1)
+			}
+		})
+	}
+	for i, k := range trickyKeys {
+		t.Run(fmt.Sprintf("Remove(%q,%q)", k.ns, k.key), func(t *testing.T) {
+			c := fill()
+			c.Remove(k.ns, k.key)
+			for j, o := range trickyKeys {
+				if i == j {
+					checkGet(t, c, o.ns, o.key, nil)
+				} else {
+					want := trickyValue(j)
+					checkGet(t, c, o.ns, o.key, &want)
+				}
+			}
+			recount(t, c, trickyKeys)
+		})
+	}
+	t.Run("RemoveNamespace(missing)", func(t *testing.T) {
+		c := fill()
+		before := c.Stats()
+		c.RemoveNamespace("a:")
+		c.RemoveNamespace("b")
+		c.RemoveNamespace("a\x00b\x00")
+		if got := recount(t, c, trickyKeys); got != before {
+			t.Errorf("Stats() after removing missing namespaces = %+v; want %+v", got, before)
+		}
+	})
+}
+
+func TestClear(t *testing.T) {
+	c := cache.New(1 << 20)
+	for i, k := range trickyKeys {
+		c.Put(k.ns, k.key, trickyValue(i))
+	}
+	c.Clear()
+	for _, k := range trickyKeys {
+		checkGet(t, c, k.ns, k.key, nil)
+	}
+	if st := c.Stats(); st.Entries != 0 || st.Namespaces != 0 || st.Bytes != 0 {
+		t.Errorf("Stats() after Clear = %+v; want no entries, namespaces or bytes", st)
+	}
+	c.Put("a", "b", Entry{Value: "again"})
+	checkGet(t, c, "a", "b", &Entry{Value: "again"})
+	recount(t, c, trickyKeys)
+}
+
+func TestFill(t *testing.T) {
+	const ns, key = "ns", "k"
+	filled := Entry{Value: "from store", ExpiresAt: 7}
+	written := Entry{Value: "written"}
+	tests := []struct {
+		name    string
+		setup   func(c *cache.Cache) // before the token is taken
+		between func(c *cache.Cache) // after the token is taken, before Fill
+		want    bool                 // Fill's result
+		wantGet *Entry               // what Get returns afterwards; nil for a miss
+	}{
+		{"fresh token", nil, nil, true, &filled},
+		{"fresh token over cached", func(c *cache.Cache) { c.Put(ns, key, written) }, nil, true, &filled},
+		{"fresh token over absent", func(c *cache.Cache) { c.Put(ns, key, Entry{Absent: true}) }, nil, true, &filled},
+		{"Put after token", nil, func(c *cache.Cache) { c.Put(ns, key, written) }, false, &written},
+		{"Put absent after token", nil, func(c *cache.Cache) { c.Put(ns, key, Entry{Absent: true}) }, false, &Entry{Absent: true}},
+		{"Put too large after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) {
+			c.Put(ns, key, Entry{Value: strings.Repeat("x", 1<<20)})
+		}, false, nil},
+		{"Remove after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Remove(ns, key) }, false, nil},
+		{"Remove of uncached key after token", nil, func(c *cache.Cache) { c.Remove(ns, key) }, false, nil},
+		{"RemoveNamespace after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.RemoveNamespace(ns) }, false, nil},
+		{"RemoveNamespace of uncached namespace after token", nil, func(c *cache.Cache) { c.RemoveNamespace(ns) }, false, nil},
+		{"RemoveNamespace of another namespace after token", nil, func(c *cache.Cache) { c.RemoveNamespace("other") }, false, nil},
+		{"Clear after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Clear() }, false, nil},
+		{"Clear of an empty cache after token", nil, func(c *cache.Cache) { c.Clear() }, false, nil},
+		// A Fill is not a write: two readers holding the same token both
+		// read the store after it was taken.
+		{"another Fill after token", nil, func(c *cache.Cache) {
+			c.Fill(ns, key, Entry{Value: "first fill"}, c.Token(ns, key))
+		}, true, &filled},
+		{"Get after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Get(ns, key) }, true, &filled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cache.New(1 << 16)
+			if tt.setup != nil {
+				tt.setup(c)
+			}
+			tok := c.Token(ns, key)
+			if tt.between != nil {
+				tt.between(c)
+			}
+			if got := c.Fill(ns, key, filled, tok); got != tt.want {
+				t.Errorf("Fill(%q, %q) = %v; want %v", ns, key, got, tt.want)
+			}
+			checkGet(t, c, ns, key, tt.wantGet)
+			recount(t, c, []nsKey{{ns, key}})
+		})
+	}
+
+	// A write to another key may share the token's stripe and reject the
+	// Fill, or not; either is allowed, but the result must be truthful and
+	// the other key untouched.
+	t.Run("Put to an unrelated key", func(t *testing.T) {
+		c := cache.New(1 << 20)
+		for i := range 200 {
+			other := fmt.Sprint("other", i)
+			tok := c.Token(ns, key)
+			c.Put(ns, other, written)
+			if c.Fill(ns, key, filled, tok) {
+				checkGet(t, c, ns, key, &filled)
+			} else {
+				checkGet(t, c, ns, key, nil)
+			}
+			checkGet(t, c, ns, other, &written)
+			c.Remove(ns, key)
+		}
+	})
+}
+
+// TestInsertIsCached checks that an entry that fits, once Put or reported
+// cached by Fill, is there for the next Get, even when every other entry
+// has been read since the last eviction: the entry just written is the most
+// recently used of all and must not be the one evicted to make room for it.
+func TestInsertIsCached(t *testing.T) {
+	val := strings.Repeat("v", 10)
+	const n = 8
+	tests := []struct {
+		name string
+		// budget and prime build a full cache whose entries have all been read.
+		budget int64
+		prime  func(c *cache.Cache)
+		ns     string // the namespace of the inserted key
+	}{
+		{
+			name:   "same namespace",
+			budget: nsBytes("ns") + n*entryBytes("k0", Entry{Value: val}),
+			prime: func(c *cache.Cache) {
+				for i := range n {
+					c.Put("ns", fmt.Sprint("k", i), Entry{Value: val})
+				}
+				for i := range n {
+					c.Get("ns", fmt.Sprint("k", i))
+				}
+			},
+			ns: "ns",
+		},
+		{
+			name:   "new namespace",
+			budget: nsBytes("a") + nsBytes("b") + n*entryBytes("k0", Entry{Value: val}),
+			prime: func(c *cache.Cache) {
+				for i := range n / 2 {
+					c.Put("a", fmt.Sprint("k", i), Entry{Value: val})
+					c.Put("b", fmt.Sprint("k", i), Entry{Value: val})
+				}
+				c.Get("a", "k0")
+				c.Get("b", "k0")
+			},
+			ns: "c",
+		},
+	}
+	want := Entry{Value: val}
+	for _, tt := range tests {
+		t.Run(tt.name+"/Put", func(t *testing.T) {
+			c := cache.New(tt.budget)
+			tt.prime(c)
+			c.Put(tt.ns, "new", want)
+			checkGet(t, c, tt.ns, "new", &want)
+		})
+		t.Run(tt.name+"/Fill", func(t *testing.T) {
+			c := cache.New(tt.budget)
+			tt.prime(c)
+			if !c.Fill(tt.ns, "new", want, c.Token(tt.ns, "new")) {
+				t.Fatalf("Fill(%q, %q) with a fresh token = false; want true", tt.ns, "new")
+			}
+			checkGet(t, c, tt.ns, "new", &want)
+		})
+	}
+}
+
+// TestModel runs random Puts, Removes, RemoveNamespaces and Clears on a
+// budget large enough never to evict, over enough keys to grow and shrink
+// any table the cache keeps, and compares every key with a reference map
+// after each step of a sample and at the end.
+func TestModel(t *testing.T) {
+	const spaces, keys = 8, 600
+	c := cache.New(1 << 40)
+	model := make(map[nsKey]Entry)
+	var universe []nsKey
+	for n := range spaces {
+		for i := range keys {
+			universe = append(universe, nsKey{fmt.Sprint("ns", n), fmt.Sprint("k", i)})
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	check := func(step int) {
+		t.Helper()
+		for _, k := range universe {
+			got, ok := c.Get(k.ns, k.key)
+			want, inModel := model[k]
+			if ok != inModel || got != want {
+				t.Fatalf("step %d: Get(%q, %q) = %+v, %v; want %+v, %v", step, k.ns, k.key, got, ok, want, inModel)
+			}
+		}
+		if st := c.Stats(); st.Entries != len(model) {
+			t.Fatalf("step %d: Stats().Entries = %d; want %d", step, st.Entries, len(model))
+		}
+	}
+	for step := range 20000 {
+		k := universe[rng.IntN(len(universe))]
+		// Phases of growth and of shrinking, so that tables grow, fill
+		// with removed slots and shrink again.
+		grow := step/4000%2 == 0
+		switch r := rng.IntN(1000); {
+		case r < 700 && grow, r < 250:
+			e := Entry{Value: fmt.Sprint(step), ExpiresAt: int64(step % 3)}
+			if r%7 == 0 {
+				e = Entry{Absent: true}
+			}
+			c.Put(k.ns, k.key, e)
+			model[k] = e
+		case r < 995:
+			c.Remove(k.ns, k.key)
+			delete(model, k)
+		case r < 999:
+			c.RemoveNamespace(k.ns)
+			for mk := range model {
+				if mk.ns == k.ns {
+					delete(model, mk)
+				}
+			}
+		default:
+			c.Clear()
+			clear(model)
+		}
+		if step%1000 == 0 {
+			check(step)
+		}
+	}
+	check(20000)
+	if st := recount(t, c, universe); st.Evictions != 0 {
+		t.Errorf("Stats().Evictions = %d with an unbounded budget; want 0", st.Evictions)
+	}
+}
+
+func TestBudget(t *testing.T) {
+	const budget = 8 << 10
+	c := cache.New(budget)
+	rng := rand.New(rand.NewPCG(1, 2))
+	put := make(map[nsKey]Entry)
+	var universe []nsKey
+	for i := range 5000 {
+		k := nsKey{fmt.Sprint("ns", rng.IntN(20)), fmt.Sprint("key", rng.IntN(50))}
+		e := Entry{Value: strings.Repeat("v", rng.IntN(300)), ExpiresAt: int64(i)}
+		if rng.IntN(10) == 0 {
+			e = Entry{Absent: true}
+		}
+		c.Put(k.ns, k.key, e)
+		if _, ok := put[k]; !ok {
+			universe = append(universe, k)
+		}
+		put[k] = e
+		if st := c.Stats(); st.Bytes > budget || st.Bytes < 0 {
+			t.Fatalf("after %d Puts, Stats().Bytes = %d; want 0..%d", i+1, st.Bytes, budget)
+		}
+		if rng.IntN(4) == 0 {
+			k := nsKey{fmt.Sprint("ns", rng.IntN(20)), fmt.Sprint("key", rng.IntN(50))}
+			c.Get(k.ns, k.key)
+		}
+	}
+	st := recount(t, c, universe)
+	if st.Evictions == 0 {
+		t.Errorf("Stats().Evictions = 0 after overfilling the budget; want > 0")
+	}
+	if st.Entries >= len(put) {
+		t.Errorf("Stats().Entries = %d; want fewer than the %d keys put", st.Entries, len(put))
+	}
+	for k, want := range put {
+		if got, ok := c.Get(k.ns, k.key); ok && got != want {
+			t.Errorf("Get(%q, %q) = %+v; want the last Put %+v or a miss", k.ns, k.key, got, want)
+		}
+	}
+}
+
+// TestSecondChance fills one namespace exactly to the budget, reads its
+// oldest entry (or not), and writes more: the read entry must outlive the
+// unread ones written after it.
+func TestSecondChance(t *testing.T) {
+	const n, more = 16, 8
+	val := strings.Repeat("v", 10)
+	key := func(i int) string { return fmt.Sprintf("k%02d", i) }
+	budget := nsBytes("ns") + n*entryBytes(key(0), Entry{Value: val})
+
+	for _, read := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read=%v", read), func(t *testing.T) {
+			c := cache.New(budget)
+			for i := range n {
+				c.Put("ns", key(i), Entry{Value: val})
+			}
+			if st := c.Stats(); st.Entries != n || st.Evictions != 0 || st.Bytes != budget {
+				t.Fatalf("Stats() after %d Puts = %+v; want %d entries, %d bytes, no evictions", n, st, n, budget)
+			}
+			if read {
+				c.Get("ns", key(0))
+			}
+			for i := n; i < n+more; i++ {
+				c.Put("ns", key(i), Entry{Value: val})
+			}
+			if st := c.Stats(); st.Evictions != more || st.Entries != n {
+				t.Errorf("Stats() = %+v; want %d evictions, %d entries", st, more, n)
+			}
+			// Read, key 0 goes to the front and keys 1..more go; unread,
+			// keys 0..more-1 go. (Gets from here on change nothing: no
+			// more evictions happen.)
+			first := 0
+			if read {
+				checkGet(t, c, "ns", key(0), &Entry{Value: val})
+				first = 1
+			}
+			for i := first; i < n+more; i++ {
+				if i < first+more {
+					checkGet(t, c, "ns", key(i), nil)
+				} else {
+					checkGet(t, c, "ns", key(i), &Entry{Value: val})
+				}
+			}
+		})
+	}
+}
+
+// TestNamespaceSecondChance writes namespace hot, then cold, reads one key
+// of hot (or not), and writes to a third namespace: a read namespace keeps
+// all its entries, read or not, while the cold one gives up entries.
+func TestNamespaceSecondChance(t *testing.T) {
+	const per = 4
+	e := Entry{Value: strings.Repeat("v", 10)}
+	key := func(i int) string { return fmt.Sprint("k", i) }
+	budget := nsBytes("hot") + nsBytes("cold") + 2*per*entryBytes(key(0), e)
+
+	for _, read := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read=%v", read), func(t *testing.T) {
+			c := cache.New(budget)
+			for i := range per {
+				c.Put("hot", key(i), e)
+			}
+			for i := range per {
+				c.Put("cold", key(i), e)
+			}
+			if st := c.Stats(); st.Evictions != 0 {
+				t.Fatalf("Stats().Evictions = %d before the budget was exceeded; want 0", st.Evictions)
+			}
+			if read {
+				c.Get("hot", key(per-1))
+			}
+			c.Put("new", key(0), e)
+			if st := c.Stats(); st.Evictions == 0 {
+				t.Fatalf("Stats().Evictions = 0 after exceeding the budget; want > 0")
+			}
+
+			count := func(ns string) int {
+				n := 0
+				for i := range per {
+					if _, ok := c.Get(ns, key(i)); ok {
+						n++
+					}
+				}
+				return n
+			}
+			hot, cold := count("hot"), count("cold")
+			if read {
+				if hot != per {
+					t.Errorf("read namespace kept %d of %d entries; want all", hot, per)
+				}
+				if cold == per {
+					t.Errorf("cold namespace kept all %d entries; want some evicted", per)
+				}
+			} else {
+				if hot == per {
+					t.Errorf("oldest unread namespace kept all %d entries; want some evicted", per)
+				}
+				if cold != per {
+					t.Errorf("newer namespace kept %d of %d entries; want all", cold, per)
+				}
+			}
+			checkGet(t, c, "new", key(0), &e)
+		})
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	const budget = 4096
+	const ns, key = "ns", "k"
+	// The largest entry cached takes, with its namespace, half the budget.
+	maxLen := int(budget/2 - nsBytes(ns) - entryBytes(key, Entry{}))
+	universe := []nsKey{{ns, key}, {"keep", "k"}}
+
+	tests := []struct {
+		name   string
+		valLen int
+		cached bool
+	}{
+		{"small", 10, true},
+		{"largest that fits", maxLen, true},
+		{"one byte over", maxLen + 1, false},
+		{"half the budget", budget / 2, false},
+		{"the budget", budget, false},
+		{"over the budget", 4 * budget, false},
+	}
+	for _, tt := range tests {
+		for _, before := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/older cached=%v", tt.name, before), func(t *testing.T) {
+				c := cache.New(budget)
+				c.Put("keep", "k", Entry{Value: "other"})
+				if before {
+					c.Put(ns, key, Entry{Value: "older"})
+				}
+				e := Entry{Value: strings.Repeat("x", tt.valLen)}
+				c.Put(ns, key, e)
+				got, ok := c.Get(ns, key)
+				switch {
+				case tt.cached && (!ok || got != e):
+					t.Errorf("Get after Put of %d bytes = %d bytes, %v; want the value, true", tt.valLen, len(got.Value), ok)
+				case !tt.cached && ok:
+					t.Errorf("Get after Put of %d bytes = %.10q (%d bytes), true; want a miss", tt.valLen, got.Value, len(got.Value))
+				}
+				checkGet(t, c, "keep", "k", &Entry{Value: "other"})
+				st := recount(t, c, universe)
+				if st.Evictions != 0 {
+					t.Errorf("Stats().Evictions = %d; want 0", st.Evictions)
+				}
+
+				c.Remove(ns, key)
+				if got := c.Fill(ns, key, e, c.Token(ns, key)); got != tt.cached {
+					t.Errorf("Fill of %d bytes = %v; want %v", tt.valLen, got, tt.cached)
+				}
+				recount(t, c, universe)
+			})
+		}
+	}
+}
+
+func TestZeroBudget(t *testing.T) {
+	for _, budget := range []int64{0, -1, -1 << 40} {
+		t.Run(fmt.Sprint(budget), func(t *testing.T) {
+			c := cache.New(budget)
+			c.Put("ns", "k", Entry{Value: "v"})
+			c.Put("ns", "gone", Entry{Absent: true})
+			c.Put("", "", Entry{})
+			if c.Fill("ns", "f", Entry{Value: "v"}, c.Token("ns", "f")) {
+				t.Errorf("Fill on a cache with budget %d = true; want false", budget)
+			}
+			for _, k := range []nsKey{{"ns", "k"}, {"ns", "gone"}, {"", ""}, {"ns", "f"}} {
+				checkGet(t, c, k.ns, k.key, nil)
+			}
+			if got, want := c.Stats(), (cache.Stats{}); got != want {
+				t.Errorf("Stats() = %+v; want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestStats(t *testing.T) {
+	if nsOverhead <= 0 {
+		t.Fatalf("a namespace costs %d bytes on top of its name; want > 0", nsOverhead)
+	}
+	tests := []struct {
+		name string
+		keys []nsKey
+	}{
+		{"empty", nil},
+		{"one", []nsKey{{"ns", "k"}}},
+		{"one namespace", []nsKey{{"ns", "a"}, {"ns", "b"}, {"ns", "c"}}},
+		{"three namespaces", []nsKey{{"a", "x"}, {"bb", "x"}, {"cccccccc", "x"}, {"a", "y"}}},
+		{"empty names", []nsKey{{"", ""}, {"", "k"}, {"ns", ""}}},
+		{"repeated key", []nsKey{{"ns", "k"}, {"ns", "k"}, {"ns", "k"}}},
+		{"long names", []nsKey{{strings.Repeat("n", 300), strings.Repeat("k", 500)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cache.New(1 << 20)
+			last := make(map[nsKey]Entry)
+			for i, k := range tt.keys {
+				e := Entry{Value: strings.Repeat("v", i)}
+				c.Put(k.ns, k.key, e)
+				last[k] = e
+			}
+			want := cache.Stats{Budget: 1 << 20}
+			seen := make(map[string]bool)
+			for k, e := range last {
+				want.Entries++
+				want.Bytes += entryBytes(k.key, e)
+				if !seen[k.ns] {
+					seen[k.ns] = true
+					want.Namespaces++
+					want.Bytes += nsBytes(k.ns)
+				}
+			}
+			if got := c.Stats(); got != want {
+				t.Errorf("Stats() = %+v; want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestGetAllocs(t *testing.T) {
+	c := cache.New(1 << 20)
+	for i := range 100 {
+		c.Put("ns", fmt.Sprint("k", i), Entry{Value: "value", ExpiresAt: 1})
+	}
+	c.Put("ns", "hit", Entry{Value: "value", ExpiresAt: 1})
+	tests := []struct{ ns, key string }{{"ns", "hit"}, {"ns", "miss"}, {"nowhere", "hit"}}
+	for _, tt := range tests {
+		t.Run(tt.ns+"/"+tt.key, func(t *testing.T) {
+			if got := testing.AllocsPerRun(1000, func() { c.Get(tt.ns, tt.key) }); got != 0 {
+				t.Errorf("Get(%q, %q) allocates %v times per call; want 0", tt.ns, tt.key, got)
+			}
+		})
+	}
+}
+
+// TestConcurrent runs Get, Fill, Put, Remove, RemoveNamespace and Clear
+// from many goroutines on a budget of a few entries, against a reference
+// store. As opstate does, a write goes to the store first and then to the
+// cache, writes are serialized, and a reader that misses takes a Token,
+// reads the store and Fills. Invariants:
+//   - every hit holds a value written for that very key;
+//   - whenever no write is in flight (checked during the run and at the
+//     end), every cached entry equals the store's state for its key — even
+//     with Fills running: a Fill whose token predates the last write must
+//     be refused — and Stats().Bytes is within the budget and equals the
+//     bytes of what is cached.
+func TestConcurrent(t *testing.T) {
+	const (
+		budget     = 3 << 10
+		goroutines = 8
+		spaces     = 4
+		keys       = 12
+	)
+	ops := 20000
+	if testing.Short() {
+		ops = 2000
+	}
+	c := cache.New(budget)
+	var universe []nsKey
+	for n := range spaces {
+		for i := range keys {
+			universe = append(universe, nsKey{fmt.Sprint("ns", n), fmt.Sprint("k", i)})
+		}
+	}
+
+	var (
+		writeMu sync.Mutex // serializes writes: store, then cache
+		storeMu sync.RWMutex
+		store   = make(map[nsKey]string) // guarded by storeMu
+		seq     atomic.Int64             // makes every value written distinct
+	)
+	// checkStore reports every key whose cached state differs from the
+	// store's. The caller holds writeMu.
+	checkStore := func() {
+		storeMu.RLock()
+		defer storeMu.RUnlock()
+		for _, k := range universe {
+			e, ok := c.Get(k.ns, k.key)
+			if !ok {
+				continue
+			}
+			v, found := store[k]
+			if e.Absent == found || e.Value != v {
+				t.Errorf("Get(%q, %q) = {%.30q absent=%v}; store holds %.30q (found=%v)", k.ns, k.key, e.Value, e.Absent, v, found)
+			}
+		}
+	}
+	newValue := func(rng *rand.Rand, k nsKey) string {
+		v := fmt.Sprintf("%s/%s/%d/", k.ns, k.key, seq.Add(1))
+		if rng.IntN(50) == 0 {
+			return v + strings.Repeat("L", budget) // too large to cache
+		}
+		return v + strings.Repeat("x", rng.IntN(80))
+	}
+
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 99))
+			for range ops {
+				k := universe[rng.IntN(len(universe))]
+				switch r := rng.IntN(100); {
+				case r < 50:
+					e, ok := c.Get(k.ns, k.key)
+					if ok && !e.Absent && !strings.HasPrefix(e.Value, k.ns+"/"+k.key+"/") {
+						t.Errorf("Get(%q, %q) = %.40q; want a value written for that key", k.ns, k.key, e.Value)
+					}
+					if ok {
+						continue
+					}
+					tok := c.Token(k.ns, k.key)
+					storeMu.RLock()
+					v, found := store[k]
+					storeMu.RUnlock()
+					runtime.Gosched() // a slow read: let writers in
+					c.Fill(k.ns, k.key, Entry{Value: v, Absent: !found}, tok)
+				case r < 80:
+					writeMu.Lock()
+					v := newValue(rng, k)
+					storeMu.Lock()
+					store[k] = v
+					storeMu.Unlock()
+					c.Put(k.ns, k.key, Entry{Value: v})
+					writeMu.Unlock()
+				case r < 92:
+					writeMu.Lock()
+					storeMu.Lock()
+					delete(store, k)
+					storeMu.Unlock()
+					c.Remove(k.ns, k.key)
+					writeMu.Unlock()
+				case r < 97:
+					writeMu.Lock()
+					storeMu.Lock()
+					for sk := range store {
+						if sk.ns == k.ns {
+							delete(store, sk)
+						}
+					}
+					storeMu.Unlock()
+					c.RemoveNamespace(k.ns)
+					writeMu.Unlock()
+				case r < 98:
+					writeMu.Lock()
+					c.Clear()
+					writeMu.Unlock()
+				default:
+					writeMu.Lock()
+					if st := c.Stats(); st.Bytes > budget || st.Bytes < 0 {
+						t.Errorf("Stats().Bytes = %d during the run; want 0..%d", st.Bytes, budget)
+					}
+					checkStore()
+					writeMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	checkStore()
+	recount(t, c, universe)
+}
+
+func benchCache(b *testing.B) (*cache.Cache, []string) {
+	b.Helper()
+	c := cache.New(64 << 20)
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key", i)
+		c.Put("ns", keys[i], Entry{Value: "some value of a realistic length"})
+	}
+	return c, keys
+}
+
+func BenchmarkGet(b *testing.B) {
+	c, keys := benchCache(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	hits := 0
+	for i := 0; i < b.N; i++ {
+		if _, ok := c.Get("ns", keys[i%len(keys)]); ok {
+			hits++
+		}
+	}
+	b.ReportMetric(float64(hits)/float64(b.N), "hits/op")
+}
+
+func BenchmarkGetParallel(b *testing.B) {
+	c, keys := benchCache(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var hits, total atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := rand.IntN(len(keys))
+		var h, n int64
+		for pb.Next() {
+			if _, ok := c.Get("ns", keys[i%len(keys)]); ok {
+				h++
+			}
+			n++
+			i++
+		}
+		hits.Add(h)
+		total.Add(n)
+	})
+	b.ReportMetric(float64(hits.Load())/float64(max(total.Load(), 1)), "hits/op")
+}

@@ -1,0 +1,284 @@
+package persist
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteKind says what a [Write] does.
+type WriteKind uint8
+
+const (
+	// Put upserts Namespace/Key with Value and ExpiresAt.
+	Put WriteKind = iota
+	// Delete removes Namespace/Key; no matching row is not an error.
+	Delete
+	// DeleteNamespace removes every row of Namespace.
+	DeleteNamespace
+	// DeleteExpired removes at most Limit rows whose expiry is at or before
+	// the batch's time, earliest first, and records their keys in Swept.
+	DeleteExpired
+)
+
+// Write is one write of a batch given to [DB.Apply].
+type Write struct {
+	Kind                  WriteKind
+	Namespace, Key, Value string
+	ExpiresAt             int64 // Put: Unix nanoseconds; 0 means never
+	Limit                 int   // DeleteExpired: the most rows to delete
+
+	// Swept is set by a DeleteExpired to the keys it deleted.
+	Swept []Key
+}
+
+// Key names one row.
+type Key struct {
+	Namespace, Key string
+}
+
+// maxPutRows bounds the rows of one multi-row upsert statement.
+const maxPutRows = 32
+
+// writeConn holds the statements of the write connection, prepared on the
+// driver connection itself: a batch runs without database/sql's per-call
+// bookkeeping.
+type writeConn struct {
+	conn                    driver.Conn
+	begin, commit, rollback driver.Stmt
+	del, delNS, sweep       driver.Stmt
+	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
+	args                    []driver.NamedValue         // reused between statements
+}
+
+// Apply runs ws in one transaction, in order, and returns when it has
+// committed; if anything fails, nothing of ws is applied. A batch of one
+// write runs as a single autocommit statement. Consecutive Puts share
+// multi-row statements. now (Unix nanoseconds) is the updated_at of every
+// Put and the time against which DeleteExpired judges expiry.
+func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	err := db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		if len(ws) == 1 {
+			return wc.run(ctx, now, ws)
+		}
+		if err := wc.exec(ctx, wc.begin); err != nil {
+			return err
+		}
+		if err := wc.run(ctx, now, ws); err != nil {
+			wc.exec(context.Background(), wc.rollback)
+			return err
+		}
+		if err := wc.exec(ctx, wc.commit); err != nil {
+			// A failed COMMIT may have ended the transaction already;
+			// ROLLBACK then fails harmlessly.
+			wc.exec(context.Background(), wc.rollback)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		for _, w := range ws {
+			w.Swept = nil
+		}
+	}
+	return Classify(err)
+}
+
+// writeConnLocked returns the write connection's statements, preparing
+// them on first use. dc is the driver connection that db.w pins for its
+// whole life.
+func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
+	if db.wc != nil {
+		return db.wc, nil
+	}
+	conn, ok := dc.(driver.Conn)
+	if !ok {
+		return nil, fmt.Errorf("opstate: driver connection %T is not a driver.Conn", dc)
+	}
+	wc := &writeConn{conn: conn}
+	var err error
+	prep := func(dst *driver.Stmt, query string) {
+		if err == nil {
+			*dst, err = prepare(conn, query)
+		}
+	}
+	prep(&wc.begin, "BEGIN IMMEDIATE")
+	prep(&wc.commit, "COMMIT")
+	prep(&wc.rollback, "ROLLBACK")
+	prep(&wc.del, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
+	prep(&wc.delNS, `DELETE FROM operational_state WHERE namespace = ?`)
+	prep(&wc.sweep, `DELETE FROM operational_state WHERE rowid IN (
+		SELECT rowid FROM operational_state
+		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
+		ORDER BY julianday(expires_at) LIMIT ?)
+		RETURNING namespace, key`)
+	if err != nil {
+		wc.close()
+		return nil, err
+	}
+	db.wc = wc
+	return wc, nil
+}
+
+func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
+	if cp, ok := conn.(driver.ConnPrepareContext); ok {
+		return cp.PrepareContext(context.Background(), query)
+	}
+	return conn.Prepare(query)
+}
+
+// close closes every prepared statement.
+func (wc *writeConn) close() {
+	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep}, wc.puts[:]...) {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// closeWriteConn closes the write statements; called by Close.
+func (db *DB) closeWriteConn() {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	if db.wc == nil {
+		return
+	}
+	db.w.Raw(func(any) error {
+		db.wc.close()
+		return nil
+	})
+	db.wc = nil
+}
+
+// putStmt returns the statement that upserts n rows.
+func (wc *writeConn) putStmt(n int) (driver.Stmt, error) {
+	if wc.puts[n] == nil {
+		rows := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", n), ", ")
+		st, err := prepare(wc.conn, `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+			VALUES `+rows+`
+			ON CONFLICT (namespace, key) DO UPDATE SET
+			value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`)
+		if err != nil {
+			return nil, err
+		}
+		wc.puts[n] = st
+	}
+	return wc.puts[n], nil
+}
+
+// run executes ws in order.
+func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
+	stamp := FormatTime(now)
+	for i := 0; i < len(ws); {
+		w := ws[i]
+		var err error
+		switch w.Kind {
+		case Put:
+			n := 1
+			for n < maxPutRows && i+n < len(ws) && ws[i+n].Kind == Put {
+				n++
+			}
+			err = wc.put(ctx, stamp, ws[i:i+n])
+			i += n
+			if err != nil {
+				return err
+			}
+			continue
+		case Delete:
+			err = wc.exec(ctx, wc.del, w.Namespace, w.Key)
+		case DeleteNamespace:
+			err = wc.exec(ctx, wc.delNS, w.Namespace)
+		case DeleteExpired:
+			w.Swept, err = wc.deleteExpired(ctx, stamp, w.Limit)
+		default:
+			err = fmt.Errorf("opstate: unknown write kind %d", w.Kind)
+		}
+		if err != nil {
+			return err
+		}
+		i++
+	}
+	return nil
+}
+
+// put upserts the rows of puts, all of kind Put, in one statement.
+func (wc *writeConn) put(ctx context.Context, stamp string, puts []*Write) error {
+	st, err := wc.putStmt(len(puts))
+	if err != nil {
+		return err
+	}
+	args := wc.args[:0]
+	for _, w := range puts {
+		var exp driver.Value
+		if w.ExpiresAt != 0 {
+			exp = FormatTime(w.ExpiresAt)
+		}
+		args = append(args,
+			driver.NamedValue{Ordinal: len(args) + 1, Value: w.Namespace},
+			driver.NamedValue{Ordinal: len(args) + 2, Value: w.Key},
+			driver.NamedValue{Ordinal: len(args) + 3, Value: w.Value},
+			driver.NamedValue{Ordinal: len(args) + 4, Value: stamp},
+			driver.NamedValue{Ordinal: len(args) + 5, Value: exp},
+		)
+	}
+	wc.args = args
+	_, err = st.(driver.StmtExecContext).ExecContext(ctx, args)
+	clear(args) // drop references to the values
+	return err
+}
+
+func (wc *writeConn) bind(vals ...driver.Value) []driver.NamedValue {
+	args := wc.args[:0]
+	for i, v := range vals {
+		args = append(args, driver.NamedValue{Ordinal: i + 1, Value: v})
+	}
+	wc.args = args
+	return args
+}
+
+func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Value) error {
+	_, err := st.(driver.StmtExecContext).ExecContext(ctx, wc.bind(vals...))
+	return err
+}
+
+func (wc *writeConn) deleteExpired(ctx context.Context, stamp string, limit int) ([]Key, error) {
+	rows, err := wc.sweep.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(stamp, int64(limit)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []Key
+	dest := make([]driver.Value, 2)
+	for {
+		err := rows.Next(dest)
+		if errors.Is(err, io.EOF) {
+			return keys, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, Key{Namespace: text(dest[0]), Key: text(dest[1])})
+	}
+}
+
+// text converts a column value the driver returned to a string.
+func text(v driver.Value) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
