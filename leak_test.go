@@ -1,0 +1,82 @@
+package opstate_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// TestMain fails the run if any goroutine of a Store, of its database/sql
+// pool or of the SQLite driver is still alive once every test has closed
+// its stores.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := storeGoroutines(2 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines outlived their Store:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// storeGoroutines waits up to timeout for the goroutines that belong to a
+// Store to end, and returns the stacks of those still running.
+func storeGoroutines(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n")[1:] { // [0] is this goroutine
+			if strings.Contains(g, "github.com/d8da9184/opstate.") ||
+				strings.Contains(g, "github.com/d8da9184/opstate/") ||
+				strings.Contains(g, "database/sql.") ||
+				strings.Contains(g, "modernc.org/sqlite") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCloseStopsGoroutines runs a Store with a busy background sweeper and
+// DeleteExpired callers that give up early, and checks that Close leaves no
+// goroutine behind.
+func TestCloseStopsGoroutines(t *testing.T) {
+	if g := storeGoroutines(2 * time.Second); g != "" {
+		t.Skipf("goroutines of other tests still running:\n%s", g)
+	}
+	clk := newClock()
+	s, err := opstate.Open(dbPath(t), opstate.Options{Clock: clk.Now, SweepInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if err := s.SetWithTTL("ns", fmt.Sprint(i), "v", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Microsecond)
+	defer cancel()
+	for range 10 {
+		s.DeleteExpired(ctx) // returns at once; the shared sweep goes on
+		s.Get("ns", "1")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if g := storeGoroutines(0); g != "" {
+		t.Errorf("goroutines running after Close returned:\n%s", g)
+	}
+}
