@@ -57,11 +57,11 @@
 //
 // # Caveats
 //
-//   - Only writes made through this Store are seen at once. Writes by other
-//     processes (another Store on the same file, the opstate command, the
-//     sqlite3 shell) reach SQLite but not this Store's cache: a key this
-//     Store has cached keeps its cached value until it is evicted or
-//     written here.
+//   - Writes made through this Store are seen at once; writes committed by
+//     anyone else (another Store on the same file, in this process or
+//     another, the opstate command, the sqlite3 shell) are seen within
+//     [Options.SyncInterval], 100ms by default. Such a write empties this
+//     Store's cache, so each key is read from SQLite once more afterwards.
 //   - Expiry follows [Options.Clock]; a clock that jumps backwards revives
 //     keys whose rows have not been swept yet.
 //   - Values are stored as SQLite TEXT without validation; bytes that are

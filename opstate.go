@@ -39,7 +39,8 @@ type Store struct {
 	wg     sync.WaitGroup // the sweeper and DeleteExpired's goroutines
 	sweeps singleflight.Group
 
-	loads atomic.Uint64 // reads that missed the cache and went to SQLite
+	loads   atomic.Uint64 // reads that missed the cache and went to SQLite
+	foreign atomic.Uint64 // times the cache was emptied for another connection's commit
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -74,11 +75,56 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.w = writer{db: db, cache: s.cache, now: s.now}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if opts.SyncInterval > 0 {
+		v, err := db.DataVersion(s.ctx)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+		}
+		s.wg.Add(1)
+		go s.watch(opts.SyncInterval, v)
+	}
 	if opts.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweepEvery(opts.SweepInterval)
 	}
 	return s, nil
+}
+
+// watch empties the cache whenever another connection has committed to
+// the file, checking every interval, until Close. version is the
+// data_version the cache is known to reflect.
+func (s *Store) watch(interval time.Duration, version int64) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.enter() != nil {
+			return
+		}
+		v, err := s.db.DataVersion(s.ctx)
+		s.life.RUnlock()
+		switch {
+		case err != nil:
+			// Without an answer the cache may be stale: drop it, so that
+			// staleness stays bounded by the interval while checks fail.
+			// The next check that succeeds compares with the last good
+			// version, so no commit goes unnoticed.
+			s.cache.Clear()
+			if s.ctx.Err() == nil {
+				s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
+			}
+		case v != version:
+			s.cache.Clear()
+			s.foreign.Add(1)
+			version = v
+		}
+	}
 }
 
 // Close stops the sweeper, waits for the operations in progress, and closes

@@ -34,6 +34,7 @@ const (
 	DefaultCacheBytes    = 32 << 20
 	DefaultSweepInterval = time.Minute
 	DefaultBusyTimeout   = 5 * time.Second
+	DefaultSyncInterval  = 100 * time.Millisecond
 )
 
 // Options configures [Open]. The zero value gives the defaults that
@@ -61,6 +62,17 @@ type Options struct {
 	// DefaultBusyTimeout (5s).
 	BusyTimeout time.Duration
 
+	// SyncInterval bounds how long a write committed by anyone else —
+	// another Store on the same file, in this process or another, the
+	// opstate command, the sqlite3 shell — can go unseen by this Store's
+	// reads. Every SyncInterval the Store asks SQLite whether another
+	// connection has committed (PRAGMA data_version, one cheap query on the
+	// write connection); if one has, it empties its cache, and every key is
+	// read from SQLite again on its next Get. Zero means
+	// DefaultSyncInterval (100ms); a negative value turns the check off, for
+	// a Store that is the file's only writer.
+	SyncInterval time.Duration
+
 	// Clock returns the current time; default time.Now. Expiry is computed
 	// and checked with it, which lets tests move time without sleeping.
 	Clock func() time.Time
@@ -79,6 +91,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.BusyTimeout == 0 {
 		o.BusyTimeout = DefaultBusyTimeout

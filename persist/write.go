@@ -50,6 +50,7 @@ type writeConn struct {
 	conn                    driver.Conn
 	begin, commit, rollback driver.Stmt
 	del, delNS, sweep       driver.Stmt
+	dataVersion             driver.Stmt
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
 	args                    []driver.NamedValue         // reused between statements
 }
@@ -116,6 +117,7 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.rollback, "ROLLBACK")
 	prep(&wc.del, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
 	prep(&wc.delNS, `DELETE FROM operational_state WHERE namespace = ?`)
+	prep(&wc.dataVersion, `PRAGMA data_version`)
 	prep(&wc.sweep, `DELETE FROM operational_state WHERE rowid IN (
 		SELECT rowid FROM operational_state
 		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
@@ -138,11 +140,43 @@ func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
 
 // close closes every prepared statement.
 func (wc *writeConn) close() {
-	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep}, wc.puts[:]...) {
+	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep, wc.dataVersion}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
 	}
+}
+
+// DataVersion returns SQLite's data_version of the write connection. It
+// changes exactly when a connection other than this DB's writer (another
+// process, another DB on the same file, the sqlite3 shell) has committed
+// since the last call, and never for this DB's own writes.
+func (db *DB) DataVersion(ctx context.Context) (int64, error) {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	var v int64
+	err := db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		rows, err := wc.dataVersion.(driver.StmtQueryContext).QueryContext(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, 1)
+		if err := rows.Next(dest); err != nil {
+			return err
+		}
+		n, ok := dest[0].(int64)
+		if !ok {
+			return fmt.Errorf("opstate: data_version is %T", dest[0])
+		}
+		v = n
+		return nil
+	})
+	return v, Classify(err)
 }
 
 // closeWriteConn closes the write statements; called by Close.

@@ -1,0 +1,215 @@
+package opstate_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// seeWithin polls s until Lookup(ns, key) returns want (ok says whether it
+// should exist) and returns how long that took; it fails the test after a
+// generous deadline. The staleness bound itself is measured by
+// BenchmarkForeignWriteStaleness; here the point is that the change is seen
+// at all, for every kind of foreign write.
+func seeWithin(t *testing.T, s *opstate.Store, ns, key, want string, ok bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		v, found, err := s.Lookup(ns, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == want && found == ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("Lookup(%q, %q) = %q, %v after 5s; want %q, %v", ns, key, v, found, want, ok)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// warm reads every key once so that the cache holds them, present or
+// absent.
+func warm(t *testing.T, s *opstate.Store, ns string, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		if _, err := s.Get(ns, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestForeignWrites checks that a Store serves, within its SyncInterval,
+// what another Store and plain SQL on another connection commit: new
+// values of cached keys, keys it had cached as absent, deletes and dropped
+// namespaces.
+func TestForeignWrites(t *testing.T) {
+	path := dbPath(t)
+	reader := mustOpen(t, path, opstate.Options{})
+	other := mustOpen(t, path, opstate.Options{})
+	db := sqlDB(t, path)
+
+	mustSet(t, reader, "flags", "dark_mode", "off")
+	mustSet(t, reader, "flags", "beta", "on")
+	mustSet(t, reader, "sess", "a", "1")
+	mustSet(t, reader, "sess", "b", "2")
+	warm(t, reader, "flags", "dark_mode", "beta", "absent", "shell")
+	warm(t, reader, "sess", "a", "b")
+
+	steps := []struct {
+		name    string
+		write   func() error
+		ns, key string
+		want    string
+		ok      bool
+	}{
+		{"store: new value", func() error { return other.Set("flags", "dark_mode", "on") }, "flags", "dark_mode", "on", true},
+		{"store: absent key", func() error { return other.Set("flags", "absent", "now") }, "flags", "absent", "now", true},
+		{"store: delete", func() error { return other.Delete("flags", "beta") }, "flags", "beta", "", false},
+		{"store: drop namespace", func() error { return other.DeleteNamespace("sess") }, "sess", "b", "", false},
+		{"sql: insert", func() error {
+			_, err := db.Exec(`INSERT INTO operational_state VALUES ('flags', 'shell', 'x', '2026-03-07T10:00:00.000Z', NULL)`)
+			return err
+		}, "flags", "shell", "x", true},
+		{"sql: update", func() error {
+			_, err := db.Exec(`UPDATE operational_state SET value = 'off' WHERE namespace = 'flags' AND key = 'dark_mode'`)
+			return err
+		}, "flags", "dark_mode", "off", true},
+		{"sql: expire", func() error {
+			_, err := db.Exec(`UPDATE operational_state SET expires_at = '2000-01-01T00:00:00Z' WHERE key = 'shell'`)
+			return err
+		}, "flags", "shell", "", false},
+		{"sql: delete", func() error {
+			_, err := db.Exec(`DELETE FROM operational_state WHERE namespace = 'flags' AND key = 'absent'`)
+			return err
+		}, "flags", "absent", "", false},
+	}
+	for _, st := range steps {
+		// The reader has the key cached (its value, or absent) before the
+		// foreign write.
+		warm(t, reader, st.ns, st.key)
+		if err := st.write(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		d := seeWithin(t, reader, st.ns, st.key, st.want, st.ok)
+		t.Logf("%s: seen after %v", st.name, d)
+	}
+}
+
+// TestOwnWritesKeepCache checks that a Store's own writes do not empty its
+// cache: reads of other keys keep being served from memory.
+func TestOwnWritesKeepCache(t *testing.T) {
+	s := mustOpen(t, dbPath(t), opstate.Options{SyncInterval: time.Millisecond})
+	mustSet(t, s, "flags", "hot", "on")
+	warm(t, s, "flags", "hot")
+	loads := s.Loads()
+	for i := range 50 {
+		mustSet(t, s, "flags", fmt.Sprint("k", i), "v")
+		time.Sleep(time.Millisecond)
+		wantGet(t, s, "flags", "hot", "on", true)
+	}
+	if n := s.Loads() - loads; n != 0 {
+		t.Errorf("own writes made %d reads of a cached key go to SQLite; want 0", n)
+	}
+}
+
+// TestChildProcess is the child of TestProcesses: it opens the file
+// named by OPSTATE_CHILD_DB and performs the steps in OPSTATE_CHILD_STEPS.
+func TestChildProcess(t *testing.T) {
+	path := os.Getenv("OPSTATE_CHILD_DB")
+	if path == "" {
+		t.Skip("runs only as the child of TestProcesses")
+	}
+	s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	switch os.Getenv("OPSTATE_CHILD_STEPS") {
+	case "flip":
+		if err := s.Set("flags", "dark_mode", "on"); err != nil {
+			t.Fatal(err)
+		}
+	case "race":
+		raceWorkload(t, s, "child")
+	}
+}
+
+// raceWorkload writes and reads the keys shared by the processes of
+// TestProcesses: each process writes its own name and a counter into the
+// same keys, and checks that it never reads a value nobody wrote.
+func raceWorkload(t *testing.T, s *opstate.Store, who string) {
+	for i := range 300 {
+		key := fmt.Sprint("k", i%5)
+		if err := s.Set("shared", key, fmt.Sprintf("%s-%d", who, i)); err != nil {
+			t.Errorf("Set: %v", err)
+			return
+		}
+		v, err := s.Get("shared", fmt.Sprint("k", (i+2)%5))
+		if err != nil {
+			t.Errorf("Get: %v", err)
+			return
+		}
+		if v != "" && !strings.HasPrefix(v, "parent-") && !strings.HasPrefix(v, "child-") {
+			t.Errorf("Get = %q, a value nobody wrote", v)
+			return
+		}
+	}
+}
+
+func childProcess(t *testing.T, path, steps string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "OPSTATE_CHILD_DB="+path, "OPSTATE_CHILD_STEPS="+steps)
+	return cmd
+}
+
+// TestProcesses runs real separate processes on one file: a child flips a
+// toggle that a running Store has cached, and then both processes write
+// and read the same keys at once. At the end both see what the file holds.
+func TestProcesses(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{})
+	mustSet(t, s, "flags", "dark_mode", "off")
+	warm(t, s, "flags", "dark_mode")
+
+	out, err := childProcess(t, path, "flip").CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("toggle flipped by another process seen after %v", seeWithin(t, s, "flags", "dark_mode", "on", true))
+
+	child := childProcess(t, path, "race")
+	var childOut strings.Builder
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { raceWorkload(t, s, "parent") })
+	wg.Wait()
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child: %v\n%s", err, childOut.String())
+	}
+	fresh := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+	for i := range 5 {
+		key := fmt.Sprint("k", i)
+		want, err := fresh.Get("shared", key)
+		if err != nil || want == "" {
+			t.Fatalf("file holds %q, %v for %s", want, err, key)
+		}
+		seeWithin(t, s, "shared", key, want, true)
+	}
+	ctx := context.Background()
+	var check string
+	if err := sqlDB(t, path).QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Errorf("integrity_check = %q, %v", check, err)
+	}
+}
