@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -43,22 +44,51 @@ type Token struct {
 	seq   uint64
 }
 
-// node is one cached entry. Everything a reader looks at (hash, key, space,
-// entry) is written before the node is published in a slot and never
-// changed after: a write of a key publishes a new node.
+// node is one cached entry. Everything a reader looks at (hash, key, ns,
+// value, expires, absent, space) is written before the node is published in
+// a slot and never changed after: a write of a key publishes a new node. The
+// fields are laid out so that a lookup reads one cache line of the node and
+// the node fits a 96-byte allocation.
 type node struct {
-	hash  uint64
-	key   string
-	space *space
-	entry Entry
+	hash    uint64
+	key     string // points into inline when the key fits there
+	value   string
+	expires int64
+	absent  bool
 
 	// used is set by readers without any lock and cleared by eviction
 	// under Cache.mu.
 	used atomic.Bool
 
+	space *space
+
 	// prev and next link the namespace's recency list, head first; guarded
 	// by Cache.mu and never read by readers.
 	prev, next *node
+
+	// inline holds a short key, so that comparing it reads the node's own
+	// memory instead of following a pointer. With it the node fills a
+	// 112-byte allocation.
+	inline [inlineKey]byte
+}
+
+const inlineKey = 32
+
+func (n *node) entry() Entry {
+	return Entry{Value: n.value, ExpiresAt: n.expires, Absent: n.absent}
+}
+
+// newNode returns a node for key, copying the key into the node when it
+// fits and sharing old's copy otherwise.
+func newNode(h uint64, key string, sp *space, e Entry) *node {
+	n := &node{hash: h, value: clone(e.Value), expires: e.ExpiresAt, absent: e.Absent, space: sp}
+	if len(key) <= inlineKey && key != "" {
+		copy(n.inline[:], key)
+		n.key = unsafe.String(&n.inline[0], len(key))
+	} else {
+		n.key = clone(key)
+	}
+	return n
 }
 
 // tombstone fills the slot of a removed node, so that probes continue past
@@ -167,7 +197,7 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 		if sp := n.space; !sp.used.Load() {
 			sp.used.Store(true)
 		}
-		return n.entry, true
+		return n.entry(), true
 	}
 }
 
@@ -293,17 +323,16 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 		}
 		return false
 	}
-	e.Value = clone(e.Value)
 	var n *node
 	if old != nil {
-		n = &node{hash: h, key: old.key, space: old.space, entry: e}
+		n = newNode(h, old.key, old.space, e)
 		c.tab.Load().slots[i].Store(n)
 		c.detachLocked(old)
 		c.pushLocked(n)
 		c.spaces.Get(n.space.name)
-		c.size += cost - entryCost(old.key, old.entry)
+		c.size += cost - entryCost(old.key, old.entry())
 	} else {
-		n = &node{hash: h, key: clone(key), space: c.spaceLocked(ns), entry: e}
+		n = newNode(h, key, c.spaceLocked(ns), e)
 		c.insertLocked(n)
 		c.pushLocked(n)
 		c.size += cost
@@ -366,7 +395,7 @@ func (c *Cache) dropLocked(i uint64, n *node) {
 	t.slots[i].Store(tombstone)
 	t.live--
 	c.detachLocked(n)
-	c.size -= entryCost(n.key, n.entry)
+	c.size -= entryCost(n.key, n.entry())
 	if sp := n.space; sp.n == 0 {
 		c.spaces.Remove(sp.name)
 		c.size -= spaceCost(sp.name)
