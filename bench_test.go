@@ -133,6 +133,7 @@ func BenchmarkSet(b *testing.B) {
 			b.StopTimer()
 			batches, writes := s.Batches()
 			b.ReportMetric(float64(writes)/float64(batches), "writes/txn")
+
 		})
 	}
 }

@@ -2,8 +2,10 @@ package opstate
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/d8da9184/opstate/cache"
 	"github.com/d8da9184/opstate/persist"
@@ -46,6 +48,9 @@ type writer struct {
 	mu      sync.Mutex // guards queue and leading
 	queue   []*write
 	leading bool // a goroutine is committing; it will serve the queue
+	// lastBatch is the size of the last batch; read and written by the
+	// leader under mu.
+	lastBatch int
 
 	batch []*persist.Write // the leader's scratch slice
 
@@ -55,6 +60,10 @@ type writer struct {
 // extraBatches is how many batches of others' writes a leader commits after
 // its own before handing the lead on.
 const extraBatches = 4
+
+// maxGather bounds how long a leader waits for the writers of its last
+// batch to queue their next writes.
+const maxGather = 50 * time.Microsecond
 
 // do performs w and returns its error once it is committed (and applied to
 // the cache) or has failed.
@@ -72,7 +81,20 @@ func (wr *writer) do(w *write) error {
 	// We lead; our write is in the queue, which is served in order.
 	wr.leading = true
 	for done, extra := false, 0; ; {
+		// Writers are arriving together: the ones just woken will queue
+		// their next writes in a moment. Yield until as many are queued
+		// as shared the last batch, for maxGather at most, so that they
+		// share the next transaction instead of each paying for its own.
+		if wr.lastBatch > 1 && len(wr.queue) < wr.lastBatch {
+			deadline := time.Now().Add(maxGather)
+			for len(wr.queue) < wr.lastBatch && time.Now().Before(deadline) {
+				wr.mu.Unlock()
+				runtime.Gosched()
+				wr.mu.Lock()
+			}
+		}
 		n := min(len(wr.queue), maxBatch)
+		wr.lastBatch = n
 		batch := make([]*write, n)
 		copy(batch, wr.queue)
 		wr.queue = wr.queue[:copy(wr.queue, wr.queue[n:])]
@@ -112,7 +134,9 @@ func (wr *writer) commit(batch []*write) {
 	for _, w := range batch {
 		ws = append(ws, &w.Write)
 	}
+	t0 := time.Now()
 	err := wr.db.Apply(context.Background(), wr.now(), ws)
+	ApplyNanos.Add(int64(time.Since(t0)))
 	wr.batches.Add(1)
 	wr.writes.Add(uint64(len(ws)))
 	clear(ws)
@@ -152,3 +176,5 @@ func (wr *writer) invalidate(w *write) {
 		wr.cache.RemoveNamespace(w.Namespace)
 	}
 }
+
+var ApplyNanos atomic.Int64

@@ -10,7 +10,7 @@
 //	    updated_at TEXT NOT NULL,
 //	    expires_at TEXT,            -- NULL: never expires
 //	    PRIMARY KEY (namespace, key)
-//	);
+//	) WITHOUT ROWID;
 //	CREATE INDEX operational_state_expiry
 //	    ON operational_state (julianday(expires_at))
 //	    WHERE expires_at IS NOT NULL;
@@ -27,9 +27,10 @@
 // # Migrations
 //
 // PRAGMA user_version records the schema version. [Open] brings older files
-// forward in one transaction per step: a file of the first, SQLite-only
-// opstate (version 0, with or without expires_at) gains the expires_at
-// column and the expiry index; its rows are kept as they are. Running a migration again changes nothing; a file from a
+// forward in one transaction per step: the table of a file of the first,
+// SQLite-only opstate (version 0, with or without expires_at) is rebuilt
+// WITHOUT ROWID with every row copied as it is (a missing expires_at
+// becomes NULL), and the expiry index is added. Running a migration again changes nothing; a file from a
 // newer version is refused with [ErrSchemaVersion].
 //
 // # Writes

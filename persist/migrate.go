@@ -76,10 +76,22 @@ func migrateStep(ctx context.Context, c *sql.Conn) (done bool, err error) {
 	return false, err
 }
 
-// migrateV1 creates the table, or completes one written by the SQLite-only
-// opstate: adds expires_at when missing and indexes the expiry for the
-// sweeper. Existing rows and their timestamps are left as they are: SQLite
-// reads their second-precision form as it reads the millisecond form.
+// createTable is the schema of version 1. The table is WITHOUT ROWID: its
+// rows live in the primary-key B-tree itself, so an upsert dirties one leaf
+// page instead of a table leaf and an index leaf, which halves what a write
+// of scattered keys puts in the WAL.
+const createTable = `CREATE TABLE %s (
+	namespace  TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	value      TEXT NOT NULL,
+	updated_at TEXT NOT NULL,
+	expires_at TEXT,
+	PRIMARY KEY (namespace, key)
+) WITHOUT ROWID`
+
+// migrateV1 creates the table, or rebuilds one written by the SQLite-only
+// opstate (with or without expires_at) in the version-1 form, copying every
+// row as it is, and indexes the expiry for the sweeper.
 func migrateV1(ctx context.Context, c *sql.Conn) error {
 	var tables int
 	if err := c.QueryRowContext(ctx,
@@ -87,15 +99,7 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 		return err
 	}
 	if tables == 0 {
-		_, err := c.ExecContext(ctx, `CREATE TABLE operational_state (
-			namespace  TEXT NOT NULL,
-			key        TEXT NOT NULL,
-			value      TEXT NOT NULL,
-			updated_at TEXT NOT NULL,
-			expires_at TEXT,
-			PRIMARY KEY (namespace, key)
-		)`)
-		if err != nil {
+		if _, err := c.ExecContext(ctx, fmt.Sprintf(createTable, "operational_state")); err != nil {
 			return err
 		}
 	} else {
@@ -104,21 +108,29 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 			`SELECT count(*) FROM pragma_table_info('operational_state') WHERE name = 'expires_at'`).Scan(&cols); err != nil {
 			return err
 		}
+		expires := "expires_at"
 		if cols == 0 {
-			if _, err := c.ExecContext(ctx, `ALTER TABLE operational_state ADD COLUMN expires_at TEXT`); err != nil {
-				return err
-			}
+			expires = "NULL"
 		}
 		// The index below cannot hold julianday('now'), which changes by
 		// the second; such an expiry is pinned to the time of migration,
 		// which is what it meant at that moment.
-		if _, err := c.ExecContext(ctx, `UPDATE operational_state
-			SET expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-			WHERE lower(expires_at) = 'now'`); err != nil {
-			return err
+		stmts := []string{
+			fmt.Sprintf(createTable, "operational_state_v1"),
+			fmt.Sprintf(`INSERT INTO operational_state_v1 (namespace, key, value, updated_at, expires_at)
+				SELECT namespace, key, value, updated_at,
+				CASE WHEN lower(%[1]s) = 'now' THEN strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now') ELSE %[1]s END
+				FROM operational_state`, expires),
+			`DROP TABLE operational_state`,
+			`ALTER TABLE operational_state_v1 RENAME TO operational_state`,
+		}
+		for _, q := range stmts {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				return err
+			}
 		}
 	}
-	_, err := c.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS operational_state_expiry
+	_, err := c.ExecContext(ctx, `CREATE INDEX operational_state_expiry
 		ON operational_state (julianday(expires_at)) WHERE expires_at IS NOT NULL`)
 	return err
 }

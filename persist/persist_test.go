@@ -972,11 +972,8 @@ func TestStoredTimeForms(t *testing.T) {
 
 // sweepQuery is the sweep's statement, as persist prepares it. Keep the two
 // in step.
-const sweepQuery = `DELETE FROM operational_state WHERE rowid IN (
-		SELECT rowid FROM operational_state
-		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
-		ORDER BY julianday(expires_at) LIMIT ?)
-		RETURNING namespace, key`
+// sweepQuery is the statement the sweep runs.
+const sweepQuery = persist.SweepSQL
 
 func TestSweepUsesIndex(t *testing.T) {
 	db := mustOpen(t, "")

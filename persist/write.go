@@ -40,6 +40,15 @@ type Key struct {
 	Namespace, Key string
 }
 
+// sweepSQL deletes the ?2 rows that expired earliest, at or before the
+// time ?1, and returns their keys. The inner SELECT walks
+// operational_state_expiry.
+const sweepSQL = `DELETE FROM operational_state WHERE (namespace, key) IN (
+	SELECT namespace, key FROM operational_state
+	WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
+	ORDER BY julianday(expires_at) LIMIT ?)
+	RETURNING namespace, key`
+
 // maxPutRows bounds the rows of one multi-row upsert statement.
 const maxPutRows = 32
 
@@ -118,11 +127,7 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.del, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
 	prep(&wc.delNS, `DELETE FROM operational_state WHERE namespace = ?`)
 	prep(&wc.dataVersion, `PRAGMA data_version`)
-	prep(&wc.sweep, `DELETE FROM operational_state WHERE rowid IN (
-		SELECT rowid FROM operational_state
-		WHERE expires_at IS NOT NULL AND julianday(expires_at) <= julianday(?)
-		ORDER BY julianday(expires_at) LIMIT ?)
-		RETURNING namespace, key`)
+	prep(&wc.sweep, sweepSQL)
 	if err != nil {
 		wc.close()
 		return nil, err
