@@ -23,7 +23,8 @@ type write struct {
 	err error
 
 	// next receives false once the write is done, or true when its
-	// goroutine is handed the lead.
+	// goroutine is handed the lead. It is nil for a write whose caller led
+	// from the start: nobody else ever signals it.
 	next chan bool
 }
 
@@ -68,10 +69,12 @@ const maxGather = 50 * time.Microsecond
 // do performs w and returns its error once it is committed (and applied to
 // the cache) or has failed.
 func (wr *writer) do(w *write) error {
-	w.next = make(chan bool, 1)
 	wr.mu.Lock()
 	wr.queue = append(wr.queue, w)
 	if wr.leading {
+		// Only a write that waits needs a channel; the leader reads next
+		// after taking the queue under mu, so it sees it set.
+		w.next = make(chan bool, 1)
 		wr.mu.Unlock()
 		if lead := <-w.next; !lead {
 			return w.err
