@@ -1,0 +1,239 @@
+// Command bench runs the same workloads through opstate and the stores it
+// is compared with, in one process, and prints one Markdown table of
+// medians and ratios followed by opstate's performance targets.
+//
+//	cd bench && go run .                  # full run: 5 repetitions of 1s
+//	go run . -short                       # smoke run
+//	go run . -only 'get-hit/' -count 10   # some rows only
+//
+// Each row is one testing.Benchmark call, repeated -count times; the
+// implementations of a workload take turns within every repetition, so
+// that a drift of the machine touches them alike.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is what the flags select.
+type config struct {
+	count     int
+	benchtime string
+	only      *regexp.Regexp
+	dir       string
+	profile   string
+}
+
+func parseFlags() (config, error) {
+	count := flag.Int("count", 5, "run each benchmark `n` times and report the median")
+	benchtime := flag.String("benchtime", "1s", "run each benchmark for duration `d`, or N times if d is of the form Nx")
+	only := flag.String("only", "", "run only the rows whose workload/implementation matches `regexp`, e.g. 'get-hit/' or 'set-.*/opstate'")
+	short := flag.Bool("short", false, "quick smoke run: -count 3 -benchtime 100ms unless given")
+	dir := flag.String("dir", "", "create the temporary database directory in `dir` (default: the system temporary directory)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs (setup excluded) to `file`")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	given := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *short {
+		if !given["count"] {
+			*count = 3
+		}
+		if !given["benchtime"] {
+			*benchtime = "100ms"
+		}
+	}
+	if *count < 1 {
+		return config{}, fmt.Errorf("-count %d: must be at least 1", *count)
+	}
+	c := config{count: *count, benchtime: *benchtime, dir: *dir, profile: *profile}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return config{}, fmt.Errorf("-only: %w", err)
+		}
+		c.only = re
+	}
+	// testing.Benchmark reads its duration from the testing package's own
+	// flag, registered by testing.Init.
+	testing.Init()
+	if err := flag.Set("test.benchtime", c.benchtime); err != nil {
+		return config{}, fmt.Errorf("-benchtime: %w", err)
+	}
+	return c, nil
+}
+
+func run() error {
+	cfg, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	dir, err := os.MkdirTemp(cfg.dir, "opstate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// An interrupted run removes its databases too.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		os.RemoveAll(dir)
+		os.Exit(130)
+	}()
+
+	w := newWorkload()
+	st := &stores{dir: dir, w: w}
+	defer st.Close()
+	var fail failures
+	var rows []row
+	for _, r := range plan(st, w, &fail) {
+		if cfg.only == nil || cfg.only.MatchString(r.name()) {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("-only %q selects no row", cfg.only)
+	}
+
+	printHeader(os.Stdout, cfg, dir, began)
+	for _, r := range rows {
+		if err := r.prepare(); err != nil {
+			return fmt.Errorf("setting up %s: %w", r.name(), err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "set up in %v; running %d rows × %d\n", time.Since(began).Round(time.Millisecond), len(rows), cfg.count)
+
+	if cfg.profile != "" {
+		f, err := os.Create(cfg.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	before := sampleCPU()
+	results := make([]*summary, len(rows))
+	for i, r := range rows {
+		results[i] = &summary{workload: r.workload, impl: r.impl}
+	}
+	// Workload by workload; within each repetition every implementation
+	// of the workload runs once.
+	for lo := 0; lo < len(rows); {
+		hi := lo + 1
+		for hi < len(rows) && rows[hi].workload == rows[lo].workload {
+			hi++
+		}
+		for rep := range cfg.count {
+			for i := lo; i < hi; i++ {
+				res := testing.Benchmark(rows[i].fn)
+				if err := fail.take(); err != nil {
+					return fmt.Errorf("%s: %w", rows[i].name(), err)
+				}
+				if res.N == 0 {
+					return fmt.Errorf("%s: benchmark failed", rows[i].name())
+				}
+				results[i].add(res)
+				fmt.Fprintf(os.Stderr, "%-36s %d/%d %12s ns/op %4d allocs/op  (N=%d)\n",
+					rows[i].name(), rep+1, cfg.count, formatNs(nsPerOp(res)), res.AllocsPerOp(), res.N)
+			}
+		}
+		lo = hi
+	}
+	after := sampleCPU()
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("closing stores: %w", err)
+	}
+
+	printTable(os.Stdout, results)
+	printTargets(os.Stdout, results)
+	fmt.Fprintf(os.Stdout, "\nTotal time %v.", time.Since(began).Round(time.Second))
+	if others := othersCPUs(before, after); others >= 0 {
+		fmt.Fprintf(os.Stdout, " Other processes kept %.2f of %d CPUs busy on average during the timed runs.", others, runtime.NumCPU())
+	}
+	fmt.Fprintln(os.Stdout)
+	return nil
+}
+
+// row is one benchmark: a workload run through one implementation.
+type row struct {
+	workload, impl string
+	prepare        func() error // opens and warms the store fn uses
+	fn             func(*testing.B)
+}
+
+func (r row) name() string { return r.workload + "/" + r.impl }
+
+// plan returns every row, grouped by workload, opstate first in each.
+func plan(st *stores, w *workload, fail *failures) []row {
+	var rows []row
+	add := func(workload, impl string, prepare func() error, fn func(*testing.B)) {
+		rows = append(rows, row{workload: workload, impl: impl, prepare: prepare, fn: fn})
+	}
+	opstateNormal := func() error { return st.openOpstate(normal) }
+	sqliteNormal := func() error { return st.openSQLite(normal) }
+	for _, par := range []bool{false, true} {
+		wl := "get-hit" + suffix(par)
+		add(wl, "opstate", opstateNormal, getOpstate(st, w.keys, true, par, fail))
+		add(wl, "sqlite-only", sqliteNormal, getSQLite(st, w.keys, true, par, fail))
+		add(wl, "otter", st.openOtter, getOtter(st, w.composite, true, par, fail))
+		add(wl, "golang-lru", st.openLRU, getLRU(st, w.composite, true, par, fail))
+		add(wl, "buntdb", st.openBunt, getBunt(st, w.composite, true, par, fail))
+		add(wl, "bbolt", st.openBolt, getBolt(st, w.boltKeys, true, par, fail))
+	}
+	for _, par := range []bool{false, true} {
+		wl := "get-absent" + suffix(par)
+		add(wl, "opstate", opstateNormal, getOpstate(st, w.missing, false, par, fail))
+		add(wl, "sqlite-only", sqliteNormal, getSQLite(st, w.missing, false, par, fail))
+		add(wl, "otter", st.openOtterNeg, getOtterNeg(st, w.compMissing, par, fail))
+		add(wl, "golang-lru", st.openLRUNeg, getLRUNeg(st, w.compMissing, par, fail))
+		add(wl, "otter (plain miss)", st.openOtter, getOtter(st, w.compMissing, false, par, fail))
+		add(wl, "golang-lru (plain miss)", st.openLRU, getLRU(st, w.compMissing, false, par, fail))
+	}
+	for _, concurrent := range []bool{false, true} {
+		for _, d := range []durability{normal, full} {
+			wl := "set-" + strings.ToLower(d.String())
+			bench := setSingle
+			if concurrent {
+				wl = "set-concurrent-" + strings.ToLower(d.String())
+				bench = setConcurrent
+			}
+			add(wl, "opstate", func() error { return st.openOpstate(d) },
+				bench(func(ns, k, v string) error { return st.opstate[d].Set(ns, k, v) }, w, fail))
+			add(wl, "sqlite-only", func() error { return st.openSQLite(d) },
+				bench(func(ns, k, v string) error { return st.sqlite[d].Set(ns, k, v) }, w, fail))
+		}
+	}
+	return rows
+}
+
+func suffix(parallel bool) string {
+	if parallel {
+		return "-parallel"
+	}
+	return ""
+}

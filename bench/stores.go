@@ -1,0 +1,302 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/d8da9184/opstate"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/maypok86/otter/v2"
+	"github.com/tidwall/buntdb"
+	bolt "go.etcd.io/bbolt"
+)
+
+// durability is the synchronous setting a write benchmark runs under.
+type durability int
+
+const (
+	normal durability = iota
+	full
+)
+
+func (d durability) String() string {
+	if d == full {
+		return "FULL"
+	}
+	return "NORMAL"
+}
+
+// stores opens each implementation on first use, fills it with the
+// workload and reads every key once, so that a benchmark starts warm. All
+// files live in dir.
+type stores struct {
+	dir string
+	w   *workload
+
+	closers []func() error // in opening order
+
+	opstate [2]*opstate.Store // by durability
+	sqlite  [2]*sqliteOnly    // by durability
+	lru     *lru.Cache[string, string]
+	otter   *otter.Cache[string, string]
+	// otterNeg and lruNeg also hold an entry for every absent key, as a
+	// cache in front of a store must to answer "absent" without asking
+	// the store: the value absentMark.
+	otterNeg *otter.Cache[string, string]
+	lruNeg   *lru.Cache[string, string]
+	bunt     *buntdb.DB
+	bolt     *bolt.DB
+}
+
+var boltBucket = []byte(namespace)
+
+func (s *stores) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+func (s *stores) openOpstate(d durability) error {
+	if s.opstate[d] != nil {
+		return nil
+	}
+	opts := opstate.Options{SweepInterval: -1}
+	if d == full {
+		opts.Durability = opstate.DurabilityFull
+	}
+	st, err := opstate.Open(filepath.Join(s.dir, "opstate-"+d.String()+".db"), opts)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, st.Close)
+	s.opstate[d] = st
+
+	// Writers in parallel, so that group commit makes filling a FULL store
+	// take a few hundred fsyncs rather than ten thousand.
+	const writers = 32
+	var wg sync.WaitGroup
+	errc := make(chan error, writers)
+	for g := range writers {
+		wg.Go(func() {
+			for i := g; i < numKeys; i += writers {
+				if err := st.Set(namespace, keyName(i), s.w.values[i]); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	for j, k := range s.w.keys {
+		if v, err := st.Get(namespace, k); err != nil || v != s.w.values[s.w.order[j]] {
+			return fmt.Errorf("opstate warm-up: Get(%q) = %q, %v", k, v, err)
+		}
+	}
+	for _, k := range s.w.missing {
+		if v, ok, err := st.Lookup(namespace, k); err != nil || ok {
+			return fmt.Errorf("opstate warm-up: Lookup(%q) = %q, %v, %v; want missing", k, v, ok, err)
+		}
+	}
+	if n := st.CacheStats().Entries; n != 2*numKeys {
+		return fmt.Errorf("opstate warm-up: cache holds %d entries, want %d", n, 2*numKeys)
+	}
+	return nil
+}
+
+func (s *stores) openSQLite(d durability) error {
+	if s.sqlite[d] != nil {
+		return nil
+	}
+	db, err := openSQLiteOnly(filepath.Join(s.dir, "sqlite-only-"+d.String()+".db"), d)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, db.Close)
+	s.sqlite[d] = db
+	if err := db.fill(s.w); err != nil {
+		return fmt.Errorf("sqlite-only fill: %w", err)
+	}
+	for j, k := range s.w.keys {
+		if v, ok, err := db.Get(namespace, k); err != nil || !ok || v != s.w.values[s.w.order[j]] {
+			return fmt.Errorf("sqlite-only warm-up: Get(%q) = %q, %v, %v", k, v, ok, err)
+		}
+	}
+	for _, k := range s.w.missing {
+		if v, ok, err := db.Get(namespace, k); err != nil || ok {
+			return fmt.Errorf("sqlite-only warm-up: Get(%q) = %q, %v, %v; want missing", k, v, ok, err)
+		}
+	}
+	return nil
+}
+
+func (s *stores) openLRU() error {
+	if s.lru != nil {
+		return nil
+	}
+	c, err := lru.New[string, string](2 * numKeys)
+	if err != nil {
+		return err
+	}
+	s.lru = c
+	for i, k := range s.w.composite {
+		c.Add(k, s.w.values[s.w.order[i]])
+	}
+	for i, k := range s.w.composite {
+		if v, ok := c.Get(k); !ok || v != s.w.values[s.w.order[i]] {
+			return fmt.Errorf("golang-lru warm-up: Get(%q) = %q, %v", k, v, ok)
+		}
+	}
+	for _, k := range s.w.compMissing {
+		if _, ok := c.Get(k); ok {
+			return fmt.Errorf("golang-lru warm-up: Get(%q) found a missing key", k)
+		}
+	}
+	return nil
+}
+
+func (s *stores) openOtter() error {
+	if s.otter != nil {
+		return nil
+	}
+	c := otter.Must(&otter.Options[string, string]{MaximumSize: 2 * numKeys})
+	s.otter = c
+	for i, k := range s.w.composite {
+		c.Set(k, s.w.values[s.w.order[i]])
+	}
+	for i, k := range s.w.composite {
+		if v, ok := c.GetIfPresent(k); !ok || v != s.w.values[s.w.order[i]] {
+			return fmt.Errorf("otter warm-up: GetIfPresent(%q) = %q, %v", k, v, ok)
+		}
+	}
+	for _, k := range s.w.compMissing {
+		if _, ok := c.GetIfPresent(k); ok {
+			return fmt.Errorf("otter warm-up: GetIfPresent(%q) found a missing key", k)
+		}
+	}
+	return nil
+}
+
+// openBunt opens buntdb on a file with its default configuration
+// (SyncPolicy EverySecond).
+func (s *stores) openBunt() error {
+	if s.bunt != nil {
+		return nil
+	}
+	db, err := buntdb.Open(filepath.Join(s.dir, "buntdb.db"))
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, db.Close)
+	s.bunt = db
+	err = db.Update(func(tx *buntdb.Tx) error {
+		for i, k := range s.w.composite {
+			if _, _, err := tx.Set(k, s.w.values[s.w.order[i]], nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *buntdb.Tx) error {
+		for i, k := range s.w.composite {
+			if v, err := tx.Get(k); err != nil || v != s.w.values[s.w.order[i]] {
+				return fmt.Errorf("buntdb warm-up: Get(%q) = %q, %v", k, v, err)
+			}
+		}
+		return nil
+	})
+}
+
+// openBolt opens bbolt with its default options.
+func (s *stores) openBolt() error {
+	if s.bolt != nil {
+		return nil
+	}
+	db, err := bolt.Open(filepath.Join(s.dir, "bbolt.db"), 0o600, nil)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, db.Close)
+	s.bolt = db
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(boltBucket)
+		if err != nil {
+			return err
+		}
+		for i, k := range s.w.boltKeys {
+			if err := b.Put(k, []byte(s.w.values[s.w.order[i]])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(boltBucket)
+		for i, k := range s.w.boltKeys {
+			if v := b.Get(k); string(v) != s.w.values[s.w.order[i]] {
+				return fmt.Errorf("bbolt warm-up: Get(%q) = %q", k, v)
+			}
+		}
+		return nil
+	})
+}
+
+// absentMark is the value otterNeg and lruNeg hold for an absent key.
+const absentMark = "\x00absent"
+
+func (s *stores) openOtterNeg() error {
+	if s.otterNeg != nil {
+		return nil
+	}
+	c := otter.Must(&otter.Options[string, string]{MaximumSize: 2 * numKeys})
+	s.otterNeg = c
+	for i, k := range s.w.composite {
+		c.Set(k, s.w.values[s.w.order[i]])
+	}
+	for _, k := range s.w.compMissing {
+		c.Set(k, absentMark)
+	}
+	for _, k := range s.w.compMissing {
+		if v, ok := c.GetIfPresent(k); !ok || v != absentMark {
+			return fmt.Errorf("otter warm-up: GetIfPresent(%q) = %q, %v; want the absent mark", k, v, ok)
+		}
+	}
+	return nil
+}
+
+func (s *stores) openLRUNeg() error {
+	if s.lruNeg != nil {
+		return nil
+	}
+	c, err := lru.New[string, string](2 * numKeys)
+	if err != nil {
+		return err
+	}
+	s.lruNeg = c
+	for i, k := range s.w.composite {
+		c.Add(k, s.w.values[s.w.order[i]])
+	}
+	for _, k := range s.w.compMissing {
+		c.Add(k, absentMark)
+	}
+	for _, k := range s.w.compMissing {
+		if v, ok := c.Get(k); !ok || v != absentMark {
+			return fmt.Errorf("golang-lru warm-up: Get(%q) = %q, %v; want the absent mark", k, v, ok)
+		}
+	}
+	return nil
+}
