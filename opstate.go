@@ -88,7 +88,43 @@ func Open(path string, opts Options) (*Store, error) {
 		s.wg.Add(1)
 		go s.sweepEvery(opts.SweepInterval)
 	}
+	s.wg.Add(1)
+	go s.checkpointEvery(checkpointInterval)
 	return s, nil
+}
+
+// The write-ahead log is copied into the database file by a background
+// goroutine, so that no write pays for it: every checkpointInterval, when
+// the log has grown past checkpointBytes.
+const (
+	checkpointInterval = 50 * time.Millisecond
+	checkpointBytes    = 4 << 20
+)
+
+// checkpointEvery runs checkpoints until Close.
+func (s *Store) checkpointEvery(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		size, err := s.db.WALSize()
+		if err != nil || size < checkpointBytes {
+			continue
+		}
+		if s.enter() != nil {
+			return
+		}
+		err = s.db.Checkpoint(s.ctx)
+		s.life.RUnlock()
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("opstate: checkpoint failed", "err", err)
+		}
+	}
 }
 
 // watch empties the cache whenever another connection has committed to

@@ -834,3 +834,25 @@ func TestOperatorExpiryFormats(t *testing.T) {
 		})
 	}
 }
+
+// TestWALStaysBounded writes far more than the checkpoint threshold, at a
+// pace the background checkpointer can follow, and checks that the
+// write-ahead log stays near 4 MiB: without the checkpointer only SQLite's
+// backstop at 16 MiB would act.
+func TestWALStaysBounded(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+	big := strings.Repeat("x", 1<<20)
+	var largest int64
+	for i := range 24 {
+		mustSet(t, s, "blobs", fmt.Sprint(i), big)
+		time.Sleep(60 * time.Millisecond) // a checkpoint tick falls between writes
+		if fi, err := os.Stat(path + "-wal"); err == nil {
+			largest = max(largest, fi.Size())
+		}
+	}
+	if largest > 8<<20 {
+		t.Errorf("WAL grew to %d bytes while 24 MiB were written; want it checkpointed from 4 MiB on", largest)
+	}
+	t.Logf("largest WAL: %d bytes", largest)
+}

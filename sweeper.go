@@ -10,7 +10,7 @@ import (
 
 // sweepBatch is how many expired rows one transaction of a sweep deletes.
 // Writes queued behind a sweep wait for at most one such batch.
-const sweepBatch = 128
+const sweepBatch = 32
 
 // sweepKey is the singleflight key shared by every sweep of a Store.
 const sweepKey = "sweep"
@@ -69,6 +69,7 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 		if ctx.Err() != nil {
 			return total, ErrClosed // ctx is the Store's: it ends only at Close
 		}
+		start, others := time.Now(), s.w.others.Load()
 		w, err := s.writeResult(persist.Write{Kind: persist.DeleteExpired, Limit: sweepBatch}, "delete expired")
 		if err != nil {
 			return total, err
@@ -76,6 +77,16 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 		total += int64(len(w.Swept))
 		if len(w.Swept) < sweepBatch {
 			return total, nil
+		}
+		if s.w.others.Load() == others {
+			continue // nobody else is writing: go on at full speed
+		}
+		// Others are writing: leave the writer to them for as long as the
+		// batch took, so that the sweep takes at most about half of it and
+		// their writes never queue behind batch after batch.
+		select {
+		case <-time.After(time.Since(start)):
+		case <-ctx.Done():
 		}
 	}
 }

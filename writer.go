@@ -55,6 +55,10 @@ type writer struct {
 
 	batch []*persist.Write // the leader's scratch slice
 
+	// others counts committed or failed writes that are not sweeps; the
+	// sweep reads it to tell whether anyone else is writing.
+	others atomic.Uint64
+
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 }
 
@@ -96,7 +100,7 @@ func (wr *writer) do(w *write) error {
 				wr.mu.Lock()
 			}
 		}
-		n := min(len(wr.queue), maxBatch)
+		n := batchLen(wr.queue)
 		wr.lastBatch = n
 		batch := make([]*write, n)
 		copy(batch, wr.queue)
@@ -137,9 +141,10 @@ func (wr *writer) commit(batch []*write) {
 	for _, w := range batch {
 		ws = append(ws, &w.Write)
 	}
-	t0 := time.Now()
 	err := wr.db.Apply(context.Background(), wr.now(), ws)
-	ApplyNanos.Add(int64(time.Since(t0)))
+	if batch[0].Kind != persist.DeleteExpired {
+		wr.others.Add(uint64(len(batch)))
+	}
 	wr.batches.Add(1)
 	wr.writes.Add(uint64(len(ws)))
 	clear(ws)
@@ -180,4 +185,17 @@ func (wr *writer) invalidate(w *write) {
 	}
 }
 
-var ApplyNanos atomic.Int64
+// batchLen returns how many writes from the head of queue share the next
+// transaction: up to maxBatch, and never a sweep together with other
+// writes, so that a write never waits for a sweep batch it did not queue
+// behind.
+func batchLen(queue []*write) int {
+	if len(queue) > 0 && queue[0].Kind == persist.DeleteExpired {
+		return 1
+	}
+	n := 0
+	for n < len(queue) && n < maxBatch && queue[n].Kind != persist.DeleteExpired {
+		n++
+	}
+	return n
+}

@@ -104,6 +104,13 @@ func Open(path string, opts Options) (*DB, error) {
 	q.Set("mode", "rw") // the file exists; SQLite must never create it with its own mode
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
 	q.Add("_pragma", "synchronous("+syncMode+")")
+	// Commits checkpoint only as a backstop, at 4096 pages (16 MiB with
+	// the default page size): a write that crosses the threshold pays for
+	// copying pages and fsyncing the database file, so the owner calls
+	// Checkpoint off the write path, well before. When the log restarts
+	// it is truncated to 1 MiB, so that its size says how much it holds.
+	q.Add("_pragma", "wal_autocheckpoint(4096)")
+	q.Add("_pragma", "journal_size_limit(1048576)")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 
 	pool, err := sql.Open("sqlite", dsn)
@@ -194,6 +201,33 @@ func (db *DB) Close() error {
 		err = db.w.Close()
 	}
 	return errors.Join(err, db.pool.Close())
+}
+
+// WALSize returns the size in bytes of the database's write-ahead log.
+func (db *DB) WALSize() (int64, error) {
+	fi, err := os.Stat(db.path + "-wal")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// Checkpoint copies the write-ahead log into the database file without
+// blocking writers or readers (a PASSIVE checkpoint), on a read
+// connection. It copies what no reader still needs; frames a reader holds
+// are left for a later call.
+func (db *DB) Checkpoint(ctx context.Context) error {
+	c, err := db.pool.Conn(ctx)
+	if err != nil {
+		return Classify(err)
+	}
+	defer c.Close()
+	var busy, log, done int
+	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
+	return Classify(err)
 }
 
 // Path returns the absolute path of the database file.
