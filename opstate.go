@@ -20,7 +20,7 @@ import (
 // and release it with [Store.Close].
 type Store struct {
 	db    *persist.DB
-	cache *cache.Cache // nil when Options.CacheBytes < 0
+	cache *cache.Cache // with a zero budget when Options.CacheBytes < 0
 	w     writer
 	clock func() time.Time
 	log   *slog.Logger
@@ -36,11 +36,10 @@ type Store struct {
 	// and Close cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the sweeper and DeleteExpired's goroutines
+	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	loads   atomic.Uint64 // reads that missed the cache and went to SQLite
-	foreign atomic.Uint64 // times the cache was emptied for another connection's commit
+	loads atomic.Uint64 // reads that missed the cache and went to SQLite
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -78,6 +77,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.SyncInterval > 0 {
 		v, err := db.DataVersion(s.ctx)
 		if err != nil {
+			s.cancel()
 			db.Close()
 			return nil, fmt.Errorf("opstate: open %s: %w", path, err)
 		}
@@ -157,7 +157,6 @@ func (s *Store) watch(interval time.Duration, version int64) {
 			}
 		case v != version:
 			s.cache.Clear()
-			s.foreign.Add(1)
 			version = v
 		}
 	}
