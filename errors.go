@@ -41,10 +41,13 @@ var (
 	// not happen.
 	ErrBusy = persist.ErrBusy
 
-	// ErrDiskFull is returned by a write that did not fit on the disk (or
-	// within the process's file-size limit). The write did not happen.
+	// ErrDiskFull is returned by a write that did not fit on the disk. The
+	// write did not happen.
 	ErrDiskFull = persist.ErrDiskFull
 
-	// ErrIO is returned when the operating system reported an I/O error.
+	// ErrIO is returned when the operating system reported an I/O error,
+	// including a write beyond the process's file-size limit
+	// (RLIMIT_FSIZE), which SQLite reports as a failed write rather than a
+	// full disk. A write that fails with it did not happen.
 	ErrIO = persist.ErrIO
 )

@@ -35,6 +35,9 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("cannot switch to WAL journal mode: still %q", mode)
 	}
+	if v == len(migrations) {
+		return nil // current: no write lock needed, so Open works while another process writes
+	}
 	for {
 		done, err := migrateStep(ctx, c)
 		if err != nil || done {

@@ -159,6 +159,37 @@ func prepareFile(path string) error {
 	if _, err := io.ReadFull(f, head); err != nil || string(head[:len(sqliteMagic)]) != sqliteMagic {
 		return fmt.Errorf("opstate: open %s: %w", path, ErrNotDatabase)
 	}
+	if err := checkSize(path, head, fi.Size()); err != nil {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkSize compares the page count in a database header with the size of
+// the file, when the header vouches for its count and no journal or log
+// may legitimately hold pages the file lacks. A file cut short or grown
+// behind SQLite's back is refused with ErrCorrupt before SQLite can write
+// to it.
+func checkSize(path string, head []byte, size int64) error {
+	for _, side := range []string{"-wal", "-journal"} {
+		if fi, err := os.Stat(path + side); err == nil && fi.Size() > 0 {
+			return nil // pages may live there; SQLite will sort it out
+		}
+	}
+	be32 := func(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+	pageSize := int64(head[16])<<8 | int64(head[17])
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	pages := int64(be32(head[28:32]))
+	// The count is valid only when the version-valid-for number matches
+	// the change counter (SQLite's own rule).
+	if pages == 0 || be32(head[24:28]) != be32(head[92:96]) {
+		return nil
+	}
+	if pages*pageSize != size {
+		return fmt.Errorf("%w: header says %d pages of %d bytes, file has %d bytes", ErrCorrupt, pages, pageSize, size)
+	}
 	return nil
 }
 

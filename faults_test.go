@@ -1,0 +1,636 @@
+//go:build linux
+
+package opstate_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// Environment of the child processes of this file's tests; each is set
+// only in the child.
+const (
+	diskFullChildEnv = "OPSTATE_DISKFULL_CHILD" // database path
+	diskFullCacheEnv = "OPSTATE_DISKFULL_CACHE" // "off": the child's Store has no cache
+	lockChildEnv     = "OPSTATE_LOCK_CHILD"     // database path
+)
+
+// diskFullHeadroom is how far above the largest file the child's
+// file-size limit lies: room for a few writes before they fail.
+const diskFullHeadroom = 64 << 10
+
+// diskFullWriters is the number of goroutines writing at once in the
+// child, so that some writes share a transaction that fails as a whole.
+const diskFullWriters = 4
+
+// diskFullSteps bounds each writer's steps: with values growing by 200
+// bytes a step, the WAL passes the limit long before.
+const diskFullSteps = 300
+
+// growValue is the value of a writer's step i: 200*(i+1) bytes that say
+// which step wrote them.
+func growValue(i int) string {
+	unit := fmt.Sprintf("%d,", i)
+	return strings.Repeat(unit, 200*(i+1)/len(unit)+1)[:200*(i+1)]
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// TestDiskFull runs a child process (TestDiskFullChild) whose file-size
+// limit (RLIMIT_FSIZE) lies a little above the store's files, so that its
+// writes start failing as the WAL grows, as they would on a full disk. The
+// child's writers write ever larger values, concurrently, and check
+// in-process that every failed write returns ErrDiskFull or ErrIO and is
+// never served: the key keeps its old value (or stays missing) for Get and
+// List, from the cache and with the cache off. The child acknowledges each
+// write that returned nil on stdout.
+//
+// The parent then opens the file without a limit and checks that it holds
+// exactly the acknowledged writes, that at least one write was
+// acknowledged and at least one failed, and that PRAGMA integrity_check
+// says ok.
+func TestDiskFull(t *testing.T) {
+	cacheModes(t, func(t *testing.T, opts opstate.Options) {
+		path := dbPath(t)
+		s := mustOpen(t, path, opts)
+		seed := map[string]string{}
+		for i := range 50 {
+			k, v := fmt.Sprint(i), strings.Repeat("s", 500)
+			mustSet(t, s, "seed", k, v)
+			seed[k] = v
+		}
+		want := map[string]string{} // the model of namespace "grow"
+		for g := range diskFullWriters {
+			key := fmt.Sprintf("g%d-same", g)
+			mustSet(t, s, "grow", key, "initial")
+			want[key] = "initial"
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.count=1", "-test.v=false")
+		cmd.Env = append(os.Environ(), diskFullChildEnv+"="+path)
+		if opts.CacheBytes < 0 {
+			cmd.Env = append(cmd.Env, diskFullCacheEnv+"=off")
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("child: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+		}
+
+		acks, fails := 0, map[string]int{}
+		for line := range strings.Lines(string(out)) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 3 && f[0] == "ack":
+				i, err := strconv.Atoi(f[2])
+				if err != nil {
+					t.Fatalf("child line %q: %v", line, err)
+				}
+				want[f[1]] = growValue(i)
+				acks++
+			case len(f) == 2 && f[0] == "deleted":
+				delete(want, f[1])
+				acks++
+			case len(f) == 4 && f[0] == "fail":
+				fails[f[3]]++
+			case len(f) > 0 && (f[0] == "limit" || f[0] == "error" || f[0] == "batches:" || f[0] == "close"):
+				t.Logf("child: %s", strings.TrimSpace(line))
+			}
+		}
+		t.Logf("child: %d writes acknowledged, failures by kind: %v", acks, fails)
+		if acks == 0 || len(fails) == 0 {
+			t.Fatalf("child acknowledged %d writes and failed %v; want some of each\nstdout:\n%s", acks, fails, out)
+		}
+
+		r := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+		got, err := r.List("grow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if g, ok := got[k]; !ok || g != v {
+				t.Errorf("grow/%s = %.20q (present: %v); want the acknowledged %.20q", k, g, ok, v)
+			}
+		}
+		for k, g := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("grow/%s = %.20q is present, but its write failed", k, g)
+			}
+		}
+		if got, err := r.List("seed"); err != nil || !maps.Equal(got, seed) {
+			t.Errorf("List(seed) holds %d keys, %v; want the %d written before the limit", len(got), err, len(seed))
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		crashIntegrity(t, path)
+	})
+}
+
+// TestDiskFullChild is the process of TestDiskFull. It runs only with
+// OPSTATE_DISKFULL_CHILD set.
+//
+// Each writer g, at each step i, overwrites "grow"/"g<g>-same" and creates
+// "grow"/"g<g>-k<i>", both with growValue(i), until three steps after its
+// first failure; then it deletes its g<g>-k0. Before and after each write it
+// reads the key, so that a cached Store holds the old value (or holds the
+// key as absent) when the write fails, and checks what is served. The
+// child prints "ack KEY I" for a Set and "deleted KEY" for a Delete that
+// returned nil, "fail KEY I KIND" for one that failed, where KIND is
+// "diskfull" or "io", and the text of the first error.
+func TestDiskFullChild(t *testing.T) {
+	path := os.Getenv(diskFullChildEnv)
+	if path == "" {
+		t.Skip("run by TestDiskFull")
+	}
+	// No check for other writers: emptying the cache could hide a failed
+	// write that was cached.
+	opts := opstate.Options{SweepInterval: -1, SyncInterval: -1}
+	if os.Getenv(diskFullCacheEnv) == "off" {
+		opts.CacheBytes = -1
+	}
+	var mu sync.Mutex // one line at a time; guards firstErr
+	var firstErr error
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stdout, format+"\n", args...)
+	}
+
+	// The -shm file is 32 KiB from the start and must fit too.
+	limit := uint64(max(fileSize(path), fileSize(path+"-wal"), 32<<10) + diskFullHeadroom)
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if rl.Max < limit {
+		t.Fatalf("hard RLIMIT_FSIZE %d is below the limit %d this test needs", rl.Max, limit)
+	}
+	// Beyond the limit the kernel sends SIGXFSZ, which kills the process
+	// unless ignored; ignored, write(2) fails with EFBIG.
+	signal.Ignore(syscall.SIGXFSZ)
+	rl.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	say("limit %d bytes; database %d, WAL %d", limit, fileSize(path), fileSize(path+"-wal"))
+
+	s, err := opstate.Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer func() { say("close %v", s.Close()) }()
+
+	// failed checks that err is one of the errors a full disk may give,
+	// and reports it.
+	failed := func(key string, i int, err error) {
+		kind := "other"
+		switch {
+		case errors.Is(err, opstate.ErrDiskFull):
+			kind = "diskfull"
+		case errors.Is(err, opstate.ErrIO):
+			kind = "io"
+		default:
+			t.Errorf("write of grow/%s over the file-size limit = %v; want ErrDiskFull or ErrIO", key, err)
+		}
+		say("fail %s %d %s", key, i, kind)
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			fmt.Fprintf(os.Stdout, "error %v\n", err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range diskFullWriters {
+		wg.Go(func() {
+			same := fmt.Sprintf("g%d-same", g)
+			want := map[string]string{same: "initial"} // what this writer acknowledged
+			// served checks what Lookup and List return for key.
+			served := func(key string) {
+				old, ok := want[key]
+				wantGet(t, s, "grow", key, old, ok)
+			}
+			failedAt := -1
+			for i := 0; i < diskFullSteps && (failedAt < 0 || i <= failedAt+3); i++ {
+				v := growValue(i)
+				for _, key := range []string{same, fmt.Sprintf("g%d-k%d", g, i)} {
+					served(key) // now cached, when there is a cache
+					if err := s.Set("grow", key, v); err != nil {
+						failed(key, i, err)
+						if failedAt < 0 {
+							failedAt = i
+						}
+					} else {
+						say("ack %s %d", key, i)
+						want[key] = v
+					}
+					served(key)
+				}
+			}
+			// A delete that fails must leave the key served as well.
+			k0 := fmt.Sprintf("g%d-k0", g)
+			served(k0)
+			if err := s.Delete("grow", k0); err != nil {
+				failed(k0, 0, err)
+			} else {
+				say("deleted %s", k0)
+				delete(want, k0)
+			}
+			served(k0)
+			got, err := s.List("grow")
+			if err != nil {
+				t.Errorf("List(grow): %v", err)
+				return
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("List(grow)[%s] = %.20q; want %.20q", k, got[k], v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	batches, writes := s.Batches()
+	say("batches: %d writes in %d transactions", writes, batches)
+	if firstErr == nil {
+		t.Errorf("no write failed with the file-size limit at %d bytes; the WAL is %d bytes", limit, fileSize(path+"-wal"))
+	}
+}
+
+// TestLockedByOtherProcess has a child process (TestLockHolderChild) hold
+// the database's write lock with BEGIN IMMEDIATE and an uncommitted update
+// of "ns"/"k", and checks, while the lock is held, that
+//   - reads are served by a cached and an uncached Store: a cached key, a
+//     key read for the first time, a key cached as absent, List and
+//     Namespaces, none of them seeing the uncommitted update;
+//   - Set, Delete and DeleteNamespace fail with ErrBusy, after waiting
+//     about BusyTimeout (at least half of it, and not for ever);
+//   - the old values are still served after each failure;
+//
+// and after the child rolled back and exited, that the old values are
+// still served and a Set succeeds and is seen by both Stores.
+func TestLockedByOtherProcess(t *testing.T) {
+	path := dbPath(t)
+	setup := mustOpen(t, path, opstate.Options{})
+	mustSet(t, setup, "ns", "k", "old")
+	mustSet(t, setup, "ns", "cold", "c")
+	if err := setup.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const busy = 100 * time.Millisecond
+	// Nobody commits while the lock is held, so s needs no check for
+	// other writers; emptying its cache could hide a failed write that was
+	// cached.
+	s := mustOpen(t, path, opstate.Options{BusyTimeout: busy, SyncInterval: -1})
+	u := mustOpen(t, path, opstate.Options{BusyTimeout: busy, CacheBytes: -1})
+	warm(t, s, "ns", "k", "absent") // "cold" stays uncached
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderChild$", "-test.count=1", "-test.v=false")
+	cmd.Env = append(os.Environ(), lockChildEnv+"="+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	released := false
+	release := func() {
+		if released {
+			return
+		}
+		released = true
+		stdin.Close() // the child rolls back and exits
+		var rest []string
+		for l := range lines {
+			rest = append(rest, l)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("lock holder: %v\nstdout:\n%s\nstderr:\n%s", err, strings.Join(rest, "\n"), stderr.String())
+		}
+	}
+	defer release()
+	timeout := time.After(30 * time.Second)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("lock holder exited before taking the lock\nstderr:\n%s", stderr.String())
+			}
+			if l == "locked" {
+				break wait
+			}
+		case <-timeout:
+			t.Fatalf("lock holder did not take the lock within 30s\nstderr:\n%s", stderr.String())
+		}
+	}
+
+	reads := func(when string) {
+		t.Helper()
+		for name, st := range map[string]*opstate.Store{"cached": s, "uncached": u} {
+			for _, c := range []struct {
+				key, want string
+				ok        bool
+			}{{"k", "old", true}, {"cold", "c", true}, {"absent", "", false}} {
+				if got, ok, err := st.Lookup("ns", c.key); err != nil || got != c.want || ok != c.ok {
+					t.Errorf("%s: %s Lookup(ns, %s) = %q, %v, %v; want %q, %v, nil", when, name, c.key, got, ok, err, c.want, c.ok)
+				}
+			}
+			if m, err := st.List("ns"); err != nil || !maps.Equal(m, map[string]string{"k": "old", "cold": "c"}) {
+				t.Errorf("%s: %s List(ns) = %v, %v; want k=old, cold=c", when, name, m, err)
+			}
+			if nss, err := st.Namespaces(); err != nil || len(nss) != 1 || nss[0] != (opstate.Namespace{Name: "ns", Keys: 2}) {
+				t.Errorf("%s: %s Namespaces() = %v, %v; want [{ns 2}]", when, name, nss, err)
+			}
+		}
+	}
+	reads("lock held")
+
+	writes := []struct {
+		name  string
+		write func() error
+	}{
+		{"Set", func() error { return s.Set("ns", "k", "new") }},
+		{"uncached Set", func() error { return u.Set("ns", "k", "new") }},
+		{"Set of a new key", func() error { return s.Set("ns", "absent", "new") }},
+		{"Delete", func() error { return s.Delete("ns", "cold") }},
+		{"DeleteNamespace", func() error { return s.DeleteNamespace("ns") }},
+	}
+	for _, w := range writes {
+		start := time.Now()
+		err := w.write()
+		d := time.Since(start)
+		if !errors.Is(err, opstate.ErrBusy) {
+			t.Errorf("%s under another process's write lock = %v; want ErrBusy", w.name, err)
+		}
+		if d < busy/2 || d > 10*time.Second {
+			t.Errorf("%s failed after %v; want it to wait about BusyTimeout (%v)", w.name, d, busy)
+		}
+		t.Logf("%s failed after %v: %v", w.name, d, err)
+		reads("lock held, after failed " + w.name)
+	}
+
+	// Opening a current file takes no write lock, so it works while
+	// another process holds one.
+	o, err := opstate.Open(path, opstate.Options{BusyTimeout: busy, SweepInterval: -1})
+	if err != nil {
+		t.Errorf("Open while another process holds the write lock = %v; want nil", err)
+	} else if err := o.Close(); err != nil {
+		t.Error(err)
+	}
+
+	release()
+	reads("lock released")
+	mustSet(t, s, "ns", "k", "new")
+	wantGet(t, s, "ns", "k", "new", true)
+	wantGet(t, u, "ns", "k", "new", true)
+}
+
+// TestLockHolderChild is the process of TestLockedByOtherProcess: it takes
+// the write lock of the file named by OPSTATE_LOCK_CHILD, updates "ns"/"k"
+// without committing, prints "locked", and rolls back when its standard
+// input is closed (or after a minute).
+func TestLockHolderChild(t *testing.T) {
+	path := os.Getenv(lockChildEnv)
+	if path == "" {
+		t.Skip("run by TestLockedByOtherProcess")
+	}
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE operational_state SET value = 'uncommitted' WHERE namespace = 'ns' AND key = 'k'"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(os.Stdout, "locked")
+	closed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Error("standard input still open after a minute")
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damagedValue is the value of key i of the file TestDamagedFiles damages.
+func damagedValue(i int) string {
+	return fmt.Sprintf("value-%05d-%s", i, strings.Repeat("x", 80))
+}
+
+// TestDamagedFiles damages copies of a valid store file of about 120 pages,
+// written and closed cleanly, and opens them. For damage that SQLite or a
+// cheap look at the header can see, Open must fail with ErrCorrupt or
+// ErrNotDatabase. For damage that only reading every page would find,
+// Open may succeed; then List must fail with ErrCorrupt and each Get must
+// return the key's value or ErrCorrupt, never another value or "missing".
+// Either way the file must be byte for byte as it was, with no -wal or
+// -shm file left beside it. Nothing is written to a damaged file: a write
+// that succeeded would change it.
+func TestDamagedFiles(t *testing.T) {
+	const rows = 3000
+	good := dbPath(t)
+	s := mustOpen(t, good, opstate.Options{})
+	mustSet(t, s, "ns", "key00000", damagedValue(0))
+	db, err := sql.Open("sqlite", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One statement writes the rest: damagedValue in SQL.
+	if _, err := db.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO operational_state
+		SELECT 'ns', printf('key%05d', i), printf('value-%05d-', i) || replace(hex(zeroblob(40)), '0', 'x'),
+			'2026-03-07T10:00:00.000Z', NULL
+		FROM n`, rows-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, s, "ns", fmt.Sprintf("key%05d", rows-1), damagedValue(rows-1), true)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sc := sidecars(good); len(sc) != 0 {
+		t.Fatalf("a clean Close left %v beside the file", sc)
+	}
+	content, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.BigEndian.Uint16(content[16:]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	pages := int(binary.BigEndian.Uint32(content[28:]))
+	if pages*pageSize != len(content) || pages < 20 {
+		t.Fatalf("file is %d bytes, header says %d pages of %d; want them to agree and 20 pages or more", len(content), pages, pageSize)
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2)) // the same garbage every run
+	garbage := func(b []byte) {
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+	}
+	tests := []struct {
+		name   string
+		damage func(b []byte) []byte
+		// mayOpen says that no cheap check at Open can see the damage.
+		mayOpen bool
+	}{
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }, false},
+		{"last page cut off", func(b []byte) []byte { return b[:len(b)-pageSize] }, false},
+		{"garbage pages in the middle", func(b []byte) []byte {
+			mid := pages / 2 * pageSize
+			garbage(b[mid : mid+4*pageSize])
+			return b
+		}, true},
+		{"header page count doubled", func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[28:], uint32(2*pages))
+			return b
+		}, false},
+		{"schema page garbage", func(b []byte) []byte {
+			garbage(b[100:pageSize])
+			return b
+		}, false},
+		// SQLite takes a header page count smaller than the file for
+		// valid and ignores the rest of the file; Open compares page
+		// count × page size with the file's size when no WAL is there.
+		{"header page count halved", func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[28:], uint32(pages/2))
+			return b
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := dbPath(t)
+			damaged := tt.damage(bytes.Clone(content))
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+			switch {
+			case err == nil && !tt.mayOpen:
+				s.Close()
+				t.Errorf("Open succeeded; want ErrCorrupt or ErrNotDatabase")
+			case err == nil:
+				t.Logf("Open succeeded")
+				checkDamagedReads(t, s, rows)
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			case errors.Is(err, opstate.ErrCorrupt) || errors.Is(err, opstate.ErrNotDatabase):
+				t.Logf("Open: %v", err)
+				if !strings.HasPrefix(err.Error(), "opstate: ") {
+					t.Errorf("Open = %q; want an error starting with \"opstate: \"", err)
+				}
+			default:
+				t.Errorf("Open = %v; want ErrCorrupt or ErrNotDatabase", err)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, damaged) {
+				t.Errorf("file after Open: %d bytes (%v), changed: %v; want the %d bytes it had", len(got), err, !bytes.Equal(got, damaged), len(damaged))
+			}
+			if sc := sidecars(path); len(sc) != 0 {
+				t.Errorf("Open left %v beside the file; want nothing", sc)
+			}
+		})
+	}
+}
+
+// checkDamagedReads reads the rows of a damaged file: List must fail with
+// ErrCorrupt, and each Get must return the key's value or ErrCorrupt.
+func checkDamagedReads(t *testing.T, s *opstate.Store, rows int) {
+	t.Helper()
+	if m, err := s.List("ns"); !errors.Is(err, opstate.ErrCorrupt) {
+		t.Errorf("List(ns) = %d keys, %v; want ErrCorrupt", len(m), err)
+	}
+	corrupt := 0
+	for i := range rows {
+		key := fmt.Sprintf("key%05d", i)
+		v, ok, err := s.Lookup("ns", key)
+		switch {
+		case errors.Is(err, opstate.ErrCorrupt):
+			corrupt++
+		case err != nil || !ok || v != damagedValue(i):
+			t.Errorf("Lookup(ns, %s) = %.20q, %v, %v; want %.20q or ErrCorrupt", key, v, ok, err, damagedValue(i))
+		}
+	}
+	t.Logf("%d of %d Gets failed with ErrCorrupt, the others returned the right value", corrupt, rows)
+	if corrupt == 0 {
+		t.Errorf("every Get succeeded on a damaged file; want some to fail with ErrCorrupt")
+	}
+}
+
+// sidecars returns the names of the -wal, -shm and -journal files beside
+// path.
+func sidecars(path string) []string {
+	var found []string
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if _, err := os.Lstat(path + suffix); err == nil {
+			found = append(found, filepath.Base(path+suffix))
+		}
+	}
+	return found
+}
