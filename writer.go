@@ -132,14 +132,25 @@ func (wr *writer) do(w *write) error {
 	}
 }
 
-// commit runs batch in one transaction and applies it to the cache. If
-// anything fails, every write of the batch fails with the same error, and
-// the keys it touched are dropped from the cache, so that the next read
-// comes from SQLite, which still holds the old values.
+// commit runs batch in one transaction and records it in the cache. Before
+// the commit, the keys the batch writes are marked pending in the cache:
+// dropped, and refused to fills, so that until the batch's outcome is
+// known every read of them goes to SQLite, which alone knows when the
+// commit took effect (serving the old value from memory after another read
+// saw the new one in SQLite would break linearizability). After it, they
+// take their new values, or, if anything failed, stay uncached, so that the
+// next read comes from SQLite, which still holds the old values; every
+// write of a failed batch fails with the same error.
 func (wr *writer) commit(batch []*write) {
 	ws := wr.batch[:0]
 	for _, w := range batch {
 		ws = append(ws, &w.Write)
+		switch w.Kind {
+		case persist.Put, persist.Delete:
+			wr.cache.Begin(w.Namespace, w.Key)
+		case persist.DeleteNamespace:
+			wr.cache.BeginNamespace(w.Namespace)
+		}
 	}
 	err := wr.db.Apply(context.Background(), wr.now(), ws)
 	if batch[0].Kind != persist.DeleteExpired {
@@ -149,40 +160,55 @@ func (wr *writer) commit(batch []*write) {
 	wr.writes.Add(uint64(len(ws)))
 	clear(ws)
 	wr.batch = ws
-	for _, w := range batch {
+
+	last := lastWrites(batch)
+	for i, w := range batch {
 		w.err = err
-		if err != nil {
-			wr.invalidate(w)
-		} else {
-			wr.apply(w)
+		switch w.Kind {
+		case persist.Put, persist.Delete:
+			var e *cache.Entry
+			if err == nil && (last == nil || last[w.key()] == i) {
+				e = &cache.Entry{Value: w.Value, ExpiresAt: w.ExpiresAt, Absent: w.Kind == persist.Delete}
+			}
+			wr.cache.End(w.Namespace, w.Key, e)
+		case persist.DeleteNamespace:
+			wr.cache.EndNamespace(w.Namespace)
+		case persist.DeleteExpired:
+			if err == nil {
+				// The rows were expired, so invisible already: dropping
+				// them from the cache only frees memory.
+				for _, k := range w.Swept {
+					wr.cache.Remove(k.Namespace, k.Key)
+				}
+			}
 		}
 	}
 }
 
-// apply records a committed write in the cache.
-func (wr *writer) apply(w *write) {
-	switch w.Kind {
-	case persist.Put:
-		wr.cache.Put(w.Namespace, w.Key, cache.Entry{Value: w.Value, ExpiresAt: w.ExpiresAt})
-	case persist.Delete:
-		wr.cache.Put(w.Namespace, w.Key, cache.Entry{Absent: true})
-	case persist.DeleteNamespace:
-		wr.cache.RemoveNamespace(w.Namespace)
-	case persist.DeleteExpired:
-		for _, k := range w.Swept {
-			wr.cache.Remove(k.Namespace, k.Key)
+func (w *write) key() persist.Key { return persist.Key{Namespace: w.Namespace, Key: w.Key} }
+
+// lastWrites maps each key a batch of several writes puts or deletes to the
+// index of the write that decides what the cache holds after the batch: its
+// last write, unless a later DeleteNamespace of its namespace overrides it
+// (then -1). It returns nil for a batch of one.
+func lastWrites(batch []*write) map[persist.Key]int {
+	if len(batch) < 2 {
+		return nil
+	}
+	last := make(map[persist.Key]int, len(batch))
+	for i, w := range batch {
+		switch w.Kind {
+		case persist.Put, persist.Delete:
+			last[w.key()] = i
+		case persist.DeleteNamespace:
+			for k := range last {
+				if k.Namespace == w.Namespace {
+					last[k] = -1
+				}
+			}
 		}
 	}
-}
-
-// invalidate drops what a failed write might have touched.
-func (wr *writer) invalidate(w *write) {
-	switch w.Kind {
-	case persist.Put, persist.Delete:
-		wr.cache.Remove(w.Namespace, w.Key)
-	case persist.DeleteNamespace:
-		wr.cache.RemoveNamespace(w.Namespace)
-	}
+	return last
 }
 
 // batchLen returns how many writes from the head of queue share the next

@@ -22,7 +22,7 @@ const EntryOverhead = 128
 const namespaceOverhead = 192
 
 // numStripes is the number of write sequences that fill tokens check.
-const numStripes = 64
+const numStripes = 256
 
 // minSlots is the smallest slot table.
 const minSlots = 64
@@ -120,9 +120,13 @@ type space struct {
 	n          int
 }
 
+// stripe tracks the writes to one 1/numStripes share of all keys.
 type stripe struct {
+	// seq counts writes; incremented under Cache.mu, read without it by
+	// Token.
 	seq atomic.Uint64
-	_   [56]byte // one cache line each
+	// pending counts writes begun and not yet ended; guarded by Cache.mu.
+	pending int32
 }
 
 // Cache is a namespaced, memory-bounded cache. The zero value is not usable;
@@ -137,9 +141,12 @@ type Cache struct {
 
 	// seqs count writes per stripe of keys, incremented under mu and read
 	// without it by Token; epoch counts writes that touch many keys at once
-	// (RemoveNamespace, Clear).
+	// (RemoveNamespace, Clear, namespace writes).
 	seqs  [numStripes]stripe
 	epoch atomic.Uint64
+	// pendingSpaces counts namespace writes begun and not yet ended;
+	// guarded by mu.
+	pendingSpaces int
 
 	// mu serializes every change: it guards the tables' counts and slot
 	// stores, size, spaces, and every list.
@@ -169,7 +176,7 @@ func (c *Cache) hash(ns, key string) uint64 {
 }
 
 func (c *Cache) stripe(h uint64) *stripe {
-	return &c.seqs[h>>58%numStripes]
+	return &c.seqs[h>>56%numStripes]
 }
 
 func (n *node) is(h uint64, ns, key string) bool {
@@ -208,15 +215,68 @@ func (c *Cache) Token(ns, key string) Token {
 }
 
 // Fill caches e for ns and key if no write to the key (or a wholesale one)
-// happened since t was taken. It reports whether e was cached.
+// happened since t was taken and none is in progress. It reports whether e
+// was cached.
 func (c *Cache) Fill(ns, key string, e Entry, t Token) bool {
 	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.epoch.Load() != t.epoch || c.stripe(h).seq.Load() != t.seq {
+	st := c.stripe(h)
+	if c.epoch.Load() != t.epoch || st.seq.Load() != t.seq || st.pending > 0 || c.pendingSpaces > 0 {
 		return false
 	}
 	return c.setLocked(h, ns, key, e)
+}
+
+// Begin records that a write of ns and key is about to be committed to the
+// backing store. Until the matching [Cache.End], the key is not cached and
+// no Fill of it succeeds, so that every read in between goes to the store,
+// which alone knows when the write took effect.
+func (c *Cache) Begin(ns, key string) {
+	h := c.hash(ns, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stripe(h)
+	st.pending++
+	st.seq.Add(1)
+	if i, n := c.findLocked(h, ns, key); n != nil {
+		c.dropLocked(i, n)
+	}
+}
+
+// End ends a write begun with [Cache.Begin]. If e is not nil, the write
+// committed and e is what the key now holds; if it is nil, the write failed
+// or a later write of the same key supersedes it, and the key stays
+// uncached.
+func (c *Cache) End(ns, key string, e *Entry) {
+	h := c.hash(ns, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stripe(h)
+	st.pending--
+	st.seq.Add(1)
+	if e != nil {
+		c.setLocked(h, ns, key, *e)
+	}
+}
+
+// BeginNamespace is [Cache.Begin] for a write of every key of ns: the
+// namespace is dropped and no Fill succeeds until [Cache.EndNamespace].
+func (c *Cache) BeginNamespace(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pendingSpaces++
+	c.epoch.Add(1)
+	c.dropSpaceLocked(ns)
+}
+
+// EndNamespace ends a write begun with [Cache.BeginNamespace].
+func (c *Cache) EndNamespace(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pendingSpaces--
+	c.epoch.Add(1)
+	c.dropSpaceLocked(ns)
 }
 
 // Put records a write of e for ns and key: it replaces whatever was cached.
@@ -246,6 +306,10 @@ func (c *Cache) RemoveNamespace(ns string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch.Add(1)
+	c.dropSpaceLocked(ns)
+}
+
+func (c *Cache) dropSpaceLocked(ns string) {
 	sp, ok := c.spaces.Peek(ns)
 	if !ok {
 		return
