@@ -8,3 +8,7 @@ func (s *Store) Loads() uint64 { return s.loads.Load() }
 func (s *Store) Batches() (batches, writes uint64) {
 	return s.w.batches.Load(), s.w.writes.Load()
 }
+
+// Checkpoints returns how many complete checkpoints the background
+// checkpointer ran.
+func (s *Store) Checkpoints() uint64 { return s.checkpoints.Load() }

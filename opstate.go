@@ -39,7 +39,8 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	loads atomic.Uint64 // reads that missed the cache and went to SQLite
+	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
+	checkpoints atomic.Uint64 // complete checkpoints run by checkpointEvery
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -94,8 +95,9 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // The write-ahead log is copied into the database file by a background
-// goroutine, so that no write pays for it: every checkpointInterval, when
-// the log has grown past checkpointBytes.
+// goroutine, so that no write pays for it: every checkpointInterval, once
+// the writes committed since the last checkpoint have added an estimated
+// checkpointBytes to it.
 const (
 	checkpointInterval = 50 * time.Millisecond
 	checkpointBytes    = 4 << 20
@@ -112,15 +114,22 @@ func (s *Store) checkpointEvery(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		size, err := s.db.WALSize()
-		if err != nil || size < checkpointBytes {
+		if s.w.logged.Load() < checkpointBytes {
 			continue
 		}
 		if s.enter() != nil {
 			return
 		}
-		err = s.db.Checkpoint(s.ctx)
+		// One attempt per checkpointBytes: a checkpoint that overlapped a
+		// commit copies only part of the log, and retrying at once would
+		// keep one running when the next write begins, which is the moment
+		// SQLite can start the log over.
+		s.w.logged.Store(0)
+		complete, err := s.db.Checkpoint(s.ctx)
 		s.life.RUnlock()
+		if complete {
+			s.checkpoints.Add(1)
+		}
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Warn("opstate: checkpoint failed", "err", err)
 		}

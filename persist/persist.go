@@ -107,10 +107,10 @@ func Open(path string, opts Options) (*DB, error) {
 	// Commits checkpoint only as a backstop, at 4096 pages (16 MiB with
 	// the default page size): a write that crosses the threshold pays for
 	// copying pages and fsyncing the database file, so the owner calls
-	// Checkpoint off the write path, well before. When the log restarts
-	// it is truncated to 1 MiB, so that its size says how much it holds.
+	// Checkpoint off the write path, well before. (The log is not
+	// truncated when it restarts: with synchronous=FULL, a commit that
+	// must grow the file again costs twice an overwrite.)
 	q.Add("_pragma", "wal_autocheckpoint(4096)")
-	q.Add("_pragma", "journal_size_limit(1048576)")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 
 	pool, err := sql.Open("sqlite", dsn)
@@ -234,31 +234,23 @@ func (db *DB) Close() error {
 	return errors.Join(err, db.pool.Close())
 }
 
-// WALSize returns the size in bytes of the database's write-ahead log.
-func (db *DB) WALSize() (int64, error) {
-	fi, err := os.Stat(db.path + "-wal")
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
-}
-
 // Checkpoint copies the write-ahead log into the database file without
 // blocking writers or readers (a PASSIVE checkpoint), on a read
-// connection. It copies what no reader still needs; frames a reader holds
-// are left for a later call.
-func (db *DB) Checkpoint(ctx context.Context) error {
+// connection. It reports whether it copied the whole log: frames a reader
+// still needs, or that a commit added meanwhile, are left for a later
+// call, and only after a complete checkpoint does SQLite start the log
+// over.
+func (db *DB) Checkpoint(ctx context.Context) (complete bool, err error) {
 	c, err := db.pool.Conn(ctx)
 	if err != nil {
-		return Classify(err)
+		return false, Classify(err)
 	}
 	defer c.Close()
 	var busy, log, done int
-	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done)
-	return Classify(err)
+	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
+		return false, Classify(err)
+	}
+	return busy == 0 && done == log, nil
 }
 
 // Path returns the absolute path of the database file.
