@@ -403,3 +403,57 @@ func BenchmarkBareUpsert(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkForeignWrite measures what a write committed by another Store on
+// the same file costs this one: how long until its reads see the write
+// (staleness, bounded by SyncInterval, default 100ms), and how much more
+// reading 1,000 hot keys costs right after it, when the cache has been
+// emptied and every key is read from SQLite once, than from memory.
+func BenchmarkForeignWrite(b *testing.B) {
+	const hot = 1000
+	path := dbPath(b)
+	reader := mustOpen(b, path, opstate.Options{SyncInterval: opstate.DefaultSyncInterval})
+	writer := mustOpen(b, path, opstate.Options{})
+	for i := range hot {
+		mustSet(b, writer, "flags", benchKey(i), benchValue(i))
+	}
+	readAll := func() time.Duration {
+		t0 := time.Now()
+		for i := range hot {
+			if _, err := reader.Get("flags", benchKey(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	var stale []time.Duration
+	var cold, warm time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		readAll() // every hot key cached
+		warm += readAll()
+		b.StartTimer()
+		want := fmt.Sprint("flip-", i)
+		if err := writer.Set("flags", "toggle", want); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		for {
+			v, err := reader.Get("flags", "toggle")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if v == want {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		stale = append(stale, time.Since(t0))
+		cold += readAll()
+	}
+	slices.Sort(stale)
+	b.ReportMetric(float64(stale[len(stale)/2].Microseconds())/1000, "stale-p50-ms")
+	b.ReportMetric(float64(stale[len(stale)-1].Microseconds())/1000, "stale-max-ms")
+	b.ReportMetric(float64((cold-warm).Nanoseconds())/float64(b.N*hot)/1000, "extra-µs/key-read")
+}

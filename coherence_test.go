@@ -153,6 +153,11 @@ func raceWorkload(t *testing.T, s *opstate.Store, who string) {
 			t.Errorf("Set: %v", err)
 			return
 		}
+		// A key only this process writes: every one must survive.
+		if err := s.Set("own-"+who, fmt.Sprint(i), fmt.Sprint(i)); err != nil {
+			t.Errorf("Set: %v", err)
+			return
+		}
 		v, err := s.Get("shared", fmt.Sprint("k", (i+2)%5))
 		if err != nil {
 			t.Errorf("Get: %v", err)
@@ -199,6 +204,20 @@ func TestProcesses(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, childOut.String())
 	}
 	fresh := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+	// The child exits 0 only if every Set it made returned nil: all of
+	// both processes' own keys are acknowledged and must be there.
+	for _, who := range []string{"parent", "child"} {
+		m, err := fresh.List("own-" + who)
+		if err != nil || len(m) != 300 {
+			t.Errorf("List(own-%s) holds %d keys, %v; want all 300 acknowledged", who, len(m), err)
+		}
+		for i := range 300 {
+			if m[fmt.Sprint(i)] != fmt.Sprint(i) {
+				t.Errorf("own-%s/%d = %q; want %d", who, i, m[fmt.Sprint(i)], i)
+				break
+			}
+		}
+	}
 	for i := range 5 {
 		key := fmt.Sprint("k", i)
 		want, err := fresh.Get("shared", key)
