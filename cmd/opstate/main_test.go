@@ -623,4 +623,34 @@ func TestBinary(t *testing.T) {
 	if code, stdout, _ := cli("", "-h"); code != 0 || !strings.HasPrefix(stdout, "usage:") {
 		t.Errorf("opstate -h = %d, %q; want 0, usage", code, stdout)
 	}
+
+	// An operator flips a toggle with the command while an agent's Store
+	// has it cached: the Store serves the new value within its
+	// SyncInterval (100ms by default; 5s here is only a deadline).
+	agent, err := opstate.Open(filepath.Join(work, "opstate.db"), opstate.Options{SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	if v, _ := agent.Get("flags", "dark_mode"); v != "on" {
+		t.Fatalf("agent Get = %q; want on", v)
+	}
+	if code, _, stderr := cli("", "set", "flags", "dark_mode", "off"); code != 0 {
+		t.Fatalf("opstate set = %d (%s); want 0", code, stderr)
+	}
+	flipped := time.Now()
+	for {
+		v, err := agent.Get("flags", "dark_mode")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == "off" {
+			t.Logf("toggle flipped by the opstate command seen by a running Store after %v", time.Since(flipped))
+			break
+		}
+		if time.Since(flipped) > 5*time.Second {
+			t.Fatalf("a running Store still serves %q 5s after opstate set changed it", v)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
