@@ -82,16 +82,31 @@ func Open(path string, opts Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("opstate: open %s: %w", path, err)
 		}
-		s.wg.Add(1)
-		go s.watch(opts.SyncInterval, v)
+		s.every(opts.SyncInterval, func() { s.watch(&v) })
 	}
 	if opts.SweepInterval > 0 {
-		s.wg.Add(1)
-		go s.sweepEvery(opts.SweepInterval)
+		s.every(opts.SweepInterval, s.sweepInBackground)
 	}
-	s.wg.Add(1)
-	go s.checkpointEvery(checkpointInterval)
+	s.every(checkpointInterval, s.checkpoint)
 	return s, nil
+}
+
+// every starts a goroutine that calls f every interval until Close.
+func (s *Store) every(interval time.Duration, f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
 }
 
 // The write-ahead log is copied into the database file by a background
@@ -103,71 +118,49 @@ const (
 	checkpointBytes    = 4 << 20
 )
 
-// checkpointEvery runs checkpoints until Close.
-func (s *Store) checkpointEvery(interval time.Duration) {
-	defer s.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if s.w.logged.Load() < checkpointBytes {
-			continue
-		}
-		if s.enter() != nil {
-			return
-		}
-		// One attempt per checkpointBytes: a checkpoint that overlapped a
-		// commit copies only part of the log, and retrying at once would
-		// keep one running when the next write begins, which is the moment
-		// SQLite can start the log over.
-		s.w.logged.Store(0)
-		complete, err := s.db.Checkpoint(s.ctx)
-		s.life.RUnlock()
-		if complete {
-			s.checkpoints.Add(1)
-		}
-		if err != nil && s.ctx.Err() == nil {
-			s.log.Warn("opstate: checkpoint failed", "err", err)
-		}
+// checkpoint checkpoints the write-ahead log if the writes since the last
+// checkpoint have grown it enough; run every checkpointInterval.
+func (s *Store) checkpoint() {
+	if s.w.logged.Load() < checkpointBytes || s.enter() != nil {
+		return
+	}
+	// One attempt per checkpointBytes: a checkpoint that overlapped a
+	// commit copies only part of the log, and retrying at once would keep
+	// one running when the next write begins, which is the moment SQLite
+	// can start the log over.
+	s.w.logged.Store(0)
+	complete, err := s.db.Checkpoint(s.ctx)
+	s.life.RUnlock()
+	if complete {
+		s.checkpoints.Add(1)
+	}
+	if err != nil && s.ctx.Err() == nil {
+		s.log.Warn("opstate: checkpoint failed", "err", err)
 	}
 }
 
-// watch empties the cache whenever another connection has committed to
-// the file, checking every interval, until Close. version is the
-// data_version the cache is known to reflect.
-func (s *Store) watch(interval time.Duration, version int64) {
-	defer s.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
+// watch empties the cache if another connection has committed to the file
+// since the last check; run every SyncInterval. version is the data_version
+// the cache is known to reflect.
+func (s *Store) watch(version *int64) {
+	if s.enter() != nil {
+		return
+	}
+	v, err := s.db.DataVersion(s.ctx)
+	s.life.RUnlock()
+	switch {
+	case err != nil:
+		// Without an answer the cache may be stale: drop it, so that
+		// staleness stays bounded by the interval while checks fail. The
+		// next check that succeeds compares with the last good version,
+		// so no commit goes unnoticed.
+		s.cache.Clear()
+		if s.ctx.Err() == nil {
+			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 		}
-		if s.enter() != nil {
-			return
-		}
-		v, err := s.db.DataVersion(s.ctx)
-		s.life.RUnlock()
-		switch {
-		case err != nil:
-			// Without an answer the cache may be stale: drop it, so that
-			// staleness stays bounded by the interval while checks fail.
-			// The next check that succeeds compares with the last good
-			// version, so no commit goes unnoticed.
-			s.cache.Clear()
-			if s.ctx.Err() == nil {
-				s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
-			}
-		case v != version:
-			s.cache.Clear()
-			version = v
-		}
+	case v != *version:
+		s.cache.Clear()
+		*version = v
 	}
 }
 

@@ -91,23 +91,13 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 	}
 }
 
-// sweepEvery runs the background sweeper until Close.
-func (s *Store) sweepEvery(interval time.Duration) {
-	defer s.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.sweepShared()
-			switch {
-			case err != nil && !errors.Is(err, ErrClosed):
-				s.log.Warn("opstate: background sweep failed", "deleted", n, "err", err)
-			case n > 0:
-				s.log.Debug("opstate: background sweep", "deleted", n)
-			}
-		}
+// sweepInBackground is the background sweeper: run every SweepInterval.
+func (s *Store) sweepInBackground() {
+	n, err := s.sweepShared()
+	switch {
+	case err != nil && !errors.Is(err, ErrClosed):
+		s.log.Warn("opstate: background sweep failed", "deleted", n, "err", err)
+	case n > 0:
+		s.log.Debug("opstate: background sweep", "deleted", n)
 	}
 }
