@@ -1014,3 +1014,22 @@ func TestSweepUsesIndex(t *testing.T) {
 		t.Errorf("the sweep's plan sorts in a temporary b-tree:\n%s", all)
 	}
 }
+
+// TestSyncMode checks that each durability reaches the write connection:
+// synchronous=NORMAL (1) by default, FULL (2) with SyncFull.
+func TestSyncMode(t *testing.T) {
+	for _, c := range []struct {
+		sync persist.Sync
+		want int
+	}{{persist.SyncNormal, 1}, {persist.SyncFull, 2}} {
+		db, err := persist.Open(tempPath(t), persist.Options{Sync: c.sync})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Synchronous()
+		if err != nil || got != c.want {
+			t.Errorf("Open(Sync: %d): PRAGMA synchronous = %d, %v; want %d", c.sync, got, err, c.want)
+		}
+		db.Close()
+	}
+}
