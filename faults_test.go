@@ -595,8 +595,34 @@ func TestDamagedFiles(t *testing.T) {
 			if sc := sidecars(path); len(sc) != 0 {
 				t.Errorf("Open left %v beside the file; want nothing", sc)
 			}
+
+			// With VerifyOnOpen, every kind of damage is refused at Open,
+			// the file still untouched.
+			if s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, VerifyOnOpen: true}); err == nil {
+				s.Close()
+				t.Errorf("Open with VerifyOnOpen succeeded; want ErrCorrupt or ErrNotDatabase")
+			} else if !errors.Is(err, opstate.ErrCorrupt) && !errors.Is(err, opstate.ErrNotDatabase) {
+				t.Errorf("Open with VerifyOnOpen = %v; want ErrCorrupt or ErrNotDatabase", err)
+			}
+			if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, damaged) {
+				t.Errorf("file after Open with VerifyOnOpen changed")
+			}
 		})
 	}
+	t.Run("healthy file with VerifyOnOpen", func(t *testing.T) {
+		path := dbPath(t)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, VerifyOnOpen: true})
+		if err != nil {
+			t.Fatalf("Open of a healthy file with VerifyOnOpen = %v", err)
+		}
+		defer s.Close()
+		if v, err := s.Get("ns", "key00000"); err != nil || v == "" {
+			t.Errorf("Get = %q, %v; want the value", v, err)
+		}
+	})
 }
 
 // checkDamagedReads reads the rows of a damaged file: List must fail with

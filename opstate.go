@@ -59,7 +59,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts := persist.Options{BusyTimeout: opts.BusyTimeout}
+	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}

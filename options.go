@@ -73,6 +73,14 @@ type Options struct {
 	// a Store that is the file's only writer.
 	SyncInterval time.Duration
 
+	// VerifyOnOpen makes Open read the whole file with SQLite's
+	// quick_check before writing anything to it, and refuse a damaged file
+	// with [ErrCorrupt]. Without it, Open catches a truncated file or a
+	// damaged header, and damage inside the file surfaces as ErrCorrupt
+	// from the reads and writes that reach it. It costs a read of the
+	// whole file at every Open.
+	VerifyOnOpen bool
+
 	// Clock returns the current time; default time.Now. Expiry is computed
 	// and checked with it, which lets tests move time without sleeping.
 	Clock func() time.Time

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Readers is the number of read connections; default 4.
 	Readers int
+	// Verify runs PRAGMA quick_check before anything is written to the
+	// file, and refuses it with ErrCorrupt if SQLite finds it damaged. It
+	// reads the whole file.
+	Verify bool
 }
 
 // timeLayout is the fixed-width form of every timestamp opstate writes.
@@ -70,6 +75,7 @@ type DB struct {
 	w    *sql.Conn // the one connection that writes
 
 	get, list, namespaces *sql.Stmt // prepared on pool
+	verify                bool      // run quick_check in init
 
 	wmu sync.Mutex // serializes Apply; guards wc
 	wc  *writeConn // statements prepared on w's driver connection
@@ -122,7 +128,7 @@ func Open(path string, opts Options) (*DB, error) {
 	pool.SetConnMaxIdleTime(0)
 	pool.SetConnMaxLifetime(0)
 
-	db := &DB{path: abs, pool: pool}
+	db := &DB{path: abs, pool: pool, verify: opts.Verify}
 	if err := db.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opstate: open %s: %w", path, Classify(err))
@@ -200,6 +206,11 @@ func (db *DB) init() error {
 		return err
 	}
 	db.w = w
+	if db.verify {
+		if err := quickCheck(ctx, w); err != nil {
+			return err
+		}
+	}
 	if err := migrate(ctx, w); err != nil {
 		return err
 	}
@@ -217,6 +228,33 @@ func (db *DB) init() error {
 		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
 		GROUP BY namespace ORDER BY namespace`)
 	return err
+}
+
+// quickCheck runs PRAGMA quick_check on c and returns ErrCorrupt with its
+// first findings unless it says ok.
+func quickCheck(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, "PRAGMA quick_check(10)")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if line != "ok" {
+			found = append(found, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: quick_check: %s", ErrCorrupt, strings.Join(found, "; "))
+	}
+	return nil
 }
 
 // Close closes every connection. It is safe to call on a partly opened DB.
