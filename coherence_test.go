@@ -232,3 +232,26 @@ func TestProcesses(t *testing.T) {
 		t.Errorf("integrity_check = %q, %v", check, err)
 	}
 }
+
+// TestForeignWriteDuringOwnCommit has another connection overwrite a key
+// between this Store's commit of it and the cache update that follows,
+// long enough for the watcher to notice and empty the cache first. The
+// Store must not then cache its own, older value: it must serve what the
+// file holds.
+func TestForeignWriteDuringOwnCommit(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{SyncInterval: 5 * time.Millisecond})
+	db := sqlDB(t, path)
+	var once sync.Once
+	s.SetAfterApply(func() {
+		once.Do(func() {
+			if _, err := db.Exec(`UPDATE operational_state SET value = 'foreign' WHERE namespace = 'ns' AND key = 'k'`); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(50 * time.Millisecond) // ten watcher ticks
+		})
+	})
+	mustSet(t, s, "ns", "k", "ours")
+	time.Sleep(100 * time.Millisecond) // twenty more
+	wantGet(t, s, "ns", "k", "foreign", true)
+}

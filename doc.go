@@ -40,8 +40,9 @@
 //
 //   - A write that returned nil is on disk: it survives a crash or SIGKILL
 //     of the process. With [DurabilityFull] it also survives power loss.
-//   - A write that returned an error changed nothing that a later read
-//     sees: the old value stays served.
+//   - A write that returned an error is not served: reads keep returning
+//     the old value, from SQLite. (One exception, below under Caveats: an
+//     I/O error during the commit itself.)
 //   - The cache never serves a value SQLite does not hold, for writes made
 //     through this Store: once a write to a key returns, every read of
 //     that key that starts later sees it or a newer write (each key is
@@ -66,7 +67,9 @@
 //     keys whose rows have not been swept yet.
 //   - Values are stored as SQLite TEXT without validation; bytes that are
 //     not UTF-8 round-trip through opstate but may display oddly in tools.
-//   - A write whose commit fails in a way SQLite cannot report precisely
-//     (an I/O error during COMMIT) returns that error; the cache drops the
-//     key so that the next read returns whatever SQLite holds.
+//   - A write whose commit fails with an I/O error (a failed fsync, say)
+//     returns [ErrIO], yet its WAL frames may already be on disk: after a
+//     restart, or if SQLite read them back, the write can appear. The
+//     cache holds nothing for the key, so reads always return what SQLite
+//     holds.
 package opstate

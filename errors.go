@@ -48,6 +48,8 @@ var (
 	// ErrIO is returned when the operating system reported an I/O error,
 	// including a write beyond the process's file-size limit
 	// (RLIMIT_FSIZE), which SQLite reports as a failed write rather than a
-	// full disk. A write that fails with it did not happen.
+	// full disk. A write that fails with it is not served; if the error
+	// came while committing (a failed fsync), the write may still be on
+	// disk and appear later (see the package's Caveats).
 	ErrIO = persist.ErrIO
 )

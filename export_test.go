@@ -12,3 +12,7 @@ func (s *Store) Batches() (batches, writes uint64) {
 // Checkpoints returns how many complete checkpoints the background
 // checkpointer ran.
 func (s *Store) Checkpoints() uint64 { return s.checkpoints.Load() }
+
+// SetAfterApply sets a function the writer runs between each commit and
+// the cache update that follows it. Set it before writing.
+func (s *Store) SetAfterApply(f func()) { s.w.afterApply = f }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,9 @@ func storeGoroutines(timeout time.Duration, ownOnly bool) string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for _, g := range strings.Split(string(buf), "\n\n")[1:] { // [0] is this goroutine
+			if strings.Contains(g, "opstate_test.Test") {
+				continue // a test's own goroutine, calling into the Store
+			}
 			own := strings.Contains(g, "github.com/d8da9184/opstate.") ||
 				strings.Contains(g, "github.com/d8da9184/opstate/")
 			if own || !ownOnly && (strings.Contains(g, "database/sql.") || strings.Contains(g, "modernc.org/sqlite")) {
@@ -83,5 +87,38 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	if g := storeGoroutines(2*time.Second, false); g != "" {
 		t.Errorf("database goroutines still running 2s after Close:\n%s", g)
+	}
+}
+
+// TestConcurrentClose closes a busy Store from two goroutines at once:
+// neither Close may return before the Store's goroutines have stopped.
+func TestConcurrentClose(t *testing.T) {
+	if g := storeGoroutines(2*time.Second, false); g != "" {
+		t.Skipf("goroutines of other tests still running:\n%s", g)
+	}
+	s, err := opstate.Open(dbPath(t), opstate.Options{SweepInterval: time.Millisecond, SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := s.Set("ns", fmt.Sprint(i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	leftovers := make([]string, 2)
+	for i := range leftovers {
+		wg.Go(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
+			leftovers[i] = storeGoroutines(0, true)
+		})
+	}
+	wg.Wait()
+	for _, g := range leftovers {
+		if g != "" {
+			t.Errorf("goroutines running opstate code after a Close returned:\n%s", g)
+		}
 	}
 }

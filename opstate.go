@@ -27,6 +27,10 @@ type Store struct {
 
 	// closed is set first by Close; the hot read path checks it alone.
 	closed atomic.Bool
+	// closeOnce runs Close's work once; a concurrent Close waits for it.
+	// closeErr is written inside it.
+	closeOnce sync.Once
+	closeErr  error
 	// life is held shared by every operation that uses db, from its
 	// closed check to its last statement, and exclusively by Close while it
 	// waits for them to finish.
@@ -164,22 +168,28 @@ func (s *Store) watch(version *int64) {
 	}
 }
 
-// Close stops the sweeper, waits for the operations in progress, and closes
-// the database. Every method called after Close returns [ErrClosed]; a
-// second Close returns nil.
+// Close stops the Store's goroutines, waits for the operations in
+// progress, and closes the database. Every method called after Close
+// returns [ErrClosed]; a second Close returns nil once the first has
+// finished.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
-		return nil
+	first := false
+	s.closeOnce.Do(func() {
+		first = true
+		s.closed.Store(true)
+		s.cancel()
+		s.life.Lock() // waits for the operations that passed their closed check
+		s.life.Unlock()
+		s.wg.Wait()
+		s.cache.Clear()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("opstate: close: %w", err)
+		}
+	})
+	if !first {
+		return nil // a Close racing the first has waited for it to finish
 	}
-	s.cancel()
-	s.life.Lock() // waits for the operations that passed their closed check
-	s.life.Unlock()
-	s.wg.Wait()
-	s.cache.Clear()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("opstate: close: %w", err)
-	}
-	return nil
+	return s.closeErr
 }
 
 func (s *Store) now() int64 { return s.clock().UnixNano() }
@@ -250,7 +260,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 // any expiry. When it returns nil, the write is committed to disk (see
 // [Durability]) and every later Get sees it.
 func (s *Store) Set(namespace, key, value string) error {
-	if err := checkNames(namespace, key); err != nil {
+	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
 	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value}, "set")
@@ -260,7 +270,7 @@ func (s *Store) Set(namespace, key, value string) error {
 // then on it reads as missing, and the sweeper deletes it. The expiry is
 // kept to the millisecond (rounded up). A ttl <= 0 returns [ErrInvalidTTL].
 func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) error {
-	if err := checkNames(namespace, key); err != nil {
+	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
 	if ttl <= 0 {
@@ -290,7 +300,7 @@ func expiry(now int64, ttl time.Duration) int64 {
 // Delete removes key from namespace. Deleting a missing key is not an
 // error.
 func (s *Store) Delete(namespace, key string) error {
-	if err := checkNames(namespace, key); err != nil {
+	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
 	return s.write(persist.Write{Kind: persist.Delete, Namespace: namespace, Key: key}, "delete")
@@ -299,8 +309,8 @@ func (s *Store) Delete(namespace, key string) error {
 // DeleteNamespace removes every key of namespace. Deleting an empty or
 // missing namespace is not an error.
 func (s *Store) DeleteNamespace(namespace string) error {
-	if namespace == "" {
-		return ErrEmptyName
+	if err := s.checkNames(namespace); err != nil {
+		return err
 	}
 	return s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
 }
@@ -332,9 +342,16 @@ func (s *Store) writeResult(pw persist.Write, op string) (*write, error) {
 	return w, nil
 }
 
-func checkNames(namespace, key string) error {
-	if namespace == "" || key == "" {
-		return ErrEmptyName
+// checkNames checks the names a call was given. A closed Store says so
+// first, bad input or not.
+func (s *Store) checkNames(names ...string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	for _, n := range names {
+		if n == "" {
+			return ErrEmptyName
+		}
 	}
 	return nil
 }
@@ -342,8 +359,8 @@ func checkNames(namespace, key string) error {
 // List returns every live key of namespace with its value, read from
 // SQLite. The map is never nil.
 func (s *Store) List(namespace string) (map[string]string, error) {
-	if namespace == "" {
-		return map[string]string{}, ErrEmptyName
+	if err := s.checkNames(namespace); err != nil {
+		return map[string]string{}, err
 	}
 	if err := s.enter(); err != nil {
 		return map[string]string{}, err

@@ -477,6 +477,11 @@ func TestClosed(t *testing.T) {
 		"Get": getErr, "Lookup": lookupErr, "List": listErr, "Namespaces": nsErr, "DeleteExpired": sweepErr,
 		"Set": s.Set("ns", "k", "v"), "SetWithTTL": s.SetWithTTL("ns", "k", "v", time.Second),
 		"Delete": s.Delete("ns", "k"), "DeleteNamespace": s.DeleteNamespace("ns"),
+		// Closed comes before bad input.
+		"Set with an empty key": s.Set("ns", "", "v"), "SetWithTTL with ttl 0": s.SetWithTTL("ns", "k", "v", 0),
+		"Delete with an empty namespace": s.Delete("", "k"), "DeleteNamespace(\"\")": s.DeleteNamespace(""),
+		"List(\"\")":      func() error { _, err := s.List(""); return err }(),
+		"Get(\"\", \"\")": func() error { _, err := s.Get("", ""); return err }(),
 	} {
 		if !errors.Is(err, opstate.ErrClosed) {
 			t.Errorf("%s after Close = %v; want ErrClosed", name, err)
@@ -856,4 +861,41 @@ func TestWALStaysBounded(t *testing.T) {
 		t.Errorf("no background checkpoint completed while 24 MiB were written")
 	}
 	t.Logf("complete background checkpoints: %d; largest WAL: %d bytes", s.Checkpoints(), largest)
+}
+
+// TestBadWriteFailsAlone makes one key unwritable (an operator's trigger
+// refuses it) while writers keep writing other keys at once, so that their
+// writes share transactions with the refused ones: only the refused write
+// may fail.
+func TestBadWriteFailsAlone(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{})
+	if _, err := sqlDB(t, path).Exec(`CREATE TRIGGER refuse_poison BEFORE INSERT ON operational_state
+		WHEN NEW.key = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned key'); END`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				if g == 0 {
+					if err := s.Set("ns", "poison", "x"); err == nil {
+						t.Error("Set(poison) = nil; want the trigger's error")
+					}
+					continue
+				}
+				if err := s.Set("ns", fmt.Sprint(g, "-", i), "v"); err != nil {
+					t.Errorf("Set(%d-%d) = %v; want nil (only the poisoned key fails)", g, i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	m, err := s.List("ns")
+	if err != nil || len(m) != 7*40 {
+		t.Errorf("List = %d keys, %v; want %d", len(m), err, 7*40)
+	}
+	wantGet(t, s, "ns", "poison", "", false)
+	batches, writes := s.Batches()
+	t.Logf("%d writes in %d transactions", writes, batches)
 }

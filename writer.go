@@ -2,6 +2,8 @@ package opstate
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -65,6 +67,8 @@ type writer struct {
 	logged atomic.Int64
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
+
+	afterApply func() // test hook: runs between a commit and its cache update
 }
 
 // extraBatches is how many batches of others' writes a leader commits after
@@ -144,8 +148,9 @@ func (wr *writer) do(w *write) error {
 // commit took effect (serving the old value from memory after another read
 // saw the new one in SQLite would break linearizability). After it, they
 // take their new values, or, if anything failed, stay uncached, so that the
-// next read comes from SQLite, which still holds the old values; every
-// write of a failed batch fails with the same error.
+// next read comes from SQLite. A batch that failed is retried write by
+// write, unless another connection's lock made it fail, so that a write
+// fails only for its own sake.
 func (wr *writer) commit(batch []*write) {
 	ws := wr.batch[:0]
 	for _, w := range batch {
@@ -157,7 +162,25 @@ func (wr *writer) commit(batch []*write) {
 			wr.cache.BeginNamespace(w.Namespace)
 		}
 	}
-	err := wr.db.Apply(context.Background(), wr.now(), ws)
+	clears := wr.cache.Clears()
+	err := wr.apply(ws)
+	for _, w := range batch {
+		w.err = err
+	}
+	// A batch can fail for one write's sake (a value SQLite refuses, a
+	// trigger an operator added): then each write runs alone, and fails
+	// alone. Not for a lock held elsewhere, which would fail them all
+	// again, each after the full busy timeout.
+	retried := err != nil && len(batch) > 1 && !errors.Is(err, persist.ErrBusy)
+	if retried {
+		err = nil
+		for i, w := range batch {
+			w.err = wr.apply(ws[i : i+1])
+		}
+	}
+	if wr.afterApply != nil {
+		wr.afterApply()
+	}
 	if batch[0].Kind != persist.DeleteExpired {
 		wr.others.Add(uint64(len(batch)))
 	}
@@ -171,18 +194,19 @@ func (wr *writer) commit(batch []*write) {
 
 	last := lastWrites(batch)
 	for i, w := range batch {
-		w.err = err
 		switch w.Kind {
 		case persist.Put, persist.Delete:
+			// After a retry, which write of a key SQLite holds depends on
+			// which succeeded: the keys stay uncached.
 			var e *cache.Entry
-			if err == nil && (last == nil || last[w.key()] == i) {
+			if w.err == nil && !retried && (last == nil || last[w.key()] == i) {
 				e = &cache.Entry{Value: w.Value, ExpiresAt: w.ExpiresAt, Absent: w.Kind == persist.Delete}
 			}
-			wr.cache.End(w.Namespace, w.Key, e)
+			wr.cache.End(w.Namespace, w.Key, e, clears)
 		case persist.DeleteNamespace:
 			wr.cache.EndNamespace(w.Namespace)
 		case persist.DeleteExpired:
-			if err == nil {
+			if w.err == nil {
 				// The rows were expired, so invisible already: dropping
 				// them from the cache only frees memory.
 				for _, k := range w.Swept {
@@ -191,6 +215,17 @@ func (wr *writer) commit(batch []*write) {
 			}
 		}
 	}
+}
+
+// apply commits ws. A panic in the driver becomes an error, so that the
+// batch fails and every writer waiting on it is answered.
+func (wr *writer) apply(ws []*persist.Write) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("opstate: SQLite driver panicked: %v", r)
+		}
+	}()
+	return wr.db.Apply(context.Background(), wr.now(), ws)
 }
 
 func (w *write) key() persist.Key { return persist.Key{Namespace: w.Namespace, Key: w.Key} }

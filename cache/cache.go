@@ -147,6 +147,8 @@ type Cache struct {
 	// pendingSpaces counts namespace writes begun and not yet ended;
 	// guarded by mu.
 	pendingSpaces int
+	// clears counts Clear calls; guarded by mu.
+	clears uint64
 
 	// mu serializes every change: it guards the tables' counts and slot
 	// stores, size, spaces, and every list.
@@ -244,18 +246,28 @@ func (c *Cache) Begin(ns, key string) {
 	}
 }
 
+// Clears returns how many times [Cache.Clear] has run. A writer reads it
+// before committing and hands it to [Cache.End].
+func (c *Cache) Clears() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clears
+}
+
 // End ends a write begun with [Cache.Begin]. If e is not nil, the write
 // committed and e is what the key now holds; if it is nil, the write failed
 // or a later write of the same key supersedes it, and the key stays
-// uncached.
-func (c *Cache) End(ns, key string, e *Entry) {
+// uncached. clears is what [Cache.Clears] returned before the commit: if
+// the cache has been cleared since (someone else may have written the key
+// after this commit), e is not cached either.
+func (c *Cache) End(ns, key string, e *Entry, clears uint64) {
 	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.stripe(h)
 	st.pending--
 	st.seq.Add(1)
-	if e != nil {
+	if e != nil && c.clears == clears {
 		c.setLocked(h, ns, key, *e)
 	}
 }
@@ -325,6 +337,7 @@ func (c *Cache) dropSpaceLocked(ns string) {
 func (c *Cache) Clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.clears++
 	c.epoch.Add(1)
 	c.tab.Store(newTable(minSlots))
 	c.spaces.Purge()
@@ -522,14 +535,18 @@ func (c *Cache) detachLocked(n *node) {
 // the least recently used namespace, its least recently used entries, giving
 // each namespace and entry used since it was last considered a second chance.
 // It never drops keep, the entry being stored: an entry fits in half the
-// budget, so dropping all others is always enough.
+// budget, so dropping all others is always enough. Readers can set "used"
+// bits again while it runs, so second chances are bounded: after two for
+// every namespace and entry, it drops what it meets.
 func (c *Cache) evictLocked(keep *node) {
+	chances := 2 * (c.tab.Load().live + c.spaces.Len())
 	for c.size > c.budget {
 		_, sp, ok := c.spaces.GetOldest()
 		if !ok {
 			return
 		}
-		if sp.used.Load() {
+		if sp.used.Load() && chances > 0 {
+			chances--
 			sp.used.Store(false)
 			c.spaces.Get(sp.name)
 			continue
@@ -545,7 +562,8 @@ func (c *Cache) evictLocked(keep *node) {
 				c.pushLocked(n)
 				continue
 			}
-			if n.used.Load() {
+			if n.used.Load() && chances > 0 {
+				chances--
 				n.used.Store(false)
 				c.detachLocked(n)
 				c.pushLocked(n)

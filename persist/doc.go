@@ -36,8 +36,8 @@
 // # Writes
 //
 // All writes go through one connection, in batches given to [DB.Apply]
-// (one transaction each, BEGIN IMMEDIATE), and are durable once Apply
-// returns nil: the database runs in WAL mode, so a committed transaction survives
+// (one transaction each, BEGIN IMMEDIATE; a batch of one write is a single
+// autocommit statement), and are durable once Apply returns nil: the database runs in WAL mode, so a committed transaction survives
 // the process being killed; with [SyncFull] it also survives power loss.
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.

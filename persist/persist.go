@@ -165,11 +165,30 @@ func prepareFile(path string) error {
 	if _, err := io.ReadFull(f, head); err != nil || string(head[:len(sqliteMagic)]) != sqliteMagic {
 		return fmt.Errorf("opstate: open %s: %w", path, ErrNotDatabase)
 	}
-	if err := checkSize(path, head, fi.Size()); err != nil {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
+	// Another process may commit or checkpoint between reading the header
+	// and the size, neither under a lock: only a mismatch that every one of
+	// a few readings agrees on is damage.
+	for try := 1; ; try++ {
+		err := checkSize(path, head, fi.Size())
+		if err == nil {
+			return nil
+		}
+		if try == sizeReadings {
+			return fmt.Errorf("opstate: open %s: %w", path, err)
+		}
+		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+		if _, err := f.ReadAt(head, 0); err != nil {
+			return fmt.Errorf("opstate: open %s: %w", path, err)
+		}
+		if fi, err = f.Stat(); err != nil {
+			return fmt.Errorf("opstate: open %s: %w", path, err)
+		}
 	}
-	return nil
 }
+
+// sizeReadings is how many readings of header and size must all disagree
+// before a file is refused as damaged.
+const sizeReadings = 5
 
 // checkSize compares the page count in a database header with the size of
 // the file, when the header vouches for its count and no journal or log

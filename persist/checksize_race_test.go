@@ -1,0 +1,59 @@
+package persist
+
+import (
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// TestSizeCheckRace opens a healthy file again and again while another
+// connection keeps writing to it and closing (which, in WAL mode,
+// checkpoints, grows the file and removes the -wal): the header and the
+// size Open reads may then come from either side of a commit, and Open
+// must not take that for damage.
+func TestSizeCheckRace(t *testing.T) {
+	for _, mode := range []string{"WAL", "DELETE"} {
+		t.Run(mode, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f.db")
+			db0, err := sql.Open("sqlite", "file:"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db0.Exec("PRAGMA journal_mode=" + mode + "; CREATE TABLE t(v BLOB)"); err != nil {
+				t.Fatal(err)
+			}
+			db0.Close()
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for !stop.Load() {
+					db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := db.Exec("INSERT INTO t VALUES (zeroblob(40000))"); err != nil {
+						t.Error(err)
+					}
+					db.Close()
+				}
+			})
+			opens := 0
+			for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); opens++ {
+				if err := prepareFile(path); errors.Is(err, ErrCorrupt) {
+					t.Errorf("open %d of a healthy file being written: %v", opens, err)
+					break
+				}
+			}
+			stop.Store(true)
+			wg.Wait()
+			t.Logf("%d opens", opens)
+		})
+	}
+}
