@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,29 +112,9 @@ func BenchmarkSet(b *testing.B) {
 		// 8 goroutines on 2 cores: SetParallelism(4) × GOMAXPROCS.
 		b.Run(d.String()+"-8goroutines", func(b *testing.B) {
 			s := warmStore(b, opstate.Options{Durability: d})
-			b.ReportAllocs()
-			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			var next sync.Mutex
-			g := 0
-			b.RunParallel(func(pb *testing.PB) {
-				next.Lock()
-				g++
-				base := g * 1000
-				next.Unlock()
-				i := 0
-				for pb.Next() {
-					if err := s.Set("flags", benchKey(base+i%1000), benchValue(i)); err != nil {
-						b.Error(err)
-						return
-					}
-					i++
-				}
-			})
-			b.StopTimer()
+			setsFrom8Goroutines(b, func(key, value string) error { return s.Set("flags", key, value) })
 			batches, writes := s.Batches()
 			b.ReportMetric(float64(writes)/float64(batches), "writes/txn")
-
 		})
 	}
 }
@@ -380,25 +361,9 @@ func BenchmarkBareUpsert(b *testing.B) {
 		})
 		b.Run(mode+"-8goroutines", func(b *testing.B) {
 			st := open(b)
-			b.ReportAllocs()
-			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			var next sync.Mutex
-			g := 0
-			b.RunParallel(func(pb *testing.PB) {
-				next.Lock()
-				g++
-				base := g * 1000
-				next.Unlock()
-				i := 0
-				for pb.Next() {
-					now := time.Now().UTC().Format("2006-01-02T15:04:05.000Z")
-					if _, err := st.Exec("flags", benchKey(base+i%1000), benchValue(i), now); err != nil {
-						b.Error(err)
-						return
-					}
-					i++
-				}
+			setsFrom8Goroutines(b, func(key, value string) error {
+				_, err := st.Exec("flags", key, value, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"))
+				return err
 			})
 		})
 	}
@@ -456,4 +421,24 @@ func BenchmarkForeignWrite(b *testing.B) {
 	b.ReportMetric(float64(stale[len(stale)/2].Microseconds())/1000, "stale-p50-ms")
 	b.ReportMetric(float64(stale[len(stale)-1].Microseconds())/1000, "stale-max-ms")
 	b.ReportMetric(float64((cold-warm).Nanoseconds())/float64(b.N*hot)/1000, "extra-µs/key-read")
+}
+
+// setsFrom8Goroutines times set from 8 goroutines (SetParallelism × the 2
+// cores here), each writing a range of 1,000 keys of its own, and stops the
+// timer when they are done.
+func setsFrom8Goroutines(b *testing.B, set func(key, value string) error) {
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+	var goroutines atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		base := int(goroutines.Add(1)) * 1000
+		for i := 0; pb.Next(); i++ {
+			if err := set(benchKey(base+i%1000), benchValue(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
 }

@@ -276,9 +276,6 @@ func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) erro
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
-	if s.closed.Load() {
-		return ErrClosed
-	}
 	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(s.now(), ttl)}, "set")
 }
 
