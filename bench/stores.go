@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 
 	"github.com/d8da9184/opstate"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -76,32 +75,20 @@ func (s *stores) openOpstate(d durability) error {
 	s.closers = append(s.closers, st.Close)
 	s.opstate[d] = st
 
-	// Writers in parallel, so that group commit makes filling a FULL store
-	// take a few hundred fsyncs rather than ten thousand.
-	const writers = 32
-	var wg sync.WaitGroup
-	errc := make(chan error, writers)
-	for g := range writers {
-		wg.Go(func() {
-			for i := g; i < numKeys; i += writers {
-				if err := st.Set(namespace, keyName(i), s.w.values[i]); err != nil {
-					errc <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
-		return err
+	// One writer in key-number order, as every store is filled.
+	for i := range numKeys {
+		if err := st.Set(namespace, s.w.keys[s.w.pos[i]], s.w.values[i]); err != nil {
+			return err
+		}
 	}
 	for j, k := range s.w.keys {
 		if v, err := st.Get(namespace, k); err != nil || v != s.w.values[s.w.order[j]] {
 			return fmt.Errorf("opstate warm-up: Get(%q) = %q, %v", k, v, err)
 		}
 	}
-	for _, k := range s.w.missing {
+	// Lookups of absent keys cache them as absent, in key-number order.
+	for i := range numKeys {
+		k := s.w.missing[s.w.pos[i]]
 		if v, ok, err := st.Lookup(namespace, k); err != nil || ok {
 			return fmt.Errorf("opstate warm-up: Lookup(%q) = %q, %v, %v; want missing", k, v, ok, err)
 		}
@@ -147,8 +134,8 @@ func (s *stores) openLRU() error {
 		return err
 	}
 	s.lru = c
-	for i, k := range s.w.composite {
-		c.Add(k, s.w.values[s.w.order[i]])
+	for i, v := range s.w.values {
+		c.Add(s.w.composite[s.w.pos[i]], v)
 	}
 	for i, k := range s.w.composite {
 		if v, ok := c.Get(k); !ok || v != s.w.values[s.w.order[i]] {
@@ -169,8 +156,8 @@ func (s *stores) openOtter() error {
 	}
 	c := otter.Must(&otter.Options[string, string]{MaximumSize: 2 * numKeys})
 	s.otter = c
-	for i, k := range s.w.composite {
-		c.Set(k, s.w.values[s.w.order[i]])
+	for i, v := range s.w.values {
+		c.Set(s.w.composite[s.w.pos[i]], v)
 	}
 	for i, k := range s.w.composite {
 		if v, ok := c.GetIfPresent(k); !ok || v != s.w.values[s.w.order[i]] {
@@ -198,8 +185,8 @@ func (s *stores) openBunt() error {
 	s.closers = append(s.closers, db.Close)
 	s.bunt = db
 	err = db.Update(func(tx *buntdb.Tx) error {
-		for i, k := range s.w.composite {
-			if _, _, err := tx.Set(k, s.w.values[s.w.order[i]], nil); err != nil {
+		for i, v := range s.w.values {
+			if _, _, err := tx.Set(s.w.composite[s.w.pos[i]], v, nil); err != nil {
 				return err
 			}
 		}
@@ -234,8 +221,8 @@ func (s *stores) openBolt() error {
 		if err != nil {
 			return err
 		}
-		for i, k := range s.w.boltKeys {
-			if err := b.Put(k, []byte(s.w.values[s.w.order[i]])); err != nil {
+		for i, v := range s.w.values {
+			if err := b.Put(s.w.boltKeys[s.w.pos[i]], []byte(v)); err != nil {
 				return err
 			}
 		}
@@ -264,11 +251,11 @@ func (s *stores) openOtterNeg() error {
 	}
 	c := otter.Must(&otter.Options[string, string]{MaximumSize: 2 * numKeys})
 	s.otterNeg = c
-	for i, k := range s.w.composite {
-		c.Set(k, s.w.values[s.w.order[i]])
+	for i, v := range s.w.values {
+		c.Set(s.w.composite[s.w.pos[i]], v)
 	}
-	for _, k := range s.w.compMissing {
-		c.Set(k, absentMark)
+	for i := range numKeys {
+		c.Set(s.w.compMissing[s.w.pos[i]], absentMark)
 	}
 	for _, k := range s.w.compMissing {
 		if v, ok := c.GetIfPresent(k); !ok || v != absentMark {
@@ -287,11 +274,11 @@ func (s *stores) openLRUNeg() error {
 		return err
 	}
 	s.lruNeg = c
-	for i, k := range s.w.composite {
-		c.Add(k, s.w.values[s.w.order[i]])
+	for i, v := range s.w.values {
+		c.Add(s.w.composite[s.w.pos[i]], v)
 	}
-	for _, k := range s.w.compMissing {
-		c.Add(k, absentMark)
+	for i := range numKeys {
+		c.Add(s.w.compMissing[s.w.pos[i]], absentMark)
 	}
 	for _, k := range s.w.compMissing {
 		if v, ok := c.Get(k); !ok || v != absentMark {

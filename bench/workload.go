@@ -20,6 +20,11 @@ type workload struct {
 	// order is the fixed pseudo-random order in which keys are visited:
 	// operation j touches key number order[j%numKeys].
 	order []int
+	// pos is the inverse of order: key number i is visited at position
+	// pos[i]. Every store is filled in key-number order, the same for all
+	// and unrelated to the visiting order, so that no store finds its
+	// entries laid out in memory in the order the benchmark reads them.
+	pos []int
 
 	values []string // values[i] is the value of key number i
 
@@ -38,7 +43,10 @@ func ringValue(i int) string   { return fmt.Sprintf("rewrite-%024d", i) }
 func composite(key string) string { return namespace + "\x00" + key }
 
 func newWorkload() *workload {
-	w := &workload{order: rand.New(rand.NewPCG(1, 2)).Perm(numKeys)}
+	w := &workload{order: rand.New(rand.NewPCG(1, 2)).Perm(numKeys), pos: make([]int, numKeys)}
+	for j, i := range w.order {
+		w.pos[i] = j
+	}
 	for i := range numKeys {
 		w.values = append(w.values, valueOf(i))
 	}
