@@ -44,50 +44,85 @@ type Token struct {
 	seq   uint64
 }
 
-// node is one cached entry. Everything a reader looks at (hash, key, ns,
-// value, expires, absent, space) is written before the node is published in
-// a slot and never changed after: a write of a key publishes a new node. The
-// fields are laid out so that a lookup reads one cache line of the node and
-// the node fits a 96-byte allocation.
+// node is one cached entry. Everything a reader looks at (space, data,
+// expires, hash, buf and the immutable bits of meta) is written before the
+// node is published in a slot and never changed after: a write of a key
+// publishes a new node.
+//
+// A node is exactly 64 bytes, so the allocator places it on a cache-line
+// boundary and a lookup reads one line of it. A key of up to len(buf)
+// bytes is held in the node; a longer one is held in data, before the
+// value.
 type node struct {
-	hash    uint64
-	key     string // points into inline when the key fits there
-	value   string
-	expires int64
-	absent  bool
-
-	// used is set by readers without any lock and cleared by eviction
-	// under Cache.mu.
-	used atomic.Bool
-
 	space *space
-
-	// prev and next link the namespace's recency list, head first; guarded
-	// by Cache.mu and never read by readers.
-	prev, next *node
-
-	// inline holds a short key, so that comparing it reads the node's own
-	// memory instead of following a pointer. With it the node fills a
-	// 112-byte allocation.
-	inline [inlineKey]byte
+	// data is the value; or, when meta has metaLong, the key followed by
+	// the value.
+	data    string
+	expires int64
+	// hash is the low half of the key's hash, enough to place the node in
+	// any table (tables have fewer than 1<<32 slots).
+	hash uint32
+	// meta holds the key's length, metaLong, metaAbsent for a negative
+	// entry, and metaUsed, which readers set without any lock and eviction
+	// clears under Cache.mu.
+	meta atomic.Uint32
+	// pos is the node's index in space.order; guarded by Cache.mu and
+	// never read by readers.
+	pos int32
+	buf [20]byte
 }
 
-const inlineKey = 32
+// A node is 64 bytes: both constants overflow otherwise.
+const (
+	_ = uint(64 - unsafe.Sizeof(node{}))
+	_ = uint(unsafe.Sizeof(node{}) - 64)
+)
+
+const (
+	metaLen    = 1<<24 - 1 // the key's length
+	metaLong   = 1 << 24   // the key is in data, not buf
+	metaAbsent = 1 << 25
+	metaUsed   = 1 << 26
+
+	// maxKey is the longest key the cache holds.
+	maxKey = metaLen
+)
+
+// key returns the node's key.
+func (n *node) key() string {
+	m := n.meta.Load()
+	if m&metaLong != 0 {
+		return n.data[:m&metaLen]
+	}
+	return unsafe.String(&n.buf[0], int(m&metaLen))
+}
 
 func (n *node) entry() Entry {
-	return Entry{Value: n.value, ExpiresAt: n.expires, Absent: n.absent}
+	m := n.meta.Load()
+	v := n.data
+	if m&metaLong != 0 {
+		v = v[m&metaLen:]
+	}
+	return Entry{Value: v, ExpiresAt: n.expires, Absent: m&metaAbsent != 0}
 }
 
-// newNode returns a node for key, copying the key into the node when it
-// fits and sharing old's copy otherwise.
+// newNode returns a node for key, which is at most maxKey bytes, holding
+// e. The node has its own copy of key and value, so that the cache never
+// pins a larger buffer the caller sliced them from.
 func newNode(h uint64, key string, sp *space, e Entry) *node {
-	n := &node{hash: h, value: clone(e.Value), expires: e.ExpiresAt, absent: e.Absent, space: sp}
-	if len(key) <= inlineKey && key != "" {
-		copy(n.inline[:], key)
-		n.key = unsafe.String(&n.inline[0], len(key))
+	n := &node{space: sp, expires: e.ExpiresAt, hash: uint32(h)}
+	meta := uint32(len(key))
+	if len(key) <= len(n.buf) {
+		copy(n.buf[:], key)
+		n.data = clone(e.Value)
 	} else {
-		n.key = clone(key)
+		meta |= metaLong
+		n.data = key + e.Value
 	}
+	if e.Absent {
+		meta |= metaAbsent
+	}
+	n.meta.Store(meta)
 	return n
 }
 
@@ -110,14 +145,20 @@ func newTable(slots int) *table {
 	return &table{slots: make([]atomic.Pointer[node], slots), mask: uint64(slots - 1)}
 }
 
-// space is one namespace: the recency list of its entries.
+// space is one namespace and the recency order of its entries.
 type space struct {
 	name string
 	used atomic.Bool // set by readers, cleared by eviction under Cache.mu
 
 	// guarded by Cache.mu
-	head, tail *node
-	n          int
+	//
+	// order holds the namespace's entries from order[head], the least
+	// recently stored or given a second chance, to the end, the most
+	// recently; a removed entry leaves a nil behind until the slice is
+	// compacted. n counts the entries.
+	order []*node
+	head  int
+	n     int
 }
 
 // stripe tracks the writes to one 1/numStripes share of all keys.
@@ -157,6 +198,26 @@ type Cache struct {
 	spaces *simplelru.LRU[string, *space] // least recently used first
 
 	evictions atomic.Uint64
+
+	// memo holds the hashes of recently created namespaces, so that a
+	// lookup hashes only its key. A namespace's hash never changes, so a
+	// memo is never stale; it is replaced under mu and read without it.
+	memo [numMemos]atomic.Pointer[nsHash]
+}
+
+// nsHash is a namespace and its hash.
+type nsHash struct {
+	name string
+	h    uint64
+}
+
+const numMemos = 8
+
+func memoIndex(ns string) int {
+	if ns == "" {
+		return 0
+	}
+	return (len(ns) + int(ns[len(ns)-1])) % numMemos
 }
 
 // New returns a cache that holds at most budget bytes of keys, values and
@@ -173,16 +234,45 @@ func New(budget int64) *Cache {
 }
 
 func (c *Cache) hash(ns, key string) uint64 {
-	h := maphash.String(c.seed, key) ^ maphash.String(c.seed, ns)*0x9E3779B97F4A7C15
+	var hns uint64
+	if m := c.memo[memoIndex(ns)].Load(); m != nil && m.name == ns {
+		hns = m.h
+	} else {
+		hns = c.nsHash(ns)
+	}
+	h := maphash.String(c.seed, key) ^ hns
 	return h ^ h>>29
+}
+
+func (c *Cache) nsHash(ns string) uint64 {
+	return maphash.String(c.seed, ns) * 0x9E3779B97F4A7C15
 }
 
 func (c *Cache) stripe(h uint64) *stripe {
 	return &c.seqs[h>>56%numStripes]
 }
 
-func (n *node) is(h uint64, ns, key string) bool {
-	return n.hash == h && n != tombstone && n.key == key && n.space.name == ns
+// match reports whether n holds ns and key, whose hash is h. If it does, it
+// also returns n's meta and value.
+func (n *node) match(h uint64, ns, key string) (meta uint32, value string, ok bool) {
+	if n.hash != uint32(h) || n == tombstone {
+		return 0, "", false
+	}
+	meta, value = n.meta.Load(), n.data
+	if int(meta&metaLen) != len(key) {
+		return 0, "", false
+	}
+	if meta&metaLong == 0 {
+		if unsafe.String(&n.buf[0], len(key)) != key {
+			return 0, "", false
+		}
+	} else {
+		if value[:len(key)] != key {
+			return 0, "", false
+		}
+		value = value[len(key):]
+	}
+	return meta, value, n.space.name == ns
 }
 
 // Get returns the entry cached for ns and key, and whether there is one.
@@ -195,18 +285,19 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 		if n == nil {
 			return Entry{}, false
 		}
-		if !n.is(h, ns, key) {
+		meta, value, ok := n.match(h, ns, key)
+		if !ok {
 			continue
 		}
 		// Load before store: a hot entry's flag is already set, and a
 		// plain load keeps its cache line shared between cores.
-		if !n.used.Load() {
-			n.used.Store(true)
+		if meta&metaUsed == 0 {
+			n.meta.Or(metaUsed)
 		}
 		if sp := n.space; !sp.used.Load() {
 			sp.used.Store(true)
 		}
-		return n.entry(), true
+		return Entry{Value: value, ExpiresAt: n.expires, Absent: meta&metaAbsent != 0}, true
 	}
 }
 
@@ -326,10 +417,9 @@ func (c *Cache) dropSpaceLocked(ns string) {
 	if !ok {
 		return
 	}
-	for sp.head != nil {
-		n := sp.head
-		i, _ := c.findLocked(n.hash, ns, n.key)
-		c.dropLocked(i, n)
+	for sp.n > 0 {
+		n := sp.oldest()
+		c.dropLocked(c.slotLocked(n), n)
 	}
 }
 
@@ -382,10 +472,20 @@ func (c *Cache) findLocked(h uint64, ns, key string) (uint64, *node) {
 		if n == nil {
 			return 0, nil
 		}
-		if n.is(h, ns, key) {
+		if _, _, ok := n.match(h, ns, key); ok {
 			return i, n
 		}
 	}
+}
+
+// slotLocked returns the slot of n, which is in the table.
+func (c *Cache) slotLocked(n *node) uint64 {
+	t := c.tab.Load()
+	i := uint64(n.hash) & t.mask
+	for t.slots[i].Load() != n {
+		i = (i + 1) & t.mask
+	}
+	return i
 }
 
 // setLocked stores e for ns and key, as a new node, and evicts down to the
@@ -394,7 +494,7 @@ func (c *Cache) findLocked(h uint64, ns, key string) (uint64, *node) {
 func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 	cost := entryCost(key, e)
 	i, old := c.findLocked(h, ns, key)
-	if cost+spaceCost(ns) > c.budget/2 {
+	if cost+spaceCost(ns) > c.budget/2 || len(key) > maxKey {
 		if old != nil {
 			c.dropLocked(i, old)
 		}
@@ -402,12 +502,12 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 	}
 	var n *node
 	if old != nil {
-		n = newNode(h, old.key, old.space, e)
+		n = newNode(h, key, old.space, e)
 		c.tab.Load().slots[i].Store(n)
 		c.detachLocked(old)
 		c.pushLocked(n)
 		c.spaces.Get(n.space.name)
-		c.size += cost - entryCost(old.key, old.entry())
+		c.size += cost - entryCost(key, old.entry())
 	} else {
 		n = newNode(h, key, c.spaceLocked(ns), e)
 		c.insertLocked(n)
@@ -425,7 +525,7 @@ func (c *Cache) insertLocked(n *node) {
 	if 2*(t.used+1) > len(t.slots) {
 		t = c.rebuildLocked(t.live + 1)
 	}
-	for i := n.hash & t.mask; ; i = (i + 1) & t.mask {
+	for i := uint64(n.hash) & t.mask; ; i = (i + 1) & t.mask {
 		switch s := t.slots[i].Load(); s {
 		case nil:
 			t.used++
@@ -439,12 +539,13 @@ func (c *Cache) insertLocked(n *node) {
 }
 
 // rebuildLocked replaces the table with one sized for live nodes at a
-// quarter load, without tombstones. Readers still probing the old table
-// see it as it was, which is a state the cache was in during their Get.
+// third of its slots or less, without tombstones. Readers still probing the
+// old table see it as it was, which is a state the cache was in during
+// their Get.
 func (c *Cache) rebuildLocked(live int) *table {
 	old := c.tab.Load()
 	size := minSlots
-	for size < 4*live {
+	for size < 3*live {
 		size *= 2
 	}
 	t := newTable(size)
@@ -453,7 +554,7 @@ func (c *Cache) rebuildLocked(live int) *table {
 		if n == nil || n == tombstone {
 			continue
 		}
-		j := n.hash & t.mask
+		j := uint64(n.hash) & t.mask
 		for t.slots[j].Load() != nil {
 			j = (j + 1) & t.mask
 		}
@@ -472,7 +573,7 @@ func (c *Cache) dropLocked(i uint64, n *node) {
 	t.slots[i].Store(tombstone)
 	t.live--
 	c.detachLocked(n)
-	c.size -= entryCost(n.key, n.entry())
+	c.size -= entryCost(n.key(), n.entry())
 	if sp := n.space; sp.n == 0 {
 		c.spaces.Remove(sp.name)
 		c.size -= spaceCost(sp.name)
@@ -500,35 +601,47 @@ func (c *Cache) spaceLocked(ns string) *space {
 	sp := &space{name: clone(ns)}
 	c.spaces.Add(sp.name, sp)
 	c.size += spaceCost(ns)
+	c.memo[memoIndex(ns)].Store(&nsHash{name: sp.name, h: c.nsHash(ns)})
 	return sp
 }
 
+// pushLocked makes n the namespace's most recent entry.
 func (c *Cache) pushLocked(n *node) {
 	sp := n.space
-	n.prev, n.next = nil, sp.head
-	if sp.head != nil {
-		sp.head.prev = n
-	} else {
-		sp.tail = n
-	}
-	sp.head = n
+	n.pos = int32(len(sp.order))
+	sp.order = append(sp.order, n)
 	sp.n++
 }
 
+// detachLocked takes n out of its namespace's order.
 func (c *Cache) detachLocked(n *node) {
 	sp := n.space
-	if n.prev != nil {
-		n.prev.next = n.next
-	} else {
-		sp.head = n.next
-	}
-	if n.next != nil {
-		n.next.prev = n.prev
-	} else {
-		sp.tail = n.prev
-	}
-	n.prev, n.next = nil, nil
+	sp.order[n.pos] = nil
 	sp.n--
+	if sp.n == 0 {
+		sp.order, sp.head = nil, 0
+		return
+	}
+	for sp.order[sp.head] == nil {
+		sp.head++
+	}
+	// Compact once the holes outnumber the entries: each hole is then paid
+	// for by the removal that made it.
+	if len(sp.order) > 2*sp.n+16 {
+		order := make([]*node, 0, sp.n+sp.n/4+16)
+		for _, m := range sp.order[sp.head:] {
+			if m != nil {
+				m.pos = int32(len(order))
+				order = append(order, m)
+			}
+		}
+		sp.order, sp.head = order, 0
+	}
+}
+
+// oldest returns the namespace's least recent entry; guarded by Cache.mu.
+func (sp *space) oldest() *node {
+	return sp.order[sp.head]
 }
 
 // evictLocked drops entries until the accounted size fits the budget: from
@@ -552,7 +665,7 @@ func (c *Cache) evictLocked(keep *node) {
 			continue
 		}
 		for c.size > c.budget && sp.n > 0 {
-			n := sp.tail
+			n := sp.oldest()
 			if n == keep {
 				if sp.n == 1 {
 					c.spaces.Get(sp.name) // nothing else here: try other namespaces
@@ -562,15 +675,14 @@ func (c *Cache) evictLocked(keep *node) {
 				c.pushLocked(n)
 				continue
 			}
-			if n.used.Load() && chances > 0 {
+			if n.meta.Load()&metaUsed != 0 && chances > 0 {
 				chances--
-				n.used.Store(false)
+				n.meta.And(^uint32(metaUsed))
 				c.detachLocked(n)
 				c.pushLocked(n)
 				continue
 			}
-			i, _ := c.findLocked(n.hash, sp.name, n.key)
-			c.dropLocked(i, n)
+			c.dropLocked(c.slotLocked(n), n)
 			c.evictions.Add(1)
 		}
 	}

@@ -397,9 +397,13 @@ func TestModel(t *testing.T) {
 	c := cache.New(1 << 40)
 	model := make(map[nsKey]Entry)
 	var universe []nsKey
+	// Names of many lengths: keys short and long enough for every way the
+	// cache may hold a key (here from 2 to 50 bytes), and namespaces of
+	// different lengths.
 	for n := range spaces {
 		for i := range keys {
-			universe = append(universe, nsKey{fmt.Sprint("ns", n), fmt.Sprint("k", i)})
+			ns := fmt.Sprint("ns", strings.Repeat("-", n*5), n)
+			universe = append(universe, nsKey{ns, fmt.Sprint("k", i) + strings.Repeat("-", i%48)})
 		}
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -450,6 +454,39 @@ func TestModel(t *testing.T) {
 	check(20000)
 	if st := recount(t, c, universe); st.Evictions != 0 {
 		t.Errorf("Stats().Evictions = %d with an unbounded budget; want 0", st.Evictions)
+	}
+}
+
+// TestLongestKey checks the longest key the cache holds, 1<<24 - 1 bytes,
+// and that a longer one is not cached and leaves the others alone.
+func TestLongestKey(t *testing.T) {
+	c := cache.New(1 << 27)
+	long := strings.Repeat("k", 1<<24)
+	want := Entry{Value: "v"}
+	has := func(key string) bool {
+		t.Helper()
+		got, ok := c.Get("ns", key)
+		if ok && got != want {
+			t.Errorf("Get of a %d-byte key = %+v; want %+v", len(key), got, want)
+		}
+		return ok
+	}
+	longest, other := long[1:], "x"+long[2:]
+	c.Put("ns", longest, want)
+	c.Put("ns", other, want)
+	if !has(longest) || !has(other) {
+		t.Fatalf("Put of two %d-byte keys: Get misses; want both cached", len(longest))
+	}
+	c.Put("ns", long, want)
+	c.Put("ns", other+"x", want)
+	if has(long) || has(other+"x") {
+		t.Errorf("Put of a %d-byte key: cached; want not", len(long))
+	}
+	if !has(longest) || !has(other) {
+		t.Errorf("%d-byte keys lost by Puts of longer ones", len(longest))
+	}
+	if st := c.Stats(); st.Entries != 2 {
+		t.Errorf("Stats().Entries = %d; want 2", st.Entries)
 	}
 }
 
@@ -752,9 +789,13 @@ func TestConcurrent(t *testing.T) {
 	}
 	c := cache.New(budget)
 	var universe []nsKey
+	// Names of many lengths: keys short and long enough for every way the
+	// cache may hold a key (here from 2 to 50 bytes), and namespaces of
+	// different lengths.
 	for n := range spaces {
 		for i := range keys {
-			universe = append(universe, nsKey{fmt.Sprint("ns", n), fmt.Sprint("k", i)})
+			ns := fmt.Sprint("ns", strings.Repeat("-", n*5), n)
+			universe = append(universe, nsKey{ns, fmt.Sprint("k", i) + strings.Repeat("-", i%48)})
 		}
 	}
 

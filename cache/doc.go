@@ -5,7 +5,8 @@
 // # Layout
 //
 // Lookups take no lock: entries live in an open-addressing hash table of
-// atomic pointers to immutable entries. Every change happens under one
+// atomic pointers to immutable 64-byte nodes, which hold keys of up to 20
+// bytes themselves, so that a lookup reads one cache line of its node. Every change happens under one
 // mutex and publishes a new entry (or a whole new table when it grows), so
 // a concurrent [Cache.Get] sees either the old or the new state, never a
 // torn one. Recency is kept without an exclusive lock per read: a Get sets
@@ -37,8 +38,8 @@
 // Every method is safe for concurrent use. Get allocates nothing and takes
 // no lock. An entry stored by Put or Fill is never evicted by that same call. The bytes accounted (keys, values, overhead) never
 // exceed the budget after a method returns, except transiently during it.
-// Values too large to share the budget sensibly (more than half of it) are
-// not cached at all.
+// Entries too large to share the budget sensibly (more than half of it) are
+// not cached at all, nor are keys longer than 1<<24 - 1 bytes.
 //
 // # Caveats
 //
