@@ -3,6 +3,7 @@ package cache
 import (
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -135,14 +136,85 @@ var tombstone = &node{}
 // table is never resized in place: a new one replaces it.
 type table struct {
 	slots []atomic.Pointer[node]
-	mask  uint64
+	// tags holds one byte per slot, eight to a word: tagEmpty for a nil
+	// slot, tagDead for a tombstone, else the tag of the node's hash. A
+	// probe reads the tags, which take an eighth of the slots' memory, and
+	// loads a slot and its node only where the tag matches. A slot is
+	// stored before its tag, and a slot never becomes nil again, so a tag
+	// other than tagEmpty always has a node or tombstone behind it.
+	tags []atomic.Uint64
+	mask uint64
 	// guarded by Cache.mu
 	live int // slots holding nodes
 	used int // slots not nil: nodes and tombstones
 }
 
 func newTable(slots int) *table {
-	return &table{slots: make([]atomic.Pointer[node], slots), mask: uint64(slots - 1)}
+	return &table{
+		slots: make([]atomic.Pointer[node], slots),
+		tags:  make([]atomic.Uint64, (slots+7)/8),
+		mask:  uint64(slots - 1),
+	}
+}
+
+const (
+	tagEmpty = 0
+	tagDead  = 1
+)
+
+// tagOf returns the tag of a node whose hash is h: 8 bits of it, never
+// tagEmpty or tagDead.
+func tagOf(h uint32) uint8 {
+	return max(uint8(h>>24), 2)
+}
+
+func (t *table) tag(i uint64) uint8 {
+	return uint8(t.tags[i/8].Load() >> (i % 8 * 8))
+}
+
+const (
+	lowBits  = 0x7F7F7F7F7F7F7F7F
+	highBits = 0x8080808080808080
+	oneBytes = 0x0101010101010101
+)
+
+// zeroBytes returns a word with the high bit of each byte of v that is
+// zero set, and no other bit.
+func zeroBytes(v uint64) uint64 {
+	return ^((v&lowBits + lowBits) | v) & highBits
+}
+
+// probe returns the first slot from i on, in probe order, whose tag is tag
+// or tagEmpty, and reports whether it is tag.
+func (t *table) probe(i uint64, tag uint8) (uint64, bool) {
+	pattern := uint64(tag) * oneBytes
+	for {
+		w := t.tags[i/8].Load()
+		// Candidates at or after i's byte in this word.
+		m := (zeroBytes(w^pattern) | zeroBytes(w)) >> (i % 8 * 8) << (i % 8 * 8)
+		if m != 0 {
+			j := i&^7 + uint64(bits.TrailingZeros64(m)/8)
+			return j, uint8(w>>(j%8*8)) != tagEmpty
+		}
+		i = (i&^7 + 8) & t.mask
+	}
+}
+
+// setTagLocked stores the tag of slot i; guarded by Cache.mu.
+func (t *table) setTagLocked(i uint64, tag uint8) {
+	w := &t.tags[i/8]
+	shift := i % 8 * 8
+	w.Store(w.Load()&^(0xFF<<shift) | uint64(tag)<<shift)
+}
+
+// store puts n in slot i and records its tag; guarded by Cache.mu.
+func (t *table) storeLocked(i uint64, n *node) {
+	t.slots[i].Store(n)
+	if n == tombstone {
+		t.setTagLocked(i, tagDead)
+	} else {
+		t.setTagLocked(i, tagOf(n.hash))
+	}
 }
 
 // space is one namespace and the recency order of its entries.
@@ -279,12 +351,14 @@ func (n *node) match(h uint64, ns, key string) (meta uint32, value string, ok bo
 // It takes no lock and allocates nothing.
 func (c *Cache) Get(ns, key string) (Entry, bool) {
 	h := c.hash(ns, key)
+	tag := tagOf(uint32(h))
 	t := c.tab.Load()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		n := t.slots[i].Load()
-		if n == nil {
+		var found bool
+		if i, found = t.probe(i, tag); !found {
 			return Entry{}, false
 		}
+		n := t.slots[i].Load()
 		meta, value, ok := n.match(h, ns, key)
 		if !ok {
 			continue
@@ -466,14 +540,17 @@ func spaceCost(ns string) int64 {
 
 // findLocked returns the slot and node of ns and key, or a nil node.
 func (c *Cache) findLocked(h uint64, ns, key string) (uint64, *node) {
+	tag := tagOf(uint32(h))
 	t := c.tab.Load()
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		n := t.slots[i].Load()
-		if n == nil {
+		switch t.tag(i) {
+		case tagEmpty:
 			return 0, nil
-		}
-		if _, _, ok := n.match(h, ns, key); ok {
-			return i, n
+		case tag:
+			n := t.slots[i].Load()
+			if _, _, ok := n.match(h, ns, key); ok {
+				return i, n
+			}
 		}
 	}
 }
@@ -503,7 +580,7 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 	var n *node
 	if old != nil {
 		n = newNode(h, key, old.space, e)
-		c.tab.Load().slots[i].Store(n)
+		c.tab.Load().storeLocked(i, n)
 		c.detachLocked(old)
 		c.pushLocked(n)
 		c.spaces.Get(n.space.name)
@@ -522,7 +599,7 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 // table first when it is half full.
 func (c *Cache) insertLocked(n *node) {
 	t := c.tab.Load()
-	if 2*(t.used+1) > len(t.slots) {
+	if 4*(t.used+1) > 3*len(t.slots) {
 		t = c.rebuildLocked(t.live + 1)
 	}
 	for i := uint64(n.hash) & t.mask; ; i = (i + 1) & t.mask {
@@ -531,7 +608,7 @@ func (c *Cache) insertLocked(n *node) {
 			t.used++
 			fallthrough
 		case tombstone:
-			t.slots[i].Store(n)
+			t.storeLocked(i, n)
 			t.live++
 			return
 		}
@@ -545,7 +622,7 @@ func (c *Cache) insertLocked(n *node) {
 func (c *Cache) rebuildLocked(live int) *table {
 	old := c.tab.Load()
 	size := minSlots
-	for size < 3*live {
+	for size < 2*live {
 		size *= 2
 	}
 	t := newTable(size)
@@ -558,7 +635,7 @@ func (c *Cache) rebuildLocked(live int) *table {
 		for t.slots[j].Load() != nil {
 			j = (j + 1) & t.mask
 		}
-		t.slots[j].Store(n)
+		t.storeLocked(j, n)
 		t.live++
 		t.used++
 	}
@@ -570,7 +647,7 @@ func (c *Cache) rebuildLocked(live int) *table {
 // namespace, and the namespace when it becomes empty.
 func (c *Cache) dropLocked(i uint64, n *node) {
 	t := c.tab.Load()
-	t.slots[i].Store(tombstone)
+	t.storeLocked(i, tombstone)
 	t.live--
 	c.detachLocked(n)
 	c.size -= entryCost(n.key(), n.entry())
