@@ -353,25 +353,47 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 	h := c.hash(ns, key)
 	tag := tagOf(uint32(h))
 	t := c.tab.Load()
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	i := h & t.mask
+	// Most lookups end at their first slot: its tag is read here, and the
+	// probe runs only past a slot of another key.
+	switch t.tag(i) {
+	case tag:
+	case tagEmpty:
+		return Entry{}, false
+	default:
 		var found bool
 		if i, found = t.probe(i, tag); !found {
 			return Entry{}, false
 		}
+	}
+	for {
 		n := t.slots[i].Load()
-		meta, value, ok := n.match(h, ns, key)
-		if !ok {
-			continue
+		var meta uint32
+		var value string
+		ok := false
+		if len(key) <= len(n.buf) {
+			// A short key, compared here rather than in match.
+			meta, value = n.meta.Load(), n.data
+			ok = n.hash == uint32(h) && meta&(metaLen|metaLong) == uint32(len(key)) &&
+				unsafe.String(&n.buf[0], len(key)) == key && n.space.name == ns && n != tombstone
+		} else {
+			meta, value, ok = n.match(h, ns, key)
 		}
-		// Load before store: a hot entry's flag is already set, and a
-		// plain load keeps its cache line shared between cores.
-		if meta&metaUsed == 0 {
-			n.meta.Or(metaUsed)
+		if ok {
+			// Load before store: a hot entry's flag is already set, and a
+			// plain load keeps its cache line shared between cores.
+			if meta&metaUsed == 0 {
+				n.meta.Or(metaUsed)
+			}
+			if sp := n.space; !sp.used.Load() {
+				sp.used.Store(true)
+			}
+			return Entry{Value: value, ExpiresAt: n.expires, Absent: meta&metaAbsent != 0}, true
 		}
-		if sp := n.space; !sp.used.Load() {
-			sp.used.Store(true)
+		var found bool
+		if i, found = t.probe((i+1)&t.mask, tag); !found {
+			return Entry{}, false
 		}
-		return Entry{Value: value, ExpiresAt: n.expires, Absent: meta&metaAbsent != 0}, true
 	}
 }
 
