@@ -2,7 +2,7 @@
 // is compared with, in one process, and prints one Markdown table of
 // medians and ratios followed by opstate's performance targets.
 //
-//	cd bench && go run .                  # full run: 5 repetitions of 1s
+//	cd bench && go run .                  # full run: 10 repetitions of 500ms
 //	go run . -short                       # smoke run
 //	go run . -only 'get-hit/' -count 10   # some rows only
 //
@@ -42,8 +42,8 @@ type config struct {
 }
 
 func parseFlags() (config, error) {
-	count := flag.Int("count", 5, "run each benchmark `n` times and report the median")
-	benchtime := flag.String("benchtime", "1s", "run each benchmark for duration `d`, or N times if d is of the form Nx")
+	count := flag.Int("count", 10, "run each benchmark `n` times and report the median")
+	benchtime := flag.String("benchtime", "500ms", "run each benchmark for duration `d`, or N times if d is of the form Nx")
 	only := flag.String("only", "", "run only the rows whose workload/implementation matches `regexp`, e.g. 'get-hit/' or 'set-.*/opstate'")
 	short := flag.Bool("short", false, "quick smoke run: -count 3 -benchtime 100ms unless given")
 	dir := flag.String("dir", "", "create the temporary database directory in `dir` (default: the system temporary directory)")

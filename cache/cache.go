@@ -374,8 +374,8 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 		if len(key) <= len(n.buf) {
 			// A short key, compared here rather than in match.
 			meta, value = n.meta.Load(), n.data
-			ok = n.hash == uint32(h) && meta&(metaLen|metaLong) == uint32(len(key)) &&
-				unsafe.String(&n.buf[0], len(key)) == key && n.space.name == ns && n != tombstone
+			ok = n.hash == uint32(h) && n != tombstone && meta&(metaLen|metaLong) == uint32(len(key)) &&
+				unsafe.String(&n.buf[0], len(key)) == key && n.space.name == ns
 		} else {
 			meta, value, ok = n.match(h, ns, key)
 		}
