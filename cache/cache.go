@@ -621,7 +621,7 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 // table first when it is half full.
 func (c *Cache) insertLocked(n *node) {
 	t := c.tab.Load()
-	if 4*(t.used+1) > 3*len(t.slots) {
+	if 2*(t.used+1) > len(t.slots) {
 		t = c.rebuildLocked(t.live + 1)
 	}
 	for i := uint64(n.hash) & t.mask; ; i = (i + 1) & t.mask {
@@ -644,7 +644,7 @@ func (c *Cache) insertLocked(n *node) {
 func (c *Cache) rebuildLocked(live int) *table {
 	old := c.tab.Load()
 	size := minSlots
-	for size < 2*live {
+	for size < 3*live {
 		size *= 2
 	}
 	t := newTable(size)
