@@ -3,8 +3,10 @@ package persist
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // migrations[i] brings a database at user_version i to version i+1. Each
@@ -19,8 +21,9 @@ var SchemaVersion = len(migrations)
 
 // migrate switches the database on c to WAL mode and runs the migrations
 // it lacks. A file from a newer opstate is refused before anything is
-// written to it.
-func migrate(ctx context.Context, c *sql.Conn) error {
+// written to it. busyTimeout is how long to wait for other connections'
+// locks.
+func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration) error {
 	var v int
 	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return err
@@ -28,8 +31,15 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 	if v > len(migrations) {
 		return fmt.Errorf("%w: file has version %d, this opstate knows up to %d", ErrSchemaVersion, v, len(migrations))
 	}
+	// Switching a file to WAL takes an exclusive lock without SQLite's busy
+	// handler: when several processes open a file in rollback mode at once,
+	// all but one fail at once. The switch is retried here instead, for as
+	// long as a statement would wait.
 	var mode string
-	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+	err := retryBusy(ctx, busyTimeout, func() error {
+		return c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+	})
+	if err != nil {
 		return err
 	}
 	if !strings.EqualFold(mode, "wal") {
@@ -43,6 +53,27 @@ func migrate(ctx context.Context, c *sql.Conn) error {
 		if err != nil || done {
 			return err
 		}
+	}
+}
+
+// retryBusy runs f until it returns something other than a busy error, or
+// timeout has passed, with waits growing from 1ms to 50ms.
+func retryBusy(ctx context.Context, timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for {
+		err := f()
+		if err == nil || !errors.Is(Classify(err), ErrBusy) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -461,38 +462,40 @@ func TestMigrateFreshSchema(t *testing.T) {
 }
 
 // TestMigrateConcurrentOpens opens one legacy file from several goroutines
-// at once: every Open succeeds and the file is migrated once, rows intact.
+// at once, in a few rounds: every Open succeeds (switching a file to WAL
+// takes a lock SQLite's busy handler does not wait for, so Open retries it)
+// and the file is migrated once, rows intact.
 func TestMigrateConcurrentOpens(t *testing.T) {
-	path := tempPath(t)
-	legacy{withExpiry: true, rows: expiryRows}.create(t, path)
-	const n = 4
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	dbs := make([]*persist.DB, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dbs[i], errs[i] = persist.Open(path, persist.Options{})
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open #%d = %v", i, err)
-			continue
+	for round := range 5 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("state-%d.db", round))
+		legacy{withExpiry: true, rows: expiryRows}.create(t, path)
+		const n = 8
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		dbs := make([]*persist.DB, n)
+		for i := range n {
+			wg.Go(func() {
+				dbs[i], errs[i] = persist.Open(path, persist.Options{})
+			})
 		}
-		t.Cleanup(func() { dbs[i].Close() })
-	}
-	checkMigrated(t, path)
-	for _, db := range dbs {
-		if db == nil {
-			continue
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: Open #%d = %v", round, i, err)
+				continue
+			}
+			t.Cleanup(func() { dbs[i].Close() })
 		}
-		for _, r := range expiryRows {
-			got, ok, err := db.Get(t.Context(), r.ns, r.key)
-			if err != nil || !ok || got.Value != r.value {
-				t.Errorf("Get(%q, %q) = %+v, %v, %v; want value %q", r.ns, r.key, got, ok, err, r.value)
+		checkMigrated(t, path)
+		for _, db := range dbs {
+			if db == nil {
+				continue
+			}
+			for _, r := range expiryRows {
+				got, ok, err := db.Get(t.Context(), r.ns, r.key)
+				if err != nil || !ok || got.Value != r.value {
+					t.Errorf("Get(%q, %q) = %+v, %v, %v; want value %q", r.ns, r.key, got, ok, err, r.value)
+				}
 			}
 		}
 	}

@@ -76,6 +76,7 @@ type DB struct {
 
 	get, list, namespaces *sql.Stmt // prepared on pool
 	verify                bool      // run quick_check in init
+	busyTimeout           time.Duration
 
 	wmu sync.Mutex // serializes Apply; guards wc
 	wc  *writeConn // statements prepared on w's driver connection
@@ -128,7 +129,7 @@ func Open(path string, opts Options) (*DB, error) {
 	pool.SetConnMaxIdleTime(0)
 	pool.SetConnMaxLifetime(0)
 
-	db := &DB{path: abs, pool: pool, verify: opts.Verify}
+	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout}
 	if err := db.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opstate: open %s: %w", path, Classify(err))
@@ -230,7 +231,7 @@ func (db *DB) init() error {
 			return err
 		}
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, db.busyTimeout); err != nil {
 		return err
 	}
 	prep := func(dst **sql.Stmt, p interface {
