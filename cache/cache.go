@@ -207,7 +207,7 @@ func (t *table) setTagLocked(i uint64, tag uint8) {
 	w.Store(w.Load()&^(0xFF<<shift) | uint64(tag)<<shift)
 }
 
-// store puts n in slot i and records its tag; guarded by Cache.mu.
+// storeLocked puts n in slot i and records its tag; guarded by Cache.mu.
 func (t *table) storeLocked(i uint64, n *node) {
 	t.slots[i].Store(n)
 	if n == tombstone {
