@@ -118,7 +118,9 @@ func newNode(h uint64, key string, sp *space, e Entry) *node {
 		n.data = clone(e.Value)
 	} else {
 		meta |= metaLong
-		n.data = key + e.Value
+		// Built byte by byte: key + "" would be key itself, the caller's.
+		data := make([]byte, 0, len(key)+len(e.Value))
+		n.data = string(append(append(data, key...), e.Value...))
 	}
 	if e.Absent {
 		meta |= metaAbsent

@@ -36,8 +36,10 @@
 // # Guarantees
 //
 // Every method is safe for concurrent use. Get allocates nothing and takes
-// no lock. An entry stored by Put or Fill is never evicted by that same call. The bytes accounted (keys, values, overhead) never
-// exceed the budget after a method returns, except transiently during it.
+// no lock. An entry stored by Put or Fill is never evicted by that same
+// call. The cache holds its own copies of keys and values, never a caller's
+// buffer. The bytes accounted (keys, values, overhead) never exceed the
+// budget after a method returns, except transiently during it.
 // Entries too large to share the budget sensibly (more than half of it) are
 // not cached at all, nor are keys longer than 1<<24 - 1 bytes.
 //

@@ -2,7 +2,9 @@ package cache
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestZeroBytes compares zeroBytes with a byte-by-byte reading, on words
@@ -69,5 +71,44 @@ func TestProbe(t *testing.T) {
 				t.Fatalf("round %d: probe(%d, %d) = %d, %v; want %d, %v", round, start, want, got, found, wantSlot, wantFound)
 			}
 		}
+	}
+}
+
+// TestNodeOwnsItsBytes checks that a node holds copies of its key and
+// value, never the caller's strings, which may be slices of a much larger
+// buffer.
+func TestNodeOwnsItsBytes(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	within := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		start := uintptr(unsafe.Pointer(unsafe.StringData(big)))
+		return p >= start && p < start+uintptr(len(big))
+	}
+	for _, tt := range []struct {
+		name       string
+		key, value string
+	}{
+		{"short key, value", big[:10], big[100:140]},
+		{"long key, value", big[:34], big[100:140]},
+		{"long key, no value", big[:34], ""},
+		{"long key, absent", big[:60], ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(1 << 20)
+			c.Put("ns", tt.key, Entry{Value: tt.value, Absent: tt.value == ""})
+			_, n := c.findLocked(c.hash("ns", tt.key), "ns", tt.key)
+			if n == nil {
+				t.Fatal("entry not cached")
+			}
+			if within(n.data) || within(n.key()) || within(n.entry().Value) {
+				t.Errorf("node points into the caller's buffer: key %v, data %v", within(n.key()), within(n.data))
+			}
+			if n.key() != tt.key || n.entry().Value != tt.value {
+				t.Errorf("node holds key %.20q value %.20q; want %.20q, %.20q", n.key(), n.entry().Value, tt.key, tt.value)
+			}
+		})
 	}
 }
