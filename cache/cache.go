@@ -312,13 +312,14 @@ func (c *Cache) hash(ns, key string) uint64 {
 	if m := c.memo[memoIndex(ns)].Load(); m != nil && m.name == ns {
 		hns = m.h
 	} else {
-		hns = c.nsHash(ns)
+		hns = c.hashNamespace(ns)
 	}
 	h := maphash.String(c.seed, key) ^ hns
 	return h ^ h>>29
 }
 
-func (c *Cache) nsHash(ns string) uint64 {
+// hashNamespace returns the part of a key's hash that its namespace gives.
+func (c *Cache) hashNamespace(ns string) uint64 {
 	return maphash.String(c.seed, ns) * 0x9E3779B97F4A7C15
 }
 
@@ -702,7 +703,7 @@ func (c *Cache) spaceLocked(ns string) *space {
 	sp := &space{name: clone(ns)}
 	c.spaces.Add(sp.name, sp)
 	c.size += spaceCost(ns)
-	c.memo[memoIndex(ns)].Store(&nsHash{name: sp.name, h: c.nsHash(ns)})
+	c.memo[memoIndex(ns)].Store(&nsHash{name: sp.name, h: c.hashNamespace(ns)})
 	return sp
 }
 
