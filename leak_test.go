@@ -16,7 +16,13 @@ import (
 // TestMain fails the run if any goroutine of a Store, of its database/sql
 // pool or of the SQLite driver is still alive once every test has closed
 // its stores.
+//
+// Run with the environment variable childRoleEnv set, the binary plays that
+// child role of a test instead (see children_test.go).
 func TestMain(m *testing.M) {
+	if code, ran := runChildRole(); ran {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := storeGoroutines(2*time.Second, false); leaked != "" {

@@ -19,11 +19,15 @@ var migrations = []func(ctx context.Context, c *sql.Conn) error{
 // SchemaVersion is the user_version of a fully migrated database.
 var SchemaVersion = len(migrations)
 
-// migrate switches the database on c to WAL mode and runs the migrations
-// it lacks. A file from a newer opstate is refused before anything is
-// written to it. busyTimeout is how long to wait for other connections'
-// locks.
-func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration) error {
+// migrate runs the migrations the database on c lacks and then switches it
+// to WAL mode. A file from a newer opstate is refused before anything is
+// written to it. A file that needs migrating is rewritten by it, so it is
+// read whole first (PRAGMA quick_check, unless verified says the caller
+// has just done so) and refused with ErrCorrupt if damaged; the migration
+// runs before the switch to WAL, in the file's own journal mode, so that a
+// migration that fails rolls back to exactly the file that was there.
+// busyTimeout is how long to wait for other connections' locks.
+func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration, verified bool) error {
 	var v int
 	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return err
@@ -31,10 +35,28 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration) error 
 	if v > len(migrations) {
 		return fmt.Errorf("%w: file has version %d, this opstate knows up to %d", ErrSchemaVersion, v, len(migrations))
 	}
+	if v < len(migrations) {
+		if !verified {
+			if err := quickCheck(ctx, c); err != nil {
+				return err
+			}
+		}
+		for {
+			done, err := migrateStep(ctx, c)
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
+		}
+	}
 	// Switching a file to WAL takes an exclusive lock without SQLite's busy
 	// handler: when several processes open a file in rollback mode at once,
 	// all but one fail at once. The switch is retried here instead, for as
-	// long as a statement would wait.
+	// long as a statement would wait. On a file in WAL mode already, it
+	// writes nothing and takes no write lock, so that Open works while
+	// another process writes.
 	var mode string
 	err := retryBusy(ctx, busyTimeout, func() error {
 		return c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
@@ -45,15 +67,7 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration) error 
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("cannot switch to WAL journal mode: still %q", mode)
 	}
-	if v == len(migrations) {
-		return nil // current: no write lock needed, so Open works while another process writes
-	}
-	for {
-		done, err := migrateStep(ctx, c)
-		if err != nil || done {
-			return err
-		}
-	}
+	return nil
 }
 
 // retryBusy runs f until it returns something other than a busy error, or

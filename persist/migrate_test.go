@@ -519,3 +519,69 @@ func TestMigrateNowExpiry(t *testing.T) {
 		t.Errorf("Get(%q, %q) = %+v, %v, %v; want value %q", "d", "now", got, ok, err, "v10")
 	}
 }
+
+// TestMigrateDamagedLegacyFile damages one page of a rollback-journal file
+// of the SQLite-only opstate: a page of operational_state, which the
+// migration copies, or the page of the user's own table notes, which it
+// does not read. Open must refuse either with ErrCorrupt before writing to
+// the file: the file byte for byte as it was (no switch to WAL, no changed
+// change counter), with no -wal, -shm or -journal left beside it.
+func TestMigrateDamagedLegacyFile(t *testing.T) {
+	var rows []legacyRow
+	for i := range 300 {
+		rows = append(rows, legacyRow{"ns", fmt.Sprintf("key%05d", i), strings.Repeat("v", 400), "2026-03-07T10:00:00Z", nil})
+	}
+	for _, table := range []string{"operational_state", "notes"} {
+		t.Run(table, func(t *testing.T) {
+			path := tempPath(t)
+			legacy{withExpiry: true, rows: rows}.create(t, path)
+			raw, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var root int64
+			err = raw.QueryRow(`SELECT rootpage FROM sqlite_schema WHERE name = ?`, table).Scan(&root)
+			raw.Close() // before the file is read: see persist/file.go on POSIX locks
+			if err != nil {
+				t.Fatal(err)
+			}
+			content, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const pageSize = 4096
+			if int64(len(content)) < root*pageSize {
+				t.Fatalf("file of %d bytes has no page %d", len(content), root)
+			}
+			page := content[(root-1)*pageSize : root*pageSize]
+			for i := range page {
+				page[i] = byte(i*7 + 3)
+			}
+			path = filepath.Join(t.TempDir(), "damaged.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db, err := persist.Open(path, persist.Options{})
+			if err == nil {
+				db.Close()
+			}
+			if !errors.Is(err, persist.ErrCorrupt) {
+				t.Errorf("Open(legacy file with page %d of %s damaged) = %v; want ErrCorrupt", root, table, err)
+			}
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(content, after) {
+				i := 0
+				for i < min(len(content), len(after)) && content[i] == after[i] {
+					i++
+				}
+				t.Errorf("refused file changed: %d bytes before, %d after, first difference at offset %d", len(content), len(after), i)
+			}
+			if s := sidecars(path); len(s) != 0 {
+				t.Errorf("Open left %q next to the refused file; want nothing", s)
+			}
+		})
+	}
+}

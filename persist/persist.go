@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -64,9 +62,6 @@ const timeLayout = "2006-01-02T15:04:05.000Z"
 // reads works and text that is no time at all (NULL here) never expires.
 const expiryMillis = `CAST(round((julianday(expires_at) - 2440587.5) * 86400000) AS INTEGER)`
 
-// sqliteMagic opens every SQLite database file.
-const sqliteMagic = "SQLite format 3\x00"
-
 // DB is an open database. Its methods are safe for concurrent use, except
 // that only one [Tx] may be open at a time.
 type DB struct {
@@ -100,6 +95,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
+	busyMillis := (opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond // rounded up: 1ns waits 1ms, not 0
+	if busyMillis > math.MaxInt32 {
+		return nil, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, opts.BusyTimeout, math.MaxInt32)
+	}
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}
@@ -109,7 +108,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	q := url.Values{}
 	q.Set("mode", "rw") // the file exists; SQLite must never create it with its own mode
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyMillis))
 	q.Add("_pragma", "synchronous("+syncMode+")")
 	// Commits checkpoint only as a backstop, at 4096 pages (16 MiB with
 	// the default page size): a write that crosses the threshold pays for
@@ -137,88 +136,6 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// prepareFile checks what is at path and creates an empty file with mode
-// 0600 when nothing is. It never writes to an existing file.
-func prepareFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err == nil {
-		return f.Close()
-	}
-	if !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
-	}
-	if fi.IsDir() {
-		return fmt.Errorf("opstate: open %s: is a directory: %w", path, ErrNotDatabase)
-	}
-	if fi.Size() == 0 {
-		return nil // an empty file is an empty database
-	}
-	f, err = os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
-	}
-	defer f.Close()
-	head := make([]byte, 100) // the database header
-	if _, err := io.ReadFull(f, head); err != nil || string(head[:len(sqliteMagic)]) != sqliteMagic {
-		return fmt.Errorf("opstate: open %s: %w", path, ErrNotDatabase)
-	}
-	// Another process may commit or checkpoint between reading the header
-	// and the size, neither under a lock: only a mismatch that every one of
-	// a few readings agrees on is damage.
-	for try := 1; ; try++ {
-		err := checkSize(path, head, fi.Size())
-		if err == nil {
-			return nil
-		}
-		if try == sizeReadings {
-			return fmt.Errorf("opstate: open %s: %w", path, err)
-		}
-		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
-		if _, err := f.ReadAt(head, 0); err != nil {
-			return fmt.Errorf("opstate: open %s: %w", path, err)
-		}
-		if fi, err = f.Stat(); err != nil {
-			return fmt.Errorf("opstate: open %s: %w", path, err)
-		}
-	}
-}
-
-// sizeReadings is how many readings of header and size must all disagree
-// before a file is refused as damaged.
-const sizeReadings = 5
-
-// checkSize compares the page count in a database header with the size of
-// the file, when the header vouches for its count and no journal or log
-// may legitimately hold pages the file lacks. A file cut short or grown
-// behind SQLite's back is refused with ErrCorrupt before SQLite can write
-// to it.
-func checkSize(path string, head []byte, size int64) error {
-	for _, side := range []string{"-wal", "-journal"} {
-		if fi, err := os.Stat(path + side); err == nil && fi.Size() > 0 {
-			return nil // pages may live there; SQLite will sort it out
-		}
-	}
-	be32 := func(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
-	pageSize := int64(head[16])<<8 | int64(head[17])
-	if pageSize == 1 {
-		pageSize = 65536
-	}
-	pages := int64(be32(head[28:32]))
-	// The count is valid only when the version-valid-for number matches
-	// the change counter (SQLite's own rule).
-	if pages == 0 || be32(head[24:28]) != be32(head[92:96]) {
-		return nil
-	}
-	if pages*pageSize != size {
-		return fmt.Errorf("%w: header says %d pages of %d bytes, file has %d bytes", ErrCorrupt, pages, pageSize, size)
-	}
-	return nil
-}
-
 func (db *DB) init() error {
 	ctx := context.Background()
 	w, err := db.pool.Conn(ctx)
@@ -226,12 +143,15 @@ func (db *DB) init() error {
 		return err
 	}
 	db.w = w
+	if err := checkSize(ctx, w, db.path); err != nil {
+		return err
+	}
 	if db.verify {
 		if err := quickCheck(ctx, w); err != nil {
 			return err
 		}
 	}
-	if err := migrate(ctx, w, db.busyTimeout); err != nil {
+	if err := migrate(ctx, w, db.busyTimeout, db.verify); err != nil {
 		return err
 	}
 	prep := func(dst **sql.Stmt, p interface {

@@ -1,0 +1,215 @@
+//go:build unix
+
+package opstate_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// Environment of the lockholder child of TestSecondOpenKeepsLocks.
+const (
+	lockDBEnv     = "OPSTATE_LOCK_DB"     // the database path
+	lockSecondEnv = "OPSTATE_LOCK_SECOND" // what the child opens beside its Store
+)
+
+// lockWrites is how many keys the lockholder sets after the second Open.
+const lockWrites = 100
+
+func init() { childRoles["lockholder"] = lockHolder }
+
+// TestSecondOpenKeepsLocks attacks the promise that acknowledged writes
+// survive, from inside the writer's own process. A child process opens a
+// Store A and sets one key; then, in the same process, it opens something
+// else on the same file: a second Store on the same path (opened and
+// closed), the same file through a second hard link (refused), or the
+// database's -shm or -wal file as if it were a database (refused). Then
+// another process — this one, through database/sql, and the sqlite3 shell
+// when it is installed — opens the file, counts its rows and closes it, A
+// sets lockWrites more keys, and the child is killed with SIGKILL.
+//
+// Closing any descriptor of a file drops every POSIX lock the process holds
+// on it. If the second Open did that to A's locks, the other process,
+// finding the file unlocked when it closes, checkpoints and deletes the
+// write-ahead log while A goes on writing into the deleted one: its later
+// writes are acknowledged and lost. The test checks that another process
+// sees every acknowledged write before the kill, and that all of them are
+// in the file after it.
+func TestSecondOpenKeepsLocks(t *testing.T) {
+	for _, second := range []string{"store", "hardlink", "shm", "wal"} {
+		t.Run(second, func(t *testing.T) {
+			path := dbPath(t)
+			cmd := childCommand(t, "lockholder", lockDBEnv+"="+path, lockSecondEnv+"="+second)
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			killed := false
+			defer func() {
+				if !killed {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+			}()
+			lines := bufio.NewScanner(stdout)
+			expect := func(want string) {
+				t.Helper()
+				if !lines.Scan() {
+					t.Fatalf("child ended before %q: %v\nstderr: %s", want, lines.Err(), stderr.String())
+				}
+				if got := lines.Text(); got != want {
+					t.Fatalf("child said %q; want %q\nstderr: %s", got, want, stderr.String())
+				}
+			}
+			expect("opened")
+
+			// Another process opens the file, reads and closes it.
+			if n := countRows(t, path); n != 1 {
+				t.Errorf("another process counts %d rows after the second open; want 1", n)
+			}
+			if sh, err := exec.LookPath("sqlite3"); err == nil {
+				out, err := exec.Command(sh, path, "SELECT count(*) FROM operational_state").CombinedOutput()
+				if err != nil || strings.TrimSpace(string(out)) != "1" {
+					t.Errorf("sqlite3 shell counted %q, %v; want 1", out, err)
+				}
+			} else {
+				t.Logf("no sqlite3 shell on PATH; only database/sql played the other process")
+			}
+
+			if _, err := io.WriteString(stdin, "write\n"); err != nil {
+				t.Fatal(err)
+			}
+			expect(fmt.Sprintf("acknowledged %d", lockWrites))
+			if n := countRows(t, path); n != 1+lockWrites {
+				t.Errorf("before the kill, another process counts %d rows; want %d", n, 1+lockWrites)
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			killed = true
+
+			s := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+			m, err := s.List("ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m) != 1+lockWrites {
+				t.Errorf("after SIGKILL the file holds %d keys; want all %d acknowledged", len(m), 1+lockWrites)
+			}
+			for i := range 1 + lockWrites {
+				if k := fmt.Sprint("k", i); m[k] != k {
+					t.Errorf("after SIGKILL %s = %q; want %q", k, m[k], k)
+					break
+				}
+			}
+		})
+	}
+}
+
+// countRows counts the rows of the file at path through a connection of its
+// own, closed before it returns, as another program would.
+func countRows(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(context.Background(), "SELECT count(*) FROM operational_state").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// lockHolder is the child of TestSecondOpenKeepsLocks: it opens a Store,
+// sets k0, opens what lockSecondEnv names on the same file, says "opened",
+// and on "write" from stdin sets k1 to k<lockWrites>, says "acknowledged
+// <n>", and waits to be killed.
+func lockHolder() int {
+	path := os.Getenv(lockDBEnv)
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+		return 1
+	}
+	s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+	if err != nil {
+		return fail("Open: %v", err)
+	}
+	if err := s.Set("ns", "k0", "k0"); err != nil {
+		return fail("Set: %v", err)
+	}
+	switch second := os.Getenv(lockSecondEnv); second {
+	case "store":
+		s2, err := opstate.NewStore(path)
+		if err != nil {
+			return fail("second NewStore: %v", err)
+		}
+		if v, err := s2.Get("ns", "k0"); err != nil || v != "k0" {
+			return fail("second Store: Get = %q, %v", v, err)
+		}
+		if err := s2.Close(); err != nil {
+			return fail("second Close: %v", err)
+		}
+	case "hardlink":
+		link := path + ".link"
+		if err := os.Link(path, link); err != nil {
+			return fail("%v", err)
+		}
+		s2, err := opstate.NewStore(link)
+		if err == nil {
+			s2.Close()
+			return fail("NewStore of a second hard link succeeded; want ErrNotDatabase")
+		}
+		if !errors.Is(err, opstate.ErrNotDatabase) {
+			return fail("NewStore of a second hard link = %v; want ErrNotDatabase", err)
+		}
+		if err := os.Remove(link); err != nil {
+			return fail("%v", err)
+		}
+	case "shm", "wal":
+		s2, err := opstate.NewStore(path + "-" + second)
+		if err == nil {
+			s2.Close()
+			return fail("NewStore of the -%s file succeeded; want ErrNotDatabase", second)
+		}
+		if !errors.Is(err, opstate.ErrNotDatabase) {
+			return fail("NewStore of the -%s file = %v; want ErrNotDatabase", second, err)
+		}
+	default:
+		return fail("unknown %s %q", lockSecondEnv, second)
+	}
+	fmt.Println("opened")
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() || in.Text() != "write" {
+		return fail("stdin: %q, %v", in.Text(), in.Err())
+	}
+	for i := 1; i <= lockWrites; i++ {
+		if err := s.Set("ns", fmt.Sprint("k", i), fmt.Sprint("k", i)); err != nil {
+			return fail("Set: %v", err)
+		}
+	}
+	fmt.Println("acknowledged", lockWrites)
+	time.Sleep(time.Minute)
+	return fail("not killed within a minute")
+}

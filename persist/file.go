@@ -1,0 +1,158 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The checks in this file run before SQLite writes anything to a file, and
+// none of them opens an existing database file or its sidecars. The reason
+// is POSIX advisory locking, on which SQLite's locking rests: closing any
+// descriptor of a file releases every lock the process holds on that file,
+// through whichever descriptor it took them. A header read with os.Open and
+// Close while another connection of the process had the file open would
+// silently drop that connection's locks; a process that then found the
+// file unlocked could checkpoint and delete the write-ahead log under it,
+// and acknowledged writes would be lost. So what is at a path is learnt
+// with stat, which opens nothing, and what is in the file is learnt from
+// SQLite itself, which keeps its descriptors open while any connection of
+// the process holds a lock on the file.
+
+// sidecarSuffixes are the files SQLite keeps beside a database file.
+var sidecarSuffixes = []string{"-wal", "-shm", "-journal"}
+
+// prepareFile checks what is at path before SQLite opens it, and creates an
+// empty database file with mode 0600 when nothing is there. It refuses,
+// with ErrNotDatabase and without touching anything, what is not a regular
+// file (a directory, a device, a FIFO, a socket, after following symbolic
+// links), a file with several hard links (each name would get its own
+// write-ahead log), and the -wal, -shm or -journal file of a database.
+func prepareFile(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := createFile(path); err != nil {
+			return fmt.Errorf("opstate: open %s: %w", path, err)
+		}
+		fi, err = os.Stat(path) // ours, or someone else's who created it first
+	}
+	if err != nil {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	if err := checkKind(path, fi); err != nil {
+		return fmt.Errorf("opstate: open %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkKind refuses what SQLite must not open as a database: fi describes
+// path, symbolic links followed.
+func checkKind(path string, fi fs.FileInfo) error {
+	switch {
+	case fi.IsDir():
+		return fmt.Errorf("is a directory: %w", ErrNotDatabase)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("is not a regular file (%v): %w", fi.Mode().Type(), ErrNotDatabase)
+	}
+	if n := hardLinks(fi); n > 1 {
+		return fmt.Errorf("file has %d hard links, and SQLite keeps a write-ahead log per name: %w", n, ErrNotDatabase)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	for _, suffix := range sidecarSuffixes {
+		base, ok := strings.CutSuffix(real, suffix)
+		if !ok {
+			continue
+		}
+		if bfi, err := os.Stat(base); err == nil && bfi.Mode().IsRegular() {
+			return fmt.Errorf("is the %s file of database %s: %w", suffix, base, ErrNotDatabase)
+		}
+	}
+	for _, suffix := range sidecarSuffixes {
+		sfi, err := os.Stat(real + suffix)
+		if err == nil && !sfi.Mode().IsRegular() {
+			return fmt.Errorf("%s%s is not a regular file (%v): %w", real, suffix, sfi.Mode().Type(), ErrNotDatabase)
+		}
+	}
+	return nil
+}
+
+// createFile creates an empty file with mode 0600 at path, unless something
+// is there already. The file is made under a temporary name and linked into
+// place, so that no descriptor of it is ever open while it has its name: a
+// connection of this process that opened path the moment it appeared cannot
+// lose its locks to our closing the descriptor. Where the file system has
+// no hard links, the file is created in place instead.
+func createFile(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	err = os.Link(name, path)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// checkSize reads the database header through SQLite, which refuses a file
+// that does not begin with one (SQLITE_NOTADB) and a file shorter than its
+// header says (SQLITE_CORRUPT), and refuses with ErrCorrupt a file longer
+// than its header says, which SQLite would take at its header's word,
+// overwriting the pages beyond it as if they were free. The comparison runs
+// inside a read transaction and only when the write-ahead log and the
+// rollback journal hold nothing: then no commit or checkpoint can change the
+// file's size until it ends, so a file being written by others is never
+// taken for a damaged one.
+func checkSize(ctx context.Context, c *sql.Conn, path string) (err error) {
+	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	defer func() {
+		if _, rerr := c.ExecContext(context.Background(), "ROLLBACK"); err == nil {
+			err = rerr
+		}
+	}()
+	var objects, pages, pageSize int64
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&objects); err != nil {
+		return err
+	}
+	if err := c.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return err
+	}
+	if err := c.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return err
+	}
+	for _, suffix := range []string{"-wal", "-journal"} {
+		if fi, err := os.Stat(path + suffix); err == nil && fi.Size() > 0 {
+			return nil // pages may live there, or the file may be longer for a moment
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if pages > 0 && pages*pageSize != fi.Size() {
+		return fmt.Errorf("%w: header says %d pages of %d bytes, file has %d bytes", ErrCorrupt, pages, pageSize, fi.Size())
+	}
+	return nil
+}
