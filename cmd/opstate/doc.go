@@ -5,9 +5,12 @@
 //	opstate [-db PATH] VERB [ARGS]
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
-// working directory), and is created, mode 0600, when it does not exist.
-// Each run opens it with no background sweeper, does one thing and closes
-// it.
+// working directory). Only set creates it, mode 0600, when it does not
+// exist; every other verb (get, list, ns, del, drop, sweep) run on a path
+// that holds nothing fails with a message naming the path, and creates
+// nothing, so that a mistyped -db is not mistaken for a missing key. Each
+// run opens the database with no background sweeper, does one thing and
+// closes it.
 //
 // # Verbs
 //
@@ -64,9 +67,10 @@
 //	   standard output
 //	1  get found no live key (nothing is printed), or the command failed:
 //	   the database could not be opened (the path is a directory, lies in a
-//	   missing directory, or is not an SQLite database), standard input
-//	   could not be read, or a read or write failed; a message is printed on
-//	   standard error
+//	   missing directory, or is not an SQLite database, or a verb other
+//	   than set found nothing at the path), standard input could not be
+//	   read, or a read or write failed; a message is printed on standard
+//	   error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
 //	   empty namespace, key or -db path, an unknown flag, or a -ttl that is
 //	   not a positive duration; a message is printed on standard error,

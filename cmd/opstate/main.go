@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -60,6 +61,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		inv.args[2] = string(b)
 	}
 
+	if !inv.verb.creates {
+		// Only set creates the database: a verb that reads or deletes
+		// refuses a path that holds nothing, so that a mistyped -db fails
+		// loudly instead of creating an empty file and reporting a missing
+		// key. os.Stat opens no descriptor of the file.
+		if _, err := os.Stat(inv.db); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(stderr, "opstate: open %s: no such database (only set creates one)\n", inv.db)
+			} else {
+				fmt.Fprintf(stderr, "opstate: open %s: %v\n", inv.db, err)
+			}
+			return exitFail
+		}
+	}
 	s, err := opstate.Open(inv.db, opstate.Options{SweepInterval: -1})
 	if err != nil {
 		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..."
@@ -92,6 +107,9 @@ type verb struct {
 	flags  string   // synopsis of the verb's flags
 	params []string // positional parameters
 	help   string
+	// creates is whether the verb creates the database when it is
+	// missing; every other verb fails on a missing database.
+	creates bool
 	// define adds the verb's flags to fs, storing them in inv.
 	define func(fs *flag.FlagSet, inv *invocation)
 	// exec runs the verb on s and returns the exit status; a non-nil error
@@ -121,7 +139,8 @@ var verbs = []*verb{
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.DurationVar(&inv.ttl, "ttl", 0, "expire the key after `DURATION` (positive)")
 		},
-		exec: execSet,
+		creates: true,
+		exec:    execSet,
 	},
 	{
 		name:   "del",
@@ -184,7 +203,8 @@ func usage() string {
 	b.WriteString(`
 Flags:
   -db PATH
-      the database file, created (mode 0600) if missing (default ` + defaultDB + `)
+      the database file (default ` + defaultDB + `); set creates it (mode 0600)
+      if missing, every other verb fails on a missing file and creates nothing
   -h, -help
       print this help
 
@@ -199,8 +219,9 @@ list -json replaces invalid UTF-8 with U+FFFD, as encoding/json does, so
 use the text output or get when the exact bytes matter.
 
 Exit status: 0 on success and for help; 1 if get finds no live key (and
-prints nothing) or the command fails (message on standard error); 2 for
-bad usage, in which case the database is neither opened nor created.
+prints nothing) or the command fails (message on standard error), as when
+a verb other than set finds no database at PATH; 2 for bad usage, in which
+case the database is neither opened nor created.
 `)
 	return b.String()
 }

@@ -332,6 +332,7 @@ func TestListJSON(t *testing.T) {
 
 func TestNamespaces(t *testing.T) {
 	db := dbPath(t)
+	mustOpen(t, db, nil).Close() // an empty database: ns refuses a missing one
 	if got := mustRun(t, db, "ns"); got != "" {
 		t.Errorf("ns on an empty database printed %q; want \"\"", got)
 	}
@@ -355,6 +356,7 @@ func TestNamespaces(t *testing.T) {
 
 func TestSweep(t *testing.T) {
 	db := dbPath(t)
+	mustOpen(t, db, nil).Close() // an empty database: sweep refuses a missing one
 	if got := mustRun(t, db, "sweep"); got != "0\n" {
 		t.Errorf("sweep on an empty database printed %q; want %q", got, "0\n")
 	}
@@ -493,6 +495,57 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(stdout, "\n  "+v.synopsis()+"\n") {
 			t.Errorf("usage does not show %q:\n%s", v.synopsis(), stdout)
 		}
+	}
+}
+
+// TestMissingDatabase checks that only set creates the database: every
+// other verb, run on a path that holds nothing, fails with a message that
+// names the path, prints nothing on standard output and creates nothing,
+// no database and no -wal, -shm or -journal file, so that a mistyped -db
+// is not mistaken for a missing key.
+func TestMissingDatabase(t *testing.T) {
+	others := [][]string{
+		{"get", "flags", "x"},
+		{"list", "flags"},
+		{"list", "-json", "flags"},
+		{"ns"},
+		{"del", "flags", "x"},
+		{"drop", "flags"},
+		{"sweep"},
+	}
+	for _, verb := range others {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "typo.db")
+		args := append([]string{"-db", db}, verb...)
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != exitFail || stdout != "" || !strings.Contains(stderr, db) {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 1, \"\", a message naming %s", args, code, stdout, stderr, db)
+		}
+		assertNoFiles(t, dir, args)
+	}
+
+	// The default path too, in the working directory.
+	t.Chdir(t.TempDir())
+	args := []string{"get", "flags", "x"}
+	code, stdout, stderr := runCLI(t, "", args...)
+	if code != exitFail || stdout != "" || !strings.Contains(stderr, defaultDB) {
+		t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 1, \"\", a message naming %s", args, code, stdout, stderr, defaultDB)
+	}
+	assertNoFiles(t, ".", args)
+
+	// set creates the database, mode 0600 as the library does; then the
+	// other verbs run on it.
+	db := dbPath(t)
+	mustRun(t, db, "set", "flags", "x", "on")
+	fi, err := os.Stat(db)
+	if err != nil {
+		t.Fatalf("set did not create the database: %v", err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("set created the database with mode %v; want %v", got, os.FileMode(0o600))
+	}
+	for _, verb := range others {
+		mustRun(t, db, verb...)
 	}
 }
 
