@@ -159,7 +159,7 @@ var verbs = []*verb{
 		flags:  "[-json]",
 		params: []string{"NS"},
 		help: "print the live keys of NS as KEY<TAB>VALUE lines sorted by key, or with -json\n" +
-			"as one JSON object ({} if none)",
+			"as one JSON object ({} if none); -json fails if a key or value is not valid UTF-8",
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.BoolVar(&inv.json, "json", false, "print one JSON object")
 		},
@@ -215,8 +215,9 @@ In the text output of list and ns, a key, value or namespace that is not
 valid UTF-8, holds a tab, newline or other non-printable character, or
 begins with a double quote is printed quoted by strconv.Quote (undo with
 strconv.Unquote); anything else is printed as is. get prints the value raw.
-list -json replaces invalid UTF-8 with U+FFFD, as encoding/json does, so
-use the text output or get when the exact bytes matter.
+list -json prints every string exactly or nothing at all: if a key or
+value is not valid UTF-8, which JSON cannot hold, it fails (exit 1) naming
+the first such key; use the text output or get for those.
 
 Exit status: 0 on success and for help; 1 if get finds no live key (and
 prints nothing) or the command fails (message on standard error), as when
@@ -341,6 +342,15 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 	if err != nil {
 		return exitFail, err
 	}
+	keys := slices.Sorted(maps.Keys(m))
+	if inv.json {
+		// encoding/json would replace invalid UTF-8 with U+FFFD, altering
+		// values and merging keys that differ only in invalid bytes: JSON
+		// output is exact or absent.
+		if err := checkJSON(keys, m); err != nil {
+			return exitFail, fmt.Errorf("opstate: list -json %q: %w", inv.args[0], err)
+		}
+	}
 	w := bufio.NewWriter(stdout)
 	if inv.json {
 		enc := json.NewEncoder(w)
@@ -349,11 +359,31 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 			return exitFail, fmt.Errorf("opstate: encode %q: %w", inv.args[0], err)
 		}
 	} else {
-		for _, k := range slices.Sorted(maps.Keys(m)) {
+		for _, k := range keys {
 			fmt.Fprintf(w, "%s\t%s\n", field(k), field(m[k]))
 		}
 	}
 	return flush(w)
+}
+
+// checkJSON returns an error naming the first of keys, in order, that is
+// not valid UTF-8 or whose value in m is not, since JSON cannot hold such
+// a string exactly.
+func checkJSON(keys []string, m map[string]string) error {
+	for _, k := range keys {
+		what := ""
+		switch {
+		case !utf8.ValidString(k):
+			what = "key " + strconv.Quote(k)
+		case !utf8.ValidString(m[k]):
+			what = "the value of key " + strconv.Quote(k)
+		default:
+			continue
+		}
+		return fmt.Errorf("%s is not valid UTF-8, which JSON cannot hold exactly; "+
+			"list without -json prints it exactly, quoted", what)
+	}
+	return nil
 }
 
 func execNamespaces(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {

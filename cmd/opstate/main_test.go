@@ -298,8 +298,8 @@ func TestListJSON(t *testing.T) {
 		{"empty", nil, "{}\n"},
 		{"sorted, HTML not escaped", map[string]string{"b": "<x&y>", "a": "1", "c": ""},
 			`{"a":"1","b":"<x&y>","c":""}` + "\n"},
-		{"invalid UTF-8 replaced", map[string]string{"k": "a\xffb", "t": "tab\tnl\n"},
-			`{"k":"a\ufffdb","t":"tab\tnl\n"}` + "\n"},
+		{"control characters escaped", map[string]string{"k": "nul\x00", "t": "tab\tnl\n"},
+			`{"k":"nul\u0000","t":"tab\tnl\n"}` + "\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			setAll(t, db, tt.name, tt.data)
@@ -311,22 +311,66 @@ func TestListJSON(t *testing.T) {
 		})
 	}
 
-	// The full set decodes to the data, invalid UTF-8 aside.
-	setAll(t, db, "all", listData)
+	// A listing of valid UTF-8 decodes to exactly the stored keys and
+	// values, whatever characters they hold.
+	valid := map[string]string{}
+	for k, v := range listData {
+		if k != "e" { // the one value of listData that is not valid UTF-8
+			valid[k] = v
+		}
+	}
+	valid[`"quoted key"`] = "v"
+	valid["nl\nkey"] = "tab\tvalue"
+	valid["nul\x00key"] = "\x00"
+	valid["emoji \U0001F600"] = "\U0001F680 \u2028\u2029"
+	valid["back\\slash"] = `\"\\`
+	setAll(t, db, "all", valid)
 	var got map[string]string
 	out := mustRun(t, db, "list", "-json", "all")
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("list -json printed %q, not JSON: %v", out, err)
 	}
-	want := map[string]string{}
-	for k, v := range listData {
-		want[k] = strings.ToValidUTF8(v, "\uFFFD")
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("list -json decoded to %q; want %q", got, want)
+	if !reflect.DeepEqual(got, valid) {
+		t.Errorf("list -json decoded to %q; want %q", got, valid)
 	}
 	if strings.Count(out, "\n") != 1 {
 		t.Errorf("list -json printed %q; want one line", out)
+	}
+}
+
+// TestListJSONInvalidUTF8 checks that list -json is exact or absent: a key
+// or value that is not valid UTF-8, which encoding/json would replace with
+// U+FFFD (merging distinct keys into one repeated name), makes it print
+// nothing, name the first such key and exit 1, while the text output still
+// shows every key exactly.
+func TestListJSONInvalidUTF8(t *testing.T) {
+	db := dbPath(t)
+	for _, tt := range []struct {
+		name     string
+		data     map[string]string
+		wantErr  string // in the message, besides the pointer to the text output
+		wantText string
+	}{
+		{"keys differing in invalid bytes", map[string]string{"a\xff": "1", "a\xfe": "2"},
+			"key " + strconv.Quote("a\xfe"), "\"a\\xfe\"\t2\n\"a\\xff\"\t1\n"},
+		{"first of several in key order", map[string]string{"a": "ok", "c\xff": "1", "b": "x\x80y", "d": "\xfe"},
+			"value of key " + strconv.Quote("b"), "a\tok\nb\t\"x\\x80y\"\n\"c\\xff\"\t1\nd\t\"\\xfe\"\n"},
+		{"surrogate half", map[string]string{"s\xed\xa0\x80": "v"},
+			"key " + strconv.Quote("s\xed\xa0\x80"), "\"s\\xed\\xa0\\x80\"\tv\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			setAll(t, db, tt.name, tt.data)
+			args := []string{"-db", db, "list", "-json", tt.name}
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != exitFail || stdout != "" ||
+				!strings.Contains(stderr, tt.wantErr) || !strings.Contains(stderr, "list without -json") {
+				t.Errorf("run(%q) = %d, stdout %q, stderr %q; want 1, \"\", a message naming %s and the text output",
+					args, code, stdout, stderr, tt.wantErr)
+			}
+			if got := mustRun(t, db, "list", tt.name); got != tt.wantText {
+				t.Errorf("list %q printed %q; want %q", tt.name, got, tt.wantText)
+			}
+		})
 	}
 }
 
