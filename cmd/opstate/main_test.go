@@ -665,8 +665,20 @@ func TestDefaultDB(t *testing.T) {
 	}
 }
 
+// documentedSyncInterval is the default Options.SyncInterval as README and
+// the opstate package document it.
+const documentedSyncInterval = 100 * time.Millisecond
+
+// syncSlack is the scheduling delay allowed on top of SyncInterval before a
+// running Store must serve a write made by another process: the tests run
+// with -race on a shared 2-core machine, where the Store's watcher
+// goroutine, its PRAGMA data_version query and the polling Get can each be
+// held up by tens of milliseconds.
+const syncSlack = 250 * time.Millisecond
+
 // TestBinary builds the command and runs it, with no -db, in a fresh
-// directory, as an operator would on a fresh clone.
+// directory, as an operator would on a fresh clone; then checks that a
+// running Store serves a value the command set within its SyncInterval.
 func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -722,8 +734,13 @@ func TestBinary(t *testing.T) {
 	}
 
 	// An operator flips a toggle with the command while an agent's Store
-	// has it cached: the Store serves the new value within its
-	// SyncInterval (100ms by default; 5s here is only a deadline).
+	// has it cached: README's Guarantees cite this test for the Store
+	// serving the new value within its SyncInterval. The agent opens with
+	// the default options, so the bound is the documented default
+	// SyncInterval, and a change to DefaultSyncInterval is caught.
+	// Staleness is measured from the moment the opstate set process has
+	// exited successfully (cmd.Run returns after the exit) to the first Get
+	// that returns the new value.
 	agent, err := opstate.Open(filepath.Join(work, "opstate.db"), opstate.Options{SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -732,21 +749,29 @@ func TestBinary(t *testing.T) {
 	if v, _ := agent.Get("flags", "dark_mode"); v != "on" {
 		t.Fatalf("agent Get = %q; want on", v)
 	}
-	if code, _, stderr := cli("", "set", "flags", "dark_mode", "off"); code != 0 {
+	code, _, stderr := cli("", "set", "flags", "dark_mode", "off")
+	exited := time.Now()
+	if code != 0 {
 		t.Fatalf("opstate set = %d (%s); want 0", code, stderr)
 	}
-	flipped := time.Now()
+	bound := documentedSyncInterval + syncSlack
 	for {
 		v, err := agent.Get("flags", "dark_mode")
+		stale := time.Since(exited)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if v == "off" {
-			t.Logf("toggle flipped by the opstate command seen by a running Store after %v", time.Since(flipped))
+			t.Logf("toggle flipped by the opstate command seen by a running Store %v after the command exited", stale)
+			if stale > bound {
+				t.Errorf("a running Store served the new value %v after opstate set exited; want within SyncInterval %v + slack %v",
+					stale, documentedSyncInterval, syncSlack)
+			}
 			break
 		}
-		if time.Since(flipped) > 5*time.Second {
-			t.Fatalf("a running Store still serves %q 5s after opstate set changed it", v)
+		if stale > bound {
+			t.Fatalf("a running Store still serves %q %v after opstate set exited; want the new value within SyncInterval %v + slack %v",
+				v, stale, documentedSyncInterval, syncSlack)
 		}
 		time.Sleep(time.Millisecond)
 	}
