@@ -5,9 +5,12 @@
 //	opstate [-db PATH] VERB [ARGS]
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
-// working directory), and is created, mode 0600, when it does not exist.
-// Each run opens it with no background sweeper, does one thing and closes
-// it.
+// working directory). Only set creates it, mode 0600, when it does not
+// exist; every other verb (get, list, ns, del, drop, sweep) run on a path
+// that holds nothing fails with a message naming the path, and creates
+// nothing, so that a mistyped -db is not mistaken for a missing key. Each
+// run opens the database with no background sweeper, does one thing and
+// closes it.
 //
 // # Verbs
 //
@@ -29,7 +32,8 @@
 //	list [-json] NS
 //	    Print the live keys of NS, one KEY<TAB>VALUE line each, sorted by
 //	    key in byte order. With -json, print one JSON object mapping key to
-//	    value on a single line instead, {} when NS holds no live key.
+//	    value on a single line instead, {} when NS holds no live key; if a
+//	    key or value is not valid UTF-8, print nothing and fail (see below).
 //	ns
 //	    Print one NAMESPACE<TAB>COUNT line for each namespace that holds live
 //	    keys, sorted by name, COUNT being its number of live keys.
@@ -53,10 +57,13 @@
 // nothing after the tab. get, in contrast, prints the value raw.
 //
 // list -json prints strings the way encoding/json does, except that <, >
-// and & are not escaped. encoding/json replaces invalid UTF-8 with U+FFFD
-// (the replacement character), so such a value is not printed exactly, and
-// two keys that differ only in invalid bytes appear as one repeated name.
-// Use the text output, or get, when the exact bytes matter.
+// and & are not escaped; decoding its output gives back the exact keys and
+// values. Its output is exact or absent: JSON strings cannot hold invalid
+// UTF-8 (encoding/json would replace it with U+FFFD, altering values and
+// merging keys that differ only in invalid bytes), so when any key or value
+// of the listing is not valid UTF-8, list -json prints nothing on standard
+// output, names the first such key (quoted by strconv.Quote) on standard
+// error and exits 1. The text output, or get, prints such strings exactly.
 //
 // # Exit status
 //
@@ -64,9 +71,10 @@
 //	   standard output
 //	1  get found no live key (nothing is printed), or the command failed:
 //	   the database could not be opened (the path is a directory, lies in a
-//	   missing directory, or is not an SQLite database), standard input
-//	   could not be read, or a read or write failed; a message is printed on
-//	   standard error
+//	   missing directory, or is not an SQLite database, or a verb other
+//	   than set found nothing at the path), standard input could not be
+//	   read, list -json met a key or value that is not valid UTF-8, or a
+//	   read or write failed; a message is printed on standard error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
 //	   empty namespace, key or -db path, an unknown flag, or a -ttl that is
 //	   not a positive duration; a message is printed on standard error,

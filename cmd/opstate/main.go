@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -60,6 +61,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		inv.args[2] = string(b)
 	}
 
+	if !inv.verb.creates {
+		// Only set creates the database: a verb that reads or deletes
+		// refuses a path that holds nothing, so that a mistyped -db fails
+		// loudly instead of creating an empty file and reporting a missing
+		// key. os.Stat opens no descriptor of the file.
+		if _, err := os.Stat(inv.db); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(stderr, "opstate: open %s: no such database (only set creates one)\n", inv.db)
+			} else {
+				fmt.Fprintf(stderr, "opstate: open %s: %v\n", inv.db, err)
+			}
+			return exitFail
+		}
+	}
 	s, err := opstate.Open(inv.db, opstate.Options{SweepInterval: -1})
 	if err != nil {
 		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..."
@@ -92,6 +107,9 @@ type verb struct {
 	flags  string   // synopsis of the verb's flags
 	params []string // positional parameters
 	help   string
+	// creates is whether the verb creates the database when it is
+	// missing; every other verb fails on a missing database.
+	creates bool
 	// define adds the verb's flags to fs, storing them in inv.
 	define func(fs *flag.FlagSet, inv *invocation)
 	// exec runs the verb on s and returns the exit status; a non-nil error
@@ -121,7 +139,8 @@ var verbs = []*verb{
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.DurationVar(&inv.ttl, "ttl", 0, "expire the key after `DURATION` (positive)")
 		},
-		exec: execSet,
+		creates: true,
+		exec:    execSet,
 	},
 	{
 		name:   "del",
@@ -140,7 +159,7 @@ var verbs = []*verb{
 		flags:  "[-json]",
 		params: []string{"NS"},
 		help: "print the live keys of NS as KEY<TAB>VALUE lines sorted by key, or with -json\n" +
-			"as one JSON object ({} if none)",
+			"as one JSON object ({} if none); -json fails if a key or value is not valid UTF-8",
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.BoolVar(&inv.json, "json", false, "print one JSON object")
 		},
@@ -184,7 +203,8 @@ func usage() string {
 	b.WriteString(`
 Flags:
   -db PATH
-      the database file, created (mode 0600) if missing (default ` + defaultDB + `)
+      the database file (default ` + defaultDB + `); set creates it (mode 0600)
+      if missing, every other verb fails on a missing file and creates nothing
   -h, -help
       print this help
 
@@ -195,12 +215,14 @@ In the text output of list and ns, a key, value or namespace that is not
 valid UTF-8, holds a tab, newline or other non-printable character, or
 begins with a double quote is printed quoted by strconv.Quote (undo with
 strconv.Unquote); anything else is printed as is. get prints the value raw.
-list -json replaces invalid UTF-8 with U+FFFD, as encoding/json does, so
-use the text output or get when the exact bytes matter.
+list -json prints every string exactly or nothing at all: if a key or
+value is not valid UTF-8, which JSON cannot hold, it fails (exit 1) naming
+the first such key; use the text output or get for those.
 
 Exit status: 0 on success and for help; 1 if get finds no live key (and
-prints nothing) or the command fails (message on standard error); 2 for
-bad usage, in which case the database is neither opened nor created.
+prints nothing) or the command fails (message on standard error), as when
+a verb other than set finds no database at PATH; 2 for bad usage, in which
+case the database is neither opened nor created.
 `)
 	return b.String()
 }
@@ -320,6 +342,15 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 	if err != nil {
 		return exitFail, err
 	}
+	keys := slices.Sorted(maps.Keys(m))
+	if inv.json {
+		// encoding/json would replace invalid UTF-8 with U+FFFD, altering
+		// values and merging keys that differ only in invalid bytes: JSON
+		// output is exact or absent.
+		if err := checkJSON(keys, m); err != nil {
+			return exitFail, fmt.Errorf("opstate: list -json %q: %w", inv.args[0], err)
+		}
+	}
 	w := bufio.NewWriter(stdout)
 	if inv.json {
 		enc := json.NewEncoder(w)
@@ -328,11 +359,31 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 			return exitFail, fmt.Errorf("opstate: encode %q: %w", inv.args[0], err)
 		}
 	} else {
-		for _, k := range slices.Sorted(maps.Keys(m)) {
+		for _, k := range keys {
 			fmt.Fprintf(w, "%s\t%s\n", field(k), field(m[k]))
 		}
 	}
 	return flush(w)
+}
+
+// checkJSON returns an error naming the first of keys, in order, that is
+// not valid UTF-8 or whose value in m is not, since JSON cannot hold such
+// a string exactly.
+func checkJSON(keys []string, m map[string]string) error {
+	for _, k := range keys {
+		what := ""
+		switch {
+		case !utf8.ValidString(k):
+			what = "key " + strconv.Quote(k)
+		case !utf8.ValidString(m[k]):
+			what = "the value of key " + strconv.Quote(k)
+		default:
+			continue
+		}
+		return fmt.Errorf("%s is not valid UTF-8, which JSON cannot hold exactly; "+
+			"list without -json prints it exactly, quoted", what)
+	}
+	return nil
 }
 
 func execNamespaces(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
