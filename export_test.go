@@ -16,3 +16,6 @@ func (s *Store) Checkpoints() uint64 { return s.checkpoints.Load() }
 // SetAfterApply sets a function the writer runs between each commit and
 // the cache update that follows it. Set it before writing.
 func (s *Store) SetAfterApply(f func()) { s.w.afterApply = f }
+
+// Expiry is expiry, for tests of its arithmetic at the edges.
+var Expiry = expiry

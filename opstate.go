@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,8 +191,6 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-func (s *Store) now() int64 { return s.clock().UnixNano() }
-
 // enter marks the start of an operation that uses the database. When it
 // returns nil, the caller must call s.life.RUnlock when done.
 func (s *Store) enter() error {
@@ -276,22 +273,7 @@ func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) erro
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
-	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(s.now(), ttl)}, "set")
-}
-
-// expiry returns now+ttl in Unix nanoseconds, rounded up to a whole
-// millisecond and capped at the latest representable millisecond.
-func expiry(now int64, ttl time.Duration) int64 {
-	const ms = int64(time.Millisecond)
-	const latest = math.MaxInt64 / ms * ms
-	if int64(ttl) > latest-now {
-		return latest
-	}
-	exp := now + int64(ttl)
-	if r := exp % ms; r > 0 {
-		exp += ms - r
-	}
-	return exp
+	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(s.clock(), ttl)}, "set")
 }
 
 // Delete removes key from namespace. Deleting a missing key is not an

@@ -83,6 +83,10 @@ type Options struct {
 
 	// Clock returns the current time; default time.Now. Expiry is computed
 	// and checked with it, which lets tests move time without sleeping.
+	// Any time.Time works, the zero time included: the Store keeps times to
+	// the millisecond within the years 0000 to 9999 (what SQLite's date
+	// functions read), and reads a clock outside them as the nearest end,
+	// where time stands still.
 	Clock func() time.Time
 
 	// Logger receives what the background sweeper cannot return to a

@@ -32,7 +32,7 @@ const minSlots = 64
 type Entry struct {
 	// Value is the stored value; empty for a negative entry.
 	Value string
-	// ExpiresAt is the absolute expiry in Unix nanoseconds; 0 means never.
+	// ExpiresAt is the absolute expiry in Unix milliseconds; 0 means never.
 	ExpiresAt int64
 	// Absent reports a negative entry: the key is known not to exist.
 	Absent bool

@@ -208,7 +208,7 @@ func legacyTime(t *testing.T, s string) int64 {
 	t.Helper()
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999"} {
 		if tm, err := time.Parse(layout, s); err == nil {
-			return tm.UnixNano()
+			return tm.UnixMilli()
 		}
 	}
 	t.Fatalf("legacyTime(%q): not a time", s)
@@ -319,9 +319,9 @@ func TestMigrateWithExpiry(t *testing.T) {
 		{t0, 10, nil},
 		{wantExp["fraction"], 10, []persist.Key{{"c", "fraction"}}},
 		{wantExp["just ahead"], 10, []persist.Key{{"b", "just ahead"}}},
-		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), 1, []persist.Key{{"a", "future"}}},
-		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), 10, []persist.Key{{"b", "offset"}}},
-		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), 10, nil},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 1, []persist.Key{{"a", "future"}}},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 10, []persist.Key{{"b", "offset"}}},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 10, nil},
 	}
 	for i, s := range steps {
 		if got := sweep(t, db, s.now, s.limit); !slices.Equal(got, s.want) {

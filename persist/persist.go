@@ -56,6 +56,15 @@ type Options struct {
 // timeLayout is the fixed-width form of every timestamp opstate writes.
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
+// EarliestMillis and LatestMillis are the first and the last millisecond
+// of the years 0000 to 9999, in Unix milliseconds: the times SQLite's date
+// functions read, and so the range of every time this package takes and
+// returns. A time outside it formats to text SQLite cannot read.
+const (
+	EarliestMillis = -62167219200000 // 0000-01-01T00:00:00.000Z
+	LatestMillis   = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
 // expiryMillis is expires_at as Unix milliseconds, or NULL for no expiry.
 // SQLite's date functions are the one judge of what a stored timestamp
 // means, in reads and in the sweep alike, so that every time format SQLite
@@ -237,8 +246,8 @@ func (db *DB) Path() string { return db.path }
 // Row is the stored state of one key.
 type Row struct {
 	Value string
-	// ExpiresAt is the absolute expiry in Unix nanoseconds, a whole number
-	// of milliseconds; 0 means never.
+	// ExpiresAt is the absolute expiry in Unix milliseconds; 0 means
+	// never.
 	ExpiresAt int64
 }
 
@@ -258,7 +267,7 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 }
 
 // List returns every row of ns whose expiry is after now (Unix
-// nanoseconds), keyed by key.
+// milliseconds), keyed by key.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
 	rows, err := db.list.QueryContext(ctx, ns)
 	if err != nil {
@@ -290,7 +299,7 @@ type NamespaceCount struct {
 }
 
 // Namespaces returns every namespace with live keys at now (Unix
-// nanoseconds), sorted by name.
+// milliseconds), sorted by name.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
 	rows, err := db.namespaces.QueryContext(ctx, FormatTime(now))
 	if err != nil {
@@ -311,27 +320,22 @@ func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, erro
 	return out, nil
 }
 
-// FormatTime formats Unix nanoseconds in the stored timestamp form,
-// truncated to the millisecond.
-func FormatTime(unixNano int64) string {
-	return time.Unix(0, unixNano).UTC().Format(timeLayout)
+// FormatTime formats Unix milliseconds in the stored timestamp form.
+func FormatTime(unixMilli int64) string {
+	return time.UnixMilli(unixMilli).UTC().Format(timeLayout)
 }
 
-// parseExpiry turns expiryMillis into Unix nanoseconds, 0 for none.
+// parseExpiry turns expiryMillis into Unix milliseconds, 0 for none.
 func parseExpiry(ms sql.NullInt64) int64 {
-	if !ms.Valid {
+	switch {
+	case !ms.Valid:
 		return 0
-	}
-	const lo, hi = math.MinInt64 / int64(time.Millisecond), math.MaxInt64 / int64(time.Millisecond)
-	switch n := ms.Int64; {
-	case n == 0:
-		return 1 // the epoch itself: expired, and distinct from "never"
-	case n < lo:
-		return 1
-	case n > hi:
-		return math.MaxInt64
+	case ms.Int64 == 0:
+		// The epoch itself, which 0 cannot say: a millisecond early, so
+		// that a read never serves a row the sweep of that instant deletes.
+		return -1
 	default:
-		return n * int64(time.Millisecond)
+		return ms.Int64
 	}
 }
 

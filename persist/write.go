@@ -28,7 +28,7 @@ const (
 type Write struct {
 	Kind                  WriteKind
 	Namespace, Key, Value string
-	ExpiresAt             int64 // Put: Unix nanoseconds; 0 means never
+	ExpiresAt             int64 // Put: Unix milliseconds; 0 means never
 	Limit                 int   // DeleteExpired: the most rows to delete
 
 	// Swept is set by a DeleteExpired to the keys it deleted.
@@ -72,7 +72,7 @@ type writeConn struct {
 // Apply runs ws in one transaction, in order, and returns when it has
 // committed; if anything fails, nothing of ws is applied. A batch of one
 // write runs as a single autocommit statement. Consecutive Puts share
-// multi-row statements. now (Unix nanoseconds) is the updated_at of every
+// multi-row statements. now (Unix milliseconds) is the updated_at of every
 // Put and the time against which DeleteExpired judges expiry.
 func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 	db.wmu.Lock()

@@ -1,0 +1,52 @@
+package opstate
+
+import (
+	"time"
+
+	"github.com/d8da9184/opstate/persist"
+)
+
+// The Store keeps time as Unix milliseconds, the precision of what it
+// stores, within the years 0000 to 9999, which SQLite's date functions
+// read: every time Options.Clock can return, time.Time{} (the year 1)
+// included, has a place, and no arithmetic on it overflows. A clock before
+// the year 0000 reads as its first millisecond, a clock after 9999 as its
+// last, and expiries are capped there.
+
+// now returns the clock's time in Unix milliseconds.
+func (s *Store) now() int64 { return millis(s.clock()) }
+
+// millis returns t in Unix milliseconds, clamped to the years 0000-9999.
+func millis(t time.Time) int64 {
+	switch sec := t.Unix(); {
+	case sec < persist.EarliestMillis/1000:
+		return persist.EarliestMillis
+	case sec > persist.LatestMillis/1000:
+		return persist.LatestMillis
+	default:
+		return sec*1000 + int64(t.Nanosecond())/int64(time.Millisecond)
+	}
+}
+
+// expiry returns the time ttl (positive) after t in Unix milliseconds,
+// rounded up to a whole millisecond and capped at the latest one.
+func expiry(t time.Time, ttl time.Duration) int64 {
+	const ms = int64(time.Millisecond)
+	now, sub := millis(t), int64(0)
+	if now > persist.EarliestMillis && now < persist.LatestMillis {
+		sub = int64(t.Nanosecond()) % ms // how far t is past now
+	}
+	// d = ceil((sub + ttl) / ms), computed without overflow.
+	d := int64(ttl) / ms
+	if r := int64(ttl)%ms + sub; r > 0 {
+		d += (r + ms - 1) / ms
+	}
+	if d > persist.LatestMillis-now {
+		return persist.LatestMillis
+	}
+	exp := now + d
+	if exp == 0 {
+		exp = 1 // 0 means "never": a key due at the epoch itself expires a millisecond later
+	}
+	return exp
+}
