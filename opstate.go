@@ -94,7 +94,8 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// every starts a goroutine that calls f every interval until Close.
+// every starts a goroutine that calls f every interval until Close. A
+// panic in f (a Logger's, say) is recovered: nobody could catch it.
 func (s *Store) every(interval time.Duration, f func()) {
 	s.wg.Add(1)
 	go func() {
@@ -106,10 +107,22 @@ func (s *Store) every(interval time.Duration, f func()) {
 			case <-s.ctx.Done():
 				return
 			case <-t.C:
-				f()
+				s.guard(f)
 			}
 		}
 	}()
+}
+
+// guard runs f, recovering from a panic in it, which it reports to the
+// Logger; a panic of the Logger itself is recovered and lost.
+func (s *Store) guard(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			defer func() { recover() }()
+			s.log.Error("opstate: background task panicked", "panic", r)
+		}
+	}()
+	f()
 }
 
 // The write-ahead log is copied into the database file by a background

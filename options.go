@@ -2,6 +2,7 @@ package opstate
 
 import (
 	"fmt"
+	"math"
 	"log/slog"
 	"time"
 )
@@ -37,6 +38,11 @@ const (
 	DefaultSyncInterval  = 100 * time.Millisecond
 )
 
+// MaxBusyTimeout is the longest [Options.BusyTimeout]: SQLite's busy
+// timeout is an int of milliseconds, and 2^31-1 of them are about 24.8
+// days.
+const MaxBusyTimeout = math.MaxInt32 * time.Millisecond
+
 // Options configures [Open]. The zero value gives the defaults that
 // [NewStore] uses; Open copies and validates it.
 type Options struct {
@@ -59,7 +65,10 @@ type Options struct {
 
 	// BusyTimeout is how long a write waits for another process holding the
 	// database's write lock before failing with [ErrBusy]. Zero means
-	// DefaultBusyTimeout (5s).
+	// DefaultBusyTimeout (5s). SQLite counts it in whole milliseconds: a
+	// timeout that is not a whole number of them is rounded up (a
+	// nanosecond waits a millisecond), and one beyond MaxBusyTimeout, or
+	// negative, is refused with [ErrInvalidOption].
 	BusyTimeout time.Duration
 
 	// SyncInterval bounds how long a write committed by anyone else —
@@ -89,9 +98,11 @@ type Options struct {
 	// where time stands still.
 	Clock func() time.Time
 
-	// Logger receives what the background sweeper cannot return to a
-	// caller: failed sweeps, at level Warn, and counts, at Debug. Default
-	// slog.Default().
+	// Logger receives what the Store's background goroutines cannot return
+	// to a caller: failed sweeps, checkpoints and checks for other writers,
+	// at level Warn, and sweep counts, at Debug. Default slog.Default(). A
+	// Logger that panics does not stop the Store or the process: the panic
+	// is recovered and the report is lost.
 	Logger *slog.Logger
 }
 
@@ -112,6 +123,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.BusyTimeout < 0 {
 		return o, fmt.Errorf("%w: negative BusyTimeout %v", ErrInvalidOption, o.BusyTimeout)
+	}
+	if o.BusyTimeout > MaxBusyTimeout {
+		return o, fmt.Errorf("%w: BusyTimeout %v is beyond MaxBusyTimeout (%v)", ErrInvalidOption, o.BusyTimeout, MaxBusyTimeout)
 	}
 	if o.Durability != DurabilityNormal && o.Durability != DurabilityFull {
 		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Durability)

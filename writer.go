@@ -217,15 +217,30 @@ func (wr *writer) commit(batch []*write) {
 	}
 }
 
-// apply commits ws. A panic in the driver becomes an error, so that the
-// batch fails and every writer waiting on it is answered.
+// apply commits ws. A panic in Options.Clock or in the driver becomes an
+// error that names it, so that the batch fails and every writer waiting on
+// it is answered.
 func (wr *writer) apply(ws []*persist.Write) (err error) {
+	now, err := wr.clockNow()
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("opstate: SQLite driver panicked: %v", r)
 		}
 	}()
-	return wr.db.Apply(context.Background(), wr.now(), ws)
+	return wr.db.Apply(context.Background(), now, ws)
+}
+
+// clockNow returns wr.now(), or an error if Options.Clock panicked.
+func (wr *writer) clockNow() (now int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("opstate: Options.Clock panicked: %v", r)
+		}
+	}()
+	return wr.now(), nil
 }
 
 func (w *write) key() persist.Key { return persist.Key{Namespace: w.Namespace, Key: w.Key} }

@@ -1,0 +1,236 @@
+package opstate_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// TestOptionEdges opens Stores with every Options field at the edges of
+// its type: zero, negative, the smallest positive unit, the largest value.
+// Each is either refused with ErrInvalidOption, creating nothing, or
+// honoured: the Store then reads, writes and closes as documented.
+func TestOptionEdges(t *testing.T) {
+	const (
+		minDur = time.Duration(math.MinInt64)
+		maxDur = time.Duration(math.MaxInt64)
+	)
+	tests := []struct {
+		name    string
+		opts    opstate.Options
+		refused bool
+	}{
+		{"CacheBytes 1", opstate.Options{CacheBytes: 1}, false},
+		{"CacheBytes max", opstate.Options{CacheBytes: math.MaxInt64}, false},
+		{"CacheBytes min", opstate.Options{CacheBytes: math.MinInt64}, false},
+		{"SweepInterval 1ns", opstate.Options{SweepInterval: 1}, false},
+		{"SweepInterval max", opstate.Options{SweepInterval: maxDur}, false},
+		{"SweepInterval min", opstate.Options{SweepInterval: minDur}, false},
+		{"SyncInterval 1ns", opstate.Options{SyncInterval: 1}, false},
+		{"SyncInterval max", opstate.Options{SyncInterval: maxDur}, false},
+		{"SyncInterval min", opstate.Options{SyncInterval: minDur}, false},
+		{"BusyTimeout 1ns", opstate.Options{BusyTimeout: 1}, false},
+		{"BusyTimeout MaxBusyTimeout", opstate.Options{BusyTimeout: opstate.MaxBusyTimeout}, false},
+		{"BusyTimeout MaxBusyTimeout+1ns", opstate.Options{BusyTimeout: opstate.MaxBusyTimeout + 1}, true},
+		{"BusyTimeout 597h", opstate.Options{BusyTimeout: 597 * time.Hour}, true},
+		{"BusyTimeout max", opstate.Options{BusyTimeout: maxDur}, true},
+		{"BusyTimeout -1ns", opstate.Options{BusyTimeout: -1}, true},
+		{"BusyTimeout min", opstate.Options{BusyTimeout: minDur}, true},
+		{"Durability -1", opstate.Options{Durability: -1}, true},
+		{"Durability 2", opstate.Options{Durability: 2}, true},
+		{"Durability max", opstate.Options{Durability: math.MaxInt}, true},
+		{"Durability Full", opstate.Options{Durability: opstate.DurabilityFull}, false},
+		{"VerifyOnOpen", opstate.Options{VerifyOnOpen: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := dbPath(t)
+			s, err := opstate.Open(path, tt.opts)
+			if tt.refused {
+				if err == nil {
+					s.Close()
+				}
+				if !errors.Is(err, opstate.ErrInvalidOption) {
+					t.Errorf("Open(%+v) = %v; want ErrInvalidOption", tt.opts, err)
+				}
+				if entries, err := os.ReadDir(filepath.Dir(path)); err != nil || len(entries) != 0 {
+					t.Errorf("refused Open left %v (%v) in the directory; want nothing", entries, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open(%+v) = %v; want it honoured", tt.opts, err)
+			}
+			mustSet(t, s, "ns", "k", "v")
+			if err := s.SetWithTTL("ns", "gone", "v", time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			wantGet(t, s, "ns", "k", "v", true)
+			time.Sleep(5 * time.Millisecond)
+			wantGet(t, s, "ns", "gone", "", false)
+			if m, err := s.List("ns"); err != nil || len(m) != 1 {
+				t.Errorf("List = %v, %v; want one key", m, err)
+			}
+			if tt.opts.CacheBytes > 0 && tt.opts.CacheBytes < 1000 {
+				if st := s.CacheStats(); st.Bytes > tt.opts.CacheBytes {
+					t.Errorf("CacheStats().Bytes = %d; want at most CacheBytes %d", st.Bytes, tt.opts.CacheBytes)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
+		})
+	}
+}
+
+// TestTinyIntervals checks that the smallest positive intervals are
+// honoured, not taken for "off": with SweepInterval 1ns the sweeper deletes
+// an expired row nobody asked to delete, and with SyncInterval 1ns a write
+// by another connection is served at once.
+func TestTinyIntervals(t *testing.T) {
+	clk := newClock()
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{SweepInterval: 1, SyncInterval: 1, Clock: clk.Now})
+	if err := s.SetWithTTL("ns", "gone", "v", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "ns", "k", "old")
+	warm(t, s, "ns", "k")
+	clk.Advance(time.Hour)
+	if _, err := sqlDB(t, path).Exec(`UPDATE operational_state SET value = 'new' WHERE key = 'k'`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var n int
+		if err := sqlDB(t, path).QueryRow(`SELECT count(*) FROM operational_state WHERE key = 'gone'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := s.Get("ns", "k")
+		if n == 0 && v == "new" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2s: expired row still in the file: %v; Get(k) = %q, want \"new\"", n == 1, v)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBusyTimeoutRoundsUp holds the write lock on another connection and
+// times a write under a BusyTimeout of one nanosecond: SQLite counts whole
+// milliseconds, and a timeout truncated to 0 would fail at once instead of
+// waiting as asked.
+func TestBusyTimeoutRoundsUp(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{BusyTimeout: 1, SyncInterval: -1})
+	mustSet(t, s, "ns", "k", "old")
+	conn, err := sqlDB(t, path).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	start := time.Now()
+	err = s.Set("ns", "k", "new")
+	took := time.Since(start)
+	if !errors.Is(err, opstate.ErrBusy) {
+		t.Fatalf("Set under another connection's lock = %v; want ErrBusy", err)
+	}
+	if took < time.Millisecond {
+		t.Errorf("Set with BusyTimeout 1ns gave up after %v; want it to wait at least 1ms", took)
+	}
+	wantGet(t, s, "ns", "k", "old", true)
+}
+
+// panicHandler is a slog.Handler that panics on every record it handles.
+type panicHandler struct{ calls *atomic.Int64 }
+
+func (h panicHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h panicHandler) Handle(context.Context, slog.Record) error {
+	h.calls.Add(1)
+	panic("logger broken")
+}
+func (h panicHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h panicHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestPanickingCallbacks gives the Store a Logger and a Clock that panic.
+// The background goroutines must survive a Logger that panics (the process
+// would otherwise die, with nothing the caller could catch), and a write
+// whose Clock panics must fail with an error that names the Clock, not the
+// driver, and change nothing.
+func TestPanickingCallbacks(t *testing.T) {
+	t.Run("Logger", func(t *testing.T) {
+		calls := new(atomic.Int64)
+		clk := newClock()
+		s := mustOpen(t, dbPath(t), opstate.Options{
+			SweepInterval: time.Millisecond, Clock: clk.Now, Logger: slog.New(panicHandler{calls}),
+		})
+		for i := range 3 {
+			// Each sweep that deletes something logs its count at Debug.
+			if err := s.SetWithTTL("ns", "k", "v", time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(time.Second)
+			for deadline := time.Now().Add(2 * time.Second); calls.Load() <= int64(i); {
+				if time.Now().After(deadline) {
+					t.Fatalf("the background sweeper logged %d times in 2s; want %d", calls.Load(), i+1)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		mustSet(t, s, "ns", "after", "v")
+		wantGet(t, s, "ns", "after", "v", true)
+	})
+	t.Run("Clock", func(t *testing.T) {
+		var broken atomic.Bool
+		clk := newClock()
+		now := func() time.Time {
+			if broken.Load() {
+				panic("clock broken")
+			}
+			return clk.Now()
+		}
+		path := dbPath(t)
+		s := mustOpen(t, path, opstate.Options{Clock: now})
+		mustSet(t, s, "ns", "k", "old")
+		broken.Store(true)
+		err := s.Set("ns", "k", "new")
+		if err == nil || !strings.Contains(err.Error(), "Clock panicked: clock broken") || strings.Contains(err.Error(), "driver") {
+			t.Errorf("Set with a panicking Clock = %v; want an error naming Options.Clock", err)
+		}
+		broken.Store(false)
+		wantGet(t, s, "ns", "k", "old", true)
+		fresh := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+		wantGet(t, fresh, "ns", "k", "old", true)
+	})
+}
+
+// TestDeleteExpiredClosedFirst checks that a closed Store says so first,
+// before the caller's context does.
+func TestDeleteExpiredClosedFirst(t *testing.T) {
+	s, err := opstate.Open(dbPath(t), opstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.DeleteExpired(ctx); !errors.Is(err, opstate.ErrClosed) {
+		t.Errorf("DeleteExpired(cancelled ctx) after Close = %v; want ErrClosed", err)
+	}
+}
