@@ -372,7 +372,7 @@ func TestBackgroundSweeper(t *testing.T) {
 
 	const interval = 300 * time.Millisecond
 	start := time.Now()
-	s = mustOpen(t, path, opstate.Options{Clock: clk.Now, SweepInterval: interval})
+	mustOpen(t, path, opstate.Options{Clock: clk.Now, SweepInterval: interval})
 	// The first sweep runs one interval after open, not at open.
 	if n := count(); n != 10 && time.Since(start) < interval {
 		t.Errorf("rows right after open = %d; want 10 (no sweep at open)", n)

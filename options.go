@@ -2,8 +2,8 @@ package opstate
 
 import (
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"time"
 )
 

@@ -104,8 +104,8 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
 	}
-	busyMillis := (opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond // rounded up: 1ns waits 1ms, not 0
-	if busyMillis > math.MaxInt32 {
+	busyMS := int64((opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond) // rounded up: 1ns waits 1ms, not 0
+	if busyMS > math.MaxInt32 {
 		return nil, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, opts.BusyTimeout, math.MaxInt32)
 	}
 	if opts.Readers <= 0 {
@@ -117,7 +117,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	q := url.Values{}
 	q.Set("mode", "rw") // the file exists; SQLite must never create it with its own mode
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyMillis))
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyMS))
 	q.Add("_pragma", "synchronous("+syncMode+")")
 	// Commits checkpoint only as a backstop, at 4096 pages (16 MiB with
 	// the default page size): a write that crosses the threshold pays for
