@@ -190,8 +190,8 @@ func (s *Store) Close() error {
 		first = true
 		s.closed.Store(true)
 		s.cancel()
-		//lint:ignore SA2001 the empty section is a barrier: it waits for the operations that passed their closed check
-		s.life.Lock()
+		s.life.Lock() // waits for the operations that passed their closed check
+		//lint:ignore SA2001 the empty section is that barrier
 		s.life.Unlock()
 		s.wg.Wait()
 		s.cache.Clear()
