@@ -246,28 +246,31 @@ func BenchmarkOpenLarge(b *testing.B) {
 	}
 	db.Close()
 
-	var open, first time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		t0 := time.Now()
-		s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		v, err := s.Get("ns777", "key777777")
-		t2 := time.Now()
-		if err != nil || v != benchValue(777777) {
-			b.Fatalf("Get = %q, %v", v, err)
-		}
-		open += t1.Sub(t0)
-		first += t2.Sub(t1)
-		b.StopTimer()
-		s.Close()
-		b.StartTimer()
+	for _, verify := range []bool{false, true} {
+		b.Run(fmt.Sprint("VerifyOnOpen=", verify), func(b *testing.B) {
+			var open, first time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, VerifyOnOpen: verify})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				v, err := s.Get("ns777", "key777777")
+				t2 := time.Now()
+				if err != nil || v != benchValue(777777) {
+					b.Fatalf("Get = %q, %v", v, err)
+				}
+				open += t1.Sub(t0)
+				first += t2.Sub(t1)
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(open.Microseconds())/1000/float64(b.N), "open-ms")
+			b.ReportMetric(float64(first.Microseconds())/float64(b.N), "first-get-µs")
+		})
 	}
-	b.ReportMetric(float64(open.Microseconds())/1000/float64(b.N), "open-ms")
-	b.ReportMetric(float64(first.Microseconds())/float64(b.N), "first-get-µs")
 }
 
 // BenchmarkMemoryPerEntry caches entries and reports the heap they take

@@ -29,7 +29,11 @@ var (
 	// or a file that is not an SQLite database. The file is not modified.
 	ErrNotDatabase = persist.ErrNotDatabase
 
-	// ErrCorrupt is returned when SQLite finds the database file malformed.
+	// ErrCorrupt is returned when SQLite finds the database file malformed:
+	// by Open for damage it sees there (with [Options.VerifyOnOpen], damage
+	// anywhere), and by any read or write that reaches damage. Once a Store
+	// has seen it, every write returns ErrCorrupt without touching the file,
+	// while reads go on.
 	ErrCorrupt = persist.ErrCorrupt
 
 	// ErrSchemaVersion is returned by [Open] for a database written by a

@@ -486,8 +486,9 @@ func damagedValue(i int) string {
 // Open may succeed; then List must fail with ErrCorrupt and each Get must
 // return the key's value or ErrCorrupt, never another value or "missing".
 // Either way the file must be byte for byte as it was, with no -wal or
-// -shm file left beside it. Nothing is written to a damaged file: a write
-// that succeeded would change it.
+// -shm file left beside it. Nothing is written to a damaged file once
+// its damage has been seen: every write after the reads fails with
+// ErrCorrupt, and a write that succeeded would change the file.
 func TestDamagedFiles(t *testing.T) {
 	const rows = 3000
 	good := dbPath(t)
@@ -578,6 +579,20 @@ func TestDamagedFiles(t *testing.T) {
 			case err == nil:
 				t.Logf("Open succeeded")
 				checkDamagedReads(t, s, rows)
+				// The reads have seen the damage: from now on no write
+				// may reach the file, whichever page it would change.
+				for i := 0; i < rows; i += rows / 6 {
+					key := fmt.Sprintf("key%05d", i)
+					if err := s.Set("ns", key, "new"); !errors.Is(err, opstate.ErrCorrupt) {
+						t.Errorf("Set(ns, %s) after the damage was seen = %v; want ErrCorrupt", key, err)
+					}
+				}
+				if err := s.Set("other", "k", "v"); !errors.Is(err, opstate.ErrCorrupt) {
+					t.Errorf("Set(other, k) after the damage was seen = %v; want ErrCorrupt", err)
+				}
+				if _, err := s.DeleteExpired(context.Background()); !errors.Is(err, opstate.ErrCorrupt) {
+					t.Errorf("DeleteExpired after the damage was seen = %v; want ErrCorrupt", err)
+				}
 				if err := s.Close(); err != nil {
 					t.Errorf("Close: %v", err)
 				}

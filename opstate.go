@@ -42,6 +42,10 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
+	// damage is the first error by which SQLite reported the file damaged;
+	// once set, writes are refused (damage.go).
+	damage atomic.Pointer[error]
+
 	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointEvery
 }
@@ -259,6 +263,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 	row, found, err := s.db.Get(context.Background(), ns, key)
 	s.life.RUnlock()
 	if err != nil {
+		s.noteDamage(err)
 		return "", false, fmt.Errorf("opstate: get %q/%q: %w", ns, key, err)
 	}
 	e := cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}
@@ -321,7 +326,11 @@ func (s *Store) writeResult(pw persist.Write, op string) (*write, error) {
 	}
 	defer s.life.RUnlock()
 	w := &write{Write: pw}
-	if err := s.w.do(w); err != nil {
+	err := s.refuseDamaged()
+	if err == nil {
+		err = s.noteDamage(s.w.do(w))
+	}
+	if err != nil {
 		switch {
 		case pw.Key != "":
 			err = fmt.Errorf("opstate: %s %q/%q: %w", op, pw.Namespace, pw.Key, err)
@@ -361,6 +370,7 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	defer s.life.RUnlock()
 	m, err := s.db.List(context.Background(), namespace, s.now())
 	if err != nil {
+		s.noteDamage(err)
 		return map[string]string{}, fmt.Errorf("opstate: list %q: %w", namespace, err)
 	}
 	return m, nil
@@ -380,6 +390,7 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	defer s.life.RUnlock()
 	ncs, err := s.db.Namespaces(context.Background(), s.now())
 	if err != nil {
+		s.noteDamage(err)
 		return nil, fmt.Errorf("opstate: namespaces: %w", err)
 	}
 	out := make([]Namespace, len(ncs))
