@@ -376,6 +376,27 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	return m, nil
 }
 
+// Backup writes a consistent copy of the store, as of one moment, to a new
+// file at path (mode 0600), which [Open] can open like any store file;
+// reads and writes go on meanwhile. path must not exist: Backup fails with
+// an error matching fs.ErrExist and leaves what is there alone. ctx ends
+// the copy early; then, as on any failure, no file is left at path.
+//
+// It is the safe way to copy a file that a Store of this process has open:
+// copying the file with the process's own file operations (os.ReadFile, a
+// copy with io.Copy) opens and closes it, which drops every lock SQLite
+// holds on it for this process (see the package's Caveats).
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	if err := s.noteDamage(s.db.Backup(ctx, path)); err != nil {
+		return fmt.Errorf("opstate: backup to %s: %w", path, err)
+	}
+	return nil
+}
+
 // Namespace is one namespace and its number of live keys.
 type Namespace struct {
 	Name string

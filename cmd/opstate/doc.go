@@ -6,7 +6,7 @@
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
 // working directory). Only set creates it, mode 0600, when it does not
-// exist; every other verb (get, list, ns, del, drop, sweep) run on a path
+// exist; every other verb (get, list, ns, del, drop, sweep, backup) run on a path
 // that holds nothing fails with a message naming the path, and creates
 // nothing, so that a mistyped -db is not mistaken for a missing key. Each
 // run opens the database with no background sweeper, does one thing and
@@ -39,6 +39,12 @@
 //	    keys, sorted by name, COUNT being its number of live keys.
 //	sweep
 //	    Delete the expired keys of every namespace and print how many.
+//	backup DEST
+//	    Write a consistent copy of the database to DEST, a new file (mode
+//	    0600), while other programs go on reading and writing it; fail if
+//	    DEST exists. This is the safe way to copy a database that a program
+//	    has open: cp of the file, or of the file and its -wal, can catch a
+//	    commit or checkpoint halfway and copy a damaged database.
 //	help
 //	    Print the usage on standard output.
 //

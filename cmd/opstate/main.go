@@ -176,6 +176,13 @@ var verbs = []*verb{
 		exec: execSweep,
 	},
 	{
+		name:   "backup",
+		params: []string{"DEST"},
+		help: "write a consistent copy of the database to the new file DEST (mode 0600), while\n" +
+			"others go on writing; fails if DEST exists. Copy an open database this way, not with cp",
+		exec: execBackup,
+	},
+	{
 		name: "help",
 		help: "print this help",
 	},
@@ -407,6 +414,10 @@ func execSweep(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
 		return exitFail, fmt.Errorf("opstate: write output: %w", err)
 	}
 	return exitOK, nil
+}
+
+func execBackup(s *opstate.Store, inv *invocation, _ io.Writer) (int, error) {
+	return exitOK, s.Backup(context.Background(), inv.args[0])
 }
 
 func flush(w *bufio.Writer) (int, error) {

@@ -776,3 +776,32 @@ func TestBinary(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBackupVerb copies a database with backup: the copy holds the same
+// keys and mode 0600, and a DEST that exists is refused, left as it was,
+// with exit status 1.
+func TestBackupVerb(t *testing.T) {
+	db := dbPath(t)
+	mustRun(t, db, "set", "flags", "dark_mode", "on")
+	mustRun(t, db, "set", "flags", "beta", "off")
+	dest := filepath.Join(t.TempDir(), "copy.db")
+	if got := mustRun(t, db, "backup", dest); got != "" {
+		t.Errorf("backup printed %q; want nothing", got)
+	}
+	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v, %v; want mode 0600", fi, err)
+	}
+	if got, want := mustRun(t, dest, "list", "flags"), "beta\toff\ndark_mode\ton\n"; got != want {
+		t.Errorf("list of the copy = %q; want %q", got, want)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-db", db, "backup", dest}, strings.NewReader(""), &stdout, &stderr); code != exitFail {
+		t.Errorf("backup onto an existing file exited %d; want %d", code, exitFail)
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "exists") {
+		t.Errorf("backup onto an existing file: stdout %q, stderr %q; want nothing and a message saying it exists", stdout.String(), stderr.String())
+	}
+	if got, want := mustRun(t, dest, "list", "flags"), "beta\toff\ndark_mode\ton\n"; got != want {
+		t.Errorf("list of the copy after the refused backup = %q; want %q", got, want)
+	}
+}

@@ -1,0 +1,41 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Backup writes a consistent copy of the database, as one read transaction
+// sees it, to a new file at dest with mode 0600, by SQLite's VACUUM INTO
+// on a read connection: writers are not blocked. dest must not exist
+// (fs.ErrExist otherwise, and the file there is left alone); on failure
+// no file is left at dest.
+func (db *DB) Backup(ctx context.Context, dest string) error {
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return err
+	}
+	// A new file, so that its mode is ours; nobody has it open, so closing
+	// it drops no one's locks. VACUUM INTO writes into an empty file.
+	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(abs)
+		return err
+	}
+	c, err := db.pool.Conn(ctx)
+	if err == nil {
+		_, err = c.ExecContext(ctx, "VACUUM INTO ?", abs)
+		err = errors.Join(err, c.Close())
+	}
+	if err != nil {
+		os.Remove(abs)
+		return fmt.Errorf("VACUUM INTO: %w", Classify(err))
+	}
+	return nil
+}
