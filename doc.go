@@ -71,5 +71,7 @@
 //     returns [ErrIO], yet its WAL frames may already be on disk: after a
 //     restart, or if SQLite read them back, the write can appear. The
 //     cache holds nothing for the key, so reads always return what SQLite
-//     holds.
+//     holds. A disk that fills up just as SQLite must grow the WAL index
+//     (the -shm file, every 4096 frames of WAL) fails a write this way
+//     too, with ErrIO rather than [ErrDiskFull].
 package opstate

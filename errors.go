@@ -42,14 +42,17 @@ var (
 	ErrBusy = persist.ErrBusy
 
 	// ErrDiskFull is returned by a write that did not fit on the disk. The
-	// write did not happen.
+	// write did not happen. (A disk that fills up just as SQLite must grow
+	// the WAL index gives [ErrIO] instead: see there.)
 	ErrDiskFull = persist.ErrDiskFull
 
 	// ErrIO is returned when the operating system reported an I/O error,
 	// including a write beyond the process's file-size limit
 	// (RLIMIT_FSIZE), which SQLite reports as a failed write rather than a
-	// full disk. A write that fails with it is not served; if the error
-	// came while committing (a failed fsync), the write may still be on
-	// disk and appear later (see the package's Caveats).
+	// full disk, and a full disk met while SQLite grows the WAL index (the
+	// -shm file, by 32 KiB every 4096 frames of WAL). A write that fails
+	// with it is not served; if the error came while committing (a failed
+	// fsync, that WAL index), the write may still be on disk and appear
+	// later (see the package's Caveats).
 	ErrIO = persist.ErrIO
 )
