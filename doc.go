@@ -100,5 +100,15 @@
 //     returns [ErrIO], yet its WAL frames may already be on disk: after a
 //     restart, or if SQLite read them back, the write can appear. The
 //     cache holds nothing for the key, so reads always return what SQLite
-//     holds.
+//     holds. A disk that fills up just as SQLite must grow the WAL index
+//     (the -shm file, every 4096 frames of WAL) fails a write this way
+//     too, with ErrIO rather than [ErrDiskFull].
+//   - A database that cannot be written (a read-only mount, a file system
+//     the kernel turned read-only after an error, files or a directory
+//     this process may not write) fails every write with [ErrReadOnly];
+//     reads go on being served, but on a read-only mount [Open] fails
+//     unless the file's -shm is there. A file system that turns read-only
+//     discards what the kernel had not yet written: with
+//     [DurabilityNormal], writes acknowledged since the last checkpoint
+//     can be lost, as on power loss.
 package opstate

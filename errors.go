@@ -46,14 +46,31 @@ var (
 	ErrBusy = persist.ErrBusy
 
 	// ErrDiskFull is returned by a write that did not fit on the disk. The
-	// write did not happen.
+	// write did not happen. (A disk that fills up just as SQLite must grow
+	// the WAL index gives [ErrIO] instead: see there.)
 	ErrDiskFull = persist.ErrDiskFull
 
 	// ErrIO is returned when the operating system reported an I/O error,
 	// including a write beyond the process's file-size limit
 	// (RLIMIT_FSIZE), which SQLite reports as a failed write rather than a
-	// full disk. A write that fails with it is not served; if the error
-	// came while committing (a failed fsync), the write may still be on
-	// disk and appear later (see the package's Caveats).
+	// full disk, and a full disk met while SQLite grows the WAL index (the
+	// -shm file, by 32 KiB every 4096 frames of WAL). A write that fails
+	// with it is not served; if the error came while committing (a failed
+	// fsync, that WAL index), the write may still be on disk and appear
+	// later (see the package's Caveats).
 	ErrIO = persist.ErrIO
+
+	// ErrReadOnly is returned by a write ([Store.Set], [Store.SetWithTTL],
+	// [Store.Delete], [Store.DeleteNamespace], [Store.DeleteExpired]) that
+	// SQLite refused because the database cannot be written: its file
+	// system is mounted read-only or turned read-only under the Store, or
+	// this process may not write the file, its -wal or -shm, or its
+	// directory. The write did not happen; reads go on being served. [Open]
+	// returns it when SQLite cannot even read the file for that reason (on
+	// a read-only file system without the file's -shm beside it, or with no
+	// file at the path). The message names the cause when the file system
+	// tells it. A file system that turned read-only under an open Store
+	// makes SQLite's writes fail with an I/O error, so the error matches
+	// [ErrIO] as well.
+	ErrReadOnly = persist.ErrReadOnly
 )

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,11 +66,11 @@ func fileSize(path string) int64 {
 // TestDiskFull runs a child process (TestDiskFullChild) whose file-size
 // limit (RLIMIT_FSIZE) lies a little above the store's files, so that its
 // writes start failing as the WAL grows, as they would on a full disk. The
-// child's writers write ever larger values, concurrently, and check
-// in-process that every failed write returns ErrDiskFull or ErrIO and is
-// never served: the key keeps its old value (or stays missing) for Get and
-// List, from the cache and with the cache off. The child acknowledges each
-// write that returned nil on stdout.
+// child's writers (growWriters) write ever larger values, concurrently,
+// and check in-process that every failed write returns ErrDiskFull or
+// ErrIO and is never served: the key keeps its old value (or stays
+// missing) for Get and List, from the cache and with the cache off. The
+// child acknowledges each write that returned nil on stdout.
 //
 // The parent then opens the file without a limit and checks that it holds
 // exactly the acknowledged writes, that at least one write was
@@ -79,18 +80,7 @@ func TestDiskFull(t *testing.T) {
 	cacheModes(t, func(t *testing.T, opts opstate.Options) {
 		path := dbPath(t)
 		s := mustOpen(t, path, opts)
-		seed := map[string]string{}
-		for i := range 50 {
-			k, v := fmt.Sprint(i), strings.Repeat("s", 500)
-			mustSet(t, s, "seed", k, v)
-			seed[k] = v
-		}
-		want := map[string]string{} // the model of namespace "grow"
-		for g := range diskFullWriters {
-			key := fmt.Sprintf("g%d-same", g)
-			mustSet(t, s, "grow", key, "initial")
-			want[key] = "initial"
-		}
+		seed, want := diskFullSeed(t, s)
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -133,23 +123,7 @@ func TestDiskFull(t *testing.T) {
 		}
 
 		r := mustOpen(t, path, opstate.Options{CacheBytes: -1})
-		got, err := r.List("grow")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range want {
-			if g, ok := got[k]; !ok || g != v {
-				t.Errorf("grow/%s = %.20q (present: %v); want the acknowledged %.20q", k, g, ok, v)
-			}
-		}
-		for k, g := range got {
-			if _, ok := want[k]; !ok {
-				t.Errorf("grow/%s = %.20q is present, but its write failed", k, g)
-			}
-		}
-		if got, err := r.List("seed"); err != nil || !maps.Equal(got, seed) {
-			t.Errorf("List(seed) holds %d keys, %v; want the %d written before the limit", len(got), err, len(seed))
-		}
+		wantAcknowledged(t, r, seed, want)
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -157,15 +131,129 @@ func TestDiskFull(t *testing.T) {
 	})
 }
 
-// TestDiskFullChild is the process of TestDiskFull. It runs only with
-// OPSTATE_DISKFULL_CHILD set.
+// diskFullSeed writes what the disk-full tests start from: 50 keys of
+// namespace "seed" and each writer's "grow"/"g<g>-same" = "initial". It
+// returns the two namespaces' contents.
+func diskFullSeed(t *testing.T, s *opstate.Store) (seed, grow map[string]string) {
+	t.Helper()
+	seed, grow = map[string]string{}, map[string]string{}
+	for i := range 50 {
+		k, v := fmt.Sprint(i), strings.Repeat("s", 500)
+		mustSet(t, s, "seed", k, v)
+		seed[k] = v
+	}
+	for g := range diskFullWriters {
+		key := fmt.Sprintf("g%d-same", g)
+		mustSet(t, s, "grow", key, "initial")
+		grow[key] = "initial"
+	}
+	return seed, grow
+}
+
+// wantAcknowledged checks that s holds exactly seed in namespace "seed" and
+// grow in namespace "grow".
+func wantAcknowledged(t *testing.T, s *opstate.Store, seed, grow map[string]string) {
+	t.Helper()
+	got, err := s.List("grow")
+	if err != nil {
+		t.Fatalf("List(grow) = %v", err)
+	}
+	for k, v := range grow {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("grow/%s = %.20q (present: %v); want the acknowledged %.20q", k, g, ok, v)
+		}
+	}
+	for k, g := range got {
+		if _, ok := grow[k]; !ok {
+			t.Errorf("grow/%s = %.20q is present, but its write failed", k, g)
+		}
+	}
+	if got, err := s.List("seed"); err != nil || !maps.Equal(got, seed) {
+		t.Errorf("List(seed) holds %d keys, %v; want the %d written before the disk filled", len(got), err, len(seed))
+	}
+}
+
+// growOutcome is one write of growWriters: a Set of growValue(I) to Key, or
+// a Delete of Key, and what it returned.
+type growOutcome struct {
+	Key    string
+	I      int
+	Delete bool
+	Err    error
+}
+
+// growWriters runs diskFullWriters writers on s, which fill the disk under
+// it, and returns their writes in the order they returned (each key has
+// one writer, so a key's writes are in the order they were made).
 //
 // Each writer g, at each step i, overwrites "grow"/"g<g>-same" and creates
 // "grow"/"g<g>-k<i>", both with growValue(i), until three steps after its
 // first failure; then it deletes its g<g>-k0. Before and after each write it
 // reads the key, so that a cached Store holds the old value (or holds the
-// key as absent) when the write fails, and checks what is served. The
-// child prints "ack KEY I" for a Set and "deleted KEY" for a Delete that
+// key as absent) when the write fails, and checks that a failed write is
+// not served: Lookup returns what the writer's last acknowledged write of
+// the key stored, and so does List once the writer is done.
+func growWriters(t testing.TB, s *opstate.Store) []growOutcome {
+	var mu sync.Mutex // guards out
+	var out []growOutcome
+	record := func(o growOutcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, o)
+	}
+	var wg sync.WaitGroup
+	for g := range diskFullWriters {
+		wg.Go(func() {
+			same := fmt.Sprintf("g%d-same", g)
+			want := map[string]string{same: "initial"} // what this writer acknowledged
+			// served checks what Lookup returns for key.
+			served := func(key string) {
+				old, ok := want[key]
+				wantGet(t, s, "grow", key, old, ok)
+			}
+			failedAt := -1
+			for i := 0; i < diskFullSteps && (failedAt < 0 || i <= failedAt+3); i++ {
+				v := growValue(i)
+				for _, key := range []string{same, fmt.Sprintf("g%d-k%d", g, i)} {
+					served(key) // now cached, when there is a cache
+					err := s.Set("grow", key, v)
+					record(growOutcome{Key: key, I: i, Err: err})
+					if err == nil {
+						want[key] = v
+					} else if failedAt < 0 {
+						failedAt = i
+					}
+					served(key)
+				}
+			}
+			// A delete that fails must leave the key served as well.
+			k0 := fmt.Sprintf("g%d-k0", g)
+			served(k0)
+			err := s.Delete("grow", k0)
+			record(growOutcome{Key: k0, Delete: true, Err: err})
+			if err == nil {
+				delete(want, k0)
+			}
+			served(k0)
+			got, err := s.List("grow")
+			if err != nil {
+				t.Errorf("List(grow): %v", err)
+				return
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("List(grow)[%s] = %.20q; want %.20q", k, got[k], v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// TestDiskFullChild is the process of TestDiskFull. It runs only with
+// OPSTATE_DISKFULL_CHILD set. It runs growWriters under a file-size limit
+// and prints "ack KEY I" for a Set and "deleted KEY" for a Delete that
 // returned nil, "fail KEY I KIND" for one that failed, where KIND is
 // "diskfull" or "io", and the text of the first error.
 func TestDiskFullChild(t *testing.T) {
@@ -178,13 +266,6 @@ func TestDiskFullChild(t *testing.T) {
 	opts := opstate.Options{SweepInterval: -1, SyncInterval: -1}
 	if os.Getenv(diskFullCacheEnv) == "off" {
 		opts.CacheBytes = -1
-	}
-	var mu sync.Mutex // one line at a time; guards firstErr
-	var firstErr error
-	say := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(os.Stdout, format+"\n", args...)
 	}
 
 	// The -shm file is 32 KiB from the start and must fit too.
@@ -203,88 +284,246 @@ func TestDiskFullChild(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	say("limit %d bytes; database %d, WAL %d", limit, fileSize(path), fileSize(path+"-wal"))
+	fmt.Printf("limit %d bytes; database %d, WAL %d\n", limit, fileSize(path), fileSize(path+"-wal"))
 
 	s, err := opstate.Open(path, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer func() { say("close %v", s.Close()) }()
+	defer func() { fmt.Printf("close %v\n", s.Close()) }()
 
-	// failed checks that err is one of the errors a full disk may give,
-	// and reports it.
-	failed := func(key string, i int, err error) {
-		kind := "other"
+	var firstErr error
+	for _, o := range growWriters(t, s) {
 		switch {
-		case errors.Is(err, opstate.ErrDiskFull):
-			kind = "diskfull"
-		case errors.Is(err, opstate.ErrIO):
-			kind = "io"
+		case o.Err == nil && o.Delete:
+			fmt.Printf("deleted %s\n", o.Key)
+		case o.Err == nil:
+			fmt.Printf("ack %s %d\n", o.Key, o.I)
 		default:
-			t.Errorf("write of grow/%s over the file-size limit = %v; want ErrDiskFull or ErrIO", key, err)
-		}
-		say("fail %s %d %s", key, i, kind)
-		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil {
-			firstErr = err
-			fmt.Fprintf(os.Stdout, "error %v\n", err)
+			kind := "other"
+			switch {
+			case errors.Is(o.Err, opstate.ErrDiskFull):
+				kind = "diskfull"
+			case errors.Is(o.Err, opstate.ErrIO):
+				kind = "io"
+			default:
+				t.Errorf("write of grow/%s over the file-size limit = %v; want ErrDiskFull or ErrIO", o.Key, o.Err)
+			}
+			fmt.Printf("fail %s %d %s\n", o.Key, o.I, kind)
+			if firstErr == nil {
+				firstErr = o.Err
+				fmt.Printf("error %v\n", o.Err)
+			}
 		}
 	}
-	var wg sync.WaitGroup
-	for g := range diskFullWriters {
-		wg.Go(func() {
-			same := fmt.Sprintf("g%d-same", g)
-			want := map[string]string{same: "initial"} // what this writer acknowledged
-			// served checks what Lookup and List return for key.
-			served := func(key string) {
-				old, ok := want[key]
-				wantGet(t, s, "grow", key, old, ok)
-			}
-			failedAt := -1
-			for i := 0; i < diskFullSteps && (failedAt < 0 || i <= failedAt+3); i++ {
-				v := growValue(i)
-				for _, key := range []string{same, fmt.Sprintf("g%d-k%d", g, i)} {
-					served(key) // now cached, when there is a cache
-					if err := s.Set("grow", key, v); err != nil {
-						failed(key, i, err)
-						if failedAt < 0 {
-							failedAt = i
-						}
-					} else {
-						say("ack %s %d", key, i)
-						want[key] = v
-					}
-					served(key)
-				}
-			}
-			// A delete that fails must leave the key served as well.
-			k0 := fmt.Sprintf("g%d-k0", g)
-			served(k0)
-			if err := s.Delete("grow", k0); err != nil {
-				failed(k0, 0, err)
-			} else {
-				say("deleted %s", k0)
-				delete(want, k0)
-			}
-			served(k0)
-			got, err := s.List("grow")
-			if err != nil {
-				t.Errorf("List(grow): %v", err)
-				return
-			}
-			for k, v := range want {
-				if got[k] != v {
-					t.Errorf("List(grow)[%s] = %.20q; want %.20q", k, got[k], v)
-				}
-			}
-		})
-	}
-	wg.Wait()
 	batches, writes := s.Batches()
-	say("batches: %d writes in %d transactions", writes, batches)
+	fmt.Printf("batches: %d writes in %d transactions\n", writes, batches)
 	if firstErr == nil {
 		t.Errorf("no write failed with the file-size limit at %d bytes; the WAL is %d bytes", limit, fileSize(path+"-wal"))
+	}
+}
+
+// TestDiskFullENOSPC fills a real file system: a tmpfs of 2 MiB, on which
+// write(2) fails with ENOSPC, where TestDiskFull's file-size limit gives
+// EFBIG. growWriters fill it, checking that no failed write is served;
+// every write that failed must have failed with ErrDiskFull (SQLite's
+// SQLITE_FULL). Then, with the disk still full, the Store and a Store
+// opened afresh must serve exactly the acknowledged writes; once the
+// tmpfs is grown to 8 MiB, a third Store must too and accept a write, and
+// PRAGMA integrity_check must say ok.
+//
+// SQLite reports ENOSPC otherwise in one place, which this test does not
+// reach: when the WAL index (-shm) must grow (see TestDiskFullWALIndex).
+func TestDiskFullENOSPC(t *testing.T) {
+	cacheModes(t, func(t *testing.T, opts opstate.Options) {
+		dir := mountTmpfs(t, "size=2m")
+		path := filepath.Join(dir, "state.db")
+		opts.SyncInterval = -1 // emptying the cache could hide a failed write that was cached
+		s := mustOpen(t, path, opts)
+		seed, want := diskFullSeed(t, s)
+
+		acks, fails := 0, 0
+		for _, o := range growWriters(t, s) {
+			switch {
+			case o.Err == nil && o.Delete:
+				delete(want, o.Key)
+				acks++
+			case o.Err == nil:
+				want[o.Key] = growValue(o.I)
+				acks++
+			default:
+				if fails == 0 {
+					t.Logf("first failure: %v", o.Err)
+				}
+				fails++
+				if !errors.Is(o.Err, opstate.ErrDiskFull) {
+					t.Errorf("write of grow/%s on a full disk = %v; want ErrDiskFull", o.Key, o.Err)
+				}
+			}
+		}
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d writes acknowledged, %d failed; %d bytes free, WAL %d bytes", acks, fails, st.Bavail*uint64(st.Bsize), fileSize(path+"-wal"))
+		if acks == 0 || fails == 0 {
+			t.Fatalf("%d writes acknowledged and %d failed; want some of each", acks, fails)
+		}
+
+		wantAcknowledged(t, s, seed, want)
+		if err := s.Close(); err != nil {
+			t.Errorf("Close on a full disk = %v", err)
+		}
+		r := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+		wantAcknowledged(t, r, seed, want)
+		if err := r.Close(); err != nil {
+			t.Errorf("Close on a full disk = %v", err)
+		}
+
+		remount(t, dir, 0, "size=8m")
+		r = mustOpen(t, path, opstate.Options{CacheBytes: -1})
+		wantAcknowledged(t, r, seed, want)
+		mustSet(t, r, "grow", "after", "space freed")
+		wantGet(t, r, "grow", "after", "space freed", true)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		crashIntegrity(t, path)
+	})
+}
+
+// walFrames returns how many frames the WAL file beside path holds (its
+// 32-byte header, then frames of a 24-byte header and a 4 KiB page).
+func walFrames(path string) int64 {
+	return max(fileSize(path+"-wal")-32, 0) / (24 + 4096)
+}
+
+// TestDiskFullWALIndex fills a tmpfs at the one moment SQLite reports a
+// full disk otherwise than with SQLITE_FULL: when the WAL passes 4062
+// frames, the WAL index (-shm) must grow by 32 KiB, and when it cannot,
+// the write fails with SQLITE_IOERR_SHMSIZE after its frames are in the
+// WAL. A reader holding a snapshot keeps checkpoints from starting the
+// WAL over, so that it grows that far, and the tmpfs is filled up to just
+// past frame 4063's page. The write that fails must fail with ErrIO, not
+// ErrDiskFull, since its frames may be read back after a restart; its
+// key must keep serving the old value. Once space is freed, a Store
+// opened afresh must hold every acknowledged write, the failed write's
+// key either value, a write must succeed, and PRAGMA integrity_check
+// must say ok.
+func TestDiskFullWALIndex(t *testing.T) {
+	dir := mountTmpfs(t, "size=24m")
+	path := filepath.Join(dir, "state.db")
+	s := mustOpen(t, path, opstate.Options{SyncInterval: -1})
+	mustSet(t, s, "fill", "same", "0")
+
+	// A read transaction's snapshot: checkpoints copy no frame past it,
+	// so none completes and the WAL is never started over.
+	reader, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	rtx, err := reader.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtx.Rollback()
+	var rows int
+	if err := rtx.QueryRow("SELECT count(*) FROM operational_state").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+
+	const walIndexFrames = 4062 // the frames the first 32 KiB of the -shm index
+	want := map[string]string{"same": "0"}
+	value := strings.Repeat("v", 3000)
+	for i := 0; walFrames(path) < walIndexFrames-8; i++ {
+		k := fmt.Sprintf("%06d", i)
+		mustSet(t, s, "fill", k, value)
+		want[k] = value
+	}
+	// Leave room for the WAL to reach one frame past the index's first
+	// 32 KiB, and two pages more: less than the index needs to grow.
+	walPages := int64(32+(walIndexFrames+1)*(24+4096)+4095) / 4096
+	free := (walPages - (fileSize(path+"-wal")+4095)/4096 + 2) * 4096
+	fillTo(t, dir, free)
+
+	var failed error
+	failedValue := ""
+	for i := 1; i < 100; i++ {
+		v := fmt.Sprint(i)
+		if err := s.Set("fill", "same", v); err != nil {
+			failed, failedValue = err, v
+			t.Logf("write at WAL frame %d: %v", walFrames(path), err)
+			wantGet(t, s, "fill", "same", want["same"], true)
+			break
+		}
+		want["same"] = v
+	}
+	switch {
+	case failed == nil:
+		t.Fatalf("no write failed with %d bytes left; WAL %d frames", free, walFrames(path))
+	case walFrames(path) <= walIndexFrames:
+		t.Fatalf("the write failed at WAL frame %d, before the index had to grow: %v", walFrames(path), failed)
+	case errors.Is(failed, opstate.ErrDiskFull) || !errors.Is(failed, opstate.ErrIO):
+		t.Errorf("write that failed to grow the WAL index = %v; want ErrIO, not ErrDiskFull", failed)
+	}
+
+	// Every connection closes, so that the next Open rebuilds the index
+	// from the WAL, as after a restart.
+	rtx.Rollback()
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Logf("Close on a full disk: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	r := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+	got, err := r.List("fill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got["same"]; g != want["same"] && g != failedValue {
+		t.Errorf("fill/same after a restart = %q; want the acknowledged %q or the failed %q", g, want["same"], failedValue)
+	} else {
+		t.Logf("fill/same after a restart = %q (acknowledged %q, failed %q)", g, want["same"], failedValue)
+	}
+	delete(got, "same")
+	delete(want, "same")
+	if !maps.Equal(got, want) {
+		t.Errorf("List(fill) after a restart holds %d keys; want the %d acknowledged", len(got), len(want))
+	}
+	mustSet(t, r, "fill", "after", "space freed")
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crashIntegrity(t, path)
+}
+
+// fillTo writes a file "filler" in dir until the file system there has
+// at most free bytes left.
+func fillTo(t *testing.T, dir string, free int64) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		left := int64(st.Bavail) * st.Bsize
+		if left <= free {
+			return
+		}
+		if _, err := f.Write(page[:min(int64(len(page)), left-free)]); err != nil {
+			t.Fatalf("filling %s: %v", dir, err)
+		}
 	}
 }
 
@@ -674,4 +913,253 @@ func sidecars(path string) []string {
 		}
 	}
 	return found
+}
+
+// readOnlyWrites are the writes a read-only database must refuse, on s.
+func readOnlyWrites(s *opstate.Store) []struct {
+	name  string
+	write func() error
+} {
+	return []struct {
+		name  string
+		write func() error
+	}{
+		{"Set", func() error { return s.Set("ns", "k", "new") }},
+		{"Set of a new key", func() error { return s.Set("ns", "absent", "new") }},
+		{"SetWithTTL", func() error { return s.SetWithTTL("ns", "cold", "new", time.Hour) }},
+		{"Delete", func() error { return s.Delete("ns", "cold") }},
+		{"DeleteNamespace", func() error { return s.DeleteNamespace("ns") }},
+		{"DeleteExpired", func() error {
+			_, err := s.DeleteExpired(context.Background())
+			return err
+		}},
+	}
+}
+
+// readOnlySeed writes, through a Store it closes, what the read-only tests
+// read back: "ns"/"k" = "old", "ns"/"cold" = "c", and "ns"/"expired",
+// which has expired by the time of clk.Advance(time.Minute) for
+// DeleteExpired to delete.
+func readOnlySeed(t *testing.T, path string, clk *clock) {
+	t.Helper()
+	s := mustOpen(t, path, opstate.Options{Clock: clk.Now})
+	mustSet(t, s, "ns", "k", "old")
+	mustSet(t, s, "ns", "cold", "c")
+	if err := s.SetWithTTL("ns", "expired", "e", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readOnlyReads checks what s serves of readOnlySeed's keys once
+// "expired" has expired, with "ns"/"k" = k: the keys, a missing key, List
+// and Namespaces.
+func readOnlyReads(t *testing.T, s *opstate.Store, k, when string) {
+	t.Helper()
+	for _, c := range []struct {
+		key, want string
+		ok        bool
+	}{{"k", k, true}, {"cold", "c", true}, {"absent", "", false}, {"expired", "", false}} {
+		if got, ok, err := s.Lookup("ns", c.key); err != nil || got != c.want || ok != c.ok {
+			t.Errorf("%s: Lookup(ns, %s) = %q, %v, %v; want %q, %v, nil", when, c.key, got, ok, err, c.want, c.ok)
+		}
+	}
+	if m, err := s.List("ns"); err != nil || !maps.Equal(m, map[string]string{"k": k, "cold": "c"}) {
+		t.Errorf("%s: List(ns) = %v, %v; want k=%s, cold=c", when, m, err, k)
+	}
+	if nss, err := s.Namespaces(); err != nil || len(nss) != 1 || nss[0] != (opstate.Namespace{Name: "ns", Keys: 2}) {
+		t.Errorf("%s: Namespaces() = %v, %v; want [{ns 2}]", when, nss, err)
+	}
+}
+
+// TestFileSystemTurnsReadOnly makes the file system under an open Store
+// read-only, as the kernel does after an error on an ext4 file system
+// mounted errors=remount-ro (see ext4Mount), and checks that
+//   - Set, SetWithTTL, Delete, DeleteNamespace and DeleteExpired fail with
+//     ErrReadOnly;
+//   - after each, the Store serves what it did before: a key it had
+//     cached, one it never read, one cached as absent, List and
+//     Namespaces; a Store opened now serves the same;
+//   - once the file system is mounted again, the file holds every
+//     acknowledged write, among them one made just before the error, and
+//     nothing of the failed ones; a write succeeds; PRAGMA
+//     integrity_check says ok.
+//
+// The Store runs with DurabilityFull: when the file system turns
+// read-only, the kernel never writes the pages it held, so with
+// DurabilityNormal the writes acknowledged since the last checkpoint can
+// be lost, as on power loss (see doc.go's Caveats): this test's are.
+func TestFileSystemTurnsReadOnly(t *testing.T) {
+	cacheModes(t, func(t *testing.T, opts opstate.Options) {
+		m := mountExt4(t)
+		path := filepath.Join(m.dir, "state.db")
+		clk := newClock()
+		readOnlySeed(t, path, clk)
+		opts.Clock, opts.Durability = clk.Now, opstate.DurabilityFull
+		s := mustOpen(t, path, opts)
+		warm(t, s, "ns", "k", "absent") // "cold" stays unread
+		// Acknowledged just before the error, so only in the WAL.
+		const k = "acknowledged"
+		mustSet(t, s, "ns", "k", k)
+		mustSet(t, s, "ns", "late", "acknowledged")
+		if err := s.Delete("ns", "late"); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute)
+
+		m.fail(t)
+		readOnlyReads(t, s, k, "read-only")
+		for _, w := range readOnlyWrites(s) {
+			err := w.write()
+			if !errors.Is(err, opstate.ErrReadOnly) {
+				t.Errorf("%s on a file system turned read-only = %v; want ErrReadOnly", w.name, err)
+			}
+			t.Logf("%s: %v", w.name, err)
+			readOnlyReads(t, s, k, "after failed "+w.name)
+		}
+		o := mustOpen(t, path, opstate.Options{Clock: clk.Now})
+		readOnlyReads(t, o, k, "Store opened on the read-only file system")
+		if err := o.Close(); err != nil {
+			t.Errorf("Close of the Store opened read-only = %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Logf("Close on a file system turned read-only: %v", err)
+		}
+
+		m.mountAgain(t)
+		r := mustOpen(t, path, opstate.Options{Clock: clk.Now, CacheBytes: -1})
+		readOnlyReads(t, r, k, "mounted again")
+		mustSet(t, r, "ns", "k", "new")
+		wantGet(t, r, "ns", "k", "new", true)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		crashIntegrity(t, path)
+	})
+}
+
+// persistWAL writes to the database at path through a connection that
+// leaves the -wal and -shm files behind when it closes, as a crash would
+// (SQLITE_FCNTL_PERSIST_WAL).
+func persistWAL(t *testing.T, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Raw(func(dc any) error {
+		fc, ok := dc.(interface {
+			FileControlPersistWAL(string, int) (int, error)
+		})
+		if !ok {
+			return fmt.Errorf("driver connection %T has no FileControlPersistWAL", dc)
+		}
+		_, err := fc.FileControlPersistWAL("main", 1)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(context.Background(), "UPDATE operational_state SET value = value"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadOnlyMount opens a Store on a file system mounted read-only (a
+// tmpfs, remounted read-only once the file is written and every
+// connection closed), with and without the -wal and -shm files SQLite
+// keeps beside the database. Where SQLite can read the file (its -shm is
+// there), Open must succeed, every read serve the file's contents, and
+// every write fail with ErrReadOnly, leaving the reads as they were;
+// where it cannot (it would have to create the -shm, or the file), Open
+// must fail with ErrReadOnly. Either way no file may change or appear.
+func TestReadOnlyMount(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, path string)
+		opens   bool
+	}{
+		{"no -wal or -shm", func(t *testing.T, path string) {}, false},
+		{"-wal and -shm", persistWAL, true},
+		{"-wal without -shm", func(t *testing.T, path string) {
+			persistWAL(t, path)
+			if err := os.Remove(path + "-shm"); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"no file", func(t *testing.T, path string) {
+			for _, f := range []string{path, path + "-wal", path + "-shm"} {
+				if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := mountTmpfs(t, "size=4m")
+			path := filepath.Join(dir, "state.db")
+			clk := newClock()
+			readOnlySeed(t, path, clk)
+			clk.Advance(time.Minute)
+			tt.prepare(t, path)
+			before := dirFiles(t, dir)
+			remount(t, dir, syscall.MS_RDONLY, "")
+
+			s, err := opstate.Open(path, opstate.Options{Clock: clk.Now, SweepInterval: -1})
+			switch {
+			case err == nil && !tt.opens:
+				s.Close()
+				t.Errorf("Open succeeded; want ErrReadOnly")
+			case err == nil:
+				readOnlyReads(t, s, "old", "read-only")
+				for _, w := range readOnlyWrites(s) {
+					err := w.write()
+					if !errors.Is(err, opstate.ErrReadOnly) {
+						t.Errorf("%s on a read-only mount = %v; want ErrReadOnly", w.name, err)
+					}
+					readOnlyReads(t, s, "old", "after failed "+w.name)
+				}
+				if err := s.Close(); err != nil {
+					t.Errorf("Close = %v", err)
+				}
+			case tt.opens:
+				t.Errorf("Open = %v; want it to succeed", err)
+			case !errors.Is(err, opstate.ErrReadOnly):
+				t.Errorf("Open = %v; want ErrReadOnly", err)
+			default:
+				t.Logf("Open: %v", err)
+			}
+			if after := dirFiles(t, dir); !maps.Equal(after, before) {
+				t.Errorf("files after Open: %v, some changed; want %v as they were", slices.Sorted(maps.Keys(after)), slices.Sorted(maps.Keys(before)))
+			}
+		})
+	}
+}
+
+// dirFiles returns the name and content of every file in dir. No
+// connection of this process may have them open.
+func dirFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = string(b)
+	}
+	return files
 }

@@ -23,6 +23,7 @@ var (
 	ErrBusy          = errors.New("opstate: database is locked by another connection")
 	ErrDiskFull      = errors.New("opstate: disk full")
 	ErrIO            = errors.New("opstate: disk I/O error")
+	ErrReadOnly      = errors.New("opstate: database is read-only")
 	ErrSchemaVersion = errors.New("opstate: database schema is newer than this version of opstate")
 )
 
@@ -99,7 +100,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opstate: open %s: %w", path, err)
 	}
 	if err := prepareFile(abs); err != nil {
-		return nil, err
+		return nil, readOnlyFS(err)
 	}
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
@@ -140,7 +141,7 @@ func Open(path string, opts Options) (*DB, error) {
 	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout}
 	if err := db.init(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("opstate: open %s: %w", path, Classify(err))
+		return nil, fmt.Errorf("opstate: open %s: %w", path, db.classify(err))
 	}
 	return db, nil
 }
@@ -230,12 +231,12 @@ func (db *DB) Close() error {
 func (db *DB) Checkpoint(ctx context.Context) (complete bool, err error) {
 	c, err := db.pool.Conn(ctx)
 	if err != nil {
-		return false, Classify(err)
+		return false, db.classify(err)
 	}
 	defer c.Close()
 	var busy, log, done int
 	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-		return false, Classify(err)
+		return false, db.classify(err)
 	}
 	return busy == 0 && done == log, nil
 }
@@ -260,7 +261,7 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 		return Row{}, false, nil
 	}
 	if err != nil {
-		return Row{}, false, Classify(err)
+		return Row{}, false, db.classify(err)
 	}
 	r.ExpiresAt = parseExpiry(exp)
 	return r, true, nil
@@ -271,7 +272,7 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
 	rows, err := db.list.QueryContext(ctx, ns)
 	if err != nil {
-		return nil, Classify(err)
+		return nil, db.classify(err)
 	}
 	defer rows.Close()
 	out := make(map[string]string)
@@ -279,7 +280,7 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 		var k, v string
 		var exp sql.NullInt64
 		if err := rows.Scan(&k, &v, &exp); err != nil {
-			return nil, Classify(err)
+			return nil, db.classify(err)
 		}
 		if e := parseExpiry(exp); e != 0 && e <= now {
 			continue
@@ -287,7 +288,7 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 		out[k] = v
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err)
+		return nil, db.classify(err)
 	}
 	return out, nil
 }
@@ -303,19 +304,19 @@ type NamespaceCount struct {
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
 	rows, err := db.namespaces.QueryContext(ctx, FormatTime(now))
 	if err != nil {
-		return nil, Classify(err)
+		return nil, db.classify(err)
 	}
 	defer rows.Close()
 	var out []NamespaceCount
 	for rows.Next() {
 		var nc NamespaceCount
 		if err := rows.Scan(&nc.Namespace, &nc.Live); err != nil {
-			return nil, Classify(err)
+			return nil, db.classify(err)
 		}
 		out = append(out, nc)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Classify(err)
+		return nil, db.classify(err)
 	}
 	return out, nil
 }
@@ -340,7 +341,9 @@ func parseExpiry(ms sql.NullInt64) int64 {
 }
 
 // Classify wraps SQLite errors that callers act on with this package's
-// sentinels, keeping the original error in the chain.
+// sentinels, keeping the original error in the chain. It looks at the
+// error alone; the DB's methods also look at the file system for an error
+// that a read-only one may have caused (see DB.classify).
 func Classify(err error) error {
 	if err == nil {
 		return nil
@@ -353,6 +356,8 @@ func Classify(err error) error {
 	switch se.Code() & 0xff {
 	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 		sentinel = ErrBusy
+	case 8: // SQLITE_READONLY, with every extended code
+		sentinel = ErrReadOnly
 	case 10: // SQLITE_IOERR
 		sentinel = ErrIO
 	case 11: // SQLITE_CORRUPT

@@ -105,7 +105,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 			w.Swept = nil
 		}
 	}
-	return Classify(err)
+	return db.classify(err)
 }
 
 // writeConnLocked returns the write connection's statements, preparing
@@ -186,7 +186,7 @@ func (db *DB) DataVersion(ctx context.Context) (int64, error) {
 		v = n
 		return nil
 	})
-	return v, Classify(err)
+	return v, db.classify(err)
 }
 
 // closeWriteConn closes the write statements; called by Close.
