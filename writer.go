@@ -28,6 +28,10 @@ type write struct {
 	// goroutine is handed the lead. It is nil for a write whose caller led
 	// from the start: nobody else ever signals it.
 	next chan bool
+
+	// pending is the cache's record of the write while it commits; set and
+	// ended by the leader.
+	pending cache.Pending
 }
 
 // writer runs every write through one connection, and lets writes that
@@ -157,12 +161,11 @@ func (wr *writer) commit(batch []*write) {
 		ws = append(ws, &w.Write)
 		switch w.Kind {
 		case persist.Put, persist.Delete:
-			wr.cache.Begin(w.Namespace, w.Key)
+			w.pending = wr.cache.Begin(w.Namespace, w.Key)
 		case persist.DeleteNamespace:
-			wr.cache.BeginNamespace(w.Namespace)
+			w.pending = wr.cache.BeginNamespace(w.Namespace)
 		}
 	}
-	clears := wr.cache.Clears()
 	err := wr.apply(ws)
 	for _, w := range batch {
 		w.err = err
@@ -202,9 +205,9 @@ func (wr *writer) commit(batch []*write) {
 			if w.err == nil && !retried && (last == nil || last[w.key()] == i) {
 				e = &cache.Entry{Value: w.Value, ExpiresAt: w.ExpiresAt, Absent: w.Kind == persist.Delete}
 			}
-			wr.cache.End(w.Namespace, w.Key, e, clears)
+			wr.cache.End(w.pending, e)
 		case persist.DeleteNamespace:
-			wr.cache.EndNamespace(w.Namespace)
+			wr.cache.End(w.pending, nil)
 		case persist.DeleteExpired:
 			if w.err == nil {
 				// The rows were expired, so invisible already: dropping

@@ -18,6 +18,13 @@ import (
 // Entry is cache.Entry, for brevity.
 type Entry = cache.Entry
 
+// put records a committed write of e for ns and key the way the Store does:
+// Begin before the commit, End with the entry after it.
+func put(c *cache.Cache, ns, key string, e Entry) { c.End(c.Begin(ns, key), &e) }
+
+// removeNamespace records a committed write that deleted every key of ns.
+func removeNamespace(c *cache.Cache, ns string) { c.End(c.BeginNamespace(ns), nil) }
+
 // nsKey names one cached key.
 type nsKey struct{ ns, key string }
 
@@ -26,7 +33,7 @@ type nsKey struct{ ns, key string }
 // costs the same.
 var nsOverhead = func() int64 {
 	c := cache.New(1 << 20)
-	c.Put("", "", Entry{})
+	put(c, "", "", Entry{})
 	return c.Stats().Bytes - cache.EntryOverhead
 }()
 
@@ -88,7 +95,7 @@ func TestGet(t *testing.T) {
 	c := cache.New(1 << 20)
 	checkGet(t, c, "ns", "k", nil)
 	want := Entry{Value: "v", ExpiresAt: 42}
-	c.Put("ns", "k", want)
+	put(c, "ns", "k", want)
 	checkGet(t, c, "ns", "k", &want)
 	misses := []nsKey{{"ns", "K"}, {"ns", "k "}, {"NS", "k"}, {"", "k"}, {"ns", ""}, {"nsk", ""}, {"", "nsk"}, {"k", "ns"}}
 	for _, k := range misses {
@@ -114,8 +121,8 @@ func TestPutReplaces(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cache.New(1 << 20)
-			c.Put("ns", "k", tt.first)
-			c.Put("ns", "k", tt.second)
+			put(c, "ns", "k", tt.first)
+			put(c, "ns", "k", tt.second)
 			checkGet(t, c, "ns", "k", &tt.second)
 			want := cache.Stats{Entries: 1, Namespaces: 1, Bytes: nsBytes("ns") + entryBytes("k", tt.second), Budget: 1 << 20}
 			if got := c.Stats(); got != want {
@@ -127,8 +134,8 @@ func TestPutReplaces(t *testing.T) {
 
 func TestAbsent(t *testing.T) {
 	c := cache.New(1 << 20)
-	c.Put("ns", "gone", Entry{Absent: true})
-	c.Put("ns", "empty", Entry{Value: ""})
+	put(c, "ns", "gone", Entry{Absent: true})
+	put(c, "ns", "empty", Entry{Value: ""})
 	checkGet(t, c, "ns", "gone", &Entry{Absent: true})
 	checkGet(t, c, "ns", "empty", &Entry{})
 	want := cache.Stats{Entries: 2, Namespaces: 1, Budget: 1 << 20,
@@ -141,9 +148,9 @@ func TestAbsent(t *testing.T) {
 func TestRemove(t *testing.T) {
 	c := cache.New(1 << 20)
 	universe := []nsKey{{"ns", "a"}, {"ns", "b"}, {"other", "a"}, {"ns", "missing"}, {"nowhere", "a"}}
-	c.Put("ns", "a", Entry{Value: "1"})
-	c.Put("ns", "b", Entry{Value: "2"})
-	c.Put("other", "a", Entry{Value: "3"})
+	put(c, "ns", "a", Entry{Value: "1"})
+	put(c, "ns", "b", Entry{Value: "2"})
+	put(c, "other", "a", Entry{Value: "3"})
 
 	c.Remove("ns", "a")
 	checkGet(t, c, "ns", "a", nil)
@@ -181,7 +188,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	fill := func() *cache.Cache {
 		c := cache.New(1 << 20)
 		for i, k := range trickyKeys {
-			c.Put(k.ns, k.key, trickyValue(i))
+			put(c, k.ns, k.key, trickyValue(i))
 		}
 		return c
 	}
@@ -199,7 +206,7 @@ func TestNamespaceIsolation(t *testing.T) {
 	for ns := range namespaces {
 		t.Run(fmt.Sprintf("RemoveNamespace(%q)", ns), func(t *testing.T) {
 			c := fill()
-			c.RemoveNamespace(ns)
+			removeNamespace(c, ns)
 			for i, k := range trickyKeys {
 				if k.ns == ns {
 					checkGet(t, c, k.ns, k.key, nil)
@@ -231,9 +238,9 @@ func TestNamespaceIsolation(t *testing.T) {
 	t.Run("RemoveNamespace(missing)", func(t *testing.T) {
 		c := fill()
 		before := c.Stats()
-		c.RemoveNamespace("a:")
-		c.RemoveNamespace("b")
-		c.RemoveNamespace("a\x00b\x00")
+		removeNamespace(c, "a:")
+		removeNamespace(c, "b")
+		removeNamespace(c, "a\x00b\x00")
 		if got := recount(t, c, trickyKeys); got != before {
 			t.Errorf("Stats() after removing missing namespaces = %+v; want %+v", got, before)
 		}
@@ -243,7 +250,7 @@ func TestNamespaceIsolation(t *testing.T) {
 func TestClear(t *testing.T) {
 	c := cache.New(1 << 20)
 	for i, k := range trickyKeys {
-		c.Put(k.ns, k.key, trickyValue(i))
+		put(c, k.ns, k.key, trickyValue(i))
 	}
 	c.Clear()
 	for _, k := range trickyKeys {
@@ -252,140 +259,9 @@ func TestClear(t *testing.T) {
 	if st := c.Stats(); st.Entries != 0 || st.Namespaces != 0 || st.Bytes != 0 {
 		t.Errorf("Stats() after Clear = %+v; want no entries, namespaces or bytes", st)
 	}
-	c.Put("a", "b", Entry{Value: "again"})
+	put(c, "a", "b", Entry{Value: "again"})
 	checkGet(t, c, "a", "b", &Entry{Value: "again"})
 	recount(t, c, trickyKeys)
-}
-
-func TestFill(t *testing.T) {
-	const ns, key = "ns", "k"
-	filled := Entry{Value: "from store", ExpiresAt: 7}
-	written := Entry{Value: "written"}
-	tests := []struct {
-		name    string
-		setup   func(c *cache.Cache) // before the token is taken
-		between func(c *cache.Cache) // after the token is taken, before Fill
-		want    bool                 // Fill's result
-		wantGet *Entry               // what Get returns afterwards; nil for a miss
-	}{
-		{"fresh token", nil, nil, true, &filled},
-		{"fresh token over cached", func(c *cache.Cache) { c.Put(ns, key, written) }, nil, true, &filled},
-		{"fresh token over absent", func(c *cache.Cache) { c.Put(ns, key, Entry{Absent: true}) }, nil, true, &filled},
-		{"Put after token", nil, func(c *cache.Cache) { c.Put(ns, key, written) }, false, &written},
-		{"Put absent after token", nil, func(c *cache.Cache) { c.Put(ns, key, Entry{Absent: true}) }, false, &Entry{Absent: true}},
-		{"Put too large after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) {
-			c.Put(ns, key, Entry{Value: strings.Repeat("x", 1<<20)})
-		}, false, nil},
-		{"Remove after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Remove(ns, key) }, false, nil},
-		{"Remove of uncached key after token", nil, func(c *cache.Cache) { c.Remove(ns, key) }, false, nil},
-		{"RemoveNamespace after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.RemoveNamespace(ns) }, false, nil},
-		{"RemoveNamespace of uncached namespace after token", nil, func(c *cache.Cache) { c.RemoveNamespace(ns) }, false, nil},
-		{"RemoveNamespace of another namespace after token", nil, func(c *cache.Cache) { c.RemoveNamespace("other") }, false, nil},
-		{"Clear after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Clear() }, false, nil},
-		{"Clear of an empty cache after token", nil, func(c *cache.Cache) { c.Clear() }, false, nil},
-		// A Fill is not a write: two readers holding the same token both
-		// read the store after it was taken.
-		{"another Fill after token", nil, func(c *cache.Cache) {
-			c.Fill(ns, key, Entry{Value: "first fill"}, c.Token(ns, key))
-		}, true, &filled},
-		{"Get after token", func(c *cache.Cache) { c.Put(ns, key, written) }, func(c *cache.Cache) { c.Get(ns, key) }, true, &filled},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := cache.New(1 << 16)
-			if tt.setup != nil {
-				tt.setup(c)
-			}
-			tok := c.Token(ns, key)
-			if tt.between != nil {
-				tt.between(c)
-			}
-			if got := c.Fill(ns, key, filled, tok); got != tt.want {
-				t.Errorf("Fill(%q, %q) = %v; want %v", ns, key, got, tt.want)
-			}
-			checkGet(t, c, ns, key, tt.wantGet)
-			recount(t, c, []nsKey{{ns, key}})
-		})
-	}
-
-	// A write to another key may share the token's stripe and reject the
-	// Fill, or not; either is allowed, but the result must be truthful and
-	// the other key untouched.
-	t.Run("Put to an unrelated key", func(t *testing.T) {
-		c := cache.New(1 << 20)
-		for i := range 200 {
-			other := fmt.Sprint("other", i)
-			tok := c.Token(ns, key)
-			c.Put(ns, other, written)
-			if c.Fill(ns, key, filled, tok) {
-				checkGet(t, c, ns, key, &filled)
-			} else {
-				checkGet(t, c, ns, key, nil)
-			}
-			checkGet(t, c, ns, other, &written)
-			c.Remove(ns, key)
-		}
-	})
-}
-
-// TestInsertIsCached checks that an entry that fits, once Put or reported
-// cached by Fill, is there for the next Get, even when every other entry
-// has been read since the last eviction: the entry just written is the most
-// recently used of all and must not be the one evicted to make room for it.
-func TestInsertIsCached(t *testing.T) {
-	val := strings.Repeat("v", 10)
-	const n = 8
-	tests := []struct {
-		name string
-		// budget and prime build a full cache whose entries have all been read.
-		budget int64
-		prime  func(c *cache.Cache)
-		ns     string // the namespace of the inserted key
-	}{
-		{
-			name:   "same namespace",
-			budget: nsBytes("ns") + n*entryBytes("k0", Entry{Value: val}),
-			prime: func(c *cache.Cache) {
-				for i := range n {
-					c.Put("ns", fmt.Sprint("k", i), Entry{Value: val})
-				}
-				for i := range n {
-					c.Get("ns", fmt.Sprint("k", i))
-				}
-			},
-			ns: "ns",
-		},
-		{
-			name:   "new namespace",
-			budget: nsBytes("a") + nsBytes("b") + n*entryBytes("k0", Entry{Value: val}),
-			prime: func(c *cache.Cache) {
-				for i := range n / 2 {
-					c.Put("a", fmt.Sprint("k", i), Entry{Value: val})
-					c.Put("b", fmt.Sprint("k", i), Entry{Value: val})
-				}
-				c.Get("a", "k0")
-				c.Get("b", "k0")
-			},
-			ns: "c",
-		},
-	}
-	want := Entry{Value: val}
-	for _, tt := range tests {
-		t.Run(tt.name+"/Put", func(t *testing.T) {
-			c := cache.New(tt.budget)
-			tt.prime(c)
-			c.Put(tt.ns, "new", want)
-			checkGet(t, c, tt.ns, "new", &want)
-		})
-		t.Run(tt.name+"/Fill", func(t *testing.T) {
-			c := cache.New(tt.budget)
-			tt.prime(c)
-			if !c.Fill(tt.ns, "new", want, c.Token(tt.ns, "new")) {
-				t.Fatalf("Fill(%q, %q) with a fresh token = false; want true", tt.ns, "new")
-			}
-			checkGet(t, c, tt.ns, "new", &want)
-		})
-	}
 }
 
 // TestModel runs random Puts, Removes, RemoveNamespaces and Clears on a
@@ -431,13 +307,13 @@ func TestModel(t *testing.T) {
 			if r%7 == 0 {
 				e = Entry{Absent: true}
 			}
-			c.Put(k.ns, k.key, e)
+			put(c, k.ns, k.key, e)
 			model[k] = e
 		case r < 995:
 			c.Remove(k.ns, k.key)
 			delete(model, k)
 		case r < 999:
-			c.RemoveNamespace(k.ns)
+			removeNamespace(c, k.ns)
 			for mk := range model {
 				if mk.ns == k.ns {
 					delete(model, mk)
@@ -472,13 +348,13 @@ func TestLongestKey(t *testing.T) {
 		return ok
 	}
 	longest, other := long[1:], "x"+long[2:]
-	c.Put("ns", longest, want)
-	c.Put("ns", other, want)
+	put(c, "ns", longest, want)
+	put(c, "ns", other, want)
 	if !has(longest) || !has(other) {
 		t.Fatalf("Put of two %d-byte keys: Get misses; want both cached", len(longest))
 	}
-	c.Put("ns", long, want)
-	c.Put("ns", other+"x", want)
+	put(c, "ns", long, want)
+	put(c, "ns", other+"x", want)
 	if has(long) || has(other+"x") {
 		t.Errorf("Put of a %d-byte key: cached; want not", len(long))
 	}
@@ -487,222 +363,6 @@ func TestLongestKey(t *testing.T) {
 	}
 	if st := c.Stats(); st.Entries != 2 {
 		t.Errorf("Stats().Entries = %d; want 2", st.Entries)
-	}
-}
-
-func TestBudget(t *testing.T) {
-	const budget = 8 << 10
-	c := cache.New(budget)
-	rng := rand.New(rand.NewPCG(1, 2))
-	put := make(map[nsKey]Entry)
-	var universe []nsKey
-	for i := range 5000 {
-		k := nsKey{fmt.Sprint("ns", rng.IntN(20)), fmt.Sprint("key", rng.IntN(50))}
-		e := Entry{Value: strings.Repeat("v", rng.IntN(300)), ExpiresAt: int64(i)}
-		if rng.IntN(10) == 0 {
-			e = Entry{Absent: true}
-		}
-		c.Put(k.ns, k.key, e)
-		if _, ok := put[k]; !ok {
-			universe = append(universe, k)
-		}
-		put[k] = e
-		if st := c.Stats(); st.Bytes > budget || st.Bytes < 0 {
-			t.Fatalf("after %d Puts, Stats().Bytes = %d; want 0..%d", i+1, st.Bytes, budget)
-		}
-		if rng.IntN(4) == 0 {
-			k := nsKey{fmt.Sprint("ns", rng.IntN(20)), fmt.Sprint("key", rng.IntN(50))}
-			c.Get(k.ns, k.key)
-		}
-	}
-	st := recount(t, c, universe)
-	if st.Evictions == 0 {
-		t.Errorf("Stats().Evictions = 0 after overfilling the budget; want > 0")
-	}
-	if st.Entries >= len(put) {
-		t.Errorf("Stats().Entries = %d; want fewer than the %d keys put", st.Entries, len(put))
-	}
-	for k, want := range put {
-		if got, ok := c.Get(k.ns, k.key); ok && got != want {
-			t.Errorf("Get(%q, %q) = %+v; want the last Put %+v or a miss", k.ns, k.key, got, want)
-		}
-	}
-}
-
-// TestSecondChance fills one namespace exactly to the budget, reads its
-// oldest entry (or not), and writes more: the read entry must outlive the
-// unread ones written after it.
-func TestSecondChance(t *testing.T) {
-	const n, more = 16, 8
-	val := strings.Repeat("v", 10)
-	key := func(i int) string { return fmt.Sprintf("k%02d", i) }
-	budget := nsBytes("ns") + n*entryBytes(key(0), Entry{Value: val})
-
-	for _, read := range []bool{true, false} {
-		t.Run(fmt.Sprintf("read=%v", read), func(t *testing.T) {
-			c := cache.New(budget)
-			for i := range n {
-				c.Put("ns", key(i), Entry{Value: val})
-			}
-			if st := c.Stats(); st.Entries != n || st.Evictions != 0 || st.Bytes != budget {
-				t.Fatalf("Stats() after %d Puts = %+v; want %d entries, %d bytes, no evictions", n, st, n, budget)
-			}
-			if read {
-				c.Get("ns", key(0))
-			}
-			for i := n; i < n+more; i++ {
-				c.Put("ns", key(i), Entry{Value: val})
-			}
-			if st := c.Stats(); st.Evictions != more || st.Entries != n {
-				t.Errorf("Stats() = %+v; want %d evictions, %d entries", st, more, n)
-			}
-			// Read, key 0 goes to the front and keys 1..more go; unread,
-			// keys 0..more-1 go. (Gets from here on change nothing: no
-			// more evictions happen.)
-			first := 0
-			if read {
-				checkGet(t, c, "ns", key(0), &Entry{Value: val})
-				first = 1
-			}
-			for i := first; i < n+more; i++ {
-				if i < first+more {
-					checkGet(t, c, "ns", key(i), nil)
-				} else {
-					checkGet(t, c, "ns", key(i), &Entry{Value: val})
-				}
-			}
-		})
-	}
-}
-
-// TestNamespaceSecondChance writes namespace hot, then cold, reads one key
-// of hot (or not), and writes to a third namespace: a read namespace keeps
-// all its entries, read or not, while the cold one gives up entries.
-func TestNamespaceSecondChance(t *testing.T) {
-	const per = 4
-	e := Entry{Value: strings.Repeat("v", 10)}
-	key := func(i int) string { return fmt.Sprint("k", i) }
-	budget := nsBytes("hot") + nsBytes("cold") + 2*per*entryBytes(key(0), e)
-
-	for _, read := range []bool{true, false} {
-		t.Run(fmt.Sprintf("read=%v", read), func(t *testing.T) {
-			c := cache.New(budget)
-			for i := range per {
-				c.Put("hot", key(i), e)
-			}
-			for i := range per {
-				c.Put("cold", key(i), e)
-			}
-			if st := c.Stats(); st.Evictions != 0 {
-				t.Fatalf("Stats().Evictions = %d before the budget was exceeded; want 0", st.Evictions)
-			}
-			if read {
-				c.Get("hot", key(per-1))
-			}
-			c.Put("new", key(0), e)
-			if st := c.Stats(); st.Evictions == 0 {
-				t.Fatalf("Stats().Evictions = 0 after exceeding the budget; want > 0")
-			}
-
-			count := func(ns string) int {
-				n := 0
-				for i := range per {
-					if _, ok := c.Get(ns, key(i)); ok {
-						n++
-					}
-				}
-				return n
-			}
-			hot, cold := count("hot"), count("cold")
-			if read {
-				if hot != per {
-					t.Errorf("read namespace kept %d of %d entries; want all", hot, per)
-				}
-				if cold == per {
-					t.Errorf("cold namespace kept all %d entries; want some evicted", per)
-				}
-			} else {
-				if hot == per {
-					t.Errorf("oldest unread namespace kept all %d entries; want some evicted", per)
-				}
-				if cold != per {
-					t.Errorf("newer namespace kept %d of %d entries; want all", cold, per)
-				}
-			}
-			checkGet(t, c, "new", key(0), &e)
-		})
-	}
-}
-
-func TestTooLarge(t *testing.T) {
-	const budget = 4096
-	const ns, key = "ns", "k"
-	// The largest entry cached takes, with its namespace, half the budget.
-	maxLen := int(budget/2 - nsBytes(ns) - entryBytes(key, Entry{}))
-	universe := []nsKey{{ns, key}, {"keep", "k"}}
-
-	tests := []struct {
-		name   string
-		valLen int
-		cached bool
-	}{
-		{"small", 10, true},
-		{"largest that fits", maxLen, true},
-		{"one byte over", maxLen + 1, false},
-		{"half the budget", budget / 2, false},
-		{"the budget", budget, false},
-		{"over the budget", 4 * budget, false},
-	}
-	for _, tt := range tests {
-		for _, before := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/older cached=%v", tt.name, before), func(t *testing.T) {
-				c := cache.New(budget)
-				c.Put("keep", "k", Entry{Value: "other"})
-				if before {
-					c.Put(ns, key, Entry{Value: "older"})
-				}
-				e := Entry{Value: strings.Repeat("x", tt.valLen)}
-				c.Put(ns, key, e)
-				got, ok := c.Get(ns, key)
-				switch {
-				case tt.cached && (!ok || got != e):
-					t.Errorf("Get after Put of %d bytes = %d bytes, %v; want the value, true", tt.valLen, len(got.Value), ok)
-				case !tt.cached && ok:
-					t.Errorf("Get after Put of %d bytes = %.10q (%d bytes), true; want a miss", tt.valLen, got.Value, len(got.Value))
-				}
-				checkGet(t, c, "keep", "k", &Entry{Value: "other"})
-				st := recount(t, c, universe)
-				if st.Evictions != 0 {
-					t.Errorf("Stats().Evictions = %d; want 0", st.Evictions)
-				}
-
-				c.Remove(ns, key)
-				if got := c.Fill(ns, key, e, c.Token(ns, key)); got != tt.cached {
-					t.Errorf("Fill of %d bytes = %v; want %v", tt.valLen, got, tt.cached)
-				}
-				recount(t, c, universe)
-			})
-		}
-	}
-}
-
-func TestZeroBudget(t *testing.T) {
-	for _, budget := range []int64{0, -1, -1 << 40} {
-		t.Run(fmt.Sprint(budget), func(t *testing.T) {
-			c := cache.New(budget)
-			c.Put("ns", "k", Entry{Value: "v"})
-			c.Put("ns", "gone", Entry{Absent: true})
-			c.Put("", "", Entry{})
-			if c.Fill("ns", "f", Entry{Value: "v"}, c.Token("ns", "f")) {
-				t.Errorf("Fill on a cache with budget %d = true; want false", budget)
-			}
-			for _, k := range []nsKey{{"ns", "k"}, {"ns", "gone"}, {"", ""}, {"ns", "f"}} {
-				checkGet(t, c, k.ns, k.key, nil)
-			}
-			if got, want := c.Stats(), (cache.Stats{}); got != want {
-				t.Errorf("Stats() = %+v; want %+v", got, want)
-			}
-		})
 	}
 }
 
@@ -728,7 +388,7 @@ func TestStats(t *testing.T) {
 			last := make(map[nsKey]Entry)
 			for i, k := range tt.keys {
 				e := Entry{Value: strings.Repeat("v", i)}
-				c.Put(k.ns, k.key, e)
+				put(c, k.ns, k.key, e)
 				last[k] = e
 			}
 			want := cache.Stats{Budget: 1 << 20}
@@ -752,9 +412,9 @@ func TestStats(t *testing.T) {
 func TestGetAllocs(t *testing.T) {
 	c := cache.New(1 << 20)
 	for i := range 100 {
-		c.Put("ns", fmt.Sprint("k", i), Entry{Value: "value", ExpiresAt: 1})
+		put(c, "ns", fmt.Sprint("k", i), Entry{Value: "value", ExpiresAt: 1})
 	}
-	c.Put("ns", "hit", Entry{Value: "value", ExpiresAt: 1})
+	put(c, "ns", "hit", Entry{Value: "value", ExpiresAt: 1})
 	tests := []struct{ ns, key string }{{"ns", "hit"}, {"ns", "miss"}, {"nowhere", "hit"}}
 	for _, tt := range tests {
 		t.Run(tt.ns+"/"+tt.key, func(t *testing.T) {
@@ -858,7 +518,7 @@ func TestConcurrent(t *testing.T) {
 					storeMu.Lock()
 					store[k] = v
 					storeMu.Unlock()
-					c.Put(k.ns, k.key, Entry{Value: v})
+					put(c, k.ns, k.key, Entry{Value: v})
 					writeMu.Unlock()
 				case r < 92:
 					writeMu.Lock()
@@ -876,7 +536,7 @@ func TestConcurrent(t *testing.T) {
 						}
 					}
 					storeMu.Unlock()
-					c.RemoveNamespace(k.ns)
+					removeNamespace(c, k.ns)
 					writeMu.Unlock()
 				case r < 98:
 					writeMu.Lock()
@@ -905,7 +565,7 @@ func benchCache(b *testing.B) (*cache.Cache, []string) {
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = fmt.Sprint("key", i)
-		c.Put("ns", keys[i], Entry{Value: "some value of a realistic length"})
+		put(c, "ns", keys[i], Entry{Value: "some value of a realistic length"})
 	}
 	return c, keys
 }

@@ -24,19 +24,36 @@
 //
 // # Fills and writes
 //
-// The cache does not know where values come from. Its owner distinguishes
-// two kinds of insertion:
-//   - [Cache.Put], [Cache.Remove], [Cache.RemoveNamespace] and [Cache.Clear]
-//     record writes that are already durable; they always apply.
-//   - [Cache.Fill] records the result of a read from the backing store. It
-//     applies only if no write touched the key since the caller took its
-//     [Token], so a slow read can never put an older value back over a
-//     newer write.
+// The cache does not know where values come from. Its owner tells it about
+// two kinds of event, and the cache fences them against each other so that
+// it never serves a value older than the backing store's:
+//   - A write, in two steps around the backing store's commit:
+//     [Cache.Begin] (or [Cache.BeginNamespace] for a write of every key of
+//     a namespace) before it, which drops the key and returns a [Pending];
+//     [Cache.End] after it, with the entry the key now holds, or nil if the
+//     commit failed. While a write is pending its key is neither served nor
+//     filled, so every read goes to the backing store, which alone knows the
+//     moment the commit takes effect. The writes of one key must end in the
+//     order they committed.
+//   - A fill, the result of a read from the backing store after a miss:
+//     take a [Token] before the read, and [Cache.Fill] caches the result
+//     only if no write of the key began or ended since and none is
+//     pending, so a slow read never puts an older value back over a newer
+//     write.
+//
+// [Cache.Clear] forgets everything, for when someone else may have written
+// the backing store: fills in progress and writes pending at the time
+// cache nothing. [Cache.Remove] forgets one key whose row is known to be
+// gone or invisible (an expired row deleted by a sweep).
+//
+// The code is in four files: table.go (the lock-free slot table, its tags
+// and probing), evict.go (namespaces, recency and the budget), fence.go
+// (tokens, pending writes, Clear) and cache.go (the Cache, Get, Stats).
 //
 // # Guarantees
 //
 // Every method is safe for concurrent use. Get allocates nothing and takes
-// no lock. An entry stored by Put or Fill is never evicted by that same
+// no lock. An entry stored by End or Fill is never evicted by that same
 // call. The cache holds its own copies of keys and values, never a caller's
 // buffer. The bytes accounted (keys, values, overhead) never exceed the
 // budget after a method returns, except transiently during it.

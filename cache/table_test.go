@@ -98,7 +98,7 @@ func TestNodeOwnsItsBytes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(1 << 20)
-			c.Put("ns", tt.key, Entry{Value: tt.value, Absent: tt.value == ""})
+			c.End(c.Begin("ns", tt.key), &Entry{Value: tt.value, Absent: tt.value == ""})
 			_, n := c.findLocked(c.hash("ns", tt.key), "ns", tt.key)
 			if n == nil {
 				t.Fatal("entry not cached")
