@@ -12,7 +12,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,7 +48,7 @@ func crashValue(i int) string {
 // one in four comes up to 300 ms after the child starts, which may be
 // during Open and the recovery of the previous kill.
 //
-// The child (TestCrashChild, this test binary run again) writes from four
+// The child (crashChild, this test binary run again) writes from four
 // goroutines: goroutine g sets unique keys "crash"/"r<round>-g<g>-<i>" to
 // crashValue(i), and after each one the counter "counter"/"g<g>" to the next
 // number, continuing from the value it reads at start. A fifth goroutine
@@ -77,9 +76,6 @@ func crashValue(i int) string {
 // Odd rounds open the store with DurabilityFull. There are 5 rounds by
 // default; set OPSTATE_CRASH_ROUNDS for more.
 func TestCrashDurability(t *testing.T) {
-	if os.Getenv(crashChildEnv) != "" {
-		t.Skip("running as TestCrashChild's process")
-	}
 	rounds := 5
 	if s := os.Getenv("OPSTATE_CRASH_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -157,8 +153,7 @@ func (cs *crashState) runChild(t *testing.T, path string, round int, d opstate.D
 	cs.acks, cs.limit, cs.reached, cs.other = 0, limit, make(chan struct{}), nil
 	cs.mu.Unlock()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(),
+	cmd := childCommand(t, "crash",
 		crashChildEnv+"="+path,
 		crashRoundEnv+"="+strconv.Itoa(round),
 		crashDurabilityEnv+"="+d.String())
@@ -449,17 +444,16 @@ func crashIntegrity(t *testing.T, path string) {
 	}
 }
 
-// TestCrashChild is the process TestCrashDurability kills. It runs only
-// with OPSTATE_CRASH_CHILD set, and writes until it is killed; see
-// TestCrashDurability for what it writes and acknowledges.
-func TestCrashChild(t *testing.T) {
+func init() { childRoles["crash"] = crashChild }
+
+// crashChild is the process TestCrashDurability kills. It writes until it
+// is killed; see TestCrashDurability for what it writes and acknowledges.
+func crashChild() int {
 	path := os.Getenv(crashChildEnv)
-	if path == "" {
-		t.Skip("run by TestCrashDurability")
-	}
 	round, err := strconv.Atoi(os.Getenv(crashRoundEnv))
 	if err != nil {
-		t.Fatalf("%s: %v", crashRoundEnv, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", crashRoundEnv, err)
+		return 2
 	}
 	opts := opstate.Options{SweepInterval: time.Millisecond}
 	if os.Getenv(crashDurabilityEnv) == opstate.DurabilityFull.String() {
@@ -467,7 +461,8 @@ func TestCrashChild(t *testing.T) {
 	}
 	s, err := opstate.Open(path, opts)
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		fmt.Fprintf(os.Stderr, "Open: %v\n", err)
+		return 1
 	}
 
 	var mu sync.Mutex // one line at a time on stdout
@@ -533,5 +528,6 @@ func TestCrashChild(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Minute)
-	t.Error("not killed within a minute")
+	fmt.Fprintln(os.Stderr, "not killed within a minute")
+	return 1
 }

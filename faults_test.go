@@ -527,7 +527,7 @@ func fillTo(t *testing.T, dir string, free int64) {
 	}
 }
 
-// TestLockedByOtherProcess has a child process (TestLockHolderChild) hold
+// TestLockedByOtherProcess has a child process (lockHolderSQL) hold
 // the database's write lock with BEGIN IMMEDIATE and an uncommitted update
 // of "ns"/"k", and checks, while the lock is held, that
 //   - reads are served by a cached and an uncached Store: a cached key, a
@@ -555,8 +555,7 @@ func TestLockedByOtherProcess(t *testing.T) {
 	u := mustOpen(t, path, opstate.Options{BusyTimeout: busy, CacheBytes: -1})
 	warm(t, s, "ns", "k", "absent") // "cold" stays uncached
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderChild$", "-test.count=1", "-test.v=false")
-	cmd.Env = append(os.Environ(), lockChildEnv+"="+path)
+	cmd := childCommand(t, "lockholder-sql", lockChildEnv+"="+path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -671,31 +670,33 @@ wait:
 	wantGet(t, u, "ns", "k", "new", true)
 }
 
-// TestLockHolderChild is the process of TestLockedByOtherProcess: it takes
-// the write lock of the file named by OPSTATE_LOCK_CHILD, updates "ns"/"k"
-// without committing, prints "locked", and rolls back when its standard
-// input is closed (or after a minute).
-func TestLockHolderChild(t *testing.T) {
-	path := os.Getenv(lockChildEnv)
-	if path == "" {
-		t.Skip("run by TestLockedByOtherProcess")
+func init() { childRoles["lockholder-sql"] = lockHolderSQL }
+
+// lockHolderSQL is the child of TestLockedByOtherProcess: it takes the write
+// lock of the file named by lockChildEnv, updates "ns"/"k" without
+// committing, prints "locked", and rolls back when its standard input is
+// closed (or after a minute).
+func lockHolderSQL() int {
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open("sqlite", os.Getenv(lockChildEnv))
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	if _, err := conn.ExecContext(ctx, "UPDATE operational_state SET value = 'uncommitted' WHERE namespace = 'ns' AND key = 'k'"); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	fmt.Fprintln(os.Stdout, "locked")
 	closed := make(chan struct{})
@@ -706,11 +707,12 @@ func TestLockHolderChild(t *testing.T) {
 	select {
 	case <-closed:
 	case <-time.After(time.Minute):
-		t.Error("standard input still open after a minute")
+		return fail(errors.New("standard input still open after a minute"))
 	}
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
+	return 0
 }
 
 // damagedValue is the value of key i of the file TestDamagedFiles damages.
