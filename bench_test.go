@@ -452,6 +452,12 @@ func setsFrom8Goroutines(b *testing.B, set func(key, value string) error) {
 	b.StopTimer()
 }
 
+// walBackstop is the size of a -wal file holding 4096 frames of 4 KiB
+// pages (a 24-byte header each) after the log's 32-byte header: SQLite's
+// wal_autocheckpoint backstop, past which a commit runs a checkpoint
+// itself.
+const walBackstop = 32 + 4096*(4096+24)
+
 // sustainedLoad is a stream of Sets written back to back.
 type sustainedLoad struct {
 	name    string
@@ -586,8 +592,8 @@ func (load sustainedLoad) run(tb testing.TB, path string, writers, readers int) 
 // from one goroutine, from 8, and from one while 2 others read SQLite
 // without pause, to a new Store per iteration (ns/op is one whole load),
 // and reports the largest size the -wal file reached (SQLite's backstop of
-// 4096 frames is 16.1 MiB), the p50, p99 and largest latency of a Set (a
-// Set that pays for a checkpoint shows in the largest), how many
+// 4096 frames, walBackstop, is 16.1 MiB), the p50, p99 and largest latency
+// of a Set (a Set that pays for a checkpoint shows in the largest), how many
 // background checkpoints completed per load, and the longest one held
 // writes off.
 func BenchmarkSustainedWrites(b *testing.B) {

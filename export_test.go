@@ -12,10 +12,9 @@ func (s *Store) Batches() (batches, writes uint64) {
 }
 
 // Checkpoints returns how many complete checkpoints the background
-// checkpointer ran, and the longest any checkpoint held writes off (none
-// does).
+// checkpointer ran, and the longest any checkpoint held writes off.
 func (s *Store) Checkpoints() (complete uint64, heldMax time.Duration) {
-	return s.checkpoints.Load(), 0
+	return s.checkpoints.Load(), time.Duration(s.heldMax.Load())
 }
 
 // SetAfterApply sets a function the writer runs between each commit and
