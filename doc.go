@@ -96,6 +96,10 @@
 //     (about 110 ms for a million rows on the development machine).
 //   - Values are stored as SQLite TEXT without validation; bytes that are
 //     not UTF-8 round-trip through opstate but may display oddly in tools.
+//   - Under a stream of writes, the write-ahead log is checkpointed in the
+//     background every 1024 frames, and the last pass of each checkpoint
+//     holds this Store's writes, and its reads that go to SQLite, off for a
+//     few milliseconds (README.md, "What opstate does not promise").
 //   - A write whose commit fails with an I/O error (a failed fsync, say)
 //     returns [ErrIO], yet its WAL frames may already be on disk: after a
 //     restart, or if SQLite read them back, the write can appear. The

@@ -1,5 +1,7 @@
 package opstate
 
+import "time"
+
 // Loads returns how many reads missed the cache and went to SQLite.
 func (s *Store) Loads() uint64 { return s.loads.Load() }
 
@@ -10,8 +12,10 @@ func (s *Store) Batches() (batches, writes uint64) {
 }
 
 // Checkpoints returns how many complete checkpoints the background
-// checkpointer ran.
-func (s *Store) Checkpoints() uint64 { return s.checkpoints.Load() }
+// checkpointer ran, and the longest any checkpoint held writes off.
+func (s *Store) Checkpoints() (complete uint64, heldMax time.Duration) {
+	return s.checkpoints.Load(), time.Duration(s.heldMax.Load())
+}
 
 // SetAfterApply sets a function the writer runs between each commit and
 // the cache update that follows it. Set it before writing.

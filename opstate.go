@@ -47,7 +47,8 @@ type Store struct {
 	damage atomic.Pointer[error]
 
 	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
-	checkpoints atomic.Uint64 // complete checkpoints run by checkpointEvery
+	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
+	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -94,7 +95,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.SweepInterval > 0 {
 		s.every(opts.SweepInterval, s.sweepInBackground)
 	}
-	s.every(checkpointInterval, s.checkpoint)
+	s.wg.Add(1)
+	go s.checkpointer()
 	return s, nil
 }
 
@@ -129,33 +131,57 @@ func (s *Store) guard(f func()) {
 	f()
 }
 
-// The write-ahead log is copied into the database file by a background
-// goroutine, so that no write pays for it: every checkpointInterval, once
-// the writes committed since the last checkpoint have added an estimated
-// checkpointBytes to it.
+// After a checkpoint that stayed incomplete (another connection
+// checkpointing, or reading frames of the log), the checkpointer tries
+// again checkpointAgain later, twice as late after each such checkpoint up
+// to checkpointRetry; after one that failed, checkpointRetry later.
 const (
-	checkpointInterval = 50 * time.Millisecond
-	checkpointBytes    = 4 << 20
+	checkpointAgain = 2 * time.Millisecond
+	checkpointRetry = 100 * time.Millisecond
 )
 
-// checkpoint checkpoints the write-ahead log if the writes since the last
-// checkpoint have grown it enough; run every checkpointInterval.
-func (s *Store) checkpoint() {
-	if s.w.logged.Load() < checkpointBytes || s.enter() != nil {
-		return
-	}
-	// One attempt per checkpointBytes: a checkpoint that overlapped a
-	// commit copies only part of the log, and retrying at once would keep
-	// one running when the next write begins, which is the moment SQLite
-	// can start the log over.
-	s.w.logged.Store(0)
-	complete, err := s.db.Checkpoint(s.ctx)
-	s.life.RUnlock()
-	if complete {
-		s.checkpoints.Add(1)
-	}
-	if err != nil && s.ctx.Err() == nil {
-		s.log.Warn("opstate: checkpoint failed", "err", err)
+// checkpointer copies the write-ahead log into the database file whenever
+// this Store's writes have grown it enough ([persist.DB.CheckpointDue]),
+// so that writes do not pay for checkpoints, until Close.
+func (s *Store) checkpointer() {
+	defer s.wg.Done()
+	again := checkpointAgain
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.db.CheckpointDue():
+		}
+		if s.enter() != nil {
+			return
+		}
+		r, err := s.db.Checkpoint(s.ctx)
+		s.life.RUnlock()
+		if int64(r.Held) > s.heldMax.Load() {
+			s.heldMax.Store(int64(r.Held)) // only this goroutine stores
+		}
+		wait := again
+		switch {
+		case r.Complete:
+			s.checkpoints.Add(1)
+			again = checkpointAgain
+			continue
+		case err != nil:
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.guard(func() { s.log.Warn("opstate: checkpoint failed", "err", err) })
+			wait = checkpointRetry
+		default:
+			again = min(2*again, checkpointRetry)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -65,11 +65,6 @@ type writer struct {
 	// sweep reads it to tell whether anyone else is writing.
 	others atomic.Uint64
 
-	// logged estimates the bytes committed batches added to the
-	// write-ahead log since the checkpointer last took it: a page per row
-	// written (rows of scattered keys rarely share one) plus the values.
-	logged atomic.Int64
-
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 
 	afterApply func() // test hook: runs between a commit and its cache update
@@ -187,9 +182,6 @@ func (wr *writer) commit(batch []*write) {
 	if batch[0].Kind != persist.DeleteExpired {
 		wr.others.Add(uint64(len(batch)))
 	}
-	if err == nil {
-		wr.logged.Add(logEstimate(batch))
-	}
 	wr.batches.Add(1)
 	wr.writes.Add(uint64(len(ws)))
 	clear(ws)
@@ -283,28 +275,6 @@ func batchLen(queue []*write) int {
 	n := 0
 	for n < len(queue) && n < maxBatch && queue[n].Kind != persist.DeleteExpired {
 		n++
-	}
-	return n
-}
-
-// pageBytes is SQLite's default page size, the unit of the write-ahead log.
-const pageBytes = 4096
-
-// logEstimate estimates what a committed batch added to the write-ahead
-// log.
-func logEstimate(batch []*write) int64 {
-	var n int64
-	for _, w := range batch {
-		switch w.Kind {
-		case persist.Put:
-			n += pageBytes + int64(len(w.Key)+len(w.Value))
-		case persist.Delete:
-			n += pageBytes
-		case persist.DeleteNamespace:
-			n += 16 * pageBytes // how many rows it deleted is not known
-		case persist.DeleteExpired:
-			n += int64(len(w.Swept)) * pageBytes / 4 // neighbouring rows share pages
-		}
 	}
 	return n
 }

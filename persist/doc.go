@@ -41,4 +41,20 @@
 // the process being killed; with [SyncFull] it also survives power loss.
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.
+//
+// # Checkpoints
+//
+// Commits append to the write-ahead log. Its owner keeps it short: when
+// [DB.CheckpointDue] fires (the commits since the last checkpoint have
+// appended 1024 frames, as SQLite counts them), it calls [DB.Checkpoint],
+// which copies the log into the database file in passes that let writes
+// run beside them and completes it with one short pass that holds Apply
+// off, so that the next write starts the log over; SQLite's own
+// checkpoint, which a commit runs when the log passes 4096 frames, then
+// never comes. A write waits for that last pass (measured by
+// BenchmarkSustainedWrites in the opstate package), and for a whole
+// Checkpoint when the log reaches 3072 frames while it runs; so does a
+// read that begins during that pass. The pass waits up to a millisecond
+// for the reads in progress before and after it, which would keep the log
+// from being copied or from starting over.
 package persist

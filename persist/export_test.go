@@ -11,3 +11,10 @@ func (db *DB) Synchronous() (int, error) {
 	err := db.w.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&n)
 	return n, err
 }
+
+// CheckpointFrames is how many frames of the log make CheckpointDue fire.
+const CheckpointFrames = checkpointFrames
+
+// Logged returns how many frames the DB counts in the log since the last
+// complete checkpoint.
+func (db *DB) Logged() int64 { return db.logged.Load() }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -83,8 +84,22 @@ type DB struct {
 	verify                bool      // run quick_check in init
 	busyTimeout           time.Duration
 
-	wmu sync.Mutex // serializes Apply; guards wc
+	wmu sync.Mutex // serializes Apply and the end of Checkpoint; guards wc
 	wc  *writeConn // statements prepared on w's driver connection
+
+	// The write-ahead log (checkpoint.go). logged counts the frames this
+	// DB's commits appended to it since the last complete checkpoint;
+	// added to under wmu, read without it.
+	logged atomic.Int64
+	due    chan struct{}                  // capacity 1: CheckpointDue
+	cmu    sync.Mutex                     // one Checkpoint at a time
+	hold   atomic.Pointer[checkpointHold] // set while a Checkpoint runs
+	// reading counts the reads in progress on the pool by the parity of
+	// the readEpoch they began in; readGate is set while the last pass of
+	// a Checkpoint holds writes off, and new reads wait for it to close.
+	readEpoch atomic.Uint64
+	reading   [2]atomic.Int64
+	readGate  atomic.Pointer[chan struct{}]
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -123,9 +138,9 @@ func Open(path string, opts Options) (*DB, error) {
 	// Commits checkpoint only as a backstop, at 4096 pages (16 MiB with
 	// the default page size): a write that crosses the threshold pays for
 	// copying pages and fsyncing the database file, so the owner calls
-	// Checkpoint off the write path, well before. (The log is not
-	// truncated when it restarts: with synchronous=FULL, a commit that
-	// must grow the file again costs twice an overwrite.)
+	// Checkpoint off the write path, well before (checkpoint.go). (The log
+	// is not truncated when it restarts: with synchronous=FULL, a commit
+	// that must grow the file again costs twice an overwrite.)
 	q.Add("_pragma", "wal_autocheckpoint(4096)")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 
@@ -138,7 +153,7 @@ func Open(path string, opts Options) (*DB, error) {
 	pool.SetConnMaxIdleTime(0)
 	pool.SetConnMaxLifetime(0)
 
-	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout}
+	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout, due: make(chan struct{}, 1)}
 	if err := db.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opstate: open %s: %w", path, db.classify(err))
@@ -222,25 +237,6 @@ func (db *DB) Close() error {
 	return errors.Join(err, db.pool.Close())
 }
 
-// Checkpoint copies the write-ahead log into the database file without
-// blocking writers or readers (a PASSIVE checkpoint), on a read
-// connection. It reports whether it copied the whole log: frames a reader
-// still needs, or that a commit added meanwhile, are left for a later
-// call, and only after a complete checkpoint does SQLite start the log
-// over.
-func (db *DB) Checkpoint(ctx context.Context) (complete bool, err error) {
-	c, err := db.pool.Conn(ctx)
-	if err != nil {
-		return false, db.classify(err)
-	}
-	defer c.Close()
-	var busy, log, done int
-	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-		return false, db.classify(err)
-	}
-	return busy == 0 && done == log, nil
-}
-
 // Path returns the absolute path of the database file.
 func (db *DB) Path() string { return db.path }
 
@@ -256,7 +252,9 @@ type Row struct {
 func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 	var r Row
 	var exp sql.NullInt64
+	g := db.beginRead()
 	err := db.get.QueryRowContext(ctx, ns, key).Scan(&r.Value, &exp)
+	db.endRead(g)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, false, nil
 	}
@@ -270,6 +268,7 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 // List returns every row of ns whose expiry is after now (Unix
 // milliseconds), keyed by key.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	defer db.endRead(db.beginRead())
 	rows, err := db.list.QueryContext(ctx, ns)
 	if err != nil {
 		return nil, db.classify(err)
@@ -302,6 +301,7 @@ type NamespaceCount struct {
 // Namespaces returns every namespace with live keys at now (Unix
 // milliseconds), sorted by name.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
+	defer db.endRead(db.beginRead())
 	rows, err := db.namespaces.QueryContext(ctx, FormatTime(now))
 	if err != nil {
 		return nil, db.classify(err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"modernc.org/sqlite"
 )
 
 // WriteKind says what a [Write] does.
@@ -65,6 +67,7 @@ type writeConn struct {
 	begin, commit, rollback driver.Stmt
 	del, delNS, sweep       driver.Stmt
 	dataVersion             driver.Stmt
+	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
 	args                    []driver.NamedValue         // reused between statements
 }
@@ -73,8 +76,10 @@ type writeConn struct {
 // committed; if anything fails, nothing of ws is applied. A batch of one
 // write runs as a single autocommit statement. Consecutive Puts share
 // multi-row statements. now (Unix milliseconds) is the updated_at of every
-// Put and the time against which DeleteExpired judges expiry.
+// Put and the time against which DeleteExpired judges expiry. While the
+// last pass of a [DB.Checkpoint] holds writes off, Apply waits for it.
 func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
+	db.waitCheckpoint()
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
 	err := db.w.Raw(func(dc any) error {
@@ -82,6 +87,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		if err != nil {
 			return err
 		}
+		defer wc.loggedLocked(db)
 		if len(ws) == 1 {
 			return wc.run(ctx, now, ws)
 		}
@@ -119,7 +125,16 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	if !ok {
 		return nil, fmt.Errorf("opstate: driver connection %T is not a driver.Conn", dc)
 	}
-	wc := &writeConn{conn: conn}
+	status, ok := dc.(sqlite.DBStatus)
+	if !ok {
+		return nil, fmt.Errorf("opstate: driver connection %T has no counters", dc)
+	}
+	// Count from here: what Open wrote (migrations, and a page of a new
+	// file written outside the log when it switches to WAL) is not Apply's.
+	if _, _, err := status.Status(sqlite.DBStatusCacheWrite, true); err != nil {
+		return nil, err
+	}
+	wc := &writeConn{conn: conn, status: status}
 	var err error
 	prep := func(dst *driver.Stmt, query string) {
 		if err == nil {
