@@ -76,11 +76,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, clock: opts.Clock, log: opts.Logger}
-	if opts.CacheBytes > 0 {
-		s.cache = cache.New(opts.CacheBytes)
-	} else {
-		s.cache = cache.New(0) // holds nothing; writes still go through it
-	}
+	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
 	s.w = writer{db: db, cache: s.cache, now: s.now}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.SyncInterval > 0 {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"github.com/d8da9184/opstate/persist"
 )
 
 // Durability selects what a nil error from a write promises.
@@ -34,7 +36,7 @@ func (d Durability) String() string {
 const (
 	DefaultCacheBytes    = 32 << 20
 	DefaultSweepInterval = time.Minute
-	DefaultBusyTimeout   = 5 * time.Second
+	DefaultBusyTimeout   = persist.DefaultBusyTimeout
 	DefaultSyncInterval  = 100 * time.Millisecond
 )
 

@@ -35,7 +35,7 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	}
 	if err != nil {
 		os.Remove(abs)
-		return fmt.Errorf("VACUUM INTO: %w", Classify(err))
+		return fmt.Errorf("VACUUM INTO: %w", withSentinel(err))
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 	// readers.
 	c, err := db.pool.Conn(ctx)
 	if err != nil {
-		return r, Classify(err)
+		return r, withSentinel(err)
 	}
 	defer c.Close()
 	h := &checkpointHold{
@@ -131,7 +131,7 @@ func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 	pass := func() (busy bool, err error) {
 		r.Passes++
 		if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-			return false, Classify(err)
+			return false, withSentinel(err)
 		}
 		return busy, nil
 	}

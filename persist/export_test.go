@@ -18,3 +18,12 @@ const CheckpointFrames = checkpointFrames
 // Logged returns how many frames the DB counts in the log since the last
 // complete checkpoint.
 func (db *DB) Logged() int64 { return db.logged.Load() }
+
+// FormatTime is formatTime: the stored form of a time.
+var FormatTime = formatTime
+
+// SchemaVersion is the user_version of a fully migrated database.
+var SchemaVersion = len(migrations)
+
+// Path returns the absolute path of the database file.
+func (db *DB) Path() string { return db.path }

@@ -16,9 +16,6 @@ var migrations = []func(ctx context.Context, c *sql.Conn) error{
 	migrateV1,
 }
 
-// SchemaVersion is the user_version of a fully migrated database.
-var SchemaVersion = len(migrations)
-
 // migrate runs the migrations the database on c lacks and then switches it
 // to WAL mode. A file from a newer opstate is refused before anything is
 // written to it. A file that needs migrating is rewritten by it, so it is
@@ -77,7 +74,7 @@ func retryBusy(ctx context.Context, timeout time.Duration, f func() error) error
 	wait := time.Millisecond
 	for {
 		err := f()
-		if err == nil || !errors.Is(Classify(err), ErrBusy) || time.Now().Add(wait).After(deadline) {
+		if err == nil || !errors.Is(withSentinel(err), ErrBusy) || time.Now().Add(wait).After(deadline) {
 			return err
 		}
 		t := time.NewTimer(wait)

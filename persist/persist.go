@@ -45,7 +45,7 @@ type Options struct {
 	// Sync is the durability of commits; default SyncNormal.
 	Sync Sync
 	// BusyTimeout is how long a statement waits for a lock held by another
-	// connection before failing with ErrBusy; default 5s.
+	// connection before failing with ErrBusy; default DefaultBusyTimeout.
 	BusyTimeout time.Duration
 	// Readers is the number of read connections; default 4.
 	Readers int
@@ -54,6 +54,9 @@ type Options struct {
 	// reads the whole file.
 	Verify bool
 }
+
+// DefaultBusyTimeout is the BusyTimeout of zero Options.
+const DefaultBusyTimeout = 5 * time.Second
 
 // timeLayout is the fixed-width form of every timestamp opstate writes.
 const timeLayout = "2006-01-02T15:04:05.000Z"
@@ -73,8 +76,7 @@ const (
 // reads works and text that is no time at all (NULL here) never expires.
 const expiryMillis = `CAST(round((julianday(expires_at) - 2440587.5) * 86400000) AS INTEGER)`
 
-// DB is an open database. Its methods are safe for concurrent use, except
-// that only one [Tx] may be open at a time.
+// DB is an open database. Its methods are safe for concurrent use.
 type DB struct {
 	path string
 	pool *sql.DB
@@ -118,7 +120,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, readOnlyFS(err)
 	}
 	if opts.BusyTimeout <= 0 {
-		opts.BusyTimeout = 5 * time.Second
+		opts.BusyTimeout = DefaultBusyTimeout
 	}
 	busyMS := int64((opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond) // rounded up: 1ns waits 1ms, not 0
 	if busyMS > math.MaxInt32 {
@@ -237,9 +239,6 @@ func (db *DB) Close() error {
 	return errors.Join(err, db.pool.Close())
 }
 
-// Path returns the absolute path of the database file.
-func (db *DB) Path() string { return db.path }
-
 // Row is the stored state of one key.
 type Row struct {
 	Value string
@@ -302,7 +301,7 @@ type NamespaceCount struct {
 // milliseconds), sorted by name.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
 	defer db.endRead(db.beginRead())
-	rows, err := db.namespaces.QueryContext(ctx, FormatTime(now))
+	rows, err := db.namespaces.QueryContext(ctx, formatTime(now))
 	if err != nil {
 		return nil, db.classify(err)
 	}
@@ -321,8 +320,8 @@ func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, erro
 	return out, nil
 }
 
-// FormatTime formats Unix milliseconds in the stored timestamp form.
-func FormatTime(unixMilli int64) string {
+// formatTime formats Unix milliseconds in the stored timestamp form.
+func formatTime(unixMilli int64) string {
 	return time.UnixMilli(unixMilli).UTC().Format(timeLayout)
 }
 
@@ -340,11 +339,11 @@ func parseExpiry(ms sql.NullInt64) int64 {
 	}
 }
 
-// Classify wraps SQLite errors that callers act on with this package's
+// withSentinel wraps SQLite errors that callers act on with this package's
 // sentinels, keeping the original error in the chain. It looks at the
 // error alone; the DB's methods also look at the file system for an error
 // that a read-only one may have caused (see DB.classify).
-func Classify(err error) error {
+func withSentinel(err error) error {
 	if err == nil {
 		return nil
 	}

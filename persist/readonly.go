@@ -12,7 +12,7 @@ import (
 // renamed or deleted while open, so SQLite refuses to write to it.
 const sqliteReadOnlyDBMoved = 8 | 4<<8
 
-// classify is [Classify], and also names what made the database read-only
+// classify is [withSentinel], and also names what made the database read-only
 // when SQLite's error may come from that: SQLITE_READONLY, SQLITE_CANTOPEN
 // (no -shm or -wal can be created beside the file) and SQLITE_IOERR (the
 // file system turned read-only under an open database). It then looks at
@@ -23,7 +23,7 @@ const sqliteReadOnlyDBMoved = 8 | 4<<8
 func (db *DB) classify(err error) error {
 	var se *sqlite.Error
 	if !errors.As(err, &se) || errors.Is(err, ErrReadOnly) {
-		return Classify(err)
+		return withSentinel(err)
 	}
 	var cause string
 	switch se.Code() & 0xff {
@@ -34,16 +34,16 @@ func (db *DB) classify(err error) error {
 			cause = readOnlyCause(db.path)
 		}
 		if cause == "" {
-			return Classify(err)
+			return withSentinel(err)
 		}
 		return fmt.Errorf("%w (%s): %w", ErrReadOnly, cause, err)
 	case 10, 14: // SQLITE_IOERR, SQLITE_CANTOPEN
 		if cause = readOnlyCause(db.path); cause == "" {
-			return Classify(err)
+			return withSentinel(err)
 		}
-		return fmt.Errorf("%w (%s): %w", ErrReadOnly, cause, Classify(err))
+		return fmt.Errorf("%w (%s): %w", ErrReadOnly, cause, withSentinel(err))
 	}
-	return Classify(err)
+	return withSentinel(err)
 }
 
 // readOnlyFS wraps an error of the file system that says it is read-only

@@ -236,7 +236,7 @@ func (wc *writeConn) putStmt(n int) (driver.Stmt, error) {
 
 // run executes ws in order.
 func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
-	stamp := FormatTime(now)
+	stamp := formatTime(now)
 	for i := 0; i < len(ws); {
 		w := ws[i]
 		var err error
@@ -279,7 +279,7 @@ func (wc *writeConn) put(ctx context.Context, stamp string, puts []*Write) error
 	for _, w := range puts {
 		var exp driver.Value
 		if w.ExpiresAt != 0 {
-			exp = FormatTime(w.ExpiresAt)
+			exp = formatTime(w.ExpiresAt)
 		}
 		args = append(args,
 			driver.NamedValue{Ordinal: len(args) + 1, Value: w.Namespace},
