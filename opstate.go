@@ -42,10 +42,6 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	// damage is the first error by which SQLite reported the file damaged;
-	// once set, writes are refused (damage.go).
-	damage atomic.Pointer[error]
-
 	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointEvery
 }
