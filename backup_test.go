@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/d8da9184/opstate"
 )
@@ -90,4 +91,36 @@ func TestBackup(t *testing.T) {
 	if err := s.Backup(context.Background(), filepath.Join(dir, "late.db")); !errors.Is(err, opstate.ErrClosed) {
 		t.Errorf("Backup after Close = %v; want ErrClosed", err)
 	}
+}
+
+// TestBackupNotBesideDatabase gives Backup a path that is the name of a
+// database's -journal, -wal or -shm file: of the open store's own file, or
+// of another database in the directory. SQLite takes a file at such a name
+// for that database's journal, log or WAL index: a -journal beside the
+// open store makes every other Open of it fail with ErrBusy (a hot
+// journal to roll back) and is deleted as an invalid journal by the next
+// Open after Close, so the backup is lost. Backup must refuse each such
+// path and create nothing there; Open of the store must go on working.
+func TestBackupNotBesideDatabase(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	other := filepath.Join(dir, "other.db")
+	mustOpen(t, other, opstate.Options{}).Close()
+	s := mustOpen(t, path, opstate.Options{})
+	mustSet(t, s, "ns", "k", "v")
+	for _, dest := range []string{path + "-journal", other + "-journal", other + "-wal", other + "-shm"} {
+		if err := s.Backup(context.Background(), dest); err == nil {
+			t.Errorf("Backup(%s) succeeded; want it refused", filepath.Base(dest))
+		}
+		if _, err := os.Lstat(dest); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Backup(%s) left a file there: %v", filepath.Base(dest), err)
+			os.Remove(dest) // not a file a connection of this process has open
+		}
+	}
+	s2, err := opstate.Open(path, opstate.Options{SweepInterval: -1, BusyTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open of the store after the refused Backups = %v", err)
+	}
+	wantGet(t, s2, "ns", "k", "v", true)
+	s2.Close()
 }

@@ -130,3 +130,52 @@ func TestExpiryArithmetic(t *testing.T) {
 		}
 	}
 }
+
+// TestClockLeavesRange sets keys while the clock is inside the years
+// 0000-9999 or outside them, and then moves the clock across the range's
+// end: to the year 12000 (and to the last time.Time) after a key set in
+// 2026, and from the years -300 and -5000 (where the clock reads as
+// 0000-01-01) to 2026. The key must then be
+// expired for every reader — Get from the cache and from SQLite, List,
+// Namespaces — and DeleteExpired must delete it, while a key without TTL
+// lives on. A clock read without clamping would format as text SQLite's
+// date functions cannot read: the sweep would never delete the row, or
+// the row would never expire.
+func TestClockLeavesRange(t *testing.T) {
+	tests := []struct {
+		name          string
+		start, jumpTo time.Time
+	}{
+		{"2026 to 12000", time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC), time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"2026 to the last time.Time", time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC), time.Unix(math.MaxInt64-62135596801, 999_999_999)},
+		{"-300 to 2026", time.Date(-300, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC)},
+		// Before 4713 BC, where SQLite's julianday() ends.
+		{"-5000 to 2026", time.Date(-5000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cacheModes(t, func(t *testing.T, opts opstate.Options) {
+				clk := &wallClock{t: tt.start}
+				opts.Clock = clk.Now
+				s := mustOpen(t, dbPath(t), opts)
+				if err := s.SetWithTTL("ns", "k", "v", time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				mustSet(t, s, "ns", "forever", "f")
+				wantGet(t, s, "ns", "k", "v", true)
+				clk.t = tt.jumpTo
+				wantGet(t, s, "ns", "k", "", false)
+				if m, err := s.List("ns"); err != nil || len(m) != 1 {
+					t.Errorf("List after the jump = %v, %v; want only forever", m, err)
+				}
+				if nss, err := s.Namespaces(); err != nil || len(nss) != 1 || nss[0].Keys != 1 {
+					t.Errorf("Namespaces after the jump = %v, %v; want ns with 1 key", nss, err)
+				}
+				if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil {
+					t.Errorf("DeleteExpired after the jump = %d, %v; want 1, nil", n, err)
+				}
+				wantGet(t, s, "ns", "forever", "f", true)
+			})
+		})
+	}
+}

@@ -23,3 +23,11 @@ func (s *Store) SetAfterApply(f func()) { s.w.afterApply = f }
 
 // Expiry is expiry, for tests of its arithmetic at the edges.
 var Expiry = expiry
+
+// Queued returns how many writes wait in the writer's queue for a leader
+// to commit them.
+func (s *Store) Queued() int {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return len(s.w.queue)
+}

@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,7 +49,10 @@ func init() { childRoles["lockholder"] = lockHolder }
 // write-ahead log while A goes on writing into the deleted one: its later
 // writes are acknowledged and lost. The test checks that another process
 // sees every acknowledged write before the kill, and that all of them are
-// in the file after it.
+// in the file after it. A lock lost on the -shm (the Store's hold on the
+// WAL index) loses nothing in that sequence, so the child also compares
+// the locks /proc/locks lists for it on the file and on its -shm before
+// and after the second Open: every one must still be held.
 func TestSecondOpenKeepsLocks(t *testing.T) {
 	for _, second := range []string{"store", "hardlink", "shm", "wal"} {
 		t.Run(second, func(t *testing.T) {
@@ -76,6 +82,8 @@ func TestSecondOpenKeepsLocks(t *testing.T) {
 			expect := func(want string) {
 				t.Helper()
 				if !lines.Scan() {
+					cmd.Wait() // the child has ended: let its stderr be copied
+					killed = true
 					t.Fatalf("child ended before %q: %v\nstderr: %s", want, lines.Err(), stderr.String())
 				}
 				if got := lines.Text(); got != want {
@@ -159,6 +167,17 @@ func lockHolder() int {
 	if err := s.Set("ns", "k0", "k0"); err != nil {
 		return fail("Set: %v", err)
 	}
+	// The locks this process holds on the file and its -shm, where the
+	// system lists them: the second Open must leave every one in place.
+	// (A lost lock on the -shm does not show in the count below, which
+	// only a lost lock on the database file makes fail.)
+	before, err := heldLocks(path, path+"-shm")
+	if err != nil {
+		return fail("%v", err)
+	}
+	if before != nil && (before[path] == "" || before[path+"-shm"] == "") {
+		return fail("locks of the Store before the second Open: %q; want some on the file and on its -shm", before)
+	}
 	switch second := os.Getenv(lockSecondEnv); second {
 	case "store":
 		s2, err := opstate.NewStore(path)
@@ -199,6 +218,13 @@ func lockHolder() int {
 	default:
 		return fail("unknown %s %q", lockSecondEnv, second)
 	}
+	after, err := heldLocks(path, path+"-shm")
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !maps.Equal(before, after) {
+		return fail("the process's locks: %q before the second Open, %q after; want them kept", before, after)
+	}
 	fmt.Println("opened")
 	in := bufio.NewScanner(os.Stdin)
 	if !in.Scan() || in.Text() != "write" {
@@ -212,4 +238,39 @@ func lockHolder() int {
 	fmt.Println("acknowledged", lockWrites)
 	time.Sleep(time.Minute)
 	return fail("not killed within a minute")
+}
+
+// heldLocks returns, for each of paths, the POSIX locks this process holds
+// on its file as /proc/locks lists them ("READ 128-128", one per line), or
+// nil where the system has no /proc/locks. It reads /proc/locks alone,
+// never the files.
+func heldLocks(paths ...string) (map[string]string, error) {
+	list, err := os.ReadFile("/proc/locks")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	held := make(map[string]string)
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		ino := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Ino)
+		var locks []string
+		for _, line := range strings.Split(string(list), "\n") {
+			// "4: POSIX  ADVISORY  READ 22679 fe:00:9982273 128 128"; a
+			// waiter's line has "->" after the number.
+			f := strings.Fields(line)
+			if len(f) != 8 || f[1] != "POSIX" || f[4] != fmt.Sprint(os.Getpid()) || !strings.HasSuffix(f[5], ":"+ino) {
+				continue
+			}
+			locks = append(locks, f[3]+" "+f[6]+"-"+f[7])
+		}
+		slices.Sort(locks)
+		held[p] = strings.Join(locks, "\n")
+	}
+	return held, nil
 }

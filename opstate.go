@@ -42,10 +42,6 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	// damage is the first error by which SQLite reported the file damaged;
-	// once set, writes are refused (damage.go).
-	damage atomic.Pointer[error]
-
 	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
@@ -401,7 +397,9 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 // Backup writes a consistent copy of the store, as of one moment, to a new
 // file at path (mode 0600), which [Open] can open like any store file;
 // reads and writes go on meanwhile. path must not exist: Backup fails with
-// an error matching fs.ErrExist and leaves what is there alone. ctx ends
+// an error matching fs.ErrExist and leaves what is there alone. Nor may it
+// be the name of a database's -wal, -shm or -journal file, which SQLite
+// would take for that database's own (fs.ErrInvalid). ctx ends
 // the copy early; then, as on any failure, no file is left at path.
 //
 // It is the safe way to copy a file that a Store of this process has open:

@@ -234,3 +234,56 @@ func TestDeleteExpiredClosedFirst(t *testing.T) {
 		t.Errorf("DeleteExpired(cancelled ctx) after Close = %v; want ErrClosed", err)
 	}
 }
+
+// TestPanickingClockInCalls attacks README's "a Clock that panics never
+// takes the process down; the error names the Clock" in the calls that
+// read the Clock in the caller's goroutine: SetWithTTL, Get of a key with
+// a TTL, List and Namespaces. Each must return an error naming
+// Options.Clock instead of panicking, and the Store must go on working
+// once the Clock does.
+func TestPanickingClockInCalls(t *testing.T) {
+	var broken atomic.Bool
+	clk := newClock()
+	now := func() time.Time {
+		if broken.Load() {
+			panic("clock broken")
+		}
+		return clk.Now()
+	}
+	s := mustOpen(t, dbPath(t), opstate.Options{Clock: now})
+	if err := s.SetWithTTL("ns", "ttl", "v", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, s, "ns", "ttl", "v", true) // cached, with its expiry
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"SetWithTTL", func() error { return s.SetWithTTL("ns", "k", "v", time.Hour) }},
+		{"Get", func() error { _, err := s.Get("ns", "ttl"); return err }},
+		{"List", func() error { _, err := s.List("ns"); return err }},
+		{"Namespaces", func() error { _, err := s.Namespaces(); return err }},
+	}
+	broken.Store(true)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			panicked := func() (p any) {
+				defer func() { p = recover() }()
+				err = tt.call()
+				return nil
+			}()
+			if panicked != nil {
+				t.Fatalf("%s with a panicking Clock panicked: %v; want an error naming Options.Clock", tt.name, panicked)
+			}
+			if err == nil || !strings.Contains(err.Error(), "Clock panicked") {
+				t.Errorf("%s with a panicking Clock = %v; want an error naming Options.Clock", tt.name, err)
+			}
+		})
+	}
+	broken.Store(false)
+	wantGet(t, s, "ns", "ttl", "v", true)
+	if _, err := s.Namespaces(); err != nil {
+		t.Errorf("Namespaces once the Clock works = %v", err)
+	}
+}

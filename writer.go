@@ -67,6 +67,10 @@ type writer struct {
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 
+	// damage is the first error by which SQLite reported the file damaged;
+	// once set, no transaction is begun (damage.go).
+	damage atomic.Pointer[error]
+
 	afterApply func() // test hook: runs between a commit and its cache update
 }
 
@@ -161,19 +165,25 @@ func (wr *writer) commit(batch []*write) {
 			w.pending = wr.cache.BeginNamespace(w.Namespace)
 		}
 	}
-	err := wr.apply(ws)
+	err := wr.refuseDamaged()
+	if err == nil {
+		err = wr.noteDamage(wr.apply(ws))
+	}
 	for _, w := range batch {
 		w.err = err
 	}
 	// A batch can fail for one write's sake (a value SQLite refuses, a
 	// trigger an operator added): then each write runs alone, and fails
 	// alone. Not for a lock held elsewhere, which would fail them all
-	// again, each after the full busy timeout.
-	retried := err != nil && len(batch) > 1 && !errors.Is(err, persist.ErrBusy)
+	// again, each after the full busy timeout, and not for damage, which
+	// the writes on sound pages would then be written around.
+	retried := err != nil && len(batch) > 1 && !errors.Is(err, persist.ErrBusy) && !errors.Is(err, persist.ErrCorrupt)
 	if retried {
 		err = nil
 		for i, w := range batch {
-			w.err = wr.apply(ws[i : i+1])
+			if w.err = wr.refuseDamaged(); w.err == nil {
+				w.err = wr.noteDamage(wr.apply(ws[i : i+1]))
+			}
 		}
 	}
 	if wr.afterApply != nil {

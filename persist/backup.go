@@ -4,19 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Backup writes a consistent copy of the database, as one read transaction
 // sees it, to a new file at dest with mode 0600, by SQLite's VACUUM INTO
 // on a read connection: writers are not blocked. dest must not exist
-// (fs.ErrExist otherwise, and the file there is left alone); on failure
-// no file is left at dest.
+// (fs.ErrExist otherwise, and the file there is left alone), nor be the
+// name of a database's -wal, -shm or -journal file (fs.ErrInvalid), which
+// SQLite would take for that database's own; on failure no file is left
+// at dest.
 func (db *DB) Backup(ctx context.Context, dest string) error {
 	abs, err := filepath.Abs(dest)
 	if err != nil {
 		return err
+	}
+	for _, suffix := range sidecarSuffixes {
+		base, ok := strings.CutSuffix(abs, suffix)
+		if !ok {
+			continue
+		}
+		if fi, err := os.Stat(base); err == nil && fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is the name of the %s file of database %s: %w", abs, suffix, base, fs.ErrInvalid)
+		}
 	}
 	// A new file, so that its mode is ours; nobody has it open, so closing
 	// it drops no one's locks. VACUUM INTO writes into an empty file.

@@ -85,12 +85,23 @@ func checkKind(path string, fi fs.FileInfo) error {
 }
 
 // createFile creates an empty file with mode 0600 at path, unless something
-// is there already. The file is made under a temporary name and linked into
-// place, so that no descriptor of it is ever open while it has its name: a
-// connection of this process that opened path the moment it appeared cannot
-// lose its locks to our closing the descriptor. Where the file system has
-// no hard links, the file is created in place instead.
+// is there already. No descriptor of it may be open while it has its name:
+// a connection of this process that opened path the moment it appeared
+// would lose its locks to our closing the descriptor. Where the system
+// can, mknod(2) makes the file with no descriptor and no other name (a
+// second name, even for a moment, makes a concurrent Open refuse the file
+// for its two hard links, and makes it refuse it for good if the process
+// dies before removing it). Elsewhere the file is made under a temporary
+// name and linked into place, or, where the file system has no hard
+// links, created in place.
 func createFile(path string) error {
+	switch err := mknodRegular(path, 0o600); {
+	case err == nil, errors.Is(err, fs.ErrExist):
+		return nil
+	case errors.Is(err, errors.ErrUnsupported):
+	default:
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
 	if err != nil {
 		return err
