@@ -1,6 +1,7 @@
 package opstate
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/d8da9184/opstate/persist"
@@ -13,8 +14,25 @@ import (
 // the year 0000 reads as its first millisecond, a clock after 9999 as its
 // last, and expiries are capped there.
 
+// readClock calls Options.Clock. A panic in it becomes an error that names
+// it: the Clock is called from the writer's leader on behalf of other
+// callers, and from background goroutines, where a panic would take the
+// process down or leave writers waiting, and every method reports it the
+// same way.
+func (s *Store) readClock() (t time.Time, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("opstate: Options.Clock panicked: %v", r)
+		}
+	}()
+	return s.clock(), nil
+}
+
 // now returns the clock's time in Unix milliseconds.
-func (s *Store) now() int64 { return millis(s.clock()) }
+func (s *Store) now() (int64, error) {
+	t, err := s.readClock()
+	return millis(t), err
+}
 
 // millis returns t in Unix milliseconds, clamped to the years 0000-9999.
 func millis(t time.Time) int64 {

@@ -144,11 +144,11 @@ func (s *Store) checkpointer() {
 			return
 		case <-s.db.CheckpointDue():
 		}
-		if s.enter() != nil {
+		var r persist.Checkpointed
+		var err error
+		if s.using(func() { r, err = s.db.Checkpoint(s.ctx) }) != nil {
 			return
 		}
-		r, err := s.db.Checkpoint(s.ctx)
-		s.life.RUnlock()
 		if int64(r.Held) > s.heldMax.Load() {
 			s.heldMax.Store(int64(r.Held)) // only this goroutine stores
 		}
@@ -181,11 +181,11 @@ func (s *Store) checkpointer() {
 // since the last check; run every SyncInterval. version is the data_version
 // the cache is known to reflect.
 func (s *Store) watch(version *int64) {
-	if s.enter() != nil {
+	var v int64
+	var err error
+	if s.using(func() { v, err = s.db.DataVersion(s.ctx) }) != nil {
 		return
 	}
-	v, err := s.db.DataVersion(s.ctx)
-	s.life.RUnlock()
 	switch {
 	case err != nil:
 		// Without an answer the cache may be stale: drop it, so that
@@ -227,6 +227,18 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// using runs f, which uses the database, between enter and the matching
+// RUnlock, which a panic in f does not skip (Close would wait forever). It
+// returns ErrClosed without running f after Close.
+func (s *Store) using(f func()) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	f()
+	return nil
+}
+
 // enter marks the start of an operation that uses the database. When it
 // returns nil, the caller must call s.life.RUnlock when done.
 func (s *Store) enter() error {
@@ -256,38 +268,49 @@ func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error)
 		return "", false, ErrEmptyName
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
-		v, ok := s.visible(e)
-		return v, ok, nil
+		return s.visible(e)
 	}
 	return s.load(namespace, key)
 }
 
-// visible returns what a read of e returns, given the clock.
-func (s *Store) visible(e cache.Entry) (string, bool) {
-	if e.Absent || (e.ExpiresAt != 0 && s.now() >= e.ExpiresAt) {
-		return "", false
+// visible returns what a read of e returns, given the clock; the clock is
+// read only for an entry that can expire.
+func (s *Store) visible(e cache.Entry) (string, bool, error) {
+	if e.Absent {
+		return "", false, nil
 	}
-	return e.Value, true
+	if e.ExpiresAt != 0 {
+		now, err := s.now()
+		if err != nil {
+			return "", false, err
+		}
+		if now >= e.ExpiresAt {
+			return "", false, nil
+		}
+	}
+	return e.Value, true, nil
 }
 
 // load reads a key the cache does not hold from SQLite and caches the
 // result, unless a write to the key happened meanwhile.
 func (s *Store) load(ns, key string) (string, bool, error) {
-	if err := s.enter(); err != nil {
+	t := s.cache.Token(ns, key)
+	var row persist.Row
+	var found bool
+	var err error
+	if err := s.using(func() {
+		s.loads.Add(1)
+		row, found, err = s.db.Get(context.Background(), ns, key)
+	}); err != nil {
 		return "", false, err
 	}
-	t := s.cache.Token(ns, key)
-	s.loads.Add(1)
-	row, found, err := s.db.Get(context.Background(), ns, key)
-	s.life.RUnlock()
 	if err != nil {
 		s.noteDamage(err)
 		return "", false, fmt.Errorf("opstate: get %q/%q: %w", ns, key, err)
 	}
 	e := cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}
 	s.cache.Fill(ns, key, e, t)
-	v, ok := s.visible(e)
-	return v, ok, nil
+	return s.visible(e)
 }
 
 // Set stores value under key in namespace, replacing any value and clearing
@@ -310,7 +333,11 @@ func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) erro
 	if ttl <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
 	}
-	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(s.clock(), ttl)}, "set")
+	now, err := s.readClock()
+	if err != nil {
+		return err
+	}
+	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(now, ttl)}, "set")
 }
 
 // Delete removes key from namespace. Deleting a missing key is not an
@@ -386,7 +413,11 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 		return map[string]string{}, err
 	}
 	defer s.life.RUnlock()
-	m, err := s.db.List(context.Background(), namespace, s.now())
+	now, err := s.now()
+	if err != nil {
+		return map[string]string{}, err
+	}
+	m, err := s.db.List(context.Background(), namespace, now)
 	if err != nil {
 		s.noteDamage(err)
 		return map[string]string{}, fmt.Errorf("opstate: list %q: %w", namespace, err)
@@ -429,7 +460,11 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 		return nil, err
 	}
 	defer s.life.RUnlock()
-	ncs, err := s.db.Namespaces(context.Background(), s.now())
+	now, err := s.now()
+	if err != nil {
+		return nil, err
+	}
+	ncs, err := s.db.Namespaces(context.Background(), now)
 	if err != nil {
 		s.noteDamage(err)
 		return nil, fmt.Errorf("opstate: namespaces: %w", err)

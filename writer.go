@@ -50,7 +50,7 @@ type write struct {
 type writer struct {
 	db    *persist.DB
 	cache *cache.Cache
-	now   func() int64
+	now   func() (int64, error) // Unix milliseconds, or the panic of Options.Clock
 
 	mu      sync.Mutex // guards queue and leading
 	queue   []*write
@@ -226,7 +226,7 @@ func (wr *writer) commit(batch []*write) {
 // error that names it, so that the batch fails and every writer waiting on
 // it is answered.
 func (wr *writer) apply(ws []*persist.Write) (err error) {
-	now, err := wr.clockNow()
+	now, err := wr.now()
 	if err != nil {
 		return err
 	}
@@ -236,16 +236,6 @@ func (wr *writer) apply(ws []*persist.Write) (err error) {
 		}
 	}()
 	return wr.db.Apply(context.Background(), now, ws)
-}
-
-// clockNow returns wr.now(), or an error if Options.Clock panicked.
-func (wr *writer) clockNow() (now int64, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("opstate: Options.Clock panicked: %v", r)
-		}
-	}()
-	return wr.now(), nil
 }
 
 func (w *write) key() persist.Key { return persist.Key{Namespace: w.Namespace, Key: w.Key} }

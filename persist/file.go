@@ -31,7 +31,7 @@ var sidecarSuffixes = []string{"-wal", "-shm", "-journal"}
 // empty database file with mode 0600 when nothing is there. It refuses,
 // with ErrNotDatabase and without touching anything, what is not a regular
 // file (a directory, a device, a FIFO, a socket, after following symbolic
-// links), a file with several hard links (each name would get its own
+// links; a symbolic link to nothing), a file with several hard links (each name would get its own
 // write-ahead log), and the -wal, -shm or -journal file of a database.
 func prepareFile(path string) error {
 	fi, err := os.Stat(path)
@@ -40,6 +40,9 @@ func prepareFile(path string) error {
 			return fmt.Errorf("opstate: open %s: %w", path, err)
 		}
 		fi, err = os.Stat(path) // ours, or someone else's who created it first
+		if lfi, lerr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && lerr == nil && lfi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("opstate: open %s: is a symbolic link to nothing: %w", path, ErrNotDatabase)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("opstate: open %s: %w", path, err)
@@ -130,10 +133,9 @@ func createFile(path string) error {
 // header says (SQLITE_CORRUPT), and refuses with ErrCorrupt a file longer
 // than its header says, which SQLite would take at its header's word,
 // overwriting the pages beyond it as if they were free. The comparison runs
-// inside a read transaction and only when the write-ahead log and the
-// rollback journal hold nothing: then no commit or checkpoint can change the
-// file's size until it ends, so a file being written by others is never
-// taken for a damaged one.
+// inside a read transaction and only when the write-ahead log holds
+// nothing: then no commit or checkpoint can change the file's size until it
+// ends, so a file being written by others is never taken for a damaged one.
 func checkSize(ctx context.Context, c *sql.Conn, path string) (err error) {
 	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
@@ -153,10 +155,14 @@ func checkSize(ctx context.Context, c *sql.Conn, path string) (err error) {
 	if err := c.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
 		return err
 	}
-	for _, suffix := range []string{"-wal", "-journal"} {
-		if fi, err := os.Stat(path + suffix); err == nil && fi.Size() > 0 {
-			return nil // pages may live there, or the file may be longer for a moment
-		}
+	// Pages may live in the log, or the file may be longer than the log's
+	// view of it until a checkpoint. A -journal does not matter: a hot one
+	// was rolled back by the read above, and in rollback mode the read
+	// transaction's shared lock keeps every writer from committing until
+	// it ends; a journal left by journal_mode=PERSIST is not empty, and
+	// must not switch the check off.
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return nil
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
