@@ -12,27 +12,27 @@ import (
 // ErrCorrupt: writing to a damaged B-tree can spread the damage to pages
 // that were sound, and the operator's way out (a copy with the sqlite3
 // shell's .recover, a restore) wants the file as it was found. Reads go on
-// as before. The writer keeps the record and checks it before every
+// as before. The committer keeps the record and checks it before every
 // transaction, so that writes queued before the damage was seen, or
 // sharing the transaction that found it, are refused too.
 
 // noteDamage records err as the first sign of damage if it is one, and
 // returns it.
-func (s *Store) noteDamage(err error) error { return s.w.noteDamage(err) }
+func (s *Store) noteDamage(err error) error { return s.committer.noteDamage(err) }
 
 // refuseDamaged returns the error with which a write is refused once damage
 // has been seen, or nil.
-func (s *Store) refuseDamaged() error { return s.w.refuseDamaged() }
+func (s *Store) refuseDamaged() error { return s.committer.refuseDamaged() }
 
-func (wr *writer) noteDamage(err error) error {
+func (cm *committer) noteDamage(err error) error {
 	if errors.Is(err, persist.ErrCorrupt) {
-		wr.damage.CompareAndSwap(nil, &err)
+		cm.damage.CompareAndSwap(nil, &err)
 	}
 	return err
 }
 
-func (wr *writer) refuseDamaged() error {
-	if first := wr.damage.Load(); first != nil {
+func (cm *committer) refuseDamaged() error {
+	if first := cm.damage.Load(); first != nil {
 		return fmt.Errorf("%w: writes refused since SQLite found damage (%v)", ErrCorrupt, *first)
 	}
 	return nil

@@ -2,6 +2,8 @@ package opstate
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/d8da9184/opstate/persist"
 )
@@ -74,3 +76,23 @@ var (
 	// [ErrIO] as well.
 	ErrReadOnly = persist.ErrReadOnly
 )
+
+// callError is the error of a call that failed: "opstate: CALL: CAUSE",
+// where CAUSE is the message of the error it wraps, without the "opstate: "
+// that begins it, so that messages do not stutter. errors.Is and errors.As
+// see the wrapped error.
+type callError struct {
+	call string
+	err  error
+}
+
+func (e *callError) Error() string {
+	return "opstate: " + e.call + ": " + strings.TrimPrefix(e.err.Error(), "opstate: ")
+}
+
+func (e *callError) Unwrap() error { return e.err }
+
+// wrapf wraps err with the call that failed, described by format and args.
+func wrapf(err error, format string, args ...any) error {
+	return &callError{call: fmt.Sprintf(format, args...), err: err}
+}

@@ -5,10 +5,10 @@ import "time"
 // Loads returns how many reads missed the cache and went to SQLite.
 func (s *Store) Loads() uint64 { return s.loads.Load() }
 
-// Batches returns how many transactions the writer ran and how many writes
+// Batches returns how many transactions the committer ran and how many writes
 // they held.
 func (s *Store) Batches() (batches, writes uint64) {
-	return s.w.batches.Load(), s.w.writes.Load()
+	return s.committer.batches.Load(), s.committer.writes.Load()
 }
 
 // Checkpoints returns how many complete checkpoints the background
@@ -17,17 +17,17 @@ func (s *Store) Checkpoints() (complete uint64, heldMax time.Duration) {
 	return s.checkpoints.Load(), time.Duration(s.heldMax.Load())
 }
 
-// SetAfterApply sets a function the writer runs between each commit and
+// SetAfterApply sets a function the committer runs between each commit and
 // the cache update that follows it. Set it before writing.
-func (s *Store) SetAfterApply(f func()) { s.w.afterApply = f }
+func (s *Store) SetAfterApply(f func()) { s.committer.afterApply = f }
 
 // Expiry is expiry, for tests of its arithmetic at the edges.
 var Expiry = expiry
 
-// Queued returns how many writes wait in the writer's queue for a leader
+// Queued returns how many writes wait in the committer's queue for a leader
 // to commit them.
 func (s *Store) Queued() int {
-	s.w.mu.Lock()
-	defer s.w.mu.Unlock()
-	return len(s.w.queue)
+	s.committer.mu.Lock()
+	defer s.committer.mu.Unlock()
+	return len(s.committer.queue)
 }

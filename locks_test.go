@@ -269,8 +269,11 @@ func heldLocks(paths ...string) (map[string]string, error) {
 			}
 			locks = append(locks, f[3]+" "+f[6]+"-"+f[7])
 		}
+		// Distinct ranges only: under load /proc/locks has been seen to list
+		// one range twice for one process for a moment, and what matters
+		// is whether a range is held at all.
 		slices.Sort(locks)
-		held[p] = strings.Join(locks, "\n")
+		held[p] = strings.Join(slices.Compact(locks), "\n")
 	}
 	return held, nil
 }

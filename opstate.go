@@ -18,11 +18,11 @@ import (
 // methods are safe for concurrent use. Create it with [NewStore] or [Open]
 // and release it with [Store.Close].
 type Store struct {
-	db    *persist.DB
-	cache *cache.Cache // with a zero budget when Options.CacheBytes < 0
-	w     writer
-	clock func() time.Time
-	log   *slog.Logger
+	db        *persist.DB
+	cache     *cache.Cache // with a zero budget when Options.CacheBytes < 0
+	committer committer
+	clock     func() time.Time
+	log       *slog.Logger
 
 	// closed is set first by Close; the hot read path checks it alone.
 	closed atomic.Bool
@@ -30,10 +30,10 @@ type Store struct {
 	// closeErr is written inside it.
 	closeOnce sync.Once
 	closeErr  error
-	// life is held shared by every operation that uses db, from its
+	// inFlight is held shared by every operation that uses db, from its
 	// closed check to its last statement, and exclusively by Close while it
 	// waits for them to finish.
-	life sync.RWMutex
+	inFlight sync.RWMutex
 
 	// ctx is the Store's lifetime: the sweeper and shared sweeps run on it,
 	// and Close cancels it.
@@ -73,14 +73,14 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, clock: opts.Clock, log: opts.Logger}
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
-	s.w = writer{db: db, cache: s.cache, now: s.now}
+	s.committer = committer{db: db, cache: s.cache, now: s.now}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.SyncInterval > 0 {
 		v, err := db.DataVersion(s.ctx)
 		if err != nil {
 			s.cancel()
 			db.Close()
-			return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+			return nil, wrapf(err, "open %s", path)
 		}
 		s.every(opts.SyncInterval, func() { s.watch(&v) })
 	}
@@ -212,13 +212,13 @@ func (s *Store) Close() error {
 		first = true
 		s.closed.Store(true)
 		s.cancel()
-		s.life.Lock() // waits for the operations that passed their closed check
+		s.inFlight.Lock() // waits for the operations that passed their closed check
 		//lint:ignore SA2001 the empty section is that barrier
-		s.life.Unlock()
+		s.inFlight.Unlock()
 		s.wg.Wait()
 		s.cache.Clear()
 		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("opstate: close: %w", err)
+			s.closeErr = wrapf(err, "close")
 		}
 	})
 	if !first {
@@ -234,17 +234,17 @@ func (s *Store) using(f func()) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.inFlight.RUnlock()
 	f()
 	return nil
 }
 
 // enter marks the start of an operation that uses the database. When it
-// returns nil, the caller must call s.life.RUnlock when done.
+// returns nil, the caller must call s.inFlight.RUnlock when done.
 func (s *Store) enter() error {
-	s.life.RLock()
+	s.inFlight.RLock()
 	if s.closed.Load() {
-		s.life.RUnlock()
+		s.inFlight.RUnlock()
 		return ErrClosed
 	}
 	return nil
@@ -306,7 +306,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 	}
 	if err != nil {
 		s.noteDamage(err)
-		return "", false, fmt.Errorf("opstate: get %q/%q: %w", ns, key, err)
+		return "", false, wrapf(err, "get %q/%q", ns, key)
 	}
 	e := cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}
 	s.cache.Fill(ns, key, e, t)
@@ -358,35 +358,24 @@ func (s *Store) DeleteNamespace(namespace string) error {
 	return s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
 }
 
-// write runs pw through the writer; op names it in errors.
+// write commits pw through the committer; op names the call in errors.
 func (s *Store) write(pw persist.Write, op string) error {
-	_, err := s.writeResult(pw, op)
-	return err
-}
-
-// writeResult is write, returning the committed write as well.
-func (s *Store) writeResult(pw persist.Write, op string) (*write, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.life.RUnlock()
-	w := &write{Write: pw}
-	err := s.refuseDamaged()
-	if err == nil {
-		err = s.noteDamage(s.w.do(w))
-	}
-	if err != nil {
-		switch {
-		case pw.Key != "":
-			err = fmt.Errorf("opstate: %s %q/%q: %w", op, pw.Namespace, pw.Key, err)
-		case pw.Namespace != "":
-			err = fmt.Errorf("opstate: %s %q: %w", op, pw.Namespace, err)
-		default:
-			err = fmt.Errorf("opstate: %s: %w", op, err)
+	var err error
+	if uerr := s.using(func() {
+		if err = s.refuseDamaged(); err == nil {
+			err = s.noteDamage(s.committer.do(&request{Write: pw}))
 		}
-		return nil, err
+	}); uerr != nil {
+		return uerr
 	}
-	return w, nil
+	switch {
+	case err == nil:
+		return nil
+	case pw.Key != "":
+		return wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
+	default:
+		return wrapf(err, "%s %q", op, pw.Namespace)
+	}
 }
 
 // checkNames checks the names a call was given. A closed Store says so
@@ -412,7 +401,7 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	if err := s.enter(); err != nil {
 		return map[string]string{}, err
 	}
-	defer s.life.RUnlock()
+	defer s.inFlight.RUnlock()
 	now, err := s.now()
 	if err != nil {
 		return map[string]string{}, err
@@ -420,7 +409,7 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	m, err := s.db.List(context.Background(), namespace, now)
 	if err != nil {
 		s.noteDamage(err)
-		return map[string]string{}, fmt.Errorf("opstate: list %q: %w", namespace, err)
+		return map[string]string{}, wrapf(err, "list %q", namespace)
 	}
 	return m, nil
 }
@@ -441,9 +430,9 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.inFlight.RUnlock()
 	if err := s.noteDamage(s.db.Backup(ctx, path)); err != nil {
-		return fmt.Errorf("opstate: backup to %s: %w", path, err)
+		return wrapf(err, "backup to %s", path)
 	}
 	return nil
 }
@@ -459,7 +448,7 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
-	defer s.life.RUnlock()
+	defer s.inFlight.RUnlock()
 	now, err := s.now()
 	if err != nil {
 		return nil, err
@@ -467,7 +456,7 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	ncs, err := s.db.Namespaces(context.Background(), now)
 	if err != nil {
 		s.noteDamage(err)
-		return nil, fmt.Errorf("opstate: namespaces: %w", err)
+		return nil, wrapf(err, "namespaces")
 	}
 	out := make([]Namespace, len(ncs))
 	for i, nc := range ncs {

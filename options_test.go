@@ -287,3 +287,48 @@ func TestPanickingClockInCalls(t *testing.T) {
 		t.Errorf("Namespaces once the Clock works = %v", err)
 	}
 }
+
+// TestErrorMessages checks that an error names the call that failed and
+// says "opstate:" once, at the start, however many layers wrapped it, and
+// that errors.Is still finds the sentinel.
+func TestErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	notDB := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notDB, []byte("not a database, just notes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "state.db")
+	s := mustOpen(t, path, opstate.Options{BusyTimeout: time.Millisecond, SyncInterval: -1})
+	conn, err := sqlDB(t, path).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	_, openErr := opstate.NewStore(notDB)
+	_, dirErr := opstate.NewStore(dir)
+	tests := []struct {
+		name   string
+		err    error
+		want   error
+		prefix string
+	}{
+		{"Open of a text file", openErr, opstate.ErrNotDatabase, "opstate: open " + notDB + ": "},
+		{"Open of a directory", dirErr, opstate.ErrNotDatabase, "opstate: open " + dir + ": "},
+		{"Set under another lock", s.Set("ns", "k", "v"), opstate.ErrBusy, `opstate: set "ns"/"k": `},
+		{"DeleteNamespace under another lock", s.DeleteNamespace("ns"), opstate.ErrBusy, `opstate: delete namespace "ns": `},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, tt.want) {
+			t.Errorf("%s = %v; want %v", tt.name, tt.err, tt.want)
+			continue
+		}
+		msg := tt.err.Error()
+		if !strings.HasPrefix(msg, tt.prefix) || strings.Count(msg, "opstate:") != 1 {
+			t.Errorf("%s = %q; want it to begin %q and say \"opstate:\" once", tt.name, msg, tt.prefix)
+		}
+	}
+}

@@ -35,8 +35,8 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	if err := s.enter(); err != nil {
 		return 0, err
 	}
-	s.wg.Add(1) // under life, so Close cannot be waiting on wg yet
-	s.life.RUnlock()
+	s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
+	s.inFlight.RUnlock()
 
 	type result struct {
 		n   int64
@@ -72,26 +72,55 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 		if ctx.Err() != nil {
 			return total, ErrClosed // ctx is the Store's: it ends only at Close
 		}
-		start, others := time.Now(), s.w.others.Load()
-		w, err := s.writeResult(persist.Write{Kind: persist.DeleteExpired, Limit: sweepBatch}, "delete expired")
+		start, writes := time.Now(), s.committer.writes.Load()
+		n, err := s.sweepBatch(ctx)
+		total += int64(n)
 		if err != nil {
-			return total, err
+			return total, wrapf(err, "delete expired")
 		}
-		total += int64(len(w.Swept))
-		if len(w.Swept) < sweepBatch {
+		if n < sweepBatch {
 			return total, nil
 		}
-		if s.w.others.Load() == others {
+		if s.committer.writes.Load() == writes {
 			continue // nobody else is writing: go on at full speed
 		}
-		// Others are writing: leave the writer to them for as long as the
-		// batch took, so that the sweep takes at most about half of it and
-		// their writes never queue behind batch after batch.
+		// Others are writing: leave the database to them for as long as
+		// the batch took, so that the sweep takes at most about half of it
+		// and their writes never queue behind batch after batch.
 		select {
 		case <-time.After(time.Since(start)):
 		case <-ctx.Done():
 		}
 	}
+}
+
+// sweepBatch deletes up to sweepBatch expired rows in one statement, and
+// drops their keys from the cache. The rows were expired, so invisible
+// already: dropping them only frees memory, and a write of one of the keys
+// that commits meanwhile loses nothing but its cached copy.
+func (s *Store) sweepBatch(ctx context.Context) (int, error) {
+	var keys []persist.Key
+	var err error
+	if uerr := s.using(func() {
+		if err = s.refuseDamaged(); err != nil {
+			return
+		}
+		var now int64
+		if now, err = s.now(); err != nil {
+			return
+		}
+		keys, err = s.db.DeleteExpired(ctx, now, sweepBatch)
+		if err != nil && ctx.Err() != nil {
+			err = ErrClosed // ctx is the Store's: Close interrupted the statement
+		}
+		err = s.noteDamage(err)
+	}); uerr != nil {
+		return 0, uerr
+	}
+	for _, k := range keys {
+		s.cache.Remove(k.Namespace, k.Key)
+	}
+	return len(keys), err
 }
 
 // sweepInBackground is the background sweeper: run every SweepInterval.

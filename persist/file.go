@@ -37,18 +37,18 @@ func prepareFile(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := createFile(path); err != nil {
-			return fmt.Errorf("opstate: open %s: %w", path, err)
+			return openError(path, err)
 		}
 		fi, err = os.Stat(path) // ours, or someone else's who created it first
 		if lfi, lerr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && lerr == nil && lfi.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("opstate: open %s: is a symbolic link to nothing: %w", path, ErrNotDatabase)
+			return openError(path, fmt.Errorf("%w: a symbolic link to nothing", ErrNotDatabase))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
+		return openError(path, err)
 	}
 	if err := checkKind(path, fi); err != nil {
-		return fmt.Errorf("opstate: open %s: %w", path, err)
+		return openError(path, err)
 	}
 	return nil
 }
@@ -58,12 +58,12 @@ func prepareFile(path string) error {
 func checkKind(path string, fi fs.FileInfo) error {
 	switch {
 	case fi.IsDir():
-		return fmt.Errorf("is a directory: %w", ErrNotDatabase)
+		return fmt.Errorf("%w: is a directory", ErrNotDatabase)
 	case !fi.Mode().IsRegular():
-		return fmt.Errorf("is not a regular file (%v): %w", fi.Mode().Type(), ErrNotDatabase)
+		return fmt.Errorf("%w: is not a regular file (%v)", ErrNotDatabase, fi.Mode().Type())
 	}
 	if n := hardLinks(fi); n > 1 {
-		return fmt.Errorf("file has %d hard links, and SQLite keeps a write-ahead log per name: %w", n, ErrNotDatabase)
+		return fmt.Errorf("%w: file has %d hard links, and SQLite keeps a write-ahead log per name", ErrNotDatabase, n)
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
@@ -75,13 +75,13 @@ func checkKind(path string, fi fs.FileInfo) error {
 			continue
 		}
 		if bfi, err := os.Stat(base); err == nil && bfi.Mode().IsRegular() {
-			return fmt.Errorf("is the %s file of database %s: %w", suffix, base, ErrNotDatabase)
+			return fmt.Errorf("%w: is the %s file of database %s", ErrNotDatabase, suffix, base)
 		}
 	}
 	for _, suffix := range sidecarSuffixes {
 		sfi, err := os.Stat(real + suffix)
 		if err == nil && !sfi.Mode().IsRegular() {
-			return fmt.Errorf("%s%s is not a regular file (%v): %w", real, suffix, sfi.Mode().Type(), ErrNotDatabase)
+			return fmt.Errorf("%w: %s%s is not a regular file (%v)", ErrNotDatabase, real, suffix, sfi.Mode().Type())
 		}
 	}
 	return nil

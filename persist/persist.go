@@ -114,7 +114,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	if err := prepareFile(abs); err != nil {
 		return nil, readOnlyFS(err)
@@ -148,7 +148,7 @@ func Open(path string, opts Options) (*DB, error) {
 
 	pool, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("opstate: open %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	pool.SetMaxOpenConns(opts.Readers + 1)
 	pool.SetMaxIdleConns(opts.Readers + 1)
@@ -158,7 +158,7 @@ func Open(path string, opts Options) (*DB, error) {
 	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout, due: make(chan struct{}, 1)}
 	if err := db.init(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("opstate: open %s: %w", path, db.classify(err))
+		return nil, openError(path, db.classify(err))
 	}
 	return db, nil
 }
@@ -373,3 +373,21 @@ func withSentinel(err error) error {
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
 }
+
+// openError is the error of an Open of path that failed: "opstate: open
+// PATH: CAUSE", CAUSE without the "opstate: " its message may begin with,
+// so that messages do not stutter; errors.Is sees err.
+func openError(path string, err error) error {
+	return &pathError{path: path, err: err}
+}
+
+type pathError struct {
+	path string
+	err  error
+}
+
+func (e *pathError) Error() string {
+	return "opstate: open " + e.path + ": " + strings.TrimPrefix(e.err.Error(), "opstate: ")
+}
+
+func (e *pathError) Unwrap() error { return e.err }

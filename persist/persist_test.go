@@ -87,10 +87,6 @@ func deleteNamespaceW(ns string) *persist.Write {
 	return &persist.Write{Kind: persist.DeleteNamespace, Namespace: ns}
 }
 
-func sweepW(limit int) *persist.Write {
-	return &persist.Write{Kind: persist.DeleteExpired, Limit: limit}
-}
-
 // write puts rows in one batch, updated at t0.
 func write(t *testing.T, db *persist.DB, rows ...row) {
 	t.Helper()
@@ -105,9 +101,10 @@ func write(t *testing.T, db *persist.DB, rows ...row) {
 // sorted by key.
 func sweep(t *testing.T, db *persist.DB, now int64, limit int) []persist.Key {
 	t.Helper()
-	w := sweepW(limit)
-	apply(t, db, now, w)
-	keys := slices.Clone(w.Swept)
+	keys, err := db.DeleteExpired(t.Context(), now, limit)
+	if err != nil {
+		t.Fatalf("DeleteExpired(%d, %d) = %v", now, limit, err)
+	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Key < keys[j].Key })
 	return keys
 }
@@ -436,8 +433,7 @@ func TestApplyOrder(t *testing.T) {
 		{"Put Delete Put", []*persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k"), putW("ns", "k", "v2", 0)}, map[string]string{"seed": "s", "k": "v2"}},
 		{"Put then Delete", []*persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k")}, map[string]string{"seed": "s"}},
 		{"Put DeleteNamespace Put", []*persist.Write{putW("ns", "a", "1", 0), deleteNamespaceW("ns"), putW("ns", "b", "2", 0)}, map[string]string{"b": "2"}},
-		{"Put expired then sweep", []*persist.Write{putW("ns", "k", "v", t0-ms), sweepW(10), putW("ns", "after", "v", t0-ms)}, map[string]string{"seed": "s", "after": "v"}},
-		{"Put fresh after expired", []*persist.Write{putW("ns", "k", "old", t0-ms), putW("ns", "k", "new", 0), sweepW(10)}, map[string]string{"seed": "s", "k": "new"}},
+		{"Put expired then fresh", []*persist.Write{putW("ns", "k", "old", t0-ms), putW("ns", "k", "new", 0)}, map[string]string{"seed": "s", "k": "new"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,11 +465,6 @@ func TestApplyModel(t *testing.T) {
 	for batch := range 60 {
 		now := t0 + int64(batch)*time.Second.Milliseconds()
 		var ws []*persist.Write
-		type sweepAt struct {
-			w    *persist.Write
-			want []persist.Key
-		}
-		var sweeps []sweepAt
 		for range rng.IntN(80) {
 			k := persist.Key{Namespace: spaces[rng.IntN(len(spaces))], Key: fmt.Sprint("k", rng.IntN(40))}
 			switch r := rng.IntN(100); {
@@ -514,21 +505,22 @@ func TestApplyModel(t *testing.T) {
 				for _, mk := range expired {
 					delete(model, mk)
 				}
-				w := sweepW(limit)
-				ws = append(ws, w)
-				sweeps = append(sweeps, sweepAt{w, expired})
+				// A sweep runs on its own, after the writes before it.
+				apply(t, db, now, ws...)
+				ws = nil
+				got, err := db.DeleteExpired(t.Context(), now, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				less := func(a, b persist.Key) int { return strings.Compare(a.Namespace+"\x00"+a.Key, b.Namespace+"\x00"+b.Key) }
+				slices.SortFunc(got, less)
+				slices.SortFunc(expired, less)
+				if !slices.Equal(got, expired) {
+					t.Fatalf("batch %d: DeleteExpired swept %v; want %v", batch, got, expired)
+				}
 			}
 		}
 		apply(t, db, now, ws...)
-		for _, s := range sweeps {
-			got := slices.Clone(s.w.Swept)
-			less := func(a, b persist.Key) int { return strings.Compare(a.Namespace+"\x00"+a.Key, b.Namespace+"\x00"+b.Key) }
-			slices.SortFunc(got, less)
-			slices.SortFunc(s.want, less)
-			if !slices.Equal(got, s.want) {
-				t.Fatalf("batch %d: DeleteExpired swept %v; want %v", batch, got, s.want)
-			}
-		}
 		for _, ns := range spaces {
 			got := list(t, db, ns, 0)
 			want := make(map[string]string)
@@ -557,14 +549,13 @@ func TestApplyAtomic(t *testing.T) {
 	for i := range 70 {
 		puts = append(puts, putW("ns", fmt.Sprint("new", i), "v", 0))
 	}
-	sw := sweepW(10)
 	bad := &persist.Write{Kind: persist.WriteKind(200), Namespace: "ns", Key: "kept"}
 	tests := []struct {
 		name string
 		ws   []*persist.Write
 	}{
 		{"bad write alone", []*persist.Write{bad}},
-		{"bad write last", append(slices.Clone(puts), deleteW("ns", "kept"), deleteNamespaceW("ns"), sw, bad)},
+		{"bad write last", append(slices.Clone(puts), deleteW("ns", "kept"), deleteNamespaceW("ns"), bad)},
 		{"bad write first", append([]*persist.Write{bad}, puts...)},
 	}
 	for _, tt := range tests {
@@ -575,9 +566,6 @@ func TestApplyAtomic(t *testing.T) {
 			t.Errorf("%s: List after a failed batch = %q; want %q", tt.name, list(t, db, "ns", t0), want)
 		}
 		checkGet(t, db, "ns", "expired", &persist.Row{Value: "v", ExpiresAt: t0 - ms})
-		if sw.Swept != nil {
-			t.Errorf("%s: Swept of a failed batch = %v; want nil", tt.name, sw.Swept)
-		}
 	}
 	apply(t, db, t0, puts...)
 	if got := len(list(t, db, "ns", t0)); got != 71 {
@@ -750,14 +738,11 @@ func TestDeleteExpired(t *testing.T) {
 	checkGet(t, db, "a", "never", &persist.Row{})
 	checkGet(t, db, "b", "t+1", &persist.Row{ExpiresAt: t0 + ms})
 
-	// A sweep in a batch that fails deletes nothing and reports nothing.
-	w := sweepW(10)
-	bad := &persist.Write{Kind: persist.WriteKind(200)}
-	if err := db.Apply(t.Context(), t0+time.Hour.Milliseconds(), []*persist.Write{w, bad}); err == nil {
-		t.Errorf("Apply with an unknown write kind = nil; want an error")
-	}
-	if w.Swept != nil {
-		t.Errorf("Swept of a failed batch = %v; want nil", w.Swept)
+	// A sweep that fails deletes nothing and reports nothing.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if keys, err := db.DeleteExpired(ctx, t0+time.Hour.Milliseconds(), 10); err == nil || keys != nil {
+		t.Errorf("DeleteExpired on a cancelled context = %v, %v; want no keys and an error", keys, err)
 	}
 	checkGet(t, db, "b", "t+1", &persist.Row{ExpiresAt: t0 + ms})
 	if got, want := sweep(t, db, t0+time.Hour.Milliseconds(), 10), []persist.Key{{"b", "t+1"}}; !slices.Equal(got, want) {

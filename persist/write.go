@@ -21,9 +21,6 @@ const (
 	Delete
 	// DeleteNamespace removes every row of Namespace.
 	DeleteNamespace
-	// DeleteExpired removes at most Limit rows whose expiry is at or before
-	// the batch's time, earliest first, and records their keys in Swept.
-	DeleteExpired
 )
 
 // Write is one write of a batch given to [DB.Apply].
@@ -31,10 +28,6 @@ type Write struct {
 	Kind                  WriteKind
 	Namespace, Key, Value string
 	ExpiresAt             int64 // Put: Unix milliseconds; 0 means never
-	Limit                 int   // DeleteExpired: the most rows to delete
-
-	// Swept is set by a DeleteExpired to the keys it deleted.
-	Swept []Key
 }
 
 // Key names one row.
@@ -76,8 +69,8 @@ type writeConn struct {
 // committed; if anything fails, nothing of ws is applied. A batch of one
 // write runs as a single autocommit statement. Consecutive Puts share
 // multi-row statements. now (Unix milliseconds) is the updated_at of every
-// Put and the time against which DeleteExpired judges expiry. While the
-// last pass of a [DB.Checkpoint] holds writes off, Apply waits for it.
+// Put. While the last pass of a [DB.Checkpoint] holds writes off, Apply
+// waits for it.
 func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 	db.waitCheckpoint()
 	db.wmu.Lock()
@@ -106,12 +99,32 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		}
 		return nil
 	})
-	if err != nil {
-		for _, w := range ws {
-			w.Swept = nil
-		}
-	}
 	return db.classify(err)
+}
+
+// DeleteExpired deletes at most limit rows whose expiry is at or before now
+// (Unix milliseconds), earliest first, in one statement on the write
+// connection, and returns their keys. Like Apply, it waits for a batch in
+// progress and for the last pass of a checkpoint; a write waits for it as
+// for a batch.
+func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, error) {
+	db.waitCheckpoint()
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	var keys []Key
+	err := db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		defer wc.loggedLocked(db)
+		keys, err = wc.deleteExpired(ctx, formatTime(now), limit)
+		return err
+	})
+	if err != nil {
+		return nil, db.classify(err)
+	}
+	return keys, nil
 }
 
 // writeConnLocked returns the write connection's statements, preparing
@@ -256,8 +269,6 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
 			err = wc.exec(ctx, wc.del, w.Namespace, w.Key)
 		case DeleteNamespace:
 			err = wc.exec(ctx, wc.delNS, w.Namespace)
-		case DeleteExpired:
-			w.Swept, err = wc.deleteExpired(ctx, stamp, w.Limit)
 		default:
 			err = fmt.Errorf("opstate: unknown write kind %d", w.Kind)
 		}

@@ -1,0 +1,248 @@
+package opstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/persist"
+)
+
+// maxBatch bounds how many requests share one transaction.
+const maxBatch = 256
+
+// request is one write waiting in the committer's queue.
+type request struct {
+	persist.Write
+
+	// err is written by the leader that commits the request, before it
+	// sends on next.
+	err error
+
+	// next receives false once the request is done, or true when its
+	// goroutine is handed the lead. It is nil for a request whose caller
+	// led from the start: nobody else ever signals it.
+	next chan bool
+
+	// pending is the cache's record of the write while it commits; set and
+	// ended by the leader.
+	pending cache.Pending
+}
+
+// committer runs every write through one connection, and lets writes that
+// arrive together share a transaction (group commit). There is no
+// committing goroutine: the caller that finds nobody committing becomes the
+// leader and commits everything queued, batch after batch, until the queue
+// is empty or its own request is done and it has served a few batches more;
+// then it hands the lead to the oldest waiter. A lone writer thus pays for
+// no goroutine switch, and under load the leader keeps the database busy
+// instead of waiting for a woken goroutine to be scheduled.
+//
+// Because one leader at a time commits and then applies the batch to the
+// cache, in commit order, the cache sees writes to a key in the order SQLite
+// committed them: two racing Sets cannot leave the cache and SQLite holding
+// different values.
+type committer struct {
+	db    *persist.DB
+	cache *cache.Cache
+	now   func() (int64, error) // Unix milliseconds, or the panic of Options.Clock
+
+	mu      sync.Mutex // guards queue, leading and lastSize
+	queue   []*request
+	leading bool // a goroutine is committing; it will serve the queue
+	// lastSize is how many requests the last batch held.
+	lastSize int
+
+	scratch []*persist.Write // the leader's, for the writes of a batch
+
+	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
+
+	// damage is the first error by which SQLite reported the file damaged;
+	// once set, no transaction is begun (damage.go).
+	damage atomic.Pointer[error]
+
+	afterApply func() // test hook: runs between a commit and its cache update
+}
+
+// extraBatches is how many batches of others' requests a leader commits
+// after its own before handing the lead on.
+const extraBatches = 4
+
+// maxGather bounds how long a leader waits for the writers of its last
+// batch to queue their next requests.
+const maxGather = 50 * time.Microsecond
+
+// do commits r and returns its error once it is committed (and applied to
+// the cache) or has failed.
+func (cm *committer) do(r *request) error {
+	cm.mu.Lock()
+	cm.queue = append(cm.queue, r)
+	if cm.leading {
+		// Only a request that waits needs a channel; the leader reads next
+		// after taking the queue under mu, so it sees it set.
+		r.next = make(chan bool, 1)
+		cm.mu.Unlock()
+		if lead := <-r.next; !lead {
+			return r.err
+		}
+		cm.mu.Lock()
+	}
+	// We lead; our request is in the queue, which is served in order.
+	cm.leading = true
+	for done, extra := false, 0; ; {
+		// Writers are arriving together: the ones just woken will queue
+		// their next requests in a moment. Yield until as many are queued
+		// as shared the last batch, for maxGather at most, so that they
+		// share the next transaction instead of each paying for its own.
+		if cm.lastSize > 1 && len(cm.queue) < cm.lastSize {
+			deadline := time.Now().Add(maxGather)
+			for len(cm.queue) < cm.lastSize && time.Now().Before(deadline) {
+				cm.mu.Unlock()
+				runtime.Gosched()
+				cm.mu.Lock()
+			}
+		}
+		n := min(len(cm.queue), maxBatch)
+		cm.lastSize = n
+		batch := make([]*request, n)
+		copy(batch, cm.queue)
+		cm.queue = cm.queue[:copy(cm.queue, cm.queue[n:])]
+		cm.mu.Unlock()
+
+		cm.commit(batch)
+		for _, o := range batch {
+			if o == r {
+				done = true
+			} else {
+				o.next <- false
+			}
+		}
+
+		cm.mu.Lock()
+		switch {
+		case len(cm.queue) == 0:
+			cm.leading = false
+			cm.mu.Unlock()
+			return r.err
+		case done && extra == extraBatches:
+			cm.queue[0].next <- true
+			cm.mu.Unlock()
+			return r.err
+		case done:
+			extra++
+		}
+	}
+}
+
+// commit runs batch in one transaction and records it in the cache. Before
+// the commit, the keys the batch writes are marked pending in the cache:
+// dropped, and refused to fills, so that until the batch's outcome is
+// known every read of them goes to SQLite, which alone knows when the
+// commit took effect (serving the old value from memory after another read
+// saw the new one in SQLite would break linearizability). After it, they
+// take their new values, or, if anything failed, stay uncached, so that the
+// next read comes from SQLite. A batch that failed is retried request by
+// request, unless another connection's lock or damage made it fail, so
+// that a write fails only for its own sake.
+func (cm *committer) commit(batch []*request) {
+	ws := cm.scratch[:0]
+	for _, r := range batch {
+		ws = append(ws, &r.Write)
+		switch r.Kind {
+		case persist.Put, persist.Delete:
+			r.pending = cm.cache.Begin(r.Namespace, r.Key)
+		case persist.DeleteNamespace:
+			r.pending = cm.cache.BeginNamespace(r.Namespace)
+		}
+	}
+	err := cm.refuseDamaged()
+	if err == nil {
+		err = cm.noteDamage(cm.apply(ws))
+	}
+	for _, r := range batch {
+		r.err = err
+	}
+	// A batch can fail for one write's sake (a value SQLite refuses, a
+	// trigger an operator added): then each write runs alone, and fails
+	// alone. Not for a lock held elsewhere, which would fail them all
+	// again, each after the full busy timeout, and not for damage, which
+	// the writes on sound pages would then be written around.
+	retried := err != nil && len(batch) > 1 && !errors.Is(err, persist.ErrBusy) && !errors.Is(err, persist.ErrCorrupt)
+	if retried {
+		for i, r := range batch {
+			if r.err = cm.refuseDamaged(); r.err == nil {
+				r.err = cm.noteDamage(cm.apply(ws[i : i+1]))
+			}
+		}
+	}
+	if cm.afterApply != nil {
+		cm.afterApply()
+	}
+	cm.batches.Add(1)
+	cm.writes.Add(uint64(len(ws)))
+	clear(ws)
+	cm.scratch = ws
+
+	last := lastWrites(batch)
+	for i, r := range batch {
+		switch r.Kind {
+		case persist.Put, persist.Delete:
+			// After a retry, which write of a key SQLite holds depends on
+			// which succeeded: the keys stay uncached.
+			var e *cache.Entry
+			if r.err == nil && !retried && (last == nil || last[r.key()] == i) {
+				e = &cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt, Absent: r.Kind == persist.Delete}
+			}
+			cm.cache.End(r.pending, e)
+		case persist.DeleteNamespace:
+			cm.cache.End(r.pending, nil)
+		}
+	}
+}
+
+// apply commits ws. A panic in Options.Clock or in the driver becomes an
+// error that names it, so that the batch fails and every writer waiting on
+// it is answered.
+func (cm *committer) apply(ws []*persist.Write) (err error) {
+	now, err := cm.now()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("opstate: SQLite driver panicked: %v", r)
+		}
+	}()
+	return cm.db.Apply(context.Background(), now, ws)
+}
+
+func (r *request) key() persist.Key { return persist.Key{Namespace: r.Namespace, Key: r.Key} }
+
+// lastWrites maps each key a batch of several requests puts or deletes to
+// the index of the request that decides what the cache holds after the
+// batch: its last write, unless a later DeleteNamespace of its namespace
+// overrides it (then -1). It returns nil for a batch of one.
+func lastWrites(batch []*request) map[persist.Key]int {
+	if len(batch) < 2 {
+		return nil
+	}
+	last := make(map[persist.Key]int, len(batch))
+	for i, r := range batch {
+		switch r.Kind {
+		case persist.Put, persist.Delete:
+			last[r.key()] = i
+		case persist.DeleteNamespace:
+			for k := range last {
+				if k.Namespace == r.Namespace {
+					last[k] = -1
+				}
+			}
+		}
+	}
+	return last
+}
