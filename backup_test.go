@@ -117,7 +117,7 @@ func TestBackupNotBesideDatabase(t *testing.T) {
 			os.Remove(dest) // not a file a connection of this process has open
 		}
 	}
-	s2, err := opstate.Open(path, opstate.Options{SweepInterval: -1, BusyTimeout: 100 * time.Millisecond})
+	s2, err := opstate.Open(path, opstate.Options{BusyTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open of the store after the refused Backups = %v", err)
 	}

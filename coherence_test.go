@@ -143,7 +143,7 @@ func TestChildProcess(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestProcesses")
 	}
-	s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+	s, err := opstate.Open(path, opstate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -317,7 +317,7 @@ func (cs *crashState) verify(t *testing.T, path string, round int) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	clock := func() time.Time { return time.Now().Add(time.Hour) }
-	s, err := opstate.Open(path, opstate.Options{Clock: clock, SweepInterval: -1})
+	s, err := opstate.Open(path, opstate.Options{Clock: clock})
 	if err != nil {
 		t.Fatalf("round %d: Open after kill: %v", round, err)
 	}

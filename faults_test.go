@@ -263,7 +263,7 @@ func TestDiskFullChild(t *testing.T) {
 	}
 	// No check for other writers: emptying the cache could hide a failed
 	// write that was cached.
-	opts := opstate.Options{SweepInterval: -1, SyncInterval: -1}
+	opts := opstate.Options{SyncInterval: -1}
 	if os.Getenv(diskFullCacheEnv) == "off" {
 		opts.CacheBytes = -1
 	}
@@ -656,7 +656,7 @@ wait:
 
 	// Opening a current file takes no write lock, so it works while
 	// another process holds one.
-	o, err := opstate.Open(path, opstate.Options{BusyTimeout: busy, SweepInterval: -1})
+	o, err := opstate.Open(path, opstate.Options{BusyTimeout: busy})
 	if err != nil {
 		t.Errorf("Open while another process holds the write lock = %v; want nil", err)
 	} else if err := o.Close(); err != nil {
@@ -812,7 +812,7 @@ func TestDamagedFiles(t *testing.T) {
 			if err := os.WriteFile(path, damaged, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+			s, err := opstate.Open(path, opstate.Options{})
 			switch {
 			case err == nil && !tt.mayOpen:
 				s.Close()
@@ -854,7 +854,7 @@ func TestDamagedFiles(t *testing.T) {
 
 			// With VerifyOnOpen, every kind of damage is refused at Open,
 			// the file still untouched.
-			if s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, VerifyOnOpen: true}); err == nil {
+			if s, err := opstate.Open(path, opstate.Options{VerifyOnOpen: true}); err == nil {
 				s.Close()
 				t.Errorf("Open with VerifyOnOpen succeeded; want ErrCorrupt or ErrNotDatabase")
 			} else if !errors.Is(err, opstate.ErrCorrupt) && !errors.Is(err, opstate.ErrNotDatabase) {
@@ -870,7 +870,7 @@ func TestDamagedFiles(t *testing.T) {
 		if err := os.WriteFile(path, content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, VerifyOnOpen: true})
+		s, err := opstate.Open(path, opstate.Options{VerifyOnOpen: true})
 		if err != nil {
 			t.Fatalf("Open of a healthy file with VerifyOnOpen = %v", err)
 		}
@@ -1116,7 +1116,7 @@ func TestReadOnlyMount(t *testing.T) {
 			before := dirFiles(t, dir)
 			remount(t, dir, syscall.MS_RDONLY, "")
 
-			s, err := opstate.Open(path, opstate.Options{Clock: clk.Now, SweepInterval: -1})
+			s, err := opstate.Open(path, opstate.Options{Clock: clk.Now})
 			switch {
 			case err == nil && !tt.opens:
 				s.Close()

@@ -99,7 +99,7 @@ func TestHostileNames(t *testing.T) {
 // or off, chosen by the input's total length so that the fuzzer explores
 // both.
 func fuzzOpts(total int) opstate.Options {
-	opts := opstate.Options{SweepInterval: -1, SyncInterval: -1}
+	opts := opstate.Options{SyncInterval: -1}
 	if total%2 == 1 {
 		opts.CacheBytes = -1
 	}

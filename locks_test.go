@@ -160,7 +160,7 @@ func lockHolder() int {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 		return 1
 	}
-	s, err := opstate.Open(path, opstate.Options{SweepInterval: -1})
+	s, err := opstate.Open(path, opstate.Options{})
 	if err != nil {
 		return fail("Open: %v", err)
 	}

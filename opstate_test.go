@@ -34,18 +34,21 @@ func dbPath(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "state.db")
 }
 
-// mustOpen opens a store at path with opts, closing it at the end of the
-// test. The background sweeper is off unless opts asks for it.
+// mustOpen opens a store at path with opts, as given, and closes it at the
+// end of the test, failing the test if Close fails. (The default sweeper
+// runs a minute after Open, later than any test here waits, unless opts
+// asks for it sooner.)
 func mustOpen(t testing.TB, path string, opts opstate.Options) *opstate.Store {
 	t.Helper()
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = -1
-	}
 	s, err := opstate.Open(path, opts)
 	if err != nil {
 		t.Fatalf("Open(%q) = %v", path, err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close(%q) = %v", path, err)
+		}
+	})
 	return s
 }
 
