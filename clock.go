@@ -15,7 +15,7 @@ import (
 // last, and expiries are capped there.
 
 // readClock calls Options.Clock. A panic in it becomes an error that names
-// it: the Clock is called from the writer's leader on behalf of other
+// it: the Clock is called by the committer's leader on behalf of other
 // callers, and from background goroutines, where a panic would take the
 // process down or leave writers waiting, and every method reports it the
 // same way.

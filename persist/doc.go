@@ -30,15 +30,20 @@
 // forward in one transaction per step: the table of a file of the first,
 // SQLite-only opstate (version 0, with or without expires_at) is rebuilt
 // WITHOUT ROWID with every row copied as it is (a missing expires_at
-// becomes NULL), and the expiry index is added. Running a migration again changes nothing; a file from a
-// newer version is refused with [ErrSchemaVersion].
+// becomes NULL), and the expiry index is added. Running a migration again
+// changes nothing; a file from a newer version is refused with
+// [ErrSchemaVersion]. A file that needs a migration is read whole first
+// (quick_check) and migrated before it is switched to WAL, so that a
+// damaged one is refused untouched.
 //
 // # Writes
 //
 // All writes go through one connection, in batches given to [DB.Apply]
 // (one transaction each, BEGIN IMMEDIATE; a batch of one write is a single
-// autocommit statement), and are durable once Apply returns nil: the database runs in WAL mode, so a committed transaction survives
-// the process being killed; with [SyncFull] it also survives power loss.
+// autocommit statement) and in sweeps by [DB.DeleteExpired], and are
+// durable once they return nil: the database runs in WAL mode, so a
+// committed transaction survives the process being killed; with [SyncFull]
+// it also survives power loss.
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.
 //
