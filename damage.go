@@ -26,7 +26,8 @@ func (s *Store) refuseDamaged() error { return s.committer.refuseDamaged() }
 
 func (cm *committer) noteDamage(err error) error {
 	if errors.Is(err, persist.ErrCorrupt) {
-		cm.damage.CompareAndSwap(nil, &err)
+		first := err // a copy, so that only this branch moves it to the heap
+		cm.damage.CompareAndSwap(nil, &first)
 	}
 	return err
 }

@@ -21,6 +21,9 @@ const sqliteReadOnlyDBMoved = 8 | 4<<8
 // well. It runs only on those errors, never on the path of a successful
 // statement.
 func (db *DB) classify(err error) error {
+	if err == nil {
+		return nil // before errors.As, whose target would escape
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) || errors.Is(err, ErrReadOnly) {
 		return withSentinel(err)
