@@ -134,17 +134,9 @@ func TestBusyTimeoutRoundsUp(t *testing.T) {
 	path := dbPath(t)
 	s := mustOpen(t, path, opstate.Options{BusyTimeout: 1, SyncInterval: -1})
 	mustSet(t, s, "ns", "k", "old")
-	conn, err := sqlDB(t, path).Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	holdWriteLock(t, path)
 	start := time.Now()
-	err = s.Set("ns", "k", "new")
+	err := s.Set("ns", "k", "new")
 	took := time.Since(start)
 	if !errors.Is(err, opstate.ErrBusy) {
 		t.Fatalf("Set under another connection's lock = %v; want ErrBusy", err)
@@ -299,15 +291,7 @@ func TestErrorMessages(t *testing.T) {
 	}
 	path := filepath.Join(dir, "state.db")
 	s := mustOpen(t, path, opstate.Options{BusyTimeout: time.Millisecond, SyncInterval: -1})
-	conn, err := sqlDB(t, path).Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.ExecContext(context.Background(), "ROLLBACK")
+	holdWriteLock(t, path)
 	_, openErr := opstate.NewStore(notDB)
 	_, dirErr := opstate.NewStore(dir)
 	tests := []struct {
@@ -331,4 +315,21 @@ func TestErrorMessages(t *testing.T) {
 			t.Errorf("%s = %q; want it to begin %q and say \"opstate:\" once", tt.name, msg, tt.prefix)
 		}
 	}
+}
+
+// holdWriteLock takes the write lock of the file at path on a connection of
+// its own (BEGIN IMMEDIATE) until the test ends.
+func holdWriteLock(t *testing.T, path string) {
+	t.Helper()
+	conn, err := sqlDB(t, path).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+	})
 }

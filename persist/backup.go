@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Backup writes a consistent copy of the database, as one read transaction
@@ -22,14 +21,8 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	if err != nil {
 		return err
 	}
-	for _, suffix := range sidecarSuffixes {
-		base, ok := strings.CutSuffix(abs, suffix)
-		if !ok {
-			continue
-		}
-		if fi, err := os.Stat(base); err == nil && fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is the name of the %s file of database %s: %w", abs, suffix, base, fs.ErrInvalid)
-		}
+	if suffix, base, ok := sidecarOf(abs); ok {
+		return fmt.Errorf("%s is the name of the %s file of database %s: %w", abs, suffix, base, fs.ErrInvalid)
 	}
 	// A new file, so that its mode is ours; nobody has it open, so closing
 	// it drops no one's locks. VACUUM INTO writes into an empty file.

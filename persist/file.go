@@ -69,14 +69,8 @@ func checkKind(path string, fi fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	for _, suffix := range sidecarSuffixes {
-		base, ok := strings.CutSuffix(real, suffix)
-		if !ok {
-			continue
-		}
-		if bfi, err := os.Stat(base); err == nil && bfi.Mode().IsRegular() {
-			return fmt.Errorf("%w: is the %s file of database %s", ErrNotDatabase, suffix, base)
-		}
+	if suffix, base, ok := sidecarOf(real); ok {
+		return fmt.Errorf("%w: is the %s file of database %s", ErrNotDatabase, suffix, base)
 	}
 	for _, suffix := range sidecarSuffixes {
 		sfi, err := os.Stat(real + suffix)
@@ -85,6 +79,22 @@ func checkKind(path string, fi fs.FileInfo) error {
 		}
 	}
 	return nil
+}
+
+// sidecarOf reports whether path is the -wal, -shm or -journal file of a
+// database, a regular file beside it, and returns which and the database.
+// It only stats.
+func sidecarOf(path string) (suffix, base string, ok bool) {
+	for _, suffix := range sidecarSuffixes {
+		base, ok := strings.CutSuffix(path, suffix)
+		if !ok {
+			continue
+		}
+		if fi, err := os.Stat(base); err == nil && fi.Mode().IsRegular() {
+			return suffix, base, true
+		}
+	}
+	return "", "", false
 }
 
 // createFile creates an empty file with mode 0600 at path, unless something
