@@ -187,14 +187,7 @@ func TestPanickingCallbacks(t *testing.T) {
 		wantGet(t, s, "ns", "after", "v", true)
 	})
 	t.Run("Clock", func(t *testing.T) {
-		var broken atomic.Bool
-		clk := newClock()
-		now := func() time.Time {
-			if broken.Load() {
-				panic("clock broken")
-			}
-			return clk.Now()
-		}
+		now, broken := breakableClock()
 		path := dbPath(t)
 		s := mustOpen(t, path, opstate.Options{Clock: now})
 		mustSet(t, s, "ns", "k", "old")
@@ -234,14 +227,7 @@ func TestDeleteExpiredClosedFirst(t *testing.T) {
 // Options.Clock instead of panicking, and the Store must go on working
 // once the Clock does.
 func TestPanickingClockInCalls(t *testing.T) {
-	var broken atomic.Bool
-	clk := newClock()
-	now := func() time.Time {
-		if broken.Load() {
-			panic("clock broken")
-		}
-		return clk.Now()
-	}
+	now, broken := breakableClock()
 	s := mustOpen(t, dbPath(t), opstate.Options{Clock: now})
 	if err := s.SetWithTTL("ns", "ttl", "v", time.Hour); err != nil {
 		t.Fatal(err)
@@ -332,4 +318,16 @@ func holdWriteLock(t *testing.T, path string) {
 		conn.ExecContext(context.Background(), "ROLLBACK")
 		conn.Close()
 	})
+}
+
+// breakableClock returns an Options.Clock that panics with "clock broken"
+// while broken is set.
+func breakableClock() (now func() time.Time, broken *atomic.Bool) {
+	clk, broken := newClock(), new(atomic.Bool)
+	return func() time.Time {
+		if broken.Load() {
+			panic("clock broken")
+		}
+		return clk.Now()
+	}, broken
 }

@@ -24,14 +24,9 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	if suffix, base, ok := sidecarOf(abs); ok {
 		return fmt.Errorf("%s is the name of the %s file of database %s: %w", abs, suffix, base, fs.ErrInvalid)
 	}
-	// A new file, so that its mode is ours; nobody has it open, so closing
-	// it drops no one's locks. VACUUM INTO writes into an empty file.
-	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(abs)
+	// A new, empty file (VACUUM INTO writes into one), so that its mode is
+	// ours; createFile makes it without opening it, as Open makes a store.
+	if err := createFile(abs); err != nil {
 		return err
 	}
 	c, err := db.pool.Conn(ctx)

@@ -36,7 +36,7 @@ var sidecarSuffixes = []string{"-wal", "-shm", "-journal"}
 func prepareFile(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := createFile(path); err != nil {
+		if err := createFile(path); err != nil && !errors.Is(err, fs.ErrExist) {
 			return openError(path, err)
 		}
 		fi, err = os.Stat(path) // ours, or someone else's who created it first
@@ -97,22 +97,21 @@ func sidecarOf(path string) (suffix, base string, ok bool) {
 	return "", "", false
 }
 
-// createFile creates an empty file with mode 0600 at path, unless something
-// is there already. No descriptor of it may be open while it has its name:
-// a connection of this process that opened path the moment it appeared
-// would lose its locks to our closing the descriptor. Where the system
-// can, mknod(2) makes the file with no descriptor and no other name (a
-// second name, even for a moment, makes a concurrent Open refuse the file
-// for its two hard links, and makes it refuse it for good if the process
-// dies before removing it). Elsewhere the file is made under a temporary
-// name and linked into place, or, where the file system has no hard
-// links, created in place.
+// createFile creates an empty file with mode 0600 at path, or fails with
+// fs.ErrExist if something is there already. It never opens the file: a
+// connection of this process that opened path the moment it appeared would
+// lose its locks when the descriptor was closed. Where the system can,
+// mknod(2) makes the file with no descriptor and no other name (a second
+// name, even for a moment, makes a concurrent Open refuse the file for its
+// two hard links, and for good if the process dies before removing it).
+// Elsewhere the file is made under a temporary name of its own, which
+// nothing else opens, and linked into place. A file system with neither
+// is refused, with a message saying to create the file first.
 func createFile(path string) error {
 	switch err := mknodRegular(path, 0o600); {
 	case err == nil, errors.Is(err, fs.ErrExist):
-		return nil
-	case errors.Is(err, errors.ErrUnsupported):
-	default:
+		return err
+	case !errors.Is(err, errors.ErrUnsupported):
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*") // mode 0600
@@ -124,18 +123,14 @@ func createFile(path string) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	err = os.Link(name, path)
-	if err == nil || errors.Is(err, fs.ErrExist) {
+	switch err := os.Link(name, path); {
+	case err == nil:
 		return nil
+	case errors.Is(err, fs.ErrExist):
+		return fs.ErrExist
+	default:
+		return fmt.Errorf("this file system makes no empty file without opening it (no mknod of a regular file, no hard links: %w); create %s first, empty, and open it again", err, path)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // checkSize reads the database header through SQLite, which refuses a file
