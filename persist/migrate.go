@@ -14,6 +14,7 @@ import (
 // correct on every file that can be at version i.
 var migrations = []func(ctx context.Context, c *sql.Conn) error{
 	migrateV1,
+	migrateV2,
 }
 
 // migrate runs the migrations the database on c lacks and then switches it
@@ -178,4 +179,47 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 	_, err := c.ExecContext(ctx, `CREATE INDEX operational_state_expiry
 		ON operational_state (julianday(expires_at)) WHERE expires_at IS NOT NULL`)
 	return err
+}
+
+// changeLog is the schema of version 2: a log of the keys every commit
+// changed, whoever made it, filled by triggers in the writing transaction
+// itself, so that the sqlite3 shell's plain SQL is logged as opstate's own
+// writes are (changes.go reads it). A row is appended per row inserted,
+// updated or deleted; an UPDATE that renames a row logs its old name too.
+// seq is the rowid: each row takes the largest seq plus one, so the rows a
+// transaction appends are contiguous and follow every earlier commit's.
+var changeLog = []string{
+	`CREATE TABLE IF NOT EXISTS operational_state_changes (
+	seq       INTEGER PRIMARY KEY,
+	namespace TEXT NOT NULL,
+	key       TEXT NOT NULL
+)`,
+	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_insert
+	AFTER INSERT ON operational_state BEGIN
+	INSERT INTO operational_state_changes (namespace, key) VALUES (NEW.namespace, NEW.key);
+END`,
+	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_update
+	AFTER UPDATE ON operational_state BEGIN
+	INSERT INTO operational_state_changes (namespace, key) VALUES (NEW.namespace, NEW.key);
+END`,
+	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_rename
+	AFTER UPDATE OF namespace, key ON operational_state
+	WHEN OLD.namespace IS NOT NEW.namespace OR OLD.key IS NOT NEW.key BEGIN
+	INSERT INTO operational_state_changes (namespace, key) VALUES (OLD.namespace, OLD.key);
+END`,
+	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_delete
+	AFTER DELETE ON operational_state BEGIN
+	INSERT INTO operational_state_changes (namespace, key) VALUES (OLD.namespace, OLD.key);
+END`,
+}
+
+// migrateV2 adds the change log. It starts empty: what happened before it
+// existed is not in it, and no Store of this version was open then.
+func migrateV2(ctx context.Context, c *sql.Conn) error {
+	for _, q := range changeLog {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }

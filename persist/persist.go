@@ -102,6 +102,8 @@ type DB struct {
 	readEpoch atomic.Uint64
 	reading   [2]atomic.Int64
 	readGate  atomic.Pointer[chan struct{}]
+
+	log logState // the change log (changes.go); guarded by wmu
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -179,6 +181,9 @@ func (db *DB) init() error {
 		}
 	}
 	if err := migrate(ctx, w, db.busyTimeout, db.verify); err != nil {
+		return err
+	}
+	if err := db.startLog(ctx); err != nil {
 		return err
 	}
 	prep := func(dst **sql.Stmt, p interface {

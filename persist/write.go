@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -21,13 +22,37 @@ const (
 	Delete
 	// DeleteNamespace removes every row of Namespace.
 	DeleteNamespace
+	// PutIfAbsent is Put if Namespace/Key is absent: it has no row, or a
+	// row that has expired at the batch's time.
+	PutIfAbsent
+	// Swap sets Value and ExpiresAt, as Put does, if Namespace/Key is live
+	// (not expired at the batch's time) and holds Old.
+	Swap
+	// DeleteIf removes Namespace/Key if it is live and holds Old.
+	DeleteIf
 )
 
-// Write is one write of a batch given to [DB.Apply].
+// conditional reports whether a write of kind k may change nothing.
+func (k WriteKind) conditional() bool { return k >= PutIfAbsent }
+
+// Write is one write of a batch given to [DB.Apply]. Apply reads its
+// first fields and sets the last ones.
 type Write struct {
 	Kind                  WriteKind
 	Namespace, Key, Value string
-	ExpiresAt             int64 // Put: Unix milliseconds; 0 means never
+	Old                   string // Swap, DeleteIf: the value the key must hold
+	ExpiresAt             int64  // Put, PutIfAbsent, Swap: Unix milliseconds; 0 means never
+
+	// Changed is set by Apply once the batch committed: the write changed
+	// a row (every Put does; a Delete of a missing key, a DeleteNamespace of
+	// an empty namespace, and a conditional write whose condition failed
+	// do not).
+	Changed bool
+	// Held is the key's row, and Found whether it exists, right after a
+	// conditional write that changed nothing, read in the same transaction:
+	// what the key holds, as far as the batch is concerned.
+	Held  Row
+	Found bool
 }
 
 // Key names one row.
@@ -58,11 +83,19 @@ const maxPutRows = 12
 type writeConn struct {
 	conn                    driver.Conn
 	begin, commit, rollback driver.Stmt
+	beginRead               driver.Stmt // a deferred BEGIN: a read transaction
 	del, delNS, sweep       driver.Stmt
+	putIfAbsent, swap       driver.Stmt
+	deleteIf, held          driver.Stmt
 	dataVersion             driver.Stmt
+	logMax, logRead, prune  driver.Stmt
 	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
 	args                    []driver.NamedValue         // reused between statements
+	// changed collects the keys of the rows the transaction in progress
+	// changed, each logged once in the change log: Apply hands them to the
+	// DB's record of its own commits when the transaction commits.
+	changed []Key
 }
 
 // Apply runs ws in one transaction, in order, and returns when it has
@@ -81,24 +114,40 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 			return err
 		}
 		defer wc.loggedLocked(db)
-		if len(ws) == 1 {
-			return wc.run(ctx, now, ws)
+		for _, w := range ws {
+			w.Changed, w.Held, w.Found = false, Row{}, false
 		}
-		if err := wc.exec(ctx, wc.begin); err != nil {
+		wc.changed = wc.changed[:0]
+		// A conditional write that changes nothing reads the row it
+		// found in the same transaction: it needs one even alone.
+		if len(ws) == 1 && !ws[0].Kind.conditional() {
+			if err := wc.run(ctx, now, ws); err != nil {
+				return err
+			}
+			db.ownLocked(wc.changed)
+			return nil
+		}
+		if _, err := wc.exec(ctx, wc.begin); err != nil {
 			return err
 		}
 		if err := wc.run(ctx, now, ws); err != nil {
 			wc.exec(context.Background(), wc.rollback)
 			return err
 		}
-		if err := wc.exec(ctx, wc.commit); err != nil {
+		if _, err := wc.exec(ctx, wc.commit); err != nil {
 			// A failed COMMIT may have ended the transaction already;
 			// ROLLBACK then fails harmlessly.
 			wc.exec(context.Background(), wc.rollback)
 			return err
 		}
+		db.ownLocked(wc.changed)
 		return nil
 	})
+	if err != nil {
+		for _, w := range ws {
+			w.Changed, w.Held, w.Found = false, Row{}, false
+		}
+	}
 	return db.classify(err)
 }
 
@@ -119,6 +168,9 @@ func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, e
 		}
 		defer wc.loggedLocked(db)
 		keys, err = wc.deleteExpired(ctx, formatTime(now), limit)
+		if err == nil {
+			db.ownLocked(keys)
+		}
 		return err
 	})
 	if err != nil {
@@ -155,10 +207,18 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 		}
 	}
 	prep(&wc.begin, "BEGIN IMMEDIATE")
+	prep(&wc.beginRead, "BEGIN")
 	prep(&wc.commit, "COMMIT")
 	prep(&wc.rollback, "ROLLBACK")
 	prep(&wc.del, `DELETE FROM operational_state WHERE namespace = ? AND key = ?`)
-	prep(&wc.delNS, `DELETE FROM operational_state WHERE namespace = ?`)
+	prep(&wc.delNS, `DELETE FROM operational_state WHERE namespace = ? RETURNING namespace, key`)
+	prep(&wc.putIfAbsent, putIfAbsentSQL)
+	prep(&wc.swap, swapSQL)
+	prep(&wc.deleteIf, deleteIfSQL)
+	prep(&wc.held, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = ? AND key = ?`)
+	prep(&wc.logMax, logMaxSQL)
+	prep(&wc.logRead, logReadSQL)
+	prep(&wc.prune, pruneSQL)
 	prep(&wc.dataVersion, `PRAGMA data_version`)
 	prep(&wc.sweep, sweepSQL)
 	if err != nil {
@@ -178,7 +238,8 @@ func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
 
 // close closes every prepared statement.
 func (wc *writeConn) close() {
-	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep, wc.dataVersion}, wc.puts[:]...) {
+	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep,
+		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
@@ -198,21 +259,8 @@ func (db *DB) DataVersion(ctx context.Context) (int64, error) {
 		if err != nil {
 			return err
 		}
-		rows, err := wc.dataVersion.(driver.StmtQueryContext).QueryContext(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		dest := make([]driver.Value, 1)
-		if err := rows.Next(dest); err != nil {
-			return err
-		}
-		n, ok := dest[0].(int64)
-		if !ok {
-			return fmt.Errorf("opstate: data_version is %T", dest[0])
-		}
-		v = n
-		return nil
+		v, err = wc.int(ctx, wc.dataVersion)
+		return err
 	})
 	return v, db.classify(err)
 }
@@ -266,9 +314,16 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
 			}
 			continue
 		case Delete:
-			err = wc.exec(ctx, wc.del, w.Namespace, w.Key)
+			var n int64
+			n, err = wc.exec(ctx, wc.del, w.Namespace, w.Key)
+			wc.note(w, n > 0)
 		case DeleteNamespace:
-			err = wc.exec(ctx, wc.delNS, w.Namespace)
+			var keys []Key
+			keys, err = wc.keys(ctx, wc.delNS, w.Namespace)
+			wc.changed = append(wc.changed, keys...)
+			w.Changed = len(keys) > 0
+		case PutIfAbsent, Swap, DeleteIf:
+			err = wc.conditional(ctx, stamp, w)
 		default:
 			err = fmt.Errorf("opstate: unknown write kind %d", w.Kind)
 		}
@@ -303,8 +358,90 @@ func (wc *writeConn) put(ctx context.Context, stamp string, puts []*Write) error
 	wc.args = args
 	_, err = st.(driver.StmtExecContext).ExecContext(ctx, args)
 	clear(args) // drop references to the values
+	if err == nil {
+		for _, w := range puts {
+			wc.note(w, true) // an upsert always changes its row
+		}
+	}
 	return err
 }
+
+// note records whether w changed its row.
+func (wc *writeConn) note(w *Write, changed bool) {
+	w.Changed = changed
+	if changed {
+		wc.changed = append(wc.changed, Key{Namespace: w.Namespace, Key: w.Key})
+	}
+}
+
+// conditional runs w, a conditional write, in one statement whose count of
+// changed rows is the answer; a write that changes nothing reads the row it
+// found into w.Held.
+func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write) error {
+	var exp driver.Value
+	if w.ExpiresAt != 0 {
+		exp = formatTime(w.ExpiresAt)
+	}
+	var n int64
+	var err error
+	switch w.Kind {
+	case PutIfAbsent:
+		n, err = wc.exec(ctx, wc.putIfAbsent, w.Namespace, w.Key, w.Value, stamp, exp)
+	case Swap:
+		n, err = wc.exec(ctx, wc.swap, w.Namespace, w.Key, w.Value, stamp, exp, w.Old)
+	case DeleteIf:
+		n, err = wc.exec(ctx, wc.deleteIf, w.Namespace, w.Key, w.Old, stamp)
+	}
+	if err != nil {
+		return err
+	}
+	wc.note(w, n > 0)
+	if n > 0 {
+		return nil
+	}
+	rows, err := wc.held.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(w.Namespace, w.Key))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 2)
+	switch err := rows.Next(dest); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return err
+	}
+	w.Found = true
+	w.Held.Value = text(dest[0])
+	if ms, ok := dest[1].(int64); ok {
+		w.Held.ExpiresAt = parseExpiry(sql.NullInt64{Int64: ms, Valid: true})
+	}
+	return nil
+}
+
+// live is true of a row that has not expired at the time ?4: the SQL form
+// of what a read decides (see expiryMillis).
+const live = `(julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?4))`
+
+// putIfAbsentSQL inserts a row, or overwrites one that expired at ?4; the
+// row is changed exactly when the key was absent. The ON CONFLICT clause
+// names the table's columns with the table's name, since excluded's are the
+// new row's.
+const putIfAbsentSQL = `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+	VALUES (?1, ?2, ?3, ?4, ?5)
+	ON CONFLICT (namespace, key) DO UPDATE SET
+	value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at
+	WHERE julianday(operational_state.expires_at) <= julianday(?4)`
+
+// swapSQL replaces the value of a live row that holds ?6. Values are
+// compared as bytes, whatever type the column holds (a value written by
+// hand as a number or a blob reads back as its text).
+const swapSQL = `UPDATE operational_state SET value = ?3, updated_at = ?4, expires_at = ?5
+	WHERE namespace = ?1 AND key = ?2 AND CAST(value AS BLOB) = CAST(?6 AS BLOB) AND ` + live
+
+// deleteIfSQL deletes a live row that holds ?3.
+const deleteIfSQL = `DELETE FROM operational_state
+	WHERE namespace = ?1 AND key = ?2 AND CAST(value AS BLOB) = CAST(?3 AS BLOB) AND ` + live
 
 func (wc *writeConn) bind(vals ...driver.Value) []driver.NamedValue {
 	args := wc.args[:0]
@@ -315,13 +452,19 @@ func (wc *writeConn) bind(vals ...driver.Value) []driver.NamedValue {
 	return args
 }
 
-func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Value) error {
-	_, err := st.(driver.StmtExecContext).ExecContext(ctx, wc.bind(vals...))
-	return err
+// exec runs st and returns how many rows it changed.
+func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Value) (int64, error) {
+	res, err := st.(driver.StmtExecContext).ExecContext(ctx, wc.bind(vals...))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
-func (wc *writeConn) deleteExpired(ctx context.Context, stamp string, limit int) ([]Key, error) {
-	rows, err := wc.sweep.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(stamp, int64(limit)))
+// keys runs st and returns the rows it returns, namespace and key, as
+// keys.
+func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Value) ([]Key, error) {
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(vals...))
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +481,10 @@ func (wc *writeConn) deleteExpired(ctx context.Context, stamp string, limit int)
 		}
 		keys = append(keys, Key{Namespace: text(dest[0]), Key: text(dest[1])})
 	}
+}
+
+func (wc *writeConn) deleteExpired(ctx context.Context, stamp string, limit int) ([]Key, error) {
+	return wc.keys(ctx, wc.sweep, stamp, int64(limit))
 }
 
 // text converts a column value the driver returned to a string.

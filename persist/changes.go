@@ -1,0 +1,308 @@
+package persist
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The change log (operational_state_changes, schema version 2) records the
+// key of every row any connection inserts, updates or deletes, in the
+// writing transaction itself. A DB reads it to learn what others changed
+// ([DB.Changes]): when PRAGMA data_version says another connection has
+// committed, it reads the rows appended since it last looked, leaves out
+// those its own commits appended, and reports the keys of the rest.
+//
+// Its own rows are told apart by count, not by position: a DB cannot learn
+// where in the log a commit's rows went without asking inside every write
+// transaction, which costs more than the write itself. So it records the
+// keys its commits changed since it last looked (each changed row logs one
+// row), and matches the new rows against that record, key by key. Where a
+// key was written both by this DB and by another connection in between,
+// the match may take the other's row for its own, but then it takes one of
+// this DB's rows for the other's, and the key is reported either way: a
+// key is reported exactly when someone else changed it. When data_version
+// shows no other commit, every new row is this DB's own and none is read.
+
+// ChangesLimit is the most rows of the log [DB.Changes] reads at once;
+// past it, it reports a Reset instead.
+const ChangesLimit = 16384
+
+// SpaceThreshold is how many keys of one namespace [DB.Changes] lists
+// before it reports the namespace instead.
+const SpaceThreshold = 64
+
+// logMaxSQL is the last position of the log.
+const logMaxSQL = `SELECT coalesce(max(seq), 0) FROM operational_state_changes`
+
+// logReadSQL reads the log after position ?1, at most ?2 rows.
+const logReadSQL = `SELECT seq, namespace, key FROM operational_state_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2`
+
+// pruneSQL deletes at most ?2 of the oldest rows of the log that are
+// more than ?1 rows behind its last, and returns how many it deleted.
+const pruneSQL = `DELETE FROM operational_state_changes WHERE seq IN (
+	SELECT seq FROM operational_state_changes
+	WHERE seq <= (SELECT max(seq) FROM operational_state_changes) - ?1
+	ORDER BY seq LIMIT ?2)`
+
+// Changes is what connections other than a DB's own committed to
+// operational_state between two calls of [DB.Changes].
+type Changes struct {
+	// Reset reports that the log cannot say what changed: too much did,
+	// or the rows were pruned before this DB read them. Anything may have
+	// changed; Keys and Namespaces are empty.
+	Reset bool
+	// Keys are the keys others changed, each once, in the order of their
+	// first change, except those of Namespaces.
+	Keys []Key
+	// Namespaces are the namespaces of which others changed more than
+	// SpaceThreshold keys.
+	Namespaces []string
+	// Foreign reports that another connection committed anything at all
+	// to the file (other tables included).
+	Foreign bool
+}
+
+// logState is where a DB stands in the change log; guarded by DB.wmu.
+type logState struct {
+	seen    int64         // the last position accounted for
+	version int64         // data_version when seen was read
+	own     map[Key]int32 // rows after seen that this DB's commits appended, by key
+	owned   int           // their sum
+}
+
+// ownLocked records that a commit of this DB changed keys (one log row
+// each). Called under wmu, after the commit.
+func (db *DB) ownLocked(keys []Key) {
+	if len(keys) == 0 {
+		return
+	}
+	if db.log.own == nil {
+		db.log.own = make(map[Key]int32)
+	}
+	for _, k := range keys {
+		db.log.own[k]++
+	}
+	db.log.owned += len(keys)
+}
+
+// startLog records where the log stands; called by Open.
+func (db *DB) startLog(ctx context.Context) error {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		return wc.inRead(ctx, func() error {
+			if db.log.version, err = wc.int(ctx, wc.dataVersion); err != nil {
+				return err
+			}
+			db.log.seen, err = wc.int(ctx, wc.logMax)
+			return err
+		})
+	})
+}
+
+// Changes returns what others have committed to operational_state since
+// the last call, or since Open. A check that finds nothing new costs one
+// PRAGMA data_version. On an error, the position in the log is kept, so
+// that the next call that succeeds reports what this one could not.
+func (db *DB) Changes(ctx context.Context) (Changes, error) {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	var ch Changes
+	err := db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		v, err := wc.int(ctx, wc.dataVersion)
+		if err != nil || (v == db.log.version && db.log.owned == 0) {
+			return err
+		}
+		return wc.inRead(ctx, func() error {
+			ch, err = db.readLogLocked(ctx, wc)
+			return err
+		})
+	})
+	if err != nil {
+		return Changes{}, db.classify(err)
+	}
+	return ch, nil
+}
+
+// readLogLocked reads the log inside a read transaction, so that
+// data_version and the rows are of one moment.
+func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error) {
+	v, err := wc.int(ctx, wc.dataVersion)
+	if err != nil {
+		return Changes{}, err
+	}
+	last, err := wc.int(ctx, wc.logMax)
+	if err != nil {
+		return Changes{}, err
+	}
+	st := &db.log
+	defer func() {
+		// Every commit of this DB so far is in what was read.
+		clear(st.own)
+		st.owned = 0
+	}()
+	if v == st.version {
+		st.seen = last // nobody else committed: every row since is this DB's
+		return Changes{}, nil
+	}
+	ch := Changes{Foreign: true}
+	// The rows after seen, if the log still holds them all.
+	var rows []logRow
+	if last > st.seen {
+		rows, err = wc.readLog(ctx, st.seen, ChangesLimit+1)
+		if err != nil {
+			return Changes{}, err
+		}
+	}
+	switch {
+	case last < st.seen, // the log was cut back: not by opstate
+		len(rows) > 0 && rows[0].seq != st.seen+1, // pruned before it was read
+		len(rows) > ChangesLimit:
+		ch.Reset = true
+	default:
+		ch.Keys, ch.Namespaces = db.foreignLocked(rows)
+	}
+	st.seen, st.version = last, v
+	return ch, nil
+}
+
+// foreignLocked returns the keys of rows that are not this DB's own,
+// deduplicated, and the namespaces of which there are more than
+// SpaceThreshold.
+func (db *DB) foreignLocked(rows []logRow) ([]Key, []string) {
+	own := db.log.own
+	var keys []Key
+	seen := make(map[Key]bool)
+	perSpace := make(map[string]int)
+	for _, r := range rows {
+		if own[r.Key] > 0 {
+			own[r.Key]--
+			continue
+		}
+		if seen[r.Key] {
+			continue
+		}
+		seen[r.Key] = true
+		keys = append(keys, r.Key)
+		perSpace[r.Namespace]++
+	}
+	var spaces []string
+	for _, k := range keys {
+		if n := perSpace[k.Namespace]; n > SpaceThreshold {
+			spaces = append(spaces, k.Namespace)
+			perSpace[k.Namespace] = 0 // listed once
+		}
+	}
+	if len(spaces) == 0 {
+		return keys, nil
+	}
+	wide := make(map[string]bool, len(spaces))
+	for _, ns := range spaces {
+		wide[ns] = true
+	}
+	kept := keys[:0]
+	for _, k := range keys {
+		if !wide[k.Namespace] {
+			kept = append(kept, k)
+		}
+	}
+	return kept, spaces
+}
+
+// PruneChanges deletes up to limit of the oldest rows of the change log
+// that are more than keep rows behind its last, and returns how many it
+// deleted. A DB that falls behind by more than keep rows learns of it
+// ([Changes.Reset]). The last row always stays (keep is at least 1): the
+// next row's position follows it, so positions never go back.
+func (db *DB) PruneChanges(ctx context.Context, keep, limit int) (int, error) {
+	keep = max(keep, 1)
+	db.waitCheckpoint()
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	var n int64
+	err := db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		defer wc.loggedLocked(db)
+		n, err = wc.exec(ctx, wc.prune, int64(keep), int64(limit))
+		return err
+	})
+	return int(n), db.classify(err)
+}
+
+// logRow is one row of the change log.
+type logRow struct {
+	seq int64
+	Key
+}
+
+// readLog reads at most limit rows of the log after position after.
+func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]logRow, error) {
+	rows, err := wc.logRead.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(after, int64(limit)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []logRow
+	dest := make([]driver.Value, 3)
+	for {
+		err := rows.Next(dest)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		seq, ok := dest[0].(int64)
+		if !ok {
+			return nil, fmt.Errorf("opstate: change log position is %T", dest[0])
+		}
+		out = append(out, logRow{seq: seq, Key: Key{Namespace: text(dest[1]), Key: text(dest[2])}})
+	}
+}
+
+// int runs st, a query of one integer.
+func (wc *writeConn) int(ctx context.Context, st driver.Stmt) (int64, error) {
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return 0, err
+	}
+	n, ok := dest[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("opstate: %T where an integer was expected", dest[0])
+	}
+	return n, nil
+}
+
+// inRead runs f inside a read transaction.
+func (wc *writeConn) inRead(ctx context.Context, f func() error) error {
+	if _, err := wc.exec(ctx, wc.beginRead); err != nil {
+		return err
+	}
+	err := f()
+	if _, cerr := wc.exec(context.Background(), wc.commit); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		wc.exec(context.Background(), wc.rollback)
+	}
+	return err
+}
