@@ -51,6 +51,7 @@ type committer struct {
 	db    *persist.DB
 	cache *cache.Cache
 	now   func() (int64, error) // Unix milliseconds, or the panic of Options.Clock
+	feed  *feed                 // where the changes of every batch are sent
 
 	mu      sync.Mutex // guards queue, leading and lastSize
 	queue   []*request
@@ -149,15 +150,22 @@ func (cm *committer) do(r *request) error {
 // next read comes from SQLite. A batch that failed is retried request by
 // request, unless another connection's lock or damage made it fail, so
 // that a write fails only for its own sake.
+//
+// The feed's lock is held from before the commit until the batch's changes
+// are sent to watchers, so that a change another connection made, which
+// is read and sent under the same lock, is sent either before this batch
+// committed or after its changes were sent: the changes of one key reach
+// watchers in commit order.
 func (cm *committer) commit(batch []*request) {
+	cm.feed.mu.Lock()
+	defer cm.feed.mu.Unlock()
 	ws := cm.scratch[:0]
 	for _, r := range batch {
 		ws = append(ws, &r.Write)
-		switch r.Kind {
-		case persist.Put, persist.Delete:
-			r.pending = cm.cache.Begin(r.Namespace, r.Key)
-		case persist.DeleteNamespace:
+		if r.Kind == persist.DeleteNamespace {
 			r.pending = cm.cache.BeginNamespace(r.Namespace)
+		} else {
+			r.pending = cm.cache.Begin(r.Namespace, r.Key)
 		}
 	}
 	err := cm.refuseDamaged()
@@ -190,18 +198,53 @@ func (cm *committer) commit(batch []*request) {
 
 	last := lastWrites(batch)
 	for i, r := range batch {
-		switch r.Kind {
-		case persist.Put, persist.Delete:
-			// After a retry, which write of a key SQLite holds depends on
-			// which succeeded: the keys stay uncached.
-			var e *cache.Entry
-			if r.err == nil && !retried && (last == nil || last[r.key()] == i) {
-				e = &cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt, Absent: r.Kind == persist.Delete}
-			}
-			cm.cache.End(r.pending, e)
-		case persist.DeleteNamespace:
+		if r.Kind == persist.DeleteNamespace {
 			cm.cache.End(r.pending, nil)
+			continue
 		}
+		// After a retry, which write of a key SQLite holds depends on
+		// which succeeded: the keys stay uncached.
+		var e *cache.Entry
+		if r.err == nil && !retried && (last == nil || last[r.key()] == i) {
+			e = r.entry()
+		}
+		cm.cache.End(r.pending, e)
+	}
+	if cm.feed.active() {
+		for _, r := range batch {
+			if ev, ok := r.event(); ok && r.err == nil {
+				cm.feed.sendLocked(ev)
+			}
+		}
+	}
+}
+
+// entry returns what the key of r, a committed write of one key, holds
+// after it.
+func (r *request) entry() *cache.Entry {
+	switch {
+	case r.Kind == persist.Put || r.Changed && (r.Kind == persist.PutIfAbsent || r.Kind == persist.Swap):
+		return &cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt}
+	case r.Kind == persist.Delete || r.Changed && r.Kind == persist.DeleteIf:
+		return &cache.Entry{Absent: true}
+	case r.Found: // a conditional write that changed nothing: what it found
+		return &cache.Entry{Value: r.Held.Value, ExpiresAt: r.Held.ExpiresAt}
+	default:
+		return &cache.Entry{Absent: true}
+	}
+}
+
+// event returns the change r, a committed write, made, if any.
+func (r *request) event() (Event, bool) {
+	switch {
+	case r.Kind == persist.DeleteNamespace:
+		return Event{Namespace: r.Namespace, Op: OpReset}, true
+	case !r.Changed:
+		return Event{}, false
+	case r.Kind == persist.Delete || r.Kind == persist.DeleteIf:
+		return Event{Namespace: r.Namespace, Key: r.Key, Op: OpDelete}, true
+	default:
+		return Event{Namespace: r.Namespace, Key: r.Key, Op: OpSet, Value: r.Value}, true
 	}
 }
 
@@ -223,7 +266,7 @@ func (cm *committer) apply(ws []*persist.Write) (err error) {
 
 func (r *request) key() persist.Key { return persist.Key{Namespace: r.Namespace, Key: r.Key} }
 
-// lastWrites maps each key a batch of several requests puts or deletes to
+// lastWrites maps each key a batch of several requests writes to
 // the index of the request that decides what the cache holds after the
 // batch: its last write, unless a later DeleteNamespace of its namespace
 // overrides it (then -1). It returns nil for a batch of one.
@@ -233,14 +276,13 @@ func lastWrites(batch []*request) map[persist.Key]int {
 	}
 	last := make(map[persist.Key]int, len(batch))
 	for i, r := range batch {
-		switch r.Kind {
-		case persist.Put, persist.Delete:
+		if r.Kind != persist.DeleteNamespace {
 			last[r.key()] = i
-		case persist.DeleteNamespace:
-			for k := range last {
-				if k.Namespace == r.Namespace {
-					last[k] = -1
-				}
+			continue
+		}
+		for k := range last {
+			if k.Namespace == r.Namespace {
+				last[k] = -1
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package opstate
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -42,6 +41,9 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
+	feed     feed     // Watch's (watch.go)
+	counters counters // Stats' (stats.go)
+
 	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
@@ -73,16 +75,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, clock: opts.Clock, log: opts.Logger}
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
-	s.committer = committer{db: db, cache: s.cache, now: s.now}
+	s.committer = committer{db: db, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.SyncInterval > 0 {
-		v, err := db.DataVersion(s.ctx)
-		if err != nil {
-			s.cancel()
-			db.Close()
-			return nil, wrapf(err, "open %s", path)
-		}
-		s.every(opts.SyncInterval, func() { s.watch(&v) })
+		s.every(opts.SyncInterval, s.syncForeign)
 	}
 	if opts.SweepInterval > 0 {
 		s.every(opts.SweepInterval, s.sweepInBackground)
@@ -174,31 +170,6 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// watch empties the cache if another connection has committed to the file
-// since the last check; run every SyncInterval. version is the data_version
-// the cache is known to reflect.
-func (s *Store) watch(version *int64) {
-	var v int64
-	var err error
-	if s.using(func() { v, err = s.db.DataVersion(s.ctx) }) != nil {
-		return
-	}
-	switch {
-	case err != nil:
-		// Without an answer the cache may be stale: drop it, so that
-		// staleness stays bounded by the interval while checks fail. The
-		// next check that succeeds compares with the last good version,
-		// so no commit goes unnoticed.
-		s.cache.Clear()
-		if s.ctx.Err() == nil {
-			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
-		}
-	case v != *version:
-		s.cache.Clear()
-		*version = v
 	}
 }
 
@@ -320,24 +291,20 @@ func (s *Store) Set(namespace, key, value string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
-	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value}, "set")
+	_, err := s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value}, "set")
+	return err
 }
 
 // SetWithTTL is like [Store.Set], and the key expires ttl from now: from
 // then on it reads as missing, and the sweeper deletes it. The expiry is
 // kept to the millisecond (rounded up). A ttl <= 0 returns [ErrInvalidTTL].
 func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) error {
-	if err := s.checkNames(namespace, key); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: %v", ErrInvalidTTL, ttl)
-	}
-	now, err := s.readClock()
+	exp, err := s.ttlExpiry(ttl, namespace, key)
 	if err != nil {
 		return err
 	}
-	return s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: expiry(now, ttl)}, "set")
+	_, err = s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set")
+	return err
 }
 
 // Delete removes key from namespace. Deleting a missing key is not an
@@ -346,7 +313,8 @@ func (s *Store) Delete(namespace, key string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
-	return s.write(persist.Write{Kind: persist.Delete, Namespace: namespace, Key: key}, "delete")
+	_, err := s.write(persist.Write{Kind: persist.Delete, Namespace: namespace, Key: key}, "delete")
+	return err
 }
 
 // DeleteNamespace removes every key of namespace. Deleting an empty or
@@ -355,26 +323,29 @@ func (s *Store) DeleteNamespace(namespace string) error {
 	if err := s.checkNames(namespace); err != nil {
 		return err
 	}
-	return s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
+	_, err := s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
+	return err
 }
 
-// write commits pw through the committer; op names the call in errors.
-func (s *Store) write(pw persist.Write, op string) error {
+// write commits pw through the committer and reports whether it changed
+// a row ([persist.Write.Changed]); op names the call in errors.
+func (s *Store) write(pw persist.Write, op string) (bool, error) {
+	r := &request{Write: pw}
 	var err error
 	if uerr := s.using(func() {
 		if err = s.refuseDamaged(); err == nil {
-			err = s.noteDamage(s.committer.do(&request{Write: pw}))
+			err = s.noteDamage(s.committer.do(r))
 		}
 	}); uerr != nil {
-		return uerr
+		return false, uerr
 	}
 	switch {
 	case err == nil:
-		return nil
+		return r.Changed, nil
 	case pw.Key != "":
-		return wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
+		return false, wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
 	default:
-		return wrapf(err, "%s %q", op, pw.Namespace)
+		return false, wrapf(err, "%s %q", op, pw.Namespace)
 	}
 }
 

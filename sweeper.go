@@ -79,7 +79,7 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 			return total, wrapf(err, "delete expired")
 		}
 		if n < sweepBatch {
-			return total, nil
+			return total, s.pruneChangeLog(ctx)
 		}
 		if s.committer.writes.Load() == writes {
 			continue // nobody else is writing: go on at full speed
@@ -98,7 +98,12 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // drops their keys from the cache. The rows were expired, so invisible
 // already: dropping them only frees memory, and a write of one of the keys
 // that commits meanwhile loses nothing but its cached copy.
+//
+// It holds the feed's lock from the delete until the keys' OpExpire events
+// are sent, as a batch of writes does (committer.commit).
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
+	s.feed.mu.Lock()
+	defer s.feed.mu.Unlock()
 	var keys []persist.Key
 	var err error
 	if uerr := s.using(func() {
@@ -119,8 +124,47 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	}
 	for _, k := range keys {
 		s.cache.Remove(k.Namespace, k.Key)
+		if s.feed.watchedLocked(k.Namespace) {
+			s.feed.sendLocked(Event{Namespace: k.Namespace, Key: k.Key, Op: OpExpire})
+		}
 	}
+	s.counters.expired.Add(uint64(len(keys)))
 	return len(keys), err
+}
+
+// changeLogKeep is how many of the newest rows of the change log a sweep
+// leaves: a Store on the file that has not read them yet (one that checks
+// every SyncInterval reads far fewer between checks) can still tell what
+// changed. One that falls further behind empties its cache instead.
+const changeLogKeep = 65536
+
+// pruneBatch is how many rows of the change log one transaction deletes.
+const pruneBatch = 4096
+
+// pruneChangeLog deletes the rows of the change log older than the newest
+// changeLogKeep, batch by batch, until none is left or ctx ends.
+func (s *Store) pruneChangeLog(ctx context.Context) error {
+	for ctx.Err() == nil {
+		var n int
+		var err error
+		if uerr := s.using(func() {
+			if err = s.refuseDamaged(); err == nil {
+				n, err = s.db.PruneChanges(ctx, changeLogKeep, pruneBatch)
+			}
+		}); uerr != nil {
+			return uerr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ErrClosed
+			}
+			return wrapf(s.noteDamage(err), "prune change log")
+		}
+		if n < pruneBatch {
+			return nil
+		}
+	}
+	return ErrClosed
 }
 
 // sweepInBackground is the background sweeper: run every SweepInterval.

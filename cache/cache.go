@@ -50,7 +50,7 @@ type Cache struct {
 	size          int64                          // bytes accounted against budget
 	spaces        *simplelru.LRU[string, *space] // least recently used first
 	pendingSpaces int                            // namespace writes begun and not yet ended
-	clears        uint64                         // Clear calls
+	clears        uint64                         // Clear and RemoveNamespace calls
 }
 
 // nsHash is a namespace and its hash.
@@ -151,15 +151,32 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 	}
 }
 
-// Remove forgets ns and key, so that the next Get misses.
-func (c *Cache) Remove(ns, key string) {
+// Remove forgets ns and key, so that the next Get misses, and makes every
+// Fill of it in progress fail. It reports whether an entry was cached.
+func (c *Cache) Remove(ns, key string) bool {
 	h := c.hash(ns, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stripe(h).seq.Add(1)
+	st := c.stripe(h)
+	st.seq.Add(1)
+	st.removed++
 	if i, n := c.findLocked(h, ns, key); n != nil {
 		c.dropLocked(i, n)
+		return true
 	}
+	return false
+}
+
+// RemoveNamespace forgets every key of ns and makes every Fill in progress
+// fail. It returns how many entries it dropped.
+func (c *Cache) RemoveNamespace(ns string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch.Add(1)
+	c.clears++ // no write pending now is cached at its end
+	before := c.tab.Load().live
+	c.dropSpaceLocked(ns)
+	return before - c.tab.Load().live
 }
 
 // Stats describes the cache's contents.

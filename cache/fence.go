@@ -19,6 +19,10 @@ type stripe struct {
 	seq atomic.Uint64
 	// pending counts writes begun and not yet ended; guarded by Cache.mu.
 	pending int32
+	// removed counts Remove calls; guarded by Cache.mu. A write pending
+	// across one is not cached at its end: the key was changed by someone
+	// else, maybe after the write committed.
+	removed uint64
 }
 
 // Token returns the current write position for ns and key. Take it before
@@ -51,9 +55,11 @@ func (c *Cache) Fill(ns, key string, e Entry, t Token) bool {
 type Pending struct {
 	ns, key string
 	h       uint64 // the key's hash; unused for a namespace
-	// clears is Cache.clears when the write began: a Clear since then means
+	// clears and removed are Cache.clears and the stripe's removed when the
+	// write began: a Clear, RemoveNamespace or Remove since then means
 	// someone else may have written the key after this write committed.
 	clears    uint64
+	removed   uint64
 	namespace bool
 }
 
@@ -70,7 +76,7 @@ func (c *Cache) Begin(ns, key string) Pending {
 	if i, n := c.findLocked(h, ns, key); n != nil {
 		c.dropLocked(i, n)
 	}
-	return Pending{ns: ns, key: key, h: h, clears: c.clears}
+	return Pending{ns: ns, key: key, h: h, clears: c.clears, removed: st.removed}
 }
 
 // BeginNamespace is [Cache.Begin] for a write of every key of ns: the
@@ -88,7 +94,8 @@ func (c *Cache) BeginNamespace(ns string) Pending {
 // holds now that the write committed, and is cached; it is nil when the
 // write failed, or when a later write of the same key decides what the key
 // holds: the key is then left uncached, whatever another write of it cached
-// meanwhile. If the cache was cleared since p began, e is not cached
+// meanwhile. If the cache was cleared since p began, or the key (or its
+// namespace, or another key of its stripe) removed, e is not cached
 // either: someone else may have written the key after this write
 // committed. The writes of one key must end in the order they committed.
 // For a namespace write, e is ignored, and the namespace is dropped again.
@@ -104,7 +111,7 @@ func (c *Cache) End(p Pending, e *Entry) {
 	st := c.stripe(p.h)
 	st.pending--
 	st.seq.Add(1)
-	if e != nil && c.clears == p.clears {
+	if e != nil && c.clears == p.clears && st.removed == p.removed {
 		c.setLocked(p.h, p.ns, p.key, *e)
 		return
 	}

@@ -1,0 +1,94 @@
+package opstate
+
+import (
+	"context"
+
+	"github.com/d8da9184/opstate/persist"
+)
+
+// syncForeign brings the cache and the watchers up to date with what other
+// connections committed to the file since the last call; run every
+// SyncInterval. Only the keys they changed are dropped from the cache (or,
+// when they changed many keys of a namespace, that namespace); a commit to
+// other tables of the file drops nothing. The whole cache is dropped when
+// the change log cannot say what changed, and when the check fails, so that
+// staleness stays bounded by the interval while checks fail; the next
+// check that succeeds reports what this one could not.
+func (s *Store) syncForeign() {
+	var ch persist.Changes
+	var err error
+	if s.using(func() { ch, err = s.db.Changes(s.ctx) }) != nil {
+		return
+	}
+	if err != nil {
+		s.cache.Clear()
+		s.counters.flushes.Add(1)
+		if s.ctx.Err() == nil {
+			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
+		}
+		return
+	}
+	if ch.Foreign {
+		s.applyForeign(ch)
+	}
+}
+
+// applyForeign drops what others changed from the cache, then sends their
+// changes to the watchers. It holds the feed's lock from before the drops
+// until the changes are sent, and reads each changed key's current value
+// from SQLite, so that no watcher is sent a change before this Store's
+// reads serve it, nor after a newer change of this Store to the key.
+func (s *Store) applyForeign(ch persist.Changes) {
+	f := &s.feed
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ch.Reset {
+		s.cache.Clear()
+		s.counters.flushes.Add(1)
+		f.resetAllLocked()
+		return
+	}
+	for _, ns := range ch.Namespaces {
+		s.counters.invalidations.Add(uint64(s.cache.RemoveNamespace(ns)))
+		if f.watchedLocked(ns) {
+			f.sendLocked(Event{Namespace: ns, Op: OpReset})
+		}
+	}
+	for _, k := range ch.Keys {
+		if s.cache.Remove(k.Namespace, k.Key) {
+			s.counters.invalidations.Add(1)
+		}
+	}
+	for _, k := range ch.Keys {
+		if f.watchedLocked(k.Namespace) {
+			f.sendLocked(s.current(k))
+		}
+	}
+}
+
+// current returns the event that brings a watcher to what k holds now in
+// SQLite; an OpReset of its namespace if that cannot be read.
+func (s *Store) current(k persist.Key) Event {
+	ev := Event{Namespace: k.Namespace, Key: k.Key, Op: OpDelete}
+	var row persist.Row
+	var found bool
+	var err error
+	if s.using(func() { row, found, err = s.db.Get(context.Background(), k.Namespace, k.Key) }) != nil {
+		return Event{Namespace: k.Namespace, Op: OpReset}
+	}
+	if err == nil && found && row.ExpiresAt != 0 {
+		var now int64
+		if now, err = s.now(); err == nil && now >= row.ExpiresAt {
+			ev.Op = OpExpire
+			return ev
+		}
+	}
+	switch {
+	case err != nil:
+		s.noteDamage(err)
+		return Event{Namespace: k.Namespace, Op: OpReset}
+	case found:
+		ev.Op, ev.Value = OpSet, row.Value
+	}
+	return ev
+}

@@ -1,0 +1,270 @@
+package opstate
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// Op says what an [Event] reports.
+type Op int
+
+const (
+	// OpSet: the key was set to Event.Value (Set, SetWithTTL, SetIfAbsent,
+	// CompareAndSwap, or anyone else's write).
+	OpSet Op = iota + 1
+	// OpDelete: the key was deleted (Delete, CompareAndDelete, or anyone
+	// else's delete).
+	OpDelete
+	// OpExpire: the key expired and a sweep deleted its row, or another
+	// connection's write left it expired.
+	OpExpire
+	// OpReset: anything in the namespace may have changed (DeleteNamespace,
+	// or events were lost); re-read it with [Store.List]. Event.Key is "".
+	OpReset
+)
+
+// String returns the name of op: "set", "delete", "expire" or "reset".
+func (op Op) String() string {
+	switch op {
+	case OpSet:
+		return "set"
+	case OpDelete:
+		return "delete"
+	case OpExpire:
+		return "expire"
+	case OpReset:
+		return "reset"
+	}
+	return "Op(" + strconv.Itoa(int(op)) + ")"
+}
+
+// Event is one change to a namespace, sent by [Store.Watch].
+type Event struct {
+	Namespace string
+	Key       string // "" for OpReset
+	Op        Op
+	Value     string // the value set, for OpSet
+}
+
+// MaxPendingEvents is how many keys' events a watcher holds for a consumer
+// that does not keep up. Past it, they are replaced by one OpReset.
+const MaxPendingEvents = 4096
+
+// Watch returns a channel of the changes to namespace committed after
+// Watch returns: by this Store at once, by anyone else writing the file
+// (other Stores and processes, the opstate command, plain SQL) within
+// SyncInterval. An event is sent only once this Store's reads serve the
+// change it reports: a Get on receiving it returns that value or a newer
+// one.
+//
+// Events of one key arrive in commit order. A consumer that falls behind
+// never slows writers, readers or other watchers: the events waiting for it
+// are coalesced per key, the latest winning, and when more than
+// [MaxPendingEvents] keys wait, they are replaced by one OpReset, after
+// which the consumer re-reads the namespace with [Store.List]. No event is
+// dropped without an OpReset in its place.
+//
+// The channel is closed when ctx ends or the Store is closed. Watch
+// returns [ErrClosed] after Close and [ErrEmptyName] for an empty
+// namespace.
+func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, error) {
+	if err := s.checkNames(namespace); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.inFlight.RUnlock()
+	w := &watcher{ns: namespace, ch: make(chan Event), wake: make(chan struct{}, 1), resets: &s.counters.watchResets}
+	s.feed.add(w)
+	s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
+	go func() {
+		defer s.wg.Done()
+		defer close(w.ch)
+		defer s.feed.remove(w)
+		w.deliver(ctx, s.ctx)
+	}()
+	return w.ch, nil
+}
+
+// feed sends changes to the watchers of their namespaces.
+type feed struct {
+	// n counts the watchers, so that writes skip the feed when there are
+	// none.
+	n atomic.Int32
+
+	// mu orders the changes sent: whoever sends holds it from the moment
+	// this Store's reads serve the change until it is sent, so that changes
+	// to one key are sent in the order the reads serve them. It guards
+	// byNS.
+	mu   sync.Mutex
+	byNS map[string][]*watcher
+}
+
+func (f *feed) add(w *watcher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byNS == nil {
+		f.byNS = make(map[string][]*watcher)
+	}
+	f.byNS[w.ns] = append(f.byNS[w.ns], w)
+	f.n.Add(1)
+}
+
+func (f *feed) remove(w *watcher) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ws := f.byNS[w.ns]
+	for i, o := range ws {
+		if o == w {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(f.byNS, w.ns)
+	} else {
+		f.byNS[w.ns] = ws
+	}
+	f.n.Add(-1)
+}
+
+// active reports whether anyone watches; a hint, read without mu.
+func (f *feed) active() bool { return f.n.Load() > 0 }
+
+// watchedLocked reports whether ns has watchers. Called with mu held.
+func (f *feed) watchedLocked(ns string) bool { return len(f.byNS[ns]) > 0 }
+
+// sendLocked queues ev for the watchers of its namespace. Called with mu
+// held; it never blocks.
+func (f *feed) sendLocked(ev Event) {
+	for _, w := range f.byNS[ev.Namespace] {
+		w.push(ev)
+	}
+}
+
+// resetAllLocked queues an OpReset for every watcher.
+func (f *feed) resetAllLocked() {
+	for ns, ws := range f.byNS {
+		for _, w := range ws {
+			w.push(Event{Namespace: ns, Op: OpReset})
+		}
+	}
+}
+
+// watcher is one Watch call's queue of events and the goroutine that
+// delivers them.
+type watcher struct {
+	ns     string
+	ch     chan Event
+	wake   chan struct{} // capacity 1: something was queued
+	resets *atomic.Uint64
+
+	mu sync.Mutex // guards the fields below
+	// reset says an OpReset is due before the events of queue.
+	reset bool
+	// queue holds at most one event per key, the latest, in the order
+	// their keys were first queued; at is the index of each key's event.
+	queue []Event
+	head  int
+	at    map[string]int
+}
+
+// push queues ev, coalescing it with the event queued for its key.
+func (w *watcher) push(ev Event) {
+	w.mu.Lock()
+	switch {
+	case ev.Op == OpReset:
+		w.dropLocked()
+		w.reset = true
+	case w.at[ev.Key] > 0:
+		w.queue[w.at[ev.Key]-1] = ev
+	case len(w.queue)-w.head >= MaxPendingEvents:
+		w.dropLocked()
+		w.reset = true
+	default:
+		if w.at == nil {
+			w.at = make(map[string]int)
+		}
+		w.queue = append(w.queue, ev)
+		w.at[ev.Key] = len(w.queue) // index + 1: 0 means none
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dropLocked empties the queue.
+func (w *watcher) dropLocked() {
+	clear(w.queue)
+	w.queue = w.queue[:0]
+	w.head = 0
+	clear(w.at)
+}
+
+// next pops the next event to deliver.
+func (w *watcher) next() (Event, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.reset {
+		w.reset = false
+		return Event{Namespace: w.ns, Op: OpReset}, true
+	}
+	if w.head == len(w.queue) {
+		return Event{}, false
+	}
+	ev := w.queue[w.head]
+	w.queue[w.head] = Event{}
+	w.head++
+	delete(w.at, ev.Key)
+	switch {
+	case w.head == len(w.queue):
+		w.queue = w.queue[:0]
+		w.head = 0
+	case w.head >= MaxPendingEvents:
+		// A consumer that never quite catches up: move the queue down, so
+		// that it stays within twice the bound.
+		n := copy(w.queue, w.queue[w.head:])
+		clear(w.queue[n:])
+		w.queue = w.queue[:n]
+		w.head = 0
+		for i, e := range w.queue {
+			w.at[e.Key] = i + 1
+		}
+	}
+	return ev, true
+}
+
+// deliver sends the queued events on w.ch until ctx or life ends.
+func (w *watcher) deliver(ctx, life context.Context) {
+	for {
+		ev, ok := w.next()
+		if !ok {
+			select {
+			case <-w.wake:
+				continue
+			case <-ctx.Done():
+				return
+			case <-life.Done():
+				return
+			}
+		}
+		select {
+		case w.ch <- ev:
+			if ev.Op == OpReset {
+				w.resets.Add(1)
+			}
+		case <-ctx.Done():
+			return
+		case <-life.Done():
+			return
+		}
+	}
+}
