@@ -12,6 +12,9 @@
 //	if err := s.Set("flags", "dark_mode", "on"); err != nil { ... }
 //	v, err := s.Get("flags", "dark_mode") // "on", from memory
 //
+// For tests, NewStore(":memory:") opens a store held in memory alone,
+// private to that Store (see [Open]).
+//
 // # Reads
 //
 // [Store.Get] looks the key up in a bounded in-memory cache (package
@@ -67,9 +70,21 @@
 //   - A damaged file is never written to once the damage has been seen:
 //     at Open with [Options.VerifyOnOpen], or by any read or write that
 //     reached it; from then on every write fails with [ErrCorrupt].
+//   - Open of ":memory:" creates nothing on disk, and each such Store is
+//     a database of its own; every method works on it, and the promises
+//     above other than durability hold. A path beginning with "file:",
+//     which SQLite would read as a URI, is refused with [ErrInvalidPath]
+//     and creates nothing.
 //
 // # Caveats
 //
+//   - An in-memory store (":memory:") is not durable: its data is gone at
+//     Close or when the process ends, and nothing else (another Store, a
+//     process, the opstate command, the sqlite3 shell) can reach it; use
+//     [Store.Backup] to keep a copy. It holds at most 1 GiB (SQLite's
+//     memdb limit), beyond which writes fail with [ErrDiskFull]. Its reads
+//     that go to SQLite and its writes take turns instead of running side
+//     by side.
 //   - Writes made through this Store are seen at once; writes committed by
 //     anyone else (another Store on the same file, in this process or
 //     another, the opstate command, the sqlite3 shell) are seen within

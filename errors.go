@@ -27,6 +27,12 @@ var (
 	// cannot honour.
 	ErrInvalidOption = errors.New("opstate: invalid option")
 
+	// ErrInvalidPath is returned by [Open] and [NewStore] for a path they
+	// do not open, creating nothing: an empty path, and a path beginning
+	// with "file:", which SQLite would read as a URI (pass a file path, or
+	// ":memory:" for an in-memory store).
+	ErrInvalidPath = persist.ErrInvalidPath
+
 	// ErrNotDatabase is returned by [Open] for a path that is a directory
 	// or a file that is not an SQLite database. The file is not modified.
 	ErrNotDatabase = persist.ErrNotDatabase

@@ -43,6 +43,32 @@ func ExampleNewStore() {
 	// Output: dark_mode="on" beta=""
 }
 
+// A test opens its store in memory: NewStore(":memory:") creates nothing on
+// disk, each such store is a database of its own, so tests running side by
+// side never see each other's keys, and every method works as on a file.
+// The data is gone at Close; Backup writes it to a file, if a test wants
+// to keep it.
+func ExampleNewStore_inMemory() {
+	s, err := opstate.NewStore(":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	other, err := opstate.NewStore(":memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+
+	if err := s.Set("poller", "high_water_mark", "42"); err != nil {
+		log.Fatal(err)
+	}
+	v, _ := s.Get("poller", "high_water_mark")
+	w, _ := other.Get("poller", "high_water_mark")
+	fmt.Printf("this store: %q, the other: %q\n", v, w)
+	// Output: this store: "42", the other: ""
+}
+
 func ExampleOpen() {
 	dir := exampleDir()
 	defer os.RemoveAll(dir)

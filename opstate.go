@@ -50,7 +50,8 @@ type Store struct {
 }
 
 // NewStore opens the store at path with default [Options], creating the
-// file (mode 0600) when it does not exist.
+// file (mode 0600) when it does not exist. NewStore(":memory:") opens a new
+// private in-memory store, for tests: see [Open].
 func NewStore(path string) (*Store, error) {
 	return Open(path, Options{})
 }
@@ -60,6 +61,17 @@ func NewStore(path string) (*Store, error) {
 // clear error, leaving the file untouched, when path is in a missing
 // directory, is a directory, or is not an SQLite database
 // ([ErrNotDatabase]).
+//
+// The path ":memory:", exactly, opens a new private in-memory store
+// instead, for tests: nothing is created on disk, every Open of ":memory:"
+// is a store of its own that no other Store, process or tool can reach,
+// and its data is gone at Close. Every method works as on a file, Backup
+// included, which writes a file that Open can read; Durability and
+// SyncInterval have nothing to do. A path beginning with "file:", which
+// SQLite would read as a URI, is refused with [ErrInvalidPath] and creates
+// nothing, as is an empty path. Every other path is a file name, byte for
+// byte: "./:memory:" is a file named ":memory:", and a "?" is part of the
+// name.
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -77,7 +89,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
 	s.committer = committer{db: db, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if opts.SyncInterval > 0 {
+	if opts.SyncInterval > 0 && !db.Private() { // nobody else writes a private database
 		s.every(opts.SyncInterval, s.syncForeign)
 	}
 	if opts.SweepInterval > 0 {

@@ -81,7 +81,8 @@ type Options struct {
 	// write connection); if one has, it empties its cache, and every key is
 	// read from SQLite again on its next Get. Zero means
 	// DefaultSyncInterval (100ms); a negative value turns the check off, for
-	// a Store that is the file's only writer.
+	// a Store that is the file's only writer. An in-memory store
+	// (":memory:") has no other writer, and never checks.
 	SyncInterval time.Duration
 
 	// VerifyOnOpen makes Open read the whole file with SQLite's

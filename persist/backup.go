@@ -15,7 +15,8 @@ import (
 // (fs.ErrExist otherwise, and the file there is left alone), nor be the
 // name of a database's -wal, -shm or -journal file (fs.ErrInvalid), which
 // SQLite would take for that database's own; on failure no file is left
-// at dest.
+// at dest. A private database ([DB.Private]) is copied to a file on disk
+// likewise.
 func (db *DB) Backup(ctx context.Context, dest string) error {
 	abs, err := filepath.Abs(dest)
 	if err != nil {
@@ -29,9 +30,14 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	if err := createFile(abs); err != nil {
 		return err
 	}
+	into := abs
+	if db.private {
+		into = diskURI(abs)
+		defer db.endRead(db.beginRead())
+	}
 	c, err := db.pool.Conn(ctx)
 	if err == nil {
-		_, err = c.ExecContext(ctx, "VACUUM INTO ?", abs)
+		_, err = c.ExecContext(ctx, "VACUUM INTO ?", into)
 		err = errors.Join(err, c.Close())
 	}
 	if err != nil {

@@ -91,6 +91,8 @@ func (db *DB) waitCheckpoint() {
 // checkpoints, which block neither writers nor readers, while they leave
 // many frames and fewer each time; then one more while holding off
 // [DB.Apply], which, with no commit of this DB beside it, copies the rest.
+// A private database ([DB.Private]) has no log: Checkpoint returns at once,
+// Complete.
 // Writes wait for that pass alone: its few frames, and the fsyncs of the
 // log and of the database file that end every checkpoint; so do the reads
 // of this DB that begin meanwhile. Before and after the pass, it waits
@@ -104,6 +106,9 @@ func (db *DB) waitCheckpoint() {
 // meanwhile; it says so, and the next call continues it. One Checkpoint
 // runs at a time; a second call waits for the first.
 func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
+	if db.private {
+		return Checkpointed{Complete: true}, nil
+	}
 	db.cmu.Lock()
 	defer db.cmu.Unlock()
 	var r Checkpointed
@@ -198,9 +203,12 @@ func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 // log since the last call to db.logged, and signals CheckpointDue once
 // they reach checkpointFrames. SQLite counts them itself (a transaction's
 // dirty pages, SQLITE_DBSTATUS_CACHE_WRITE); a transaction that rolled back
-// counts too, which only makes the checkpoint come a little early. The
-// caller holds db.wmu.
+// counts too, which only makes the checkpoint come a little early. A
+// private database has no log, and counts nothing. The caller holds db.wmu.
 func (wc *writeConn) loggedLocked(db *DB) {
+	if db.private {
+		return
+	}
 	n, _, err := wc.status.Status(sqlite.DBStatusCacheWrite, true)
 	if err != nil {
 		n = 1 // cannot happen for a valid op; count a frame rather than none
@@ -226,7 +234,19 @@ func (wc *writeConn) loggedLocked(db *DB) {
 
 // beginRead counts a read on the pool as in progress; the caller passes
 // the result to endRead once the statement is reset.
+//
+// In a private database, it takes db.wmu until endRead: reads and writes
+// take turns. memdb locks as a rollback journal does, only more strictly
+// (a reader cannot begin while a writer holds even the RESERVED lock), so
+// a read beside a write would fail with SQLITE_BUSY or poll for it in the
+// busy handler, losing to a stream of commits; a Go mutex instead queues
+// them fairly, and nothing in the database can be busy. No read may begin
+// while its goroutine holds db.wmu.
 func (db *DB) beginRead() uint64 {
+	if db.private {
+		db.wmu.Lock()
+		return 0
+	}
 	if g := db.readGate.Load(); g != nil {
 		<-*g
 	}
@@ -235,7 +255,13 @@ func (db *DB) beginRead() uint64 {
 	return e
 }
 
-func (db *DB) endRead(e uint64) { db.reading[e].Add(-1) }
+func (db *DB) endRead(e uint64) {
+	if db.private {
+		db.wmu.Unlock()
+		return
+	}
+	db.reading[e].Add(-1)
+}
 
 // drainReadsLocked starts a new read epoch and waits, up to readerWait,
 // for the reads of the last one to finish. The caller holds db.wmu and

@@ -47,6 +47,16 @@
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.
 //
+// # Private databases
+//
+// [Open] of ":memory:" opens a private in-memory database (SQLite's memdb
+// VFS, under a name of its own), which every connection of the DB shares
+// and nothing else reaches ([DB.Private]). It has no write-ahead log: its
+// rollback journal is in memory, its reads wait for writes and writes for
+// reads, there is nothing to checkpoint, and nothing is durable. A path
+// beginning with "file:", which SQLite would read as a URI, is refused
+// with [ErrInvalidPath].
+//
 // # Checkpoints
 //
 // Commits append to the write-ahead log. Its owner keeps it short: when

@@ -27,3 +27,13 @@ var SchemaVersion = len(migrations)
 
 // Path returns the absolute path of the database file.
 func (db *DB) Path() string { return db.path }
+
+// MemName returns a private database's name in the memdb VFS.
+func (db *DB) MemName() string { return db.memName }
+
+// JournalMode returns PRAGMA journal_mode of the write connection.
+func (db *DB) JournalMode() (string, error) {
+	var m string
+	err := db.w.QueryRowContext(context.Background(), "PRAGMA journal_mode").Scan(&m)
+	return m, err
+}

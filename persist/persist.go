@@ -26,6 +26,7 @@ var (
 	ErrIO            = errors.New("opstate: disk I/O error")
 	ErrReadOnly      = errors.New("opstate: database is read-only")
 	ErrSchemaVersion = errors.New("opstate: database schema is newer than this version of opstate")
+	ErrInvalidPath   = errors.New("opstate: invalid database path")
 )
 
 // Sync selects SQLite's synchronous setting for the write connection.
@@ -78,15 +79,19 @@ const expiryMillis = `CAST(round((julianday(expires_at) - 2440587.5) * 86400000)
 
 // DB is an open database. Its methods are safe for concurrent use.
 type DB struct {
-	path string
-	pool *sql.DB
-	w    *sql.Conn // the one connection that writes
+	path    string // absolute; ":memory:" for a private database
+	private bool   // opened from ":memory:": see Private
+	memName string // a private database's name in the memdb VFS
+	pool    *sql.DB
+	w       *sql.Conn // the one connection that writes
 
 	get, list, namespaces *sql.Stmt // prepared on pool
 	verify                bool      // run quick_check in init
 	busyTimeout           time.Duration
 
-	wmu sync.Mutex // serializes Apply and the end of Checkpoint; guards wc
+	// wmu serializes Apply and the end of Checkpoint, and guards wc; in a
+	// private database, the reads take it too (beginRead).
+	wmu sync.Mutex
 	wc  *writeConn // statements prepared on w's driver connection
 
 	// The write-ahead log (checkpoint.go). logged counts the frames this
@@ -110,9 +115,23 @@ type DB struct {
 // not exist, and migrates its schema. It fails, leaving the file untouched,
 // when path names a directory, lies in a missing directory, or is a file
 // that is not an SQLite database.
+//
+// The path ":memory:", exactly, opens a new private in-memory database
+// instead (see [DB.Private]): nothing is created on disk, and every Open
+// of ":memory:" is a database of its own, gone at Close. A path that
+// begins with "file:", which SQLite would read as a URI, is refused with
+// [ErrInvalidPath], as is an empty path; every other path is a file name,
+// "./:memory:" and "FILE:x.db" included.
 func Open(path string, opts Options) (*DB, error) {
-	if path == "" {
-		return nil, errors.New("opstate: empty database path")
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	opts, busyMS, err := opts.withDefaults(path)
+	if err != nil {
+		return nil, err
+	}
+	if path == memoryPath {
+		return openPrivate(opts, busyMS)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -120,16 +139,6 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if err := prepareFile(abs); err != nil {
 		return nil, readOnlyFS(err)
-	}
-	if opts.BusyTimeout <= 0 {
-		opts.BusyTimeout = DefaultBusyTimeout
-	}
-	busyMS := int64((opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond) // rounded up: 1ns waits 1ms, not 0
-	if busyMS > math.MaxInt32 {
-		return nil, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, opts.BusyTimeout, math.MaxInt32)
-	}
-	if opts.Readers <= 0 {
-		opts.Readers = 4
 	}
 	syncMode := "NORMAL"
 	if opts.Sync == SyncFull {
@@ -148,6 +157,36 @@ func Open(path string, opts Options) (*DB, error) {
 	q.Add("_pragma", "wal_autocheckpoint(4096)")
 	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
 
+	return open(path, dsn, &DB{path: abs}, opts)
+}
+
+// withDefaults returns o with its zero fields filled, and BusyTimeout in
+// milliseconds, rounded up, or an error for the Open of path.
+func (o Options) withDefaults(path string) (_ Options, busyMS int64, _ error) {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	busyMS = int64((o.BusyTimeout + time.Millisecond - 1) / time.Millisecond) // rounded up: 1ns waits 1ms, not 0
+	if busyMS > math.MaxInt32 {
+		return o, 0, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, o.BusyTimeout, math.MaxInt32)
+	}
+	if o.Readers <= 0 {
+		o.Readers = 4
+	}
+	return o, busyMS, nil
+}
+
+// openPrivate opens a new private in-memory database.
+func openPrivate(opts Options, busyMS int64) (*DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyMS))
+	dsn, name := memoryDSN(q)
+	return open(memoryPath, dsn, &DB{path: memoryPath, private: true, memName: name}, opts)
+}
+
+// open opens db's pool on dsn and prepares db; path is what the caller
+// passed to Open.
+func open(path, dsn string, db *DB, opts Options) (*DB, error) {
 	pool, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, openError(path, err)
@@ -157,7 +196,7 @@ func Open(path string, opts Options) (*DB, error) {
 	pool.SetConnMaxIdleTime(0)
 	pool.SetConnMaxLifetime(0)
 
-	db := &DB{path: abs, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout, due: make(chan struct{}, 1)}
+	db.pool, db.verify, db.busyTimeout, db.due = pool, opts.Verify, opts.BusyTimeout, make(chan struct{}, 1)
 	if err := db.init(); err != nil {
 		db.Close()
 		return nil, openError(path, db.classify(err))
@@ -172,15 +211,22 @@ func (db *DB) init() error {
 		return err
 	}
 	db.w = w
-	if err := checkSize(ctx, w, db.path); err != nil {
-		return err
+	if !db.private {
+		if err := checkSize(ctx, w, db.path); err != nil {
+			return err
+		}
 	}
 	if db.verify {
 		if err := quickCheck(ctx, w); err != nil {
 			return err
 		}
 	}
-	if err := migrate(ctx, w, db.busyTimeout, db.verify); err != nil {
+	if db.private {
+		err = migratePrivate(ctx, w)
+	} else {
+		err = migrate(ctx, w, db.busyTimeout, db.verify)
+	}
+	if err != nil {
 		return err
 	}
 	if err := db.startLog(ctx); err != nil {

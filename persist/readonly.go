@@ -19,10 +19,13 @@ const sqliteReadOnlyDBMoved = 8 | 4<<8
 // the file system (see readOnlyCause) and, if that explains the error,
 // wraps it with ErrReadOnly and the cause; an I/O error stays ErrIO as
 // well. It runs only on those errors, never on the path of a successful
-// statement.
+// statement. A private database has no file to look at.
 func (db *DB) classify(err error) error {
 	if err == nil {
 		return nil // before errors.As, whose target would escape
+	}
+	if db.private {
+		return withSentinel(err)
 	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) || errors.Is(err, ErrReadOnly) {

@@ -10,7 +10,9 @@
 // that holds nothing fails with a message naming the path, and creates
 // nothing, so that a mistyped -db is not mistaken for a missing key. Each
 // run opens the database with no background sweeper, does one thing and
-// closes it.
+// closes it. So -db :memory:, which the library opens as an in-memory
+// database gone at Close, is bad usage (./:memory: names a file), and so is
+// a PATH beginning with "file:", which SQLite would read as a URI.
 //
 // # Verbs
 //

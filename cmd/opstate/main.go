@@ -267,8 +267,15 @@ func parse(args []string) (*invocation, error) {
 		}
 		return nil, usagef(nil, "%v", err)
 	}
-	if inv.db == "" {
+	switch {
+	case inv.db == "":
 		return nil, usagef(nil, "empty -db path")
+	case inv.db == ":memory:":
+		// The library would open a private in-memory database, gone when
+		// the command exits: a set would be lost and a get find nothing.
+		return nil, usagef(nil, "-db :memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)")
+	case strings.HasPrefix(inv.db, "file:"):
+		return nil, usagef(nil, `-db %s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, inv.db)
 	}
 	if fs.NArg() == 0 {
 		return nil, usagef(nil, "missing verb")

@@ -805,3 +805,33 @@ func TestBackupVerb(t *testing.T) {
 		t.Errorf("list of the copy after the refused backup = %q; want %q", got, want)
 	}
 }
+
+// TestSpecialPaths checks that -db :memory:, an in-memory database that
+// would be gone when the command exits, and -db paths beginning with
+// "file:", which SQLite reads as URIs, are bad usage and create nothing;
+// and that ./:memory: is a file like any other.
+func TestSpecialPaths(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, db := range []string{":memory:", "file:x.db", "file::memory:", "file:x.db?mode=memory"} {
+		for _, verb := range [][]string{{"set", "ns", "k", "v"}, {"get", "ns", "k"}, {"ns"}, {"backup", "copy.db"}} {
+			args := append([]string{"-db", db}, verb...)
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != exitUsage || stdout != "" || !strings.Contains(stderr, db) {
+				t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, \"\", a message naming %s", args, code, stdout, stderr, exitUsage, db)
+			}
+			assertNoFiles(t, dir, args)
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				os.Remove(e.Name()) // what the run left, which no connection holds now
+			}
+		}
+	}
+	mustRun(t, "./:memory:", "set", "ns", "k", "v")
+	if got := mustRun(t, "./:memory:", "get", "ns", "k"); got != "v\n" {
+		t.Errorf("get from ./:memory: printed %q; want %q", got, "v\n")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ":memory:")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("-db ./:memory: made %v, %v; want the file :memory:", fi, err)
+	}
+}
