@@ -18,7 +18,7 @@ import (
 // default, and compare with this figure rather than with
 // opstate.DefaultSyncInterval, so that a change to the default fails them
 // until the documentation changes with it.
-const documentedSyncInterval = 100 * time.Millisecond
+const documentedSyncInterval = 5 * time.Millisecond
 
 // syncSlack is what the tests allow on top of SyncInterval before a foreign
 // write must be served: the watcher's tick, its query and the test's own

@@ -88,8 +88,15 @@
 //   - Writes made through this Store are seen at once; writes committed by
 //     anyone else (another Store on the same file, in this process or
 //     another, the opstate command, the sqlite3 shell) are seen within
-//     [Options.SyncInterval], 100ms by default. Such a write empties this
-//     Store's cache, so each key is read from SQLite once more afterwards.
+//     [Options.SyncInterval], 5ms by default. Such a write drops from this
+//     Store's cache only the keys it changed (or, when it changed more than
+//     64 keys of a namespace, that namespace), found in the file's change
+//     log; when the log cannot say (this Store fell more than 65536
+//     changes behind, or a check failed), the whole cache is dropped.
+//   - The change log costs every write a trigger and, per transaction, one
+//     more page written to the write-ahead log (README.md, Performance).
+//     Checking for others' writes costs an idle Store a query and a
+//     wake-up every SyncInterval (BenchmarkIdleStore).
 //   - Expiry follows [Options.Clock]; a clock that jumps backwards revives
 //     keys whose rows have not been swept yet. Times are kept to the
 //     millisecond within the years 0000 to 9999; a clock outside them reads

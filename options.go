@@ -37,7 +37,7 @@ const (
 	DefaultCacheBytes    = 32 << 20
 	DefaultSweepInterval = time.Minute
 	DefaultBusyTimeout   = persist.DefaultBusyTimeout
-	DefaultSyncInterval  = 100 * time.Millisecond
+	DefaultSyncInterval  = 5 * time.Millisecond
 )
 
 // MaxBusyTimeout is the longest [Options.BusyTimeout]: SQLite's busy
@@ -78,9 +78,11 @@ type Options struct {
 	// opstate command, the sqlite3 shell — can go unseen by this Store's
 	// reads. Every SyncInterval the Store asks SQLite whether another
 	// connection has committed (PRAGMA data_version, one cheap query on the
-	// write connection); if one has, it empties its cache, and every key is
-	// read from SQLite again on its next Get. Zero means
-	// DefaultSyncInterval (100ms); a negative value turns the check off, for
+	// write connection); if one has, it reads the change log for the keys
+	// the commit changed, drops just those from its cache and sends their
+	// events to watchers (a commit to other tables of the file costs the
+	// cache nothing). Zero means DefaultSyncInterval (5ms); a negative
+	// value turns the check off, for
 	// a Store that is the file's only writer. An in-memory store
 	// (":memory:") has no other writer, and never checks.
 	SyncInterval time.Duration

@@ -30,7 +30,8 @@ const timeLayout = "2006-01-02T15:04:05.000Z"
 func openSQLiteOnly(path string, sync durability) (*sqliteOnly, error) {
 	// opstate creates the file, so that the table, its index and the
 	// journal mode are exactly opstate's and a write maintains the same
-	// B-trees; from then on the file is used only through database/sql.
+	// B-trees; from then on the file is used only through database/sql
+	// (and init drops the change log).
 	st, err := opstate.Open(path, opstate.Options{SweepInterval: -1, SyncInterval: -1})
 	if err != nil {
 		return nil, err
@@ -68,6 +69,15 @@ func (s *sqliteOnly) init(sync durability) error {
 	}
 	if want := map[durability]int{normal: 1, full: 2}[sync]; mode != "wal" || level != want {
 		return fmt.Errorf("pragmas not applied: journal_mode=%s synchronous=%d, want wal and %d", mode, level, want)
+	}
+	// The bare upsert is the baseline a write of opstate is held to: the
+	// table and index alone, without the change log's triggers, which are
+	// opstate's and which a store that only reads and writes its own file
+	// would not have.
+	for _, t := range []string{"insert", "update", "rename", "delete"} {
+		if _, err := s.db.Exec(`DROP TRIGGER IF EXISTS operational_state_changes_` + t); err != nil {
+			return err
+		}
 	}
 	var err error
 	if s.get, err = s.db.Prepare(`SELECT value, expires_at FROM operational_state WHERE namespace = ? AND key = ?`); err != nil {

@@ -667,7 +667,7 @@ func TestDefaultDB(t *testing.T) {
 
 // documentedSyncInterval is the default Options.SyncInterval as README and
 // the opstate package document it.
-const documentedSyncInterval = 100 * time.Millisecond
+const documentedSyncInterval = 5 * time.Millisecond
 
 // syncSlack is the scheduling delay allowed on top of SyncInterval before a
 // running Store must serve a write made by another process: the tests run
