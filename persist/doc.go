@@ -24,13 +24,26 @@
 // +02:00), with millisecond precision; text that is no time at all never
 // expires.
 //
+// The change log (schema version 2, changes.go) records the key of every
+// row of operational_state inserted, updated or deleted, by any
+// connection, from triggers in the writing transaction:
+//
+//	CREATE TABLE operational_state_changes (
+//	    seq       INTEGER PRIMARY KEY,
+//	    namespace TEXT NOT NULL,
+//	    key       TEXT NOT NULL
+//	);
+//	-- AFTER INSERT, UPDATE, UPDATE OF namespace, key (the old name) and
+//	-- DELETE ON operational_state, one row each.
+//
 // # Migrations
 //
 // PRAGMA user_version records the schema version. [Open] brings older files
 // forward in one transaction per step: the table of a file of the first,
 // SQLite-only opstate (version 0, with or without expires_at) is rebuilt
 // WITHOUT ROWID with every row copied as it is (a missing expires_at
-// becomes NULL), and the expiry index is added. Running a migration again
+// becomes NULL), and the expiry index is added (version 1); the change
+// log and its triggers are added (version 2). Running a migration again
 // changes nothing; a file from a newer version is refused with
 // [ErrSchemaVersion]. A file that needs a migration is read whole first
 // (quick_check) and migrated before it is switched to WAL, so that a
