@@ -71,7 +71,16 @@ type logState struct {
 	version int64         // data_version when seen was read
 	own     map[Key]int32 // rows after seen that this DB's commits appended, by key
 	owned   int           // their sum
+	// lost is set when own grew past ownLimit (nobody called Changes for
+	// that long) and was dropped: the next Changes that finds others'
+	// commits cannot tell them from this DB's, and reports a Reset.
+	lost bool
 }
+
+// ownLimit bounds the record of a DB's own changes between two calls of
+// Changes: a DB whose owner never calls it (a Store that does not check for
+// other writers) must not grow without bound.
+const ownLimit = 1 << 16
 
 // ownLocked records that a commit of this DB changed keys (one log row
 // each). Called under wmu, after the commit.
@@ -86,6 +95,11 @@ func (db *DB) ownLocked(keys []Key) {
 		db.log.own[k]++
 	}
 	db.log.owned += len(keys)
+	if db.log.owned > ownLimit {
+		db.log.own = nil
+		db.log.owned = 0
+		db.log.lost = true
+	}
 }
 
 // startLog records where the log stands; called by Open.
@@ -121,7 +135,7 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 			return err
 		}
 		v, err := wc.int(ctx, wc.dataVersion)
-		if err != nil || (v == db.log.version && db.log.owned == 0) {
+		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost) {
 			return err
 		}
 		return wc.inRead(ctx, func() error {
@@ -147,10 +161,12 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		return Changes{}, err
 	}
 	st := &db.log
+	lost := st.lost
 	defer func() {
 		// Every commit of this DB so far is in what was read.
 		clear(st.own)
 		st.owned = 0
+		st.lost = false
 	}()
 	if v == st.version {
 		st.seen = last // nobody else committed: every row since is this DB's
@@ -166,7 +182,8 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		}
 	}
 	switch {
-	case last < st.seen, // the log was cut back: not by opstate
+	case lost, // this DB's own rows cannot be told from others'
+		last < st.seen, // the log was cut back: not by opstate
 		len(rows) > 0 && rows[0].seq != st.seen+1, // pruned before it was read
 		len(rows) > ChangesLimit:
 		ch.Reset = true

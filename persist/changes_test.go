@@ -229,3 +229,34 @@ func TestChangesModel(t *testing.T) {
 		}
 	}
 }
+
+// TestChangesOwnRecordBounded checks that a DB whose owner does not call
+// Changes keeps a bounded record of its own writes, and that, once the
+// record was dropped, others' changes are reported as a Reset while its
+// own alone are still reported as nothing.
+func TestChangesOwnRecordBounded(t *testing.T) {
+	db := mustOpen(t, "")
+	other := mustOpen(t, db.Path())
+	write := func(n int) {
+		var ws []*persist.Write
+		for i := range n {
+			ws = append(ws, putW("ns", fmt.Sprint(i), "v", 0))
+			if len(ws) == 256 || i == n-1 {
+				apply(t, db, t0, ws...)
+				ws = ws[:0]
+			}
+		}
+	}
+	write(persist.OwnLimit + 1)
+	if got := db.OwnRecorded(); got > persist.OwnLimit {
+		t.Errorf("own record holds %d keys after %d writes; want at most %d", got, persist.OwnLimit+1, persist.OwnLimit)
+	}
+	if ch := changes(t, db); ch.Reset || ch.Foreign {
+		t.Errorf("Changes() after own writes only = %+v; want nothing", ch)
+	}
+	write(persist.OwnLimit + 1)
+	apply(t, other, t0, putW("ns", "theirs", "v", 0))
+	if ch := changes(t, db); !ch.Reset {
+		t.Errorf("Changes() after the record was dropped and another DB wrote = %+v; want a Reset", ch)
+	}
+}

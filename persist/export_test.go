@@ -37,3 +37,14 @@ func (db *DB) JournalMode() (string, error) {
 	err := db.w.QueryRowContext(context.Background(), "PRAGMA journal_mode").Scan(&m)
 	return m, err
 }
+
+// OwnLimit is ownLimit: the most own changes recorded between two calls of
+// Changes.
+const OwnLimit = ownLimit
+
+// OwnRecorded returns how many keys the record of own changes holds.
+func (db *DB) OwnRecorded() int {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	return len(db.log.own)
+}
