@@ -15,8 +15,8 @@ import (
 // before the commit, End after it. While the write is pending its key is
 // not served and no Fill of it succeeds, whatever token the filler holds;
 // End caches the committed entry unless the write failed (nil), or the cache
-// was cleared meanwhile (someone else may have written the key after the
-// commit). A namespace write blocks the fills of every key until it ends.
+// was cleared, or the key or a namespace removed, meanwhile (someone else
+// may have written the key after the commit). A namespace write blocks the fills of every key until it ends.
 func TestPending(t *testing.T) {
 	const ns, key = "ns", "k"
 	old := Entry{Value: "old"}
@@ -46,6 +46,20 @@ func TestPending(t *testing.T) {
 			c.Fill(ns, "other", filled, c.Token(ns, "other"))
 			return false
 		}, &committed, &committed},
+		// Another connection changed the key, maybe after this write
+		// committed: what it committed may not be what the key holds.
+		{"removed while pending", func(c *cache.Cache) bool {
+			c.Remove(ns, key)
+			return c.Fill(ns, key, filled, c.Token(ns, key))
+		}, &committed, nil},
+		{"namespace removed while pending", func(c *cache.Cache) bool {
+			c.RemoveNamespace(ns)
+			return c.Fill(ns, key, filled, c.Token(ns, key))
+		}, &committed, nil},
+		{"another namespace removed while pending", func(c *cache.Cache) bool {
+			c.RemoveNamespace("elsewhere")
+			return false
+		}, &committed, nil}, // conservative: RemoveNamespace counts as a clear
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,4 +293,35 @@ func TestFillsRacingWrites(t *testing.T) {
 			t.Errorf("at rest, Get(k%d) = %q; want the store's %d", k, e.Value, ks[k].stored.Load())
 		}
 	}
+}
+
+// TestRemoveReports checks what Remove and RemoveNamespace report and that
+// they make Fills in progress fail.
+func TestRemoveReports(t *testing.T) {
+	c := cache.New(1 << 16)
+	put(c, "a", "1", Entry{Value: "v"})
+	put(c, "a", "2", Entry{Absent: true})
+	put(c, "b", "1", Entry{Value: "v"})
+	tok := c.Token("a", "1")
+	if !c.Remove("a", "1") {
+		t.Errorf("Remove of a cached key = false; want true")
+	}
+	if c.Remove("a", "1") {
+		t.Errorf("Remove of a key no longer cached = true; want false")
+	}
+	if c.Fill("a", "1", Entry{Value: "old"}, tok) {
+		t.Errorf("Fill with a token taken before Remove succeeded")
+	}
+	tok = c.Token("b", "2")
+	if n := c.RemoveNamespace("a"); n != 1 {
+		t.Errorf("RemoveNamespace(a) = %d; want 1 (the negative entry)", n)
+	}
+	if c.Fill("b", "2", Entry{Value: "old"}, tok) {
+		t.Errorf("Fill with a token taken before RemoveNamespace succeeded")
+	}
+	checkGet(t, c, "b", "1", &Entry{Value: "v"})
+	if n := c.RemoveNamespace("missing"); n != 0 {
+		t.Errorf("RemoveNamespace(missing) = %d; want 0", n)
+	}
+	recount(t, c, []nsKey{{"a", "1"}, {"a", "2"}, {"b", "1"}, {"b", "2"}})
 }
