@@ -102,11 +102,14 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // It holds the feed's lock from the delete until the keys' OpExpire events
 // are sent, as a batch of writes does (committer.commit).
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
-	s.feed.mu.Lock()
-	defer s.feed.mu.Unlock()
 	var keys []persist.Key
 	var err error
 	if uerr := s.using(func() {
+		// Entered before the feed's lock, as a write does (see
+		// syncForeign).
+		s.feed.mu.Lock()
+		defer s.feed.mu.Unlock()
+		defer func() { s.expiredLocked(keys) }()
 		if err = s.refuseDamaged(); err != nil {
 			return
 		}
@@ -122,6 +125,12 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	}); uerr != nil {
 		return 0, uerr
 	}
+	return len(keys), err
+}
+
+// expiredLocked drops the keys a sweep deleted from the cache and sends
+// their OpExpire events; called with the feed's lock held.
+func (s *Store) expiredLocked(keys []persist.Key) {
 	for _, k := range keys {
 		s.cache.Remove(k.Namespace, k.Key)
 		if s.feed.watchedLocked(k.Namespace) {
@@ -129,7 +138,6 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 		}
 	}
 	s.counters.expired.Add(uint64(len(keys)))
-	return len(keys), err
 }
 
 // changeLogKeep is how many of the newest rows of the change log a sweep

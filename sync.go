@@ -14,27 +14,30 @@ import (
 // the change log cannot say what changed, and when the check fails, so that
 // staleness stays bounded by the interval while checks fail; the next
 // check that succeeds reports what this one could not.
+//
+// It runs inside one s.using, which it enters before the feed's lock, as a
+// write does: a Close waiting for the operations in progress blocks new
+// ones, so taking the feed's lock first and entering after could wait
+// forever on a write that holds its place and waits for the lock.
 func (s *Store) syncForeign() {
 	var ch persist.Changes
 	var err error
-	if s.using(func() { ch, err = s.db.Changes(s.ctx) }) != nil {
-		return
-	}
+	s.using(func() {
+		if ch, err = s.db.Changes(s.ctx); err == nil && ch.Foreign {
+			s.applyForeign(ch)
+		}
+	})
 	if err != nil {
 		s.cache.Clear()
 		s.counters.flushes.Add(1)
 		if s.ctx.Err() == nil {
 			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 		}
-		return
-	}
-	if ch.Foreign {
-		s.applyForeign(ch)
 	}
 }
 
 // applyForeign drops what others changed from the cache, then sends their
-// changes to the watchers. It holds the feed's lock from before the drops
+// changes to the watchers; called inside s.using. It holds the feed's lock from before the drops
 // until the changes are sent, and reads each changed key's current value
 // from SQLite, so that no watcher is sent a change before this Store's
 // reads serve it, nor after a newer change of this Store to the key.
@@ -67,15 +70,11 @@ func (s *Store) applyForeign(ch persist.Changes) {
 }
 
 // current returns the event that brings a watcher to what k holds now in
-// SQLite; an OpReset of its namespace if that cannot be read.
+// SQLite; an OpReset of its namespace if that cannot be read. Called inside
+// s.using.
 func (s *Store) current(k persist.Key) Event {
 	ev := Event{Namespace: k.Namespace, Key: k.Key, Op: OpDelete}
-	var row persist.Row
-	var found bool
-	var err error
-	if s.using(func() { row, found, err = s.db.Get(context.Background(), k.Namespace, k.Key) }) != nil {
-		return Event{Namespace: k.Namespace, Op: OpReset}
-	}
+	row, found, err := s.db.Get(context.Background(), k.Namespace, k.Key)
 	if err == nil && found && row.ExpiresAt != 0 {
 		var now int64
 		if now, err = s.now(); err == nil && now >= row.ExpiresAt {
