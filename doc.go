@@ -54,6 +54,18 @@
 //     that key that starts later sees it or a newer write (each key is
 //     linearizable), and two racing writes leave the cache and SQLite
 //     agreeing.
+//   - The conditional writes ([Store.SetIfAbsent], [Store.CompareAndSwap],
+//     [Store.CompareAndDelete] and their WithTTL variants) are decided by
+//     SQLite, inside the write's own transaction, against what the file
+//     holds, never by a read in Go: of racing calls from any Stores and
+//     processes on the file, exactly one SetIfAbsent of an absent key
+//     stores and exactly one CompareAndSwap from a value swaps. Each is
+//     linearizable per key with every other operation through this Store.
+//     One that returns false changes nothing in SQLite, and refreshes this
+//     Store's cached entry for the key from what SQLite holds, so that the
+//     next read serves another writer's value even before this Store has
+//     noticed the write, and a loop of Get and CompareAndSwap converges at
+//     once.
 //   - Memory is bounded: keys, values and per-entry overhead of all
 //     namespaces share one budget ([Options.CacheBytes], 32 MiB by
 //     default). Evicted keys are read from SQLite again.

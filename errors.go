@@ -19,8 +19,9 @@ var (
 	// reads alike; nothing is changed.
 	ErrEmptyName = errors.New("opstate: empty namespace or key")
 
-	// ErrInvalidTTL is returned by [Store.SetWithTTL] for a ttl <= 0;
-	// nothing is changed.
+	// ErrInvalidTTL is returned by [Store.SetWithTTL],
+	// [Store.SetIfAbsentWithTTL] and [Store.CompareAndSwapWithTTL] for a
+	// ttl <= 0; nothing is changed.
 	ErrInvalidTTL = errors.New("opstate: ttl must be positive")
 
 	// ErrInvalidOption is returned by [Open] for an [Options] value it

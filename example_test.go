@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/d8da9184/opstate"
@@ -177,4 +179,138 @@ func ExampleStore_Lookup() {
 	// Output:
 	// "" true
 	// "" false
+}
+
+// A lease: one holder at a time, which must renew it before it runs out.
+// SetIfAbsentWithTTL acquires it only if nobody holds it (or the holder
+// let it expire), CompareAndSwapWithTTL renews it only for its holder, and
+// CompareAndDelete releases it only for its holder. The holders are usually
+// processes, each with a Store of its own on the file; SQLite decides every
+// one of these calls, so exactly one of them holds the lease at a time.
+func ExampleStore_SetIfAbsentWithTTL() {
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+
+	now := time.Date(2026, 3, 7, 10, 0, 0, 0, time.UTC)
+	s, err := opstate.Open(filepath.Join(dir, "state.db"), opstate.Options{
+		Clock: func() time.Time { return now },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	const ttl = 30 * time.Second
+
+	acquire := func(holder string) bool {
+		ok, err := s.SetIfAbsentWithTTL("leases", "poller", holder, ttl)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return ok
+	}
+	renew := func(holder string) bool {
+		ok, err := s.CompareAndSwapWithTTL("leases", "poller", holder, holder, ttl)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return ok
+	}
+	release := func(holder string) bool {
+		ok, err := s.CompareAndDelete("leases", "poller", holder)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return ok
+	}
+
+	fmt.Println("a acquires:", acquire("instance-a"))
+	fmt.Println("b acquires:", acquire("instance-b"))
+	now = now.Add(20 * time.Second)
+	fmt.Println("a renews:", renew("instance-a"), "b renews:", renew("instance-b"))
+	now = now.Add(20 * time.Second) // 40s after acquiring, 20s after renewing
+	fmt.Println("b acquires:", acquire("instance-b"))
+	fmt.Println("b releases:", release("instance-b"), "a releases:", release("instance-a"))
+	fmt.Println("b acquires:", acquire("instance-b"))
+	now = now.Add(ttl) // b stops renewing: the lease expires
+	fmt.Println("a acquires:", acquire("instance-a"))
+	// Output:
+	// a acquires: true
+	// b acquires: false
+	// a renews: true b renews: false
+	// b acquires: false
+	// b releases: false a releases: true
+	// b acquires: true
+	// a acquires: true
+}
+
+// A high-water mark that only moves forward, however many pollers report
+// progress at once: advance reads the mark, and stores its own with
+// CompareAndSwap only if the mark is lower and still the one it read;
+// otherwise it reads again. A refused CompareAndSwap refreshes the Store's
+// cached entry from SQLite, so the next read sees the other poller's
+// mark, even one written by another process a moment ago.
+func ExampleStore_CompareAndSwap() {
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+
+	s, err := opstate.NewStore(filepath.Join(dir, "state.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	// advance raises the mark at ns/key to mark, never lowers it, and
+	// returns the mark stored afterwards.
+	advance := func(s *opstate.Store, ns, key string, mark int) (int, error) {
+		for {
+			v, ok, err := s.Lookup(ns, key)
+			if err != nil {
+				return 0, err
+			}
+			var stored bool
+			switch cur, convErr := strconv.Atoi(v); {
+			case !ok:
+				stored, err = s.SetIfAbsent(ns, key, strconv.Itoa(mark))
+			case convErr != nil:
+				return 0, fmt.Errorf("%s/%s holds %q, not a number", ns, key, v)
+			case cur >= mark:
+				return cur, nil
+			default:
+				stored, err = s.CompareAndSwap(ns, key, v, strconv.Itoa(mark))
+			}
+			if err != nil {
+				return 0, err
+			}
+			if stored {
+				return mark, nil
+			}
+			// Another poller moved the mark first: read it again.
+		}
+	}
+
+	for _, mark := range []int{100, 90, 120} {
+		hwm, err := advance(s, "poller", "high_water_mark", mark)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("advance to %d: the mark is %d\n", mark, hwm)
+	}
+
+	// Eight pollers report marks 121 to 128 at once, in no order.
+	var wg sync.WaitGroup
+	for mark := 121; mark <= 128; mark++ {
+		wg.Go(func() {
+			if _, err := advance(s, "poller", "high_water_mark", mark); err != nil {
+				log.Fatal(err)
+			}
+		})
+	}
+	wg.Wait()
+	hwm, _ := s.Get("poller", "high_water_mark")
+	fmt.Println("after the pollers:", hwm)
+	// Output:
+	// advance to 100: the mark is 100
+	// advance to 90: the mark is 100
+	// advance to 120: the mark is 120
+	// after the pollers: 128
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,11 +38,13 @@ func mustOpenPath(t *testing.T, path string, opts opstate.Options) *opstate.Stor
 	return s
 }
 
-// TestLinearizable records histories of concurrent Lookup, Set, SetWithTTL
-// and Delete calls on one Store and checks each key for linearizability
-// with porcupine (see the package documentation for the model). Each
-// variant checks rounds(t) histories of the standard workload, each on a
-// new file:
+// TestLinearizable records histories of concurrent Lookup, Set,
+// SetWithTTL, Delete, SetIfAbsent, SetIfAbsentWithTTL, CompareAndSwap,
+// CompareAndSwapWithTTL and CompareAndDelete calls and checks each key for
+// linearizability with porcupine (see the package documentation for the
+// model). Each variant checks rounds(t) histories, each on a new file, and
+// fails unless, over its rounds, every conditional kind both changed its
+// key and was refused at least once:
 //
 //   - default: default Options, with the injected clock;
 //   - tiny-cache: a cache of 768 bytes, while two goroutines write and read
@@ -57,7 +60,15 @@ func mustOpenPath(t *testing.T, path string, opts opstate.Options) *opstate.Stor
 //     boundaries, with the read-heavy expiring workload; the variant fails
 //     if no sweep deleted anything;
 //   - no-cache: the cache disabled, every Lookup reading SQLite: the
-//     control, linearizable by SQLite's own transactions.
+//     control, linearizable by SQLite's own transactions;
+//   - two-stores: two Stores on one file, on one clock, the clients split
+//     between them. Reads through the Store that did not write are allowed
+//     to be stale (TestTwoStores checks their bound), so only the writes
+//     are checked: the history without its Lookups must be linearizable,
+//     every conditional write's answer included, since SQLite decides each
+//     in the write's own transaction whichever Store made it. The Lookups
+//     still run, so that each Store's cache holds values the other has
+//     overwritten: a conditional write decided from the cache fails here.
 func TestLinearizable(t *testing.T) {
 	variants := []struct {
 		name string
@@ -68,21 +79,31 @@ func TestLinearizable(t *testing.T) {
 		during func(t *testing.T, s *opstate.Store, tally *atomic.Int64) (stop func())
 		tally  string    // what the tally counts
 		w      *workload // nil: standard
+		// stores is how many Stores share the file (0: one). With more
+		// than one, only the writes are checked.
+		stores int
 	}{
 		{name: "default"},
 		{name: "tiny-cache", opts: opstate.Options{CacheBytes: 768}, during: evictions, tally: "cache evictions"},
 		{name: "sweeper", opts: opstate.Options{SweepInterval: time.Millisecond}, during: sweeps, tally: "rows deleted by DeleteExpired", w: &expiring},
 		{name: "no-cache", opts: opstate.Options{CacheBytes: -1}},
+		{name: "two-stores", stores: 2},
 	}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			var tally atomic.Int64
+			var conds [kinds][2]int
 			for round := range rounds(t) {
 				t.Run(fmt.Sprint("round", round), func(t *testing.T) {
 					clk := newClock()
 					opts := v.opts
 					opts.Clock = clk.Now
-					s := mustOpen(t, opts)
+					path := filepath.Join(t.TempDir(), "state.db")
+					s := mustOpenPath(t, path, opts)
+					stores := []kv{s}
+					for range v.stores - 1 {
+						stores = append(stores, mustOpenPath(t, path, opts))
+					}
 					if v.during != nil {
 						t.Cleanup(v.during(t, s, &tally)) // runs before Close
 					}
@@ -91,10 +112,24 @@ func TestLinearizable(t *testing.T) {
 					if v.w != nil {
 						w = *v.w
 					}
-					history := w.run(t, s, clk, seed)
-					t.Logf("seed %d, %d operations", seed, len(history))
+					history := w.run(t, stores, clk, seed)
+					if len(stores) > 1 {
+						history = slices.DeleteFunc(history, func(op porcupine.Operation) bool { return op.Input.(input).Kind == opGet })
+					}
+					t.Logf("seed %d, %d operations checked", seed, len(history))
+					n := outcomes(history)
+					for k := range n {
+						conds[k][0] += n[k][0]
+						conds[k][1] += n[k][1]
+					}
 					check(t, history)
 				})
+			}
+			for k := opSetIfAbsent; int(k) < kinds; k++ {
+				t.Logf("%v: %d changed the key, %d refused", k, conds[k][1], conds[k][0])
+				if (conds[k][0] == 0 || conds[k][1] == 0) && !t.Failed() {
+					t.Errorf("%v: %d changed the key, %d refused, over %d histories; want some of each, or the variant does not test it", k, conds[k][1], conds[k][0], rounds(t))
+				}
 			}
 			if v.during != nil {
 				t.Logf("%s: %d", v.tally, tally.Load())
@@ -251,11 +286,86 @@ func TestStaleWrapperRejected(t *testing.T) {
 		writes: map[keyID][]staleWrite{},
 	}
 	seed := rand.Uint64()
-	history := standard.run(t, s, clk, seed)
+	history := standard.run(t, []kv{s}, clk, seed)
 	if s.served == 0 {
 		t.Fatalf("seed %d: the wrapper served no stale value; the test proves nothing", seed)
 	}
 	if got := porcupine.CheckOperationsTimeout(model, history, checkTimeout); got != porcupine.Illegal {
 		t.Errorf("seed %d: porcupine on a history with %d stale reads of %d = %s; want Illegal", seed, s.served, s.reads, got)
+	}
+}
+
+// checkThenAct wraps a Store and makes every conditional write the way
+// opstate must not: a Lookup, a comparison in Go, then a plain write. Two
+// racing calls can both find the key absent, or both find the old value,
+// and both write.
+type checkThenAct struct {
+	*opstate.Store
+}
+
+func (s checkThenAct) SetIfAbsent(ns, key, value string) (bool, error) {
+	if _, ok, err := s.Lookup(ns, key); err != nil || ok {
+		return false, err
+	}
+	return true, s.Set(ns, key, value)
+}
+
+func (s checkThenAct) SetIfAbsentWithTTL(ns, key, value string, ttl time.Duration) (bool, error) {
+	if _, ok, err := s.Lookup(ns, key); err != nil || ok {
+		return false, err
+	}
+	return true, s.SetWithTTL(ns, key, value, ttl)
+}
+
+func (s checkThenAct) CompareAndSwap(ns, key, old, new string) (bool, error) {
+	if v, ok, err := s.Lookup(ns, key); err != nil || !ok || v != old {
+		return false, err
+	}
+	return true, s.Set(ns, key, new)
+}
+
+func (s checkThenAct) CompareAndSwapWithTTL(ns, key, old, new string, ttl time.Duration) (bool, error) {
+	if v, ok, err := s.Lookup(ns, key); err != nil || !ok || v != old {
+		return false, err
+	}
+	return true, s.SetWithTTL(ns, key, new, ttl)
+}
+
+func (s checkThenAct) CompareAndDelete(ns, key, old string) (bool, error) {
+	if v, ok, err := s.Lookup(ns, key); err != nil || !ok || v != old {
+		return false, err
+	}
+	return true, s.Delete(ns, key)
+}
+
+// TestCheckThenActRejected checks that the workload and the model catch
+// conditional writes decided by a read in Go followed by a write, in one
+// Store and in two on one file: the standard workload runs through
+// checkThenAct, and porcupine must find one of a few histories not
+// linearizable. (A race that never happened cannot be seen, so a single
+// history could pass; the test logs how many it took.)
+func TestCheckThenActRejected(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		t.Run(fmt.Sprint(n, "-stores"), func(t *testing.T) {
+			const tries = 5
+			for try := range tries {
+				clk := newClock()
+				path := filepath.Join(t.TempDir(), "state.db")
+				var stores []kv
+				for range n {
+					stores = append(stores, checkThenAct{mustOpenPath(t, path, opstate.Options{Clock: clk.Now})})
+				}
+				seed := rand.Uint64()
+				history := standard.run(t, stores, clk, seed)
+				if n > 1 {
+					history = slices.DeleteFunc(history, func(op porcupine.Operation) bool { return op.Input.(input).Kind == opGet })
+				}
+				if got := porcupine.CheckOperationsTimeout(model, history, checkTimeout); got == porcupine.Illegal {
+					t.Logf("seed %d: Illegal in history %d of %d", seed, try+1, tries)
+					return
+				}
+			}
+			t.Errorf("porcupine found all %d histories of check-then-act conditional writes linearizable; want Illegal", tries)
+		})
 	}
 }

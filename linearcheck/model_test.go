@@ -20,7 +20,29 @@ const (
 	opSet
 	opSetTTL
 	opDelete
+	opSetIfAbsent
+	opSetIfAbsentTTL
+	opCAS // CompareAndSwap
+	opCASTTL
+	opCAD // CompareAndDelete
 )
+
+// String returns the API name of k.
+func (k kind) String() string {
+	names := [...]string{"Lookup", "Set", "SetWithTTL", "Delete", "SetIfAbsent", "SetIfAbsentWithTTL",
+		"CompareAndSwap", "CompareAndSwapWithTTL", "CompareAndDelete"}
+	if int(k) < len(names) {
+		return names[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// conditional reports whether k is a conditional write, whose output says
+// whether it changed the key.
+func (k kind) conditional() bool { return k >= opSetIfAbsent }
+
+// hasTTL reports whether k asks for an expiry, recorded in Expires.
+func (k kind) hasTTL() bool { return k == opSetTTL || k == opSetIfAbsentTTL || k == opCASTTL }
 
 // input is what a call was asked to do. It is comparable, and so is every
 // field porcupine sees.
@@ -28,15 +50,20 @@ type input struct {
 	Kind  kind
 	NS    string
 	Key   string
-	Value string // opSet, opSetTTL
-	// Expires is the absolute expiry an opSetTTL asked for, in Unix
-	// nanoseconds: the clock of its phase plus its TTL.
+	Value string // what a write other than opDelete and opCAD stores
+	Old   string // opCAS, opCASTTL, opCAD: the value the key must hold
+	// Expires is the absolute expiry an opSetTTL, opSetIfAbsentTTL or
+	// opCASTTL asked for, in Unix nanoseconds: the clock of its phase plus
+	// its TTL.
 	Expires int64
-	// Now is the clock, in Unix nanoseconds, under which an opGet ran.
+	// Now is the clock, in Unix nanoseconds, under which an opGet or a
+	// conditional write ran: what decides whether the key is live.
 	Now int64
 }
 
-// output is what a Lookup returned; writes return the zero output.
+// output is what a Lookup returned, or, for a conditional write, OK
+// alone: whether it stored, swapped or deleted. Other writes return the
+// zero output.
 type output struct {
 	Value string
 	OK    bool
@@ -58,24 +85,61 @@ func (r register) visibleAt(now int64) output {
 	return output{Value: r.Value, OK: true}
 }
 
+// stored returns the register a write of i leaves: i's value, with i's
+// expiry if i asks for one and with none otherwise.
+func (i input) stored() register {
+	r := register{Present: true, Value: i.Value}
+	if i.Kind.hasTTL() {
+		r.Expires = i.Expires
+	}
+	return r
+}
+
+// step is the sequential specification, as opstate documents it: a key is
+// absent when it has no value or its expiry has passed (now >= Expires);
+// SetIfAbsent stores exactly when the key is absent at its clock;
+// CompareAndSwap stores exactly when the key is live and holds Old, and
+// like Set clears the expiry unless it is the WithTTL variant, which sets
+// its own; CompareAndDelete deletes exactly when the key is live and holds
+// Old. A conditional write's output says whether it changed the key, and
+// one that did not leaves the register as it was.
+func step(r register, i input, out output) (bool, register) {
+	switch i.Kind {
+	case opGet:
+		return out == r.visibleAt(i.Now), r
+	case opSet, opSetTTL:
+		return true, i.stored()
+	case opDelete:
+		return true, register{}
+	}
+	seen := r.visibleAt(i.Now)
+	var cond bool
+	switch i.Kind {
+	case opSetIfAbsent, opSetIfAbsentTTL:
+		cond = !seen.OK
+	case opCAS, opCASTTL, opCAD:
+		cond = seen.OK && seen.Value == i.Old
+	default:
+		panic(fmt.Sprintf("linearcheck: unknown operation kind %d", i.Kind))
+	}
+	switch {
+	case out != output{OK: cond}:
+		return false, r
+	case !cond:
+		return true, r
+	case i.Kind == opCAD:
+		return true, register{}
+	}
+	return true, i.stored()
+}
+
 // model is a key-value store with expiry, partitioned by key: each
 // partition is a register.
 var model = porcupine.Model{
 	Partition: partitionByKey,
 	Init:      func() any { return register{} },
 	Step: func(state, in, out any) (bool, any) {
-		r, i := state.(register), in.(input)
-		switch i.Kind {
-		case opGet:
-			return out.(output) == r.visibleAt(i.Now), r
-		case opSet:
-			return true, register{Present: true, Value: i.Value}
-		case opSetTTL:
-			return true, register{Present: true, Value: i.Value, Expires: i.Expires}
-		case opDelete:
-			return true, register{}
-		}
-		panic(fmt.Sprintf("linearcheck: unknown operation kind %d", i.Kind))
+		return step(state.(register), in.(input), out.(output))
 	},
 	DescribeOperation: func(in, out any) string {
 		i := in.(input)
@@ -93,7 +157,22 @@ var model = porcupine.Model{
 		case opDelete:
 			return fmt.Sprintf("delete %s/%s", i.NS, i.Key)
 		}
-		return "?"
+		var what string
+		switch i.Kind {
+		case opSetIfAbsent:
+			what = fmt.Sprintf("set-if-absent %s/%s %q", i.NS, i.Key, i.Value)
+		case opSetIfAbsentTTL:
+			what = fmt.Sprintf("set-if-absent %s/%s %q until %s", i.NS, i.Key, i.Value, clockString(i.Expires))
+		case opCAS:
+			what = fmt.Sprintf("cas %s/%s %q -> %q", i.NS, i.Key, i.Old, i.Value)
+		case opCASTTL:
+			what = fmt.Sprintf("cas %s/%s %q -> %q until %s", i.NS, i.Key, i.Old, i.Value, clockString(i.Expires))
+		case opCAD:
+			what = fmt.Sprintf("cad %s/%s %q", i.NS, i.Key, i.Old)
+		default:
+			return "?"
+		}
+		return fmt.Sprintf("%s @%s -> %v", what, clockString(i.Now), out.(output).OK)
 	},
 	DescribeState: func(state any) string {
 		r := state.(register)
@@ -225,7 +304,7 @@ func overwrittenBefore(history []porcupine.Operation, op porcupine.Operation) (p
 		return porcupine.Operation{}, false
 	}
 	for _, later := range history {
-		if later.Input.(input).Kind != opGet && w.Return < later.Call && later.Return < op.Call {
+		if changes(later) && w.Return < later.Call && later.Return < op.Call {
 			return later, true
 		}
 	}
@@ -251,6 +330,13 @@ func visualize(t *testing.T, history []porcupine.Operation) string {
 	return path
 }
 
+// changes reports whether op is a write that changed its key: a plain
+// write, or a conditional one that reported it did.
+func changes(op porcupine.Operation) bool {
+	in := op.Input.(input)
+	return in.Kind != opGet && (!in.Kind.conditional() || op.Output.(output).OK)
+}
+
 // writer returns the write in history whose value the read op returned.
 func writer(history []porcupine.Operation, op porcupine.Operation) (porcupine.Operation, bool) {
 	in, out := op.Input.(input), op.Output.(output)
@@ -258,7 +344,7 @@ func writer(history []porcupine.Operation, op porcupine.Operation) (porcupine.Op
 		return porcupine.Operation{}, false
 	}
 	for _, w := range history {
-		if wi := w.Input.(input); (wi.Kind == opSet || wi.Kind == opSetTTL) && wi.Value == out.Value {
+		if wi := w.Input.(input); changes(w) && wi.Kind != opDelete && wi.Kind != opCAD && wi.Value == out.Value {
 			return w, true
 		}
 	}
@@ -277,6 +363,22 @@ func TestModelRejects(t *testing.T) {
 	}
 	del := func(key string) input { return input{Kind: opDelete, NS: "a", Key: key} }
 	get := func(key string, now int64) input { return input{Kind: opGet, NS: "a", Key: key, Now: now} }
+	sia := func(key, v string, now int64) input {
+		return input{Kind: opSetIfAbsent, NS: "a", Key: key, Value: v, Now: now}
+	}
+	siaTTL := func(key, v string, now, exp int64) input {
+		return input{Kind: opSetIfAbsentTTL, NS: "a", Key: key, Value: v, Now: now, Expires: exp}
+	}
+	cas := func(key, old, v string, now int64) input {
+		return input{Kind: opCAS, NS: "a", Key: key, Old: old, Value: v, Now: now}
+	}
+	casTTL := func(key, old, v string, now, exp int64) input {
+		return input{Kind: opCASTTL, NS: "a", Key: key, Old: old, Value: v, Now: now, Expires: exp}
+	}
+	cad := func(key, old string, now int64) input {
+		return input{Kind: opCAD, NS: "a", Key: key, Old: old, Now: now}
+	}
+	yes, no := output{OK: true}, output{}
 	val := func(v string) output { return output{Value: v, OK: true} }
 	absent := output{}
 	op := func(client int, call, ret int64, in input, out output) porcupine.Operation {
@@ -348,6 +450,116 @@ func TestModelRejects(t *testing.T) {
 			op(1, 6, 7, get("k", t0), val("v1")),
 			op(1, 8, 9, get("j", t0), val("w1")),
 		}, porcupine.Illegal},
+		{"two racing set-if-absent both store", []porcupine.Operation{
+			op(0, 0, 3, sia("k", "v1", t0), yes),
+			op(1, 1, 2, sia("k", "v2", t0), yes),
+		}, porcupine.Illegal},
+		{"racing set-if-absent: one stores", []porcupine.Operation{
+			op(0, 0, 3, sia("k", "v1", t0), no),
+			op(1, 1, 2, sia("k", "v2", t0), yes),
+			op(2, 4, 5, get("k", t0), val("v2")),
+		}, porcupine.Ok},
+		{"set-if-absent refused on an absent key", []porcupine.Operation{
+			op(0, 0, 1, sia("k", "v1", t0), no),
+		}, porcupine.Illegal},
+		{"set-if-absent refused over an empty value", []porcupine.Operation{
+			op(0, 0, 1, set("k", ""), output{}),
+			op(0, 2, 3, sia("k", "v1", t0), no),
+			op(1, 4, 5, get("k", t0), val("")),
+		}, porcupine.Ok},
+		{"set-if-absent stores over an empty value", []porcupine.Operation{
+			op(0, 0, 1, set("k", ""), output{}),
+			op(0, 2, 3, sia("k", "v1", t0), yes),
+		}, porcupine.Illegal},
+		{"set-if-absent refused over an expired value", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, sia("k", "v2", t0+10*ms), no),
+		}, porcupine.Illegal},
+		{"set-if-absent stores over an expired value", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, siaTTL("k", "v2", t0+10*ms, t0+20*ms), yes),
+			op(1, 4, 5, get("k", t0+19*ms), val("v2")),
+			op(1, 6, 7, get("k", t0+20*ms), absent),
+		}, porcupine.Ok},
+		{"set-if-absent refused a ms before the expiry, and what it found is read", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, sia("k", "v2", t0+9*ms), no),
+			op(1, 4, 5, get("k", t0+9*ms), val("v1")),
+		}, porcupine.Ok},
+		{"a refused set-if-absent stored anyway", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, sia("k", "v2", t0), no),
+			op(1, 4, 5, get("k", t0), val("v2")),
+		}, porcupine.Illegal},
+		{"cas swaps the value it was given", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cas("k", "v1", "v2", t0), yes),
+			op(1, 4, 5, get("k", t0), val("v2")),
+		}, porcupine.Ok},
+		{"cas swaps a value it was not given", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cas("k", "v0", "v2", t0), yes),
+		}, porcupine.Illegal},
+		{"cas refused on a match", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cas("k", "v1", "v2", t0), no),
+		}, porcupine.Illegal},
+		{"cas of an absent key from the empty string", []porcupine.Operation{
+			op(0, 0, 1, cas("k", "", "v2", t0), yes),
+		}, porcupine.Illegal},
+		{"two racing cas from one value both swap", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 5, cas("k", "v1", "v2", t0), yes),
+			op(1, 3, 4, cas("k", "v1", "v3", t0), yes),
+		}, porcupine.Illegal},
+		{"cas of an expired value", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, cas("k", "v1", "v2", t0+10*ms), yes),
+		}, porcupine.Illegal},
+		{"cas clears the expiry", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, cas("k", "v1", "v2", t0+9*ms), yes),
+			op(1, 4, 5, get("k", t0+time.Hour.Nanoseconds()), absent),
+		}, porcupine.Illegal},
+		{"cas with a ttl sets its own expiry", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, casTTL("k", "v1", "v2", t0+9*ms, t0+30*ms), yes),
+			op(1, 4, 5, get("k", t0+29*ms), val("v2")),
+			op(1, 6, 7, get("k", t0+30*ms), absent),
+		}, porcupine.Ok},
+		{"cas with a ttl kept the old expiry", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, casTTL("k", "v1", "v2", t0+9*ms, t0+30*ms), yes),
+			op(1, 4, 5, get("k", t0+10*ms), absent),
+		}, porcupine.Illegal},
+		{"cad deletes", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cad("k", "v1", t0), yes),
+			op(1, 4, 5, get("k", t0), absent),
+		}, porcupine.Ok},
+		{"cad deleted, the value is still read", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cad("k", "v1", t0), yes),
+			op(1, 4, 5, get("k", t0), val("v1")),
+		}, porcupine.Illegal},
+		{"cad of another value", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 3, cad("k", "v0", t0), yes),
+		}, porcupine.Illegal},
+		{"cad of an expired value", []porcupine.Operation{
+			op(0, 0, 1, setTTL("k", "v1", t0+10*ms), output{}),
+			op(0, 2, 3, cad("k", "v1", t0+10*ms), yes),
+		}, porcupine.Illegal},
+		{"cad refused on a match", []porcupine.Operation{
+			op(0, 0, 1, set("k", ""), output{}),
+			op(0, 2, 3, cad("k", "", t0), no),
+		}, porcupine.Illegal},
+		{"cad racing a cas", []porcupine.Operation{
+			op(0, 0, 1, set("k", "v1"), output{}),
+			op(0, 2, 5, cas("k", "v1", "v2", t0), yes),
+			op(1, 3, 6, cad("k", "v1", t0), no),
+			op(2, 7, 8, get("k", t0), val("v2")),
+		}, porcupine.Ok},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,7 +30,10 @@ type read struct {
 //
 // Two writers, one per Store, each write the numbers 1, 2, 3, ... to a key
 // of their own, through their own Store, while six readers read both keys
-// through both Stores. For every read:
+// through both Stores. The first write is a SetIfAbsent, every even one a
+// CompareAndSwap from the number before, the others Sets: each conditional
+// write must succeed, and its value is bound like any other's. For every
+// read:
 //
 //   - it returns no write that had not been called when the read returned;
 //   - through the writer's Store, it returns the last write that returned
@@ -73,8 +76,22 @@ func TestTwoStores(t *testing.T) {
 			defer writers.Done()
 			for n := 1; n <= writes; n++ {
 				call := now()
-				err := stores[w].Set(ns, keys[w], strconv.Itoa(n))
+				var (
+					ok  = true
+					err error
+				)
+				switch v := strconv.Itoa(n); {
+				case n == 1:
+					ok, err = stores[w].SetIfAbsent(ns, keys[w], v)
+				case n%2 == 0:
+					ok, err = stores[w].CompareAndSwap(ns, keys[w], strconv.Itoa(n-1), v)
+				default:
+					err = stores[w].Set(ns, keys[w], v)
+				}
 				spans[w][n] = span{call, now()}
+				if err == nil && !ok {
+					err = fmt.Errorf("the conditional write of %d to %q, which only this writer writes, changed nothing", n, keys[w])
+				}
 				if err == nil {
 					err = stores[w].Set(ns, shared, fmt.Sprintf("w%d-%d", w, n))
 				}

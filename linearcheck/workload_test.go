@@ -20,6 +20,11 @@ type kv interface {
 	Set(namespace, key, value string) error
 	SetWithTTL(namespace, key, value string, ttl time.Duration) error
 	Delete(namespace, key string) error
+	SetIfAbsent(namespace, key, value string) (bool, error)
+	SetIfAbsentWithTTL(namespace, key, value string, ttl time.Duration) (bool, error)
+	CompareAndSwap(namespace, key, old, new string) (bool, error)
+	CompareAndSwapWithTTL(namespace, key, old, new string, ttl time.Duration) (bool, error)
+	CompareAndDelete(namespace, key, old string) (bool, error)
 }
 
 // clock is a clock the test moves by hand; Now is safe for concurrent use
@@ -49,19 +54,39 @@ type workload struct {
 	Phases      int
 	OpsPerPhase int
 	Step        time.Duration // a whole number of milliseconds
-	// Mix is the percentage of Lookup, Set, SetWithTTL and Delete calls,
-	// in that order; it sums to 100.
-	Mix [4]int
+	// Mix is the percentage of calls of each kind, indexed by kind: Lookup,
+	// Set, SetWithTTL, Delete, SetIfAbsent, SetIfAbsentWithTTL,
+	// CompareAndSwap, CompareAndSwapWithTTL, CompareAndDelete. It sums to
+	// 100.
+	Mix [kinds]int
 }
 
+// kinds is the number of operation kinds.
+const kinds = int(opCAD) + 1
+
 // standard is the workload of most variants: 8 clients × 8 phases × 10
-// calls = 640 operations, about 213 per key, 45% of them reads.
-var standard = workload{Clients: 8, Phases: 8, OpsPerPhase: 10, Step: 10 * time.Millisecond, Mix: [4]int{45, 20, 23, 12}}
+// calls = 640 operations, about 213 per key, 40% of them reads, 27%
+// conditional writes.
+var standard = workload{Clients: 8, Phases: 8, OpsPerPhase: 10, Step: 10 * time.Millisecond,
+	Mix: [kinds]int{40, 12, 14, 7, 6, 6, 6, 5, 4}}
 
 // expiring is standard with fewer writes, most of them with a TTL, so that
 // expired rows live long enough into a phase for sweeps to race reads and
-// writes of the same keys.
-var expiring = workload{Clients: 8, Phases: 8, OpsPerPhase: 10, Step: 10 * time.Millisecond, Mix: [4]int{75, 3, 20, 2}}
+// writes of the same keys, SetIfAbsent over expired rows included.
+var expiring = workload{Clients: 8, Phases: 8, OpsPerPhase: 10, Step: 10 * time.Millisecond,
+	Mix: [kinds]int{70, 2, 12, 1, 2, 7, 1, 4, 1}}
+
+// pick returns a kind drawn from the mix.
+func (w workload) pick(rng *rand.Rand) kind {
+	r := rng.IntN(100)
+	for k, p := range w.Mix {
+		if r < p {
+			return kind(k)
+		}
+		r -= p
+	}
+	panic(fmt.Sprintf("linearcheck: mix %v does not sum to 100", w.Mix))
+}
 
 // ttls are the TTLs SetWithTTL uses, for a phase step of step: expiring at
 // the next boundary (1ms, step-1ms), exactly on it (step: the key must read
@@ -86,12 +111,18 @@ func rounds(t *testing.T) int {
 	return n
 }
 
-// run runs w against s, whose clock is clk, and returns the history of the
-// checked keys. Timestamps come from one atomic counter: a call's stamp is
-// taken before the call and its return's stamp after it returned, so when
-// one operation's return stamp is below another's call stamp, the first
-// really ended before the second began. Any error fails the test.
-func (w workload) run(t *testing.T, s kv, clk *clock, seed uint64) []porcupine.Operation {
+// run runs w against stores, whose clock is clk, and returns the history of
+// the checked keys; client c calls stores[c%len(stores)]. Timestamps come
+// from one atomic counter: a call's stamp is taken before the call and its
+// return's stamp after it returned, so when one operation's return stamp is
+// below another's call stamp, the first really ended before the second
+// began. Any error fails the test.
+//
+// CompareAndSwap and CompareAndDelete need old values that sometimes match:
+// a client passes, at random, the last value it saw of the key (read, or
+// written by itself) or the value of the write of the key called last by
+// any client.
+func (w workload) run(t *testing.T, stores []kv, clk *clock, seed uint64) []porcupine.Operation {
 	t.Helper()
 	var stamps atomic.Int64
 	stamp := func() int64 { return stamps.Add(1) }
@@ -107,6 +138,17 @@ func (w workload) run(t *testing.T, s kv, clk *clock, seed uint64) []porcupine.O
 		return fmt.Sprintf("%s/%s#%d", checkedKeys[k].ns, checkedKeys[k].key, n)
 	}
 	durations := ttls(w.Step)
+	// latest is the value of the write of each key called last.
+	latest := make([]atomic.Pointer[string], len(checkedKeys))
+	// seen[c][k] is the last value client c saw of key k, if any.
+	type sight struct {
+		value string
+		ok    bool
+	}
+	seen := make([][]sight, w.Clients)
+	for c := range seen {
+		seen[c] = make([]sight, len(checkedKeys))
+	}
 
 	histories := make([][]porcupine.Operation, w.Clients)
 	for phase := range w.Phases {
@@ -119,37 +161,65 @@ func (w workload) run(t *testing.T, s kv, clk *clock, seed uint64) []porcupine.O
 				defer wg.Done()
 				rng := rand.New(rand.NewPCG(seed, uint64(phase*w.Clients+c)))
 				<-start
+				s := stores[c%len(stores)]
 				for range w.OpsPerPhase {
 					k := rng.IntN(len(checkedKeys))
 					ns, key := checkedKeys[k].ns, checkedKeys[k].key
-					in := input{NS: ns, Key: key}
+					in := input{NS: ns, Key: key, Kind: w.pick(rng)}
+					if in.Kind == opGet || in.Kind.conditional() {
+						in.Now = now
+					}
+					if in.Kind != opGet && in.Kind != opDelete && in.Kind != opCAD {
+						v := value(k)
+						in.Value = v
+						latest[k].Store(&v)
+					}
+					var ttl time.Duration
+					if in.Kind.hasTTL() {
+						ttl = durations[rng.IntN(len(durations))]
+						in.Expires = now + int64(ttl)
+					}
+					if in.Kind == opCAS || in.Kind == opCASTTL || in.Kind == opCAD {
+						if sg := seen[c][k]; sg.ok && rng.IntN(2) == 0 {
+							in.Old = sg.value
+						} else if l := latest[k].Load(); l != nil {
+							in.Old = *l
+						}
+					}
 					var (
 						out       output
 						err       error
 						call, ret int64
 					)
-					switch r := rng.IntN(100); {
-					case r < w.Mix[0]:
-						in.Kind, in.Now = opGet, now
-						call = stamp()
+					call = stamp()
+					switch in.Kind {
+					case opGet:
 						out.Value, out.OK, err = s.Lookup(ns, key)
-						ret = stamp()
-					case r < w.Mix[0]+w.Mix[1]:
-						in.Kind, in.Value = opSet, value(k)
-						call = stamp()
+					case opSet:
 						err = s.Set(ns, key, in.Value)
-						ret = stamp()
-					case r < w.Mix[0]+w.Mix[1]+w.Mix[2]:
-						ttl := durations[rng.IntN(len(durations))]
-						in.Kind, in.Value, in.Expires = opSetTTL, value(k), now+int64(ttl)
-						call = stamp()
+					case opSetTTL:
 						err = s.SetWithTTL(ns, key, in.Value, ttl)
-						ret = stamp()
-					default:
-						in.Kind = opDelete
-						call = stamp()
+					case opDelete:
 						err = s.Delete(ns, key)
-						ret = stamp()
+					case opSetIfAbsent:
+						out.OK, err = s.SetIfAbsent(ns, key, in.Value)
+					case opSetIfAbsentTTL:
+						out.OK, err = s.SetIfAbsentWithTTL(ns, key, in.Value, ttl)
+					case opCAS:
+						out.OK, err = s.CompareAndSwap(ns, key, in.Old, in.Value)
+					case opCASTTL:
+						out.OK, err = s.CompareAndSwapWithTTL(ns, key, in.Old, in.Value, ttl)
+					case opCAD:
+						out.OK, err = s.CompareAndDelete(ns, key, in.Old)
+					}
+					ret = stamp()
+					switch {
+					case in.Kind == opGet:
+						seen[c][k] = sight{out.Value, out.OK}
+					case in.Kind == opDelete || in.Kind == opCAD && out.OK:
+						seen[c][k] = sight{}
+					case !in.Kind.conditional() || out.OK:
+						seen[c][k] = sight{in.Value, true}
 					}
 					if err != nil {
 						t.Errorf("client %d, phase %d: %s: %v", c, phase, model.DescribeOperation(in, out), err)
@@ -174,6 +244,21 @@ func (w workload) run(t *testing.T, s kv, clk *clock, seed uint64) []porcupine.O
 		all = append(all, h...)
 	}
 	return all
+}
+
+// outcomes counts, for each conditional kind, the calls of history that
+// changed their key ([k][1]) and those that did not ([k][0]).
+func outcomes(history []porcupine.Operation) (n [kinds][2]int) {
+	for _, op := range history {
+		if in := op.Input.(input); in.Kind.conditional() {
+			if op.Output.(output).OK {
+				n[in.Kind][1]++
+			} else {
+				n[in.Kind][0]++
+			}
+		}
+	}
+	return n
 }
 
 // background runs f in a goroutine, over and over, until the returned
