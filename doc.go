@@ -30,7 +30,19 @@
 // [Store.DeleteNamespace] commit to SQLite before they return, and update
 // the cache only after the commit. Writes that arrive together share one
 // transaction (group commit), and each returns only after that transaction
-// committed.
+// committed. The conditional writes — [Store.SetIfAbsent],
+// [Store.CompareAndSwap], [Store.CompareAndDelete] and their WithTTL
+// variants — are writes like these, decided by SQLite in the write's
+// transaction: the building blocks of leases and of marks that only move
+// forward.
+//
+// # Changes
+//
+// Every change to the table, by this Store or anyone else writing the file
+// (plain SQL included), is recorded in the file's change log in the
+// writing transaction. A Store drops from its cache only the keys others
+// changed, and [Store.Watch] sends the changes of a namespace as events:
+// this Store's at once, others' within [Options.SyncInterval].
 //
 // # Expiry
 //
