@@ -61,6 +61,7 @@ type committer struct {
 	scratch []*persist.Write // the leader's, for the writes of a batch
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
+	writeErrors     atomic.Uint64 // of writes, those that failed; added to before their callers are answered
 
 	// damage is the first error by which SQLite reported the file damaged;
 	// once set, no transaction is begun (damage.go).
@@ -190,6 +191,9 @@ func (cm *committer) commit(batch []*request) {
 
 	last := lastWrites(batch)
 	for i, r := range batch {
+		if r.err != nil {
+			cm.writeErrors.Add(1)
+		}
 		switch r.Kind {
 		case persist.Put, persist.Delete:
 			// After a retry, which write of a key SQLite holds depends on

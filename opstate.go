@@ -42,9 +42,10 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	loads       atomic.Uint64 // reads that missed the cache and went to SQLite
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
+
+	counters // what Stats reports beside the committer's and the cache's counts (stats.go)
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -193,11 +194,13 @@ func (s *Store) watch(version *int64) {
 		// next check that succeeds compares with the last good version,
 		// so no commit goes unnoticed.
 		s.cache.Clear()
+		s.flushes.Add(1)
 		if s.ctx.Err() == nil {
 			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 		}
 	case v != *version:
 		s.cache.Clear()
+		s.flushes.Add(1)
 		*version = v
 	}
 }
@@ -268,6 +271,15 @@ func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error)
 		return "", false, ErrEmptyName
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
+		s.hits.add()
+		// visible's answer for the entries that need no clock, without
+		// the call, which cost a cached Get about what counting it does.
+		switch {
+		case e.Absent:
+			return "", false, nil
+		case e.ExpiresAt == 0:
+			return e.Value, true, nil
+		}
 		return s.visible(e)
 	}
 	return s.load(namespace, key)
@@ -299,7 +311,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 	var found bool
 	var err error
 	if err := s.using(func() {
-		s.loads.Add(1)
+		s.misses.Add(1)
 		row, found, err = s.db.Get(context.Background(), ns, key)
 	}); err != nil {
 		return "", false, err
@@ -465,10 +477,12 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	return out, nil
 }
 
-// CacheStats describes the read cache.
+// CacheStats describes the read cache. [Stats] includes its Entries,
+// Bytes and Evictions.
 type CacheStats = cache.Stats
 
-// CacheStats returns a snapshot of the read cache's size.
+// CacheStats returns a snapshot of the read cache's size. [Store.Stats]
+// reports the same Entries, Bytes and Evictions beside its other counters.
 func (s *Store) CacheStats() CacheStats {
 	return s.cache.Stats()
 }
