@@ -42,10 +42,10 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
+	counters counters // Stats' (stats.go)
+
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
-
-	counters // what Stats reports beside the committer's and the cache's counts (stats.go)
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -194,13 +194,13 @@ func (s *Store) watch(version *int64) {
 		// next check that succeeds compares with the last good version,
 		// so no commit goes unnoticed.
 		s.cache.Clear()
-		s.flushes.Add(1)
+		s.counters.flushes.Add(1)
 		if s.ctx.Err() == nil {
 			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 		}
 	case v != *version:
 		s.cache.Clear()
-		s.flushes.Add(1)
+		s.counters.flushes.Add(1)
 		*version = v
 	}
 }
@@ -271,7 +271,7 @@ func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error)
 		return "", false, ErrEmptyName
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
-		s.hits.add()
+		s.counters.hits.add()
 		// visible's answer for the entries that need no clock, without
 		// the call, which cost a cached Get about what counting it does.
 		switch {
@@ -311,7 +311,7 @@ func (s *Store) load(ns, key string) (string, bool, error) {
 	var found bool
 	var err error
 	if err := s.using(func() {
-		s.misses.Add(1)
+		s.counters.misses.Add(1)
 		row, found, err = s.db.Get(context.Background(), ns, key)
 	}); err != nil {
 		return "", false, err

@@ -36,16 +36,16 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	cs := s.cache.Stats()
 	return Stats{
-		Hits:          s.hits.load(),
-		Misses:        s.misses.Load(),
+		Hits:          s.counters.hits.load(),
+		Misses:        s.counters.misses.Load(),
 		Evictions:     cs.Evictions,
-		Invalidations: s.invalidations.Load(),
-		Flushes:       s.flushes.Load(),
+		Invalidations: s.counters.invalidations.Load(),
+		Flushes:       s.counters.flushes.Load(),
 		Writes:        s.committer.writes.Load(),
 		Commits:       s.committer.batches.Load(),
 		WriteErrors:   s.committer.writeErrors.Load(),
-		Expired:       s.expired.Load(),
-		WatchResets:   s.watchResets.Load(),
+		Expired:       s.counters.expired.Load(),
+		WatchResets:   s.counters.watchResets.Load(),
 		Entries:       cs.Entries,
 		Bytes:         cs.Bytes,
 	}

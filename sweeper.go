@@ -117,7 +117,7 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	}); uerr != nil {
 		return 0, uerr
 	}
-	s.expired.Add(uint64(len(keys)))
+	s.counters.expired.Add(uint64(len(keys)))
 	for _, k := range keys {
 		s.cache.Remove(k.Namespace, k.Key)
 	}
