@@ -468,9 +468,9 @@ func BenchmarkForeignWrite(b *testing.B) {
 				}
 			}
 			b.StartTimer()
-			before := reader.Loads()
+			before := reader.Stats().Misses
 			readAll()
-			loads += reader.Loads() - before
+			loads += reader.Stats().Misses - before
 		}
 		// The read of the written key that saw the write is not counted:
 		// the loop above made it.
@@ -513,7 +513,7 @@ func BenchmarkForeignWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		before := s.Loads()
+		before := s.Stats().Misses
 		var gets uint64
 		for i := 0; b.Loop(); i++ {
 			if _, err := s.Get("flags", benchOrder[i%len(benchOrder)]); err != nil {
@@ -528,7 +528,7 @@ func BenchmarkForeignWrite(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(100*(1-float64(s.Loads()-before)/float64(gets)), "hit-%")
+		b.ReportMetric(100*(1-float64(s.Stats().Misses-before)/float64(gets)), "hit-%")
 	})
 }
 

@@ -62,6 +62,7 @@ type committer struct {
 	scratch []*persist.Write // the leader's, for the writes of a batch
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
+	writeErrors     atomic.Uint64 // of writes, those that failed; added to before their callers are answered
 
 	// damage is the first error by which SQLite reported the file damaged;
 	// once set, no transaction is begun (damage.go).
@@ -198,6 +199,9 @@ func (cm *committer) commit(batch []*request) {
 
 	last := lastWrites(batch)
 	for i, r := range batch {
+		if r.err != nil {
+			cm.writeErrors.Add(1)
+		}
 		if r.Kind == persist.DeleteNamespace {
 			cm.cache.End(r.pending, nil)
 			continue

@@ -117,7 +117,7 @@ func TestConditionalStress(t *testing.T) {
 		condStressAtRest(t, s, models, now, fmt.Sprint("after phase ", phase))
 		clk.Advance(condStressStep)
 	}
-	t.Logf("conditional calls [refused, changed the key]: %v; cache %+v; reads from SQLite %d", outcomes, s.CacheStats(), s.Loads())
+	t.Logf("conditional calls [refused, changed the key]: %v; cache %+v; reads from SQLite %d", outcomes, s.CacheStats(), s.Stats().Misses)
 	if s.CacheStats().Evictions == 0 {
 		t.Errorf("the cache evicted nothing; want a cache too small for the keys")
 	}

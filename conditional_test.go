@@ -389,9 +389,9 @@ func TestConditionalRefusalRefreshes(t *testing.T) {
 		if ok, err := tt.refused(s, "ns", key); ok || err != nil {
 			t.Errorf("%s = %v, %v; want false, nil", tt.name, ok, err)
 		}
-		loads := s.Loads()
+		loads := s.Stats().Misses
 		wantGet(t, s, "ns", key, tt.after.value, tt.after.ok)
-		if n := s.Loads() - loads; n != 0 {
+		if n := s.Stats().Misses - loads; n != 0 {
 			t.Errorf("%s: the Lookup after it read SQLite %d times; want 0: the refusal refreshes the cached entry", tt.name, n)
 		}
 		if tt.after.ttl > 0 {

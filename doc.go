@@ -22,7 +22,8 @@
 // allocation and no exclusive lock. A miss reads SQLite once and caches the
 // answer, including the answer "absent", so a hot lookup of a toggle that is
 // not set reaches SQLite once. [Store.List] and [Store.Namespaces] always
-// read SQLite.
+// read SQLite. [Store.Stats] counts the reads answered from memory and
+// those that went to SQLite, with the writes, evictions and sweeps.
 //
 // # Writes
 //

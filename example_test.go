@@ -314,3 +314,26 @@ func ExampleStore_CompareAndSwap() {
 	// advance to 120: the mark is 120
 	// after the pollers: 128
 }
+
+func ExampleStore_Stats() {
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+
+	s, err := opstate.NewStore(filepath.Join(dir, "state.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	if err := s.Set("flags", "dark_mode", "on"); err != nil {
+		log.Fatal(err)
+	}
+	for range 3 {
+		s.Get("flags", "dark_mode") // from memory
+	}
+	s.Get("flags", "beta") // reads SQLite, and caches that beta is absent
+	s.Get("flags", "beta") // from memory
+	st := s.Stats()
+	fmt.Printf("hits=%d misses=%d writes=%d cached=%d\n", st.Hits, st.Misses, st.Writes, st.Entries)
+	// Output: hits=4 misses=1 writes=1 cached=2
+}

@@ -2,9 +2,6 @@ package opstate
 
 import "time"
 
-// Loads returns how many reads missed the cache and went to SQLite.
-func (s *Store) Loads() uint64 { return s.loads.Load() }
-
 // Batches returns how many transactions the committer ran and how many writes
 // they held.
 func (s *Store) Batches() (batches, writes uint64) {
@@ -30,4 +27,23 @@ func (s *Store) Queued() int {
 	s.committer.mu.Lock()
 	defer s.committer.mu.Unlock()
 	return len(s.committer.queue)
+}
+
+// StripedCounter is the counter behind Stats.Hits, for its test and
+// benchmark.
+type StripedCounter struct{ c striped }
+
+// Add and Load are the counter's add and load.
+func (s *StripedCounter) Add()         { s.c.add() }
+func (s *StripedCounter) Load() uint64 { return s.c.load() }
+
+// StripesUsed returns how many of the counter's stripes are not zero.
+func (s *StripedCounter) StripesUsed() int {
+	n := 0
+	for i := range s.c.stripes {
+		if s.c.stripes[i].n.Load() != 0 {
+			n++
+		}
+	}
+	return n
 }
