@@ -6,13 +6,14 @@
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
 // working directory). Only set creates it, mode 0600, when it does not
-// exist; every other verb (get, list, ns, del, drop, sweep, backup) run on a path
-// that holds nothing fails with a message naming the path, and creates
-// nothing, so that a mistyped -db is not mistaken for a missing key. Each
-// run opens the database with no background sweeper, does one thing and
-// closes it. So -db :memory:, which the library opens as an in-memory
-// database gone at Close, is bad usage (./:memory: names a file), and so is
-// a PATH beginning with "file:", which SQLite would read as a URI.
+// exist; every other verb (get, list, watch, ns, del, drop, sweep, backup) run
+// on a path that holds nothing fails with a message naming the path, and
+// creates nothing, so that a mistyped -db is not mistaken for a missing key.
+// Each run opens the database with no background sweeper, does one thing
+// (watch: until it is interrupted) and closes it. So -db :memory:, which the
+// library opens as an in-memory database gone at Close, is bad usage
+// (./:memory: names a file), and so is a PATH beginning with "file:", which
+// SQLite would read as a URI.
 //
 // # Verbs
 //
@@ -36,6 +37,24 @@
 //	    key in byte order. With -json, print one JSON object mapping key to
 //	    value on a single line instead, {} when NS holds no live key; if a
 //	    key or value is not valid UTF-8, print nothing and fail (see below).
+//	watch [-json] NS
+//	    Print one line for each change to NS committed after it starts, as
+//	    soon as it learns of it, until SIGINT or SIGTERM ends it with exit
+//	    status 0. A change made by another program (a Store, opstate set,
+//	    the sqlite3 shell) is printed within the library's SyncInterval. The
+//	    lines are
+//	        set<TAB>KEY<TAB>VALUE  KEY now holds VALUE
+//	        delete<TAB>KEY         KEY was deleted
+//	        expire<TAB>KEY         KEY expired
+//	        reset                  anything in NS may have changed (drop,
+//	                               or too many changes): re-read it with list
+//	    With -json, each line is instead one JSON object such as
+//	    {"namespace":"flags","key":"k","op":"set","value":"v"}, "value"
+//	    present only for set and "key" absent for reset. Changes to one key
+//	    are printed in the order they were committed; when watch notices
+//	    several changes of another program to a key at once, it prints one,
+//	    what the key holds now. watch itself changes no key and sweeps
+//	    nothing.
 //	ns
 //	    Print one NAMESPACE<TAB>COUNT line for each namespace that holds live
 //	    keys, sorted by name, COUNT being its number of live keys.
@@ -55,14 +74,15 @@
 //
 // # Output format
 //
-// The text output of list and ns is line-oriented and unambiguous: a key,
-// value or namespace is printed as it is when it is valid UTF-8, holds only
-// printable characters (strconv.IsPrint: letters, marks, numbers,
-// punctuation, symbols and the ASCII space) and does not begin with a double
-// quote. Any other one (holding a tab, a newline, a control character,
-// invalid UTF-8, or beginning with ") is printed quoted by strconv.Quote,
-// and strconv.Unquote gives back its exact bytes. An empty value prints as
-// nothing after the tab. get, in contrast, prints the value raw.
+// The text output of list, ns and watch is line-oriented and unambiguous:
+// a key, value or namespace is printed as it is when it is valid UTF-8,
+// holds only printable characters (strconv.IsPrint: letters, marks,
+// numbers, punctuation, symbols and the ASCII space) and does not begin
+// with a double quote. Any other one (holding a tab, a newline, a control
+// character, invalid UTF-8, or beginning with ") is printed quoted by
+// strconv.Quote, and strconv.Unquote gives back its exact bytes. An empty
+// value prints as nothing after the tab. get, in contrast, prints the value
+// raw.
 //
 // list -json prints strings the way encoding/json does, except that <, >
 // and & are not escaped; decoding its output gives back the exact keys and
@@ -72,22 +92,28 @@
 // of the listing is not valid UTF-8, list -json prints nothing on standard
 // output, names the first such key (quoted by strconv.Quote) on standard
 // error and exits 1. The text output, or get, prints such strings exactly.
+// watch -json prints strings the same way and, for the same reason, fails
+// with exit status 1 at the first change whose key or value is not valid
+// UTF-8, naming the key on standard error; the changes before it have been
+// printed. A namespace that is not valid UTF-8 is bad usage with -json.
 //
 // # Exit status
 //
 //	0  success; also for -h, -help and help, which print the usage on
-//	   standard output
+//	   standard output, and for watch ended by SIGINT or SIGTERM
 //	1  get found no live key (nothing is printed), or the command failed:
 //	   the database could not be opened (the path is a directory, lies in a
 //	   missing directory, or is not an SQLite database, or a verb other
 //	   than set found nothing at the path), standard input could not be
-//	   read, list -json met a key or value that is not valid UTF-8, or a
-//	   read or write failed; a message is printed on standard error
+//	   read, list -json or watch -json met a key or value that is not
+//	   valid UTF-8, or a read or write failed (watch's output included: a
+//	   pipe whose reader has gone ends it so); a message is printed on
+//	   standard error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
-//	   empty namespace, key or -db path, an unknown flag, or a -ttl that is
-//	   not a positive duration; a message is printed on standard error,
-//	   nothing on standard output, and the database is not opened (nor
-//	   created)
+//	   empty namespace, key or -db path, an unknown flag, a -ttl that is
+//	   not a positive duration, or watch -json of a namespace that is not
+//	   valid UTF-8; a message is printed on standard error, nothing on
+//	   standard output, and the database is not opened (nor created)
 //
 // # Examples
 //
@@ -95,5 +121,6 @@
 //	opstate get flags dark_mode                 # on
 //	opstate set -ttl 10m locks deploy alice
 //	opstate -db /var/lib/app/state.db list -json flags
+//	opstate watch flags                         # set<TAB>dark_mode<TAB>off ...
 //	opstate set certs site.pem - < site.pem
 package main

@@ -97,7 +97,7 @@ type invocation struct {
 	verb      *verb
 	args      []string      // exactly the verb's params, none empty but VALUE
 	ttl       time.Duration // set: 0 means no expiry
-	json      bool          // list
+	json      bool          // list, watch
 	fromStdin bool          // set: args[2] is to be read from standard input
 }
 
@@ -166,6 +166,19 @@ var verbs = []*verb{
 		exec: execList,
 	},
 	{
+		name:   "watch",
+		flags:  "[-json]",
+		params: []string{"NS"},
+		help: "print one line per change to NS until interrupted (exit 0 on SIGINT or SIGTERM):\n" +
+			"set<TAB>KEY<TAB>VALUE, delete<TAB>KEY, expire<TAB>KEY, or reset (anything may have\n" +
+			"changed: re-read NS with list); or with -json one JSON object a line;\n" +
+			"-json fails if a key or value is not valid UTF-8",
+		define: func(fs *flag.FlagSet, inv *invocation) {
+			fs.BoolVar(&inv.json, "json", false, "print one JSON object per change")
+		},
+		exec: execWatch,
+	},
+	{
 		name: "ns",
 		help: "print NAMESPACE<TAB>COUNT lines, sorted, for the namespaces holding live keys",
 		exec: execNamespaces,
@@ -218,18 +231,21 @@ Flags:
 Verb flags go between the verb and its arguments; put "--" before a
 namespace or key that begins with "-".
 
-In the text output of list and ns, a key, value or namespace that is not
-valid UTF-8, holds a tab, newline or other non-printable character, or
-begins with a double quote is printed quoted by strconv.Quote (undo with
+In the text output of list, ns and watch, a key, value or namespace that
+is not valid UTF-8, holds a tab, newline or other non-printable character,
+or begins with a double quote is printed quoted by strconv.Quote (undo with
 strconv.Unquote); anything else is printed as is. get prints the value raw.
 list -json prints every string exactly or nothing at all: if a key or
 value is not valid UTF-8, which JSON cannot hold, it fails (exit 1) naming
-the first such key; use the text output or get for those.
+the first such key; use the text output or get for those. watch -json
+likewise fails (exit 1) at the first change whose key or value is not
+valid UTF-8, having printed the changes before it.
 
-Exit status: 0 on success and for help; 1 if get finds no live key (and
-prints nothing) or the command fails (message on standard error), as when
-a verb other than set finds no database at PATH; 2 for bad usage, in which
-case the database is neither opened nor created.
+Exit status: 0 on success, for help, and for watch ended by SIGINT or
+SIGTERM; 1 if get finds no live key (and prints nothing) or the command
+fails (message on standard error), as when a verb other than set finds no
+database at PATH; 2 for bad usage, in which case the database is neither
+opened nor created.
 `)
 	return b.String()
 }
@@ -314,6 +330,10 @@ func parse(args []string) (*invocation, error) {
 	if ttlSet && inv.ttl <= 0 {
 		return nil, usagef(v, "%s: -ttl %v is not a positive duration", name, inv.ttl)
 	}
+	if name == "watch" && inv.json && !utf8.ValidString(inv.args[0]) {
+		return nil, usagef(v, "watch -json: namespace %q is not valid UTF-8, which JSON cannot hold exactly; "+
+			"watch without -json", inv.args[0])
+	}
 	inv.fromStdin = name == "set" && inv.args[2] == "-"
 	return inv, nil
 }
@@ -361,7 +381,7 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 		// encoding/json would replace invalid UTF-8 with U+FFFD, altering
 		// values and merging keys that differ only in invalid bytes: JSON
 		// output is exact or absent.
-		if err := checkJSON(keys, m); err != nil {
+		if err := checkJSON("list", keys, m); err != nil {
 			return exitFail, fmt.Errorf("opstate: list -json %q: %w", inv.args[0], err)
 		}
 	}
@@ -382,22 +402,27 @@ func execList(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error) 
 
 // checkJSON returns an error naming the first of keys, in order, that is
 // not valid UTF-8 or whose value in m is not, since JSON cannot hold such
-// a string exactly.
-func checkJSON(keys []string, m map[string]string) error {
+// a string exactly. verb names the command whose text output prints it.
+func checkJSON(verb string, keys []string, m map[string]string) error {
 	for _, k := range keys {
-		what := ""
-		switch {
-		case !utf8.ValidString(k):
-			what = "key " + strconv.Quote(k)
-		case !utf8.ValidString(m[k]):
-			what = "the value of key " + strconv.Quote(k)
-		default:
-			continue
+		if what := notUTF8(k, m[k]); what != "" {
+			return fmt.Errorf("%s is not valid UTF-8, which JSON cannot hold exactly; "+
+				"%s without -json prints it exactly, quoted", what, verb)
 		}
-		return fmt.Errorf("%s is not valid UTF-8, which JSON cannot hold exactly; "+
-			"list without -json prints it exactly, quoted", what)
 	}
 	return nil
+}
+
+// notUTF8 returns "key KEY" if key is not valid UTF-8, else "the value of
+// key KEY" if value is not, else "".
+func notUTF8(key, value string) string {
+	switch {
+	case !utf8.ValidString(key):
+		return "key " + strconv.Quote(key)
+	case !utf8.ValidString(value):
+		return "the value of key " + strconv.Quote(key)
+	}
+	return ""
 }
 
 func execNamespaces(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
@@ -434,10 +459,10 @@ func flush(w *bufio.Writer) (int, error) {
 	return exitOK, nil
 }
 
-// field returns s as the text output of list and ns prints it: as it is
-// when it is valid UTF-8 of printable characters not beginning with a
-// double quote, else quoted by strconv.Quote. Every output line thus has
-// exactly one tab and reads back exactly.
+// field returns s as the text output of list, ns and watch prints it: as
+// it is when it is valid UTF-8 of printable characters not beginning with
+// a double quote, else quoted by strconv.Quote. Every output line thus
+// holds no tab but those between its fields, and reads back exactly.
 func field(s string) string {
 	if strings.HasPrefix(s, `"`) || !utf8.ValidString(s) ||
 		strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate"
+	"github.com/d8da9184/opstate/persist"
+)
+
+// watchWait bounds each wait for a line or an exit of a watch process:
+// changes by other connections reach it within SyncInterval, but the tests
+// run under -race on a shared machine.
+const watchWait = 10 * time.Second
+
+// watchProcess is opstate watch running in a child process, its standard
+// output a pipe read line by line.
+type watchProcess struct {
+	args   []string
+	cmd    *exec.Cmd
+	out    *os.File    // the read end of standard output
+	lines  chan string // each line read, with its newline; closed at EOF
+	done   chan struct{}
+	stderr bytes.Buffer // complete once done is closed
+	code   int          // set before done is closed
+}
+
+// startWatch starts opstate -db db watch args in a child process, and
+// kills it at the end of the test if it is still running.
+func startWatch(t *testing.T, db string, args ...string) *watchProcess {
+	t.Helper()
+	p := &watchProcess{
+		args:  append([]string{"-db", db, "watch"}, args...),
+		lines: make(chan string, 100),
+		done:  make(chan struct{}),
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.out = r
+	cmd := commandProcess(p.args...)
+	p.cmd = cmd
+	cmd.Stdout, cmd.Stderr = w, &p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %q: %v", p.args, err)
+	}
+	w.Close()
+	go func() {
+		defer close(p.lines)
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				p.lines <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer close(p.done)
+		err := cmd.Wait()
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			p.code = -2
+			return
+		}
+		p.code = cmd.ProcessState.ExitCode() // -1 when killed by a signal
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			cmd.Process.Kill()
+			<-p.done
+		}
+		r.Close()
+	})
+	return p
+}
+
+// next returns the next line the process prints, failing the test if
+// none comes within watchWait.
+func (p *watchProcess) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			<-p.done
+			t.Fatalf("%q ended (exit %d, stderr %q) before printing the next line", p.args, p.code, p.stderr.String())
+		}
+		return line
+	case <-time.After(watchWait):
+		t.Fatalf("%q printed no line within %v", p.args, watchWait)
+	}
+	return ""
+}
+
+// expect fails the test unless the next line the process prints is want
+// and a newline.
+func (p *watchProcess) expect(t *testing.T, want string) {
+	t.Helper()
+	if got := p.next(t); got != want+"\n" {
+		t.Errorf("%q printed %q; want %q", p.args, got, want+"\n")
+	}
+}
+
+// ready returns once the process reports the changes to ns: it sets the
+// key "marker" of ns through s, again and again, until the process prints
+// the change to the value last set, which is also the last line it prints
+// about the marker. The command prints nothing before its first change, so
+// there is no other way to know that its Watch has begun.
+func (p *watchProcess) ready(t *testing.T, s *opstate.Store, ns string, json bool) {
+	t.Helper()
+	deadline := time.After(watchWait)
+	for i := 0; ; i++ {
+		if err := s.Set(ns, "marker", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("set\tmarker\t%d\n", i)
+		if json {
+			want = fmt.Sprintf(`{"namespace":%q,"key":"marker","op":"set","value":"%d"}`+"\n", ns, i)
+		}
+		retry := time.After(300 * time.Millisecond)
+	read:
+		for {
+			select {
+			case line, ok := <-p.lines:
+				if !ok {
+					<-p.done
+					t.Fatalf("%q ended (exit %d, stderr %q) before reporting a change", p.args, p.code, p.stderr.String())
+				}
+				if line == want {
+					return
+				}
+				if !strings.HasPrefix(line, "set\tmarker\t") && !strings.Contains(line, `"key":"marker"`) {
+					t.Fatalf("%q printed %q while starting; want only changes to the marker", p.args, line)
+				}
+			case <-retry:
+				break read
+			case <-deadline:
+				t.Fatalf("%q printed no change to %q/marker within %v", p.args, ns, watchWait)
+			}
+		}
+	}
+}
+
+// signal sends sig to the process.
+func (p *watchProcess) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to %q: %v", sig, p.args, err)
+	}
+}
+
+// exit waits for the process to end, fails the test if it prints another
+// line first, and returns its exit status and standard error.
+func (p *watchProcess) exit(t *testing.T) (code int, stderr string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(watchWait):
+		t.Fatalf("%q did not exit within %v", p.args, watchWait)
+	}
+	for line := range p.lines {
+		t.Errorf("%q printed %q; want no more lines", p.args, line)
+	}
+	return p.code, p.stderr.String()
+}
+
+// TestWatch runs opstate watch, in text and in -json form, while a Store
+// and other runs of the command change the namespace, and checks that it
+// prints one line per change, at once (its standard output is a pipe),
+// nothing for another namespace, and exits 0 with nothing on standard error
+// on SIGINT and on SIGTERM. Each change waits for its line before the next
+// is made, since a watcher reports what a key holds when it notices a
+// change by another connection.
+func TestWatch(t *testing.T) {
+	type step struct {
+		do       func(t *testing.T, s *opstate.Store, db string)
+		text     string
+		jsonLine string
+	}
+	set := func(ns, k, v string) func(*testing.T, *opstate.Store, string) {
+		return func(t *testing.T, s *opstate.Store, _ string) {
+			if err := s.Set(ns, k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	command := func(args ...string) func(*testing.T, *opstate.Store, string) {
+		return func(t *testing.T, _ *opstate.Store, db string) {
+			args := append([]string{"-db", db}, args...)
+			if code, _, stderr := runProcess(t, args...); code != exitOK {
+				t.Fatalf("run %q = %d (%s); want 0", args, code, stderr)
+			}
+		}
+	}
+	steps := []step{
+		{set("other", "dark_mode", "off"), "", ""}, // another namespace: no line
+		{set("flags", "dark_mode", "on"),
+			"set\tdark_mode\ton", `{"namespace":"flags","key":"dark_mode","op":"set","value":"on"}`},
+		{command("set", "flags", "beta", "two <words> & more"),
+			"set\tbeta\ttwo <words> & more", `{"namespace":"flags","key":"beta","op":"set","value":"two <words> & more"}`},
+		{set("flags", "empty", ""),
+			"set\tempty\t", `{"namespace":"flags","key":"empty","op":"set","value":""}`},
+		{set("flags", "motd", "line1\nline2\n"),
+			`set	motd	"line1\nline2\n"`, `{"namespace":"flags","key":"motd","op":"set","value":"line1\nline2\n"}`},
+		{func(t *testing.T, s *opstate.Store, _ string) {
+			if err := s.Delete("flags", "dark_mode"); err != nil {
+				t.Fatal(err)
+			}
+		}, "delete\tdark_mode", `{"namespace":"flags","key":"dark_mode","op":"delete"}`},
+		{command("del", "flags", "beta"),
+			"delete\tbeta", `{"namespace":"flags","key":"beta","op":"delete"}`},
+		// A lease written by a clock an hour slow has expired when the
+		// watcher reads it.
+		{func(t *testing.T, _ *opstate.Store, db string) {
+			s := mustOpen(t, db, shifted(-time.Hour))
+			if err := s.SetWithTTL("flags", "lease", "alice", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}, "expire\tlease", `{"namespace":"flags","key":"lease","op":"expire"}`},
+		// Another connection's sweep deletes the expired row: the watcher
+		// finds the key gone.
+		{func(t *testing.T, s *opstate.Store, _ string) {
+			if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil {
+				t.Fatalf("DeleteExpired = %d, %v; want 1, nil", n, err)
+			}
+		}, "delete\tlease", `{"namespace":"flags","key":"lease","op":"delete"}`},
+		// Dropping more keys than the change log lists one by one.
+		{func(t *testing.T, s *opstate.Store, _ string) {
+			if err := s.DeleteNamespace("flags"); err != nil {
+				t.Fatal(err)
+			}
+		}, "reset", `{"namespace":"flags","op":"reset"}`},
+	}
+	for _, tt := range []struct {
+		name string
+		json bool
+		sig  syscall.Signal
+	}{
+		{"text/SIGINT", false, syscall.SIGINT},
+		{"text/SIGTERM", false, syscall.SIGTERM},
+		{"json/SIGINT", true, syscall.SIGINT},
+		{"json/SIGTERM", true, syscall.SIGTERM},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := dbPath(t)
+			s := mustOpen(t, db, nil)
+			for i := range persist.SpaceThreshold + 1 {
+				if err := s.Set("flags", fmt.Sprintf("bulk%03d", i), "v"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var args []string
+			if tt.json {
+				args = append(args, "-json")
+			}
+			p := startWatch(t, db, append(args, "flags")...)
+			p.ready(t, s, "flags", tt.json)
+			for _, st := range steps {
+				st.do(t, s, db)
+				want := st.text
+				if tt.json {
+					want = st.jsonLine
+				}
+				if want != "" {
+					p.expect(t, want)
+				}
+			}
+			p.signal(t, tt.sig)
+			if code, stderr := p.exit(t); code != exitOK || stderr != "" {
+				t.Errorf("%q after %v: exit %d, stderr %q; want 0, \"\"", p.args, tt.sig, code, stderr)
+			}
+		})
+	}
+}
+
+// TestWatchValues checks the lines of changes whose key or value the text
+// output quotes: a newline in a value must not break the rule of one line
+// per change, and a string that is not valid UTF-8 is quoted by the text
+// output, while watch -json refuses it (as list -json does) instead of
+// printing lossy JSON: it exits 1 naming the key, having printed nothing
+// for that change.
+func TestWatchValues(t *testing.T) {
+	for _, tt := range []struct {
+		name, key, value string
+		text             string
+		jsonLine         string // "" when -json must refuse the change
+		jsonErr          string // in the message of that refusal
+	}{
+		{"newline in value", "motd", "a\nb\r\n", `set	motd	"a\nb\r\n"`,
+			`{"namespace":"ns","key":"motd","op":"set","value":"a\nb\r\n"}`, ""},
+		{"newline in key", "two\nlines", "v", `set	"two\nlines"	v`,
+			`{"namespace":"ns","key":"two\nlines","op":"set","value":"v"}`, ""},
+		{"value not UTF-8", "blob", "x\xff\x00", `set	blob	"x\xff\x00"`,
+			"", "the value of key " + strconv.Quote("blob")},
+		{"key not UTF-8", "k\xfe", "v", `set	"k\xfe"	v`,
+			"", "key " + strconv.Quote("k\xfe")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := dbPath(t)
+			s := mustOpen(t, db, nil)
+
+			p := startWatch(t, db, "ns")
+			p.ready(t, s, "ns", false)
+			mustSetKey(t, s, "ns", tt.key, tt.value)
+			p.expect(t, tt.text)
+			p.signal(t, os.Interrupt)
+			if code, stderr := p.exit(t); code != exitOK || stderr != "" {
+				t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.args, code, stderr)
+			}
+
+			p = startWatch(t, db, "-json", "ns")
+			p.ready(t, s, "ns", true)
+			mustSetKey(t, s, "ns", tt.key, tt.value)
+			if tt.jsonLine != "" {
+				p.expect(t, tt.jsonLine)
+				p.signal(t, os.Interrupt)
+				if code, stderr := p.exit(t); code != exitOK || stderr != "" {
+					t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.args, code, stderr)
+				}
+				return
+			}
+			code, stderr := p.exit(t)
+			if code != exitFail || !strings.Contains(stderr, tt.jsonErr) || !strings.Contains(stderr, "watch without -json") {
+				t.Errorf("%q at a change to %q = %q: exit %d, stderr %q; want 1 and a message naming %s and the text output",
+					p.args, tt.key, tt.value, code, stderr, tt.jsonErr)
+			}
+		})
+	}
+}
+
+func mustSetKey(t *testing.T, s *opstate.Store, ns, key, value string) {
+	t.Helper()
+	if err := s.Set(ns, key, value); err != nil {
+		t.Fatalf("Set(%q, %q, %q) error: %v", ns, key, value, err)
+	}
+}
+
+// TestWatchBrokenPipe checks that watch whose standard output is a pipe
+// nobody reads any more ends at the next change with exit 1 and a message,
+// having closed the database, rather than being killed by SIGPIPE.
+func TestWatchBrokenPipe(t *testing.T) {
+	db := dbPath(t)
+	s := mustOpen(t, db, nil)
+	p := startWatch(t, db, "ns")
+	p.ready(t, s, "ns", false)
+	p.out.Close()
+	mustSetKey(t, s, "ns", "k", "v")
+	if code, stderr := p.exit(t); code != exitFail || !strings.Contains(stderr, "broken pipe") {
+		t.Errorf("%q writing to a closed pipe: exit %d, stderr %q; want 1 and a message saying broken pipe", p.args, code, stderr)
+	}
+}
+
+// TestWatchMissingDatabase checks that watch, like every verb but set,
+// fails on a path that holds nothing, naming it, and creates nothing. It
+// runs the command as a process, which a watch that opened the path
+// anyway would not end by itself.
+func TestWatchMissingDatabase(t *testing.T) {
+	for _, args := range [][]string{{"ns"}, {"-json", "ns"}} {
+		dir := t.TempDir()
+		db := filepath.Join(dir, "typo.db")
+		p := startWatch(t, db, args...)
+		if code, stderr := p.exit(t); code != exitFail || !strings.Contains(stderr, db) {
+			t.Errorf("%q = %d, stderr %q; want 1, a message naming %s", p.args, code, stderr, db)
+		}
+		assertNoFiles(t, dir, p.args)
+	}
+}
+
+// TestWatchUsage checks watch's bad usage: exit 2, nothing created; a
+// namespace that is not valid UTF-8 cannot appear in -json output.
+func TestWatchUsage(t *testing.T) {
+	for _, verb := range [][]string{
+		{"watch"},
+		{"watch", "a", "b"},
+		{"watch", ""},
+		{"watch", "-json"},
+		{"watch", "-json", ""},
+		{"watch", "-ttl", "1h", "ns"},
+		{"watch", "-json", "bad\xffns"},
+	} {
+		dir := t.TempDir()
+		args := append([]string{"-db", filepath.Join(dir, "test.db")}, verb...)
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != exitUsage || stdout != "" || stderr == "" {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, \"\", a message", args, code, stdout, stderr, exitUsage)
+		}
+		assertNoFiles(t, dir, args)
+	}
+}
+
+// syncWriter is a bytes.Buffer safe for one writer and one reader.
+type syncWriter struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestWatchStoreClosed checks that watch fails, rather than exiting 0 as
+// on a signal, when the change feed ends because the Store closed.
+func TestWatchStoreClosed(t *testing.T) {
+	s := mustOpen(t, dbPath(t), nil)
+	var out syncWriter
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := watch(context.Background(), s, &invocation{args: []string{"ns"}}, &out)
+		done <- result{code, err}
+	}()
+	deadline := time.Now().Add(watchWait)
+	for out.String() == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch printed nothing within %v", watchWait)
+		}
+		mustSetKey(t, s, "ns", "marker", "v")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != exitFail || r.err == nil || !strings.Contains(r.err.Error(), "closed") {
+			t.Errorf("watch after Close = %d, %v; want %d and an error saying the store closed", r.code, r.err, exitFail)
+		}
+	case <-time.After(watchWait):
+		t.Fatalf("watch did not return within %v of Close", watchWait)
+	}
+}
