@@ -136,8 +136,12 @@ func TestCheckpointUnderWrites(t *testing.T) {
 		if err != nil || !r.Complete {
 			t.Fatalf("Checkpoint() = %+v, %v; want complete", r, err)
 		}
-		if n := db.Logged(); n != 0 {
-			t.Errorf("after a complete checkpoint, Logged() = %d; want 0", n)
+		// The count started over: what it holds now the writer, which
+		// goes on, appended after the checkpoint returned (a few writes,
+		// more when this goroutine is descheduled), far below the
+		// threshold it had reached.
+		if n := db.Logged(); n >= persist.CheckpointFrames/2 {
+			t.Errorf("after a complete checkpoint, Logged() = %d; want it started over (< %d)", n, persist.CheckpointFrames/2)
 		}
 	}
 	fi, err := os.Stat(db.Path() + "-wal")
