@@ -64,16 +64,20 @@ func (s *Store) applyForeign(ch persist.Changes) {
 	}
 	for _, k := range ch.Keys {
 		if f.watchedLocked(k.Namespace) {
-			f.sendLocked(s.current(k))
+			f.sendLocked(s.current(k, ch.Expired[k]))
 		}
 	}
 }
 
 // current returns the event that brings a watcher to what k holds now in
-// SQLite; an OpReset of its namespace if that cannot be read. Called inside
-// s.using.
-func (s *Store) current(k persist.Key) Event {
+// SQLite; an OpReset of its namespace if that cannot be read. swept says
+// that the last change to k was another connection's delete of its expired
+// row: a missing row is then an OpExpire. Called inside s.using.
+func (s *Store) current(k persist.Key, swept bool) Event {
 	ev := Event{Namespace: k.Namespace, Key: k.Key, Op: OpDelete}
+	if swept {
+		ev.Op = OpExpire
+	}
 	row, found, err := s.db.Get(context.Background(), k.Namespace, k.Key)
 	if err == nil && found && row.ExpiresAt != 0 {
 		var now int64

@@ -38,7 +38,7 @@ const SpaceThreshold = 64
 const logMaxSQL = `SELECT coalesce(max(seq), 0) FROM operational_state_changes`
 
 // logReadSQL reads the log after position ?1, at most ?2 rows.
-const logReadSQL = `SELECT seq, namespace, key FROM operational_state_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2`
+const logReadSQL = `SELECT seq, namespace, key, coalesce(expired, 0) FROM operational_state_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2`
 
 // pruneSQL deletes at most ?2 of the oldest rows of the log that are
 // more than ?1 rows behind its last, and returns how many it deleted.
@@ -60,6 +60,9 @@ type Changes struct {
 	// Namespaces are the namespaces of which others changed more than
 	// SpaceThreshold keys.
 	Namespaces []string
+	// Expired holds the keys of Keys whose last change by others was the
+	// delete of a row that had expired by SQLite's clock (a sweep).
+	Expired map[Key]bool
 	// Foreign reports that another connection committed anything at all
 	// to the file (other tables included).
 	Foreign bool
@@ -188,24 +191,34 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		len(rows) > ChangesLimit:
 		ch.Reset = true
 	default:
-		ch.Keys, ch.Namespaces = db.foreignLocked(rows)
+		ch.Keys, ch.Namespaces, ch.Expired = db.foreignLocked(rows)
 	}
 	st.seen, st.version = last, v
 	return ch, nil
 }
 
 // foreignLocked returns the keys of rows that are not this DB's own,
-// deduplicated, and the namespaces of which there are more than
-// SpaceThreshold.
-func (db *DB) foreignLocked(rows []logRow) ([]Key, []string) {
+// deduplicated, the namespaces of which there are more than
+// SpaceThreshold, and the keys whose last such row is an expired delete.
+func (db *DB) foreignLocked(rows []logRow) ([]Key, []string, map[Key]bool) {
 	own := db.log.own
 	var keys []Key
+	var expired map[Key]bool
 	seen := make(map[Key]bool)
 	perSpace := make(map[string]int)
 	for _, r := range rows {
 		if own[r.Key] > 0 {
 			own[r.Key]--
 			continue
+		}
+		switch {
+		case r.expired:
+			if expired == nil {
+				expired = make(map[Key]bool)
+			}
+			expired[r.Key] = true
+		case expired[r.Key]:
+			delete(expired, r.Key)
 		}
 		if seen[r.Key] {
 			continue
@@ -222,7 +235,7 @@ func (db *DB) foreignLocked(rows []logRow) ([]Key, []string) {
 		}
 	}
 	if len(spaces) == 0 {
-		return keys, nil
+		return keys, nil, expired
 	}
 	wide := make(map[string]bool, len(spaces))
 	for _, ns := range spaces {
@@ -232,9 +245,11 @@ func (db *DB) foreignLocked(rows []logRow) ([]Key, []string) {
 	for _, k := range keys {
 		if !wide[k.Namespace] {
 			kept = append(kept, k)
+		} else {
+			delete(expired, k)
 		}
 	}
-	return kept, spaces
+	return kept, spaces, expired
 }
 
 // PruneChanges deletes up to limit of the oldest rows of the change log
@@ -264,6 +279,7 @@ func (db *DB) PruneChanges(ctx context.Context, keep, limit int) (int, error) {
 type logRow struct {
 	seq int64
 	Key
+	expired bool // the delete of a row that had expired
 }
 
 // readLog reads at most limit rows of the log after position after.
@@ -274,7 +290,7 @@ func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]log
 	}
 	defer rows.Close()
 	var out []logRow
-	dest := make([]driver.Value, 3)
+	dest := make([]driver.Value, 4)
 	for {
 		err := rows.Next(dest)
 		if errors.Is(err, io.EOF) {
@@ -287,7 +303,8 @@ func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]log
 		if !ok {
 			return nil, fmt.Errorf("opstate: change log position is %T", dest[0])
 		}
-		out = append(out, logRow{seq: seq, Key: Key{Namespace: text(dest[1]), Key: text(dest[2])}})
+		expired, _ := dest[3].(int64)
+		out = append(out, logRow{seq: seq, Key: Key{Namespace: text(dest[1]), Key: text(dest[2])}, expired: expired == 1})
 	}
 }
 

@@ -2,9 +2,11 @@ package persist_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/d8da9184/opstate/persist"
 )
@@ -258,5 +260,29 @@ func TestChangesOwnRecordBounded(t *testing.T) {
 	apply(t, other, t0, putW("ns", "theirs", "v", 0))
 	if ch := changes(t, db); !ch.Reset {
 		t.Errorf("Changes() after the record was dropped and another DB wrote = %+v; want a Reset", ch)
+	}
+}
+
+// TestChangesExpired checks that another connection's delete of a row that
+// had expired (its sweep) is reported as such, and no other change is.
+func TestChangesExpired(t *testing.T) {
+	db := mustOpen(t, "")
+	other := mustOpen(t, db.Path())
+	past := time.Now().Add(-time.Hour).UnixMilli()
+	future := time.Now().Add(time.Hour).UnixMilli()
+	apply(t, other, t0, putW("ns", "swept", "v", past), putW("ns", "deleted", "v", future),
+		putW("ns", "forever", "v", 0), putW("ns", "swept-then-set", "v", past))
+	changes(t, db)
+	if keys := sweep(t, other, time.Now().UnixMilli(), 10); len(keys) != 2 {
+		t.Fatalf("sweep deleted %v; want the two expired keys", keys)
+	}
+	apply(t, other, t0, deleteW("ns", "deleted"), deleteW("ns", "forever"), putW("ns", "swept-then-set", "again", 0))
+	ch := changes(t, db)
+	want := map[persist.Key]bool{{Namespace: "ns", Key: "swept"}: true}
+	if !maps.Equal(ch.Expired, want) {
+		t.Errorf("Changes().Expired = %v; want %v", ch.Expired, want)
+	}
+	if len(ch.Keys) != 4 {
+		t.Errorf("Changes().Keys = %v; want all four keys", ch.Keys)
 	}
 }

@@ -31,7 +31,8 @@
 //	CREATE TABLE operational_state_changes (
 //	    seq       INTEGER PRIMARY KEY,
 //	    namespace TEXT NOT NULL,
-//	    key       TEXT NOT NULL
+//	    key       TEXT NOT NULL,
+//	    expired   INTEGER  -- a delete of an expired row: 1
 //	);
 //	-- AFTER INSERT, UPDATE, UPDATE OF namespace, key (the old name) and
 //	-- DELETE ON operational_state, one row each.

@@ -186,13 +186,17 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 // itself, so that the sqlite3 shell's plain SQL is logged as opstate's own
 // writes are (changes.go reads it). A row is appended per row inserted,
 // updated or deleted; an UPDATE that renames a row logs its old name too.
+// A delete records in expired whether the row had expired by SQLite's clock
+// (1), had not (0) or never expires (NULL), so that a sweep by anyone reads
+// as an expiry to the Stores that watch.
 // seq is the rowid: each row takes the largest seq plus one, so the rows a
 // transaction appends are contiguous and follow every earlier commit's.
 var changeLog = []string{
 	`CREATE TABLE IF NOT EXISTS operational_state_changes (
 	seq       INTEGER PRIMARY KEY,
 	namespace TEXT NOT NULL,
-	key       TEXT NOT NULL
+	key       TEXT NOT NULL,
+	expired   INTEGER
 )`,
 	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_insert
 	AFTER INSERT ON operational_state BEGIN
@@ -209,7 +213,8 @@ END`,
 END`,
 	`CREATE TRIGGER IF NOT EXISTS operational_state_changes_delete
 	AFTER DELETE ON operational_state BEGIN
-	INSERT INTO operational_state_changes (namespace, key) VALUES (OLD.namespace, OLD.key);
+	INSERT INTO operational_state_changes (namespace, key, expired)
+	VALUES (OLD.namespace, OLD.key, julianday(OLD.expires_at) <= julianday('now'));
 END`,
 }
 

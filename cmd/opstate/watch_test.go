@@ -234,13 +234,13 @@ func TestWatch(t *testing.T) {
 			}
 			s.Close()
 		}, "expire\tlease", `{"namespace":"flags","key":"lease","op":"expire"}`},
-		// Another connection's sweep deletes the expired row: the watcher
-		// finds the key gone.
+		// Another connection's sweep deletes the expired row: the change
+		// log records that it had expired, and the watcher says so.
 		{func(t *testing.T, s *opstate.Store, _ string) {
 			if n, err := s.DeleteExpired(context.Background()); n != 1 || err != nil {
 				t.Fatalf("DeleteExpired = %d, %v; want 1, nil", n, err)
 			}
-		}, "delete\tlease", `{"namespace":"flags","key":"lease","op":"delete"}`},
+		}, "expire\tlease", `{"namespace":"flags","key":"lease","op":"expire"}`},
 		// Dropping more keys than the change log lists one by one.
 		{func(t *testing.T, s *opstate.Store, _ string) {
 			if err := s.DeleteNamespace("flags"); err != nil {
