@@ -120,8 +120,10 @@
 //     changes behind, or a check failed), the whole cache is dropped.
 //   - The change log costs every write a trigger and, per transaction, one
 //     more page written to the write-ahead log (README.md, Performance).
-//     Checking for others' writes costs an idle Store a query and a
-//     wake-up every SyncInterval (BenchmarkIdleStore).
+//     Checking for others' writes costs a query and a wake-up every
+//     SyncInterval while the Store is read or watched; one that nobody
+//     has read or watched for 20 intervals stops checking, and its next
+//     read checks first (BenchmarkIdleStore).
 //   - Expiry follows [Options.Clock]; a clock that jumps backwards revives
 //     keys whose rows have not been swept yet. Times are kept to the
 //     millisecond within the years 0000 to 9999; a clock outside them reads

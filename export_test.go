@@ -47,3 +47,6 @@ func (s *StripedCounter) StripesUsed() int {
 	}
 	return n
 }
+
+// Dormant reports whether the poller of others' writes sleeps.
+func (s *Store) Dormant() bool { return s.state.Load()&stateDormant != 0 }

@@ -219,23 +219,23 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 
 // TestMemoryStoreNoPolling checks that an in-memory store runs no check
 // for other writers, which could never find one: with the sweeper off, a
-// file store's only ticking goroutine is that check, and an in-memory
-// store has none.
+// file store runs that check in syncLoop, and an in-memory store does
+// not.
 func TestMemoryStoreNoPolling(t *testing.T) {
 	opts := opstate.Options{SweepInterval: -1, SyncInterval: time.Millisecond}
 	tickers := func() int {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		return strings.Count(string(buf), "opstate.(*Store).every.func")
+		return strings.Count(string(buf), "opstate.(*Store).syncLoop")
 	}
 	file := mustOpen(t, dbPath(t), opts)
 	if n := tickers(); n != 1 {
-		t.Fatalf("a file store runs %d ticking goroutines; want 1, its check for other writers (is the test out of date?)", n)
+		t.Fatalf("a file store runs %d syncLoop goroutines; want 1, its check for other writers (is the test out of date?)", n)
 	}
 	file.Close()
 	openMemory(t, opts)
 	if n := tickers(); n != 0 {
-		t.Errorf("an in-memory store runs %d ticking goroutines; want none", n)
+		t.Errorf("an in-memory store runs %d syncLoop goroutines; want none", n)
 	}
 }
 

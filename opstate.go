@@ -23,8 +23,10 @@ type Store struct {
 	clock     func() time.Time
 	log       *slog.Logger
 
-	// closed is set first by Close; the hot read path checks it alone.
-	closed atomic.Bool
+	// state holds stateClosed, set first by Close, and stateDormant, set
+	// while the poller of others' writes sleeps (sync.go); the hot read
+	// path checks both with one load.
+	state atomic.Uint32
 	// closeOnce runs Close's work once; a concurrent Close waits for it.
 	// closeErr is written inside it.
 	closeOnce sync.Once
@@ -42,6 +44,11 @@ type Store struct {
 	sweeps singleflight.Group
 
 	feed     feed     // Watch's (watch.go)
+
+	// syncMu serializes the ends of dormancy (resume); wake tells the
+	// sleeping poller that one ended.
+	syncMu sync.Mutex
+	wake   chan struct{}
 	counters counters // Stats' (stats.go)
 
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
@@ -89,7 +96,9 @@ func Open(path string, opts Options) (*Store, error) {
 	s.committer = committer{db: db, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.SyncInterval > 0 && !db.Private() { // nobody else writes a private database
-		s.every(opts.SyncInterval, s.syncForeign)
+		s.wake = make(chan struct{}, 1)
+		s.wg.Add(1)
+		go s.syncLoop(opts.SyncInterval)
 	}
 	if opts.SweepInterval > 0 {
 		s.every(opts.SweepInterval, s.sweepInBackground)
@@ -192,7 +201,7 @@ func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
 		first = true
-		s.closed.Store(true)
+		s.state.Or(stateClosed)
 		s.cancel()
 		s.inFlight.Lock() // waits for the operations that passed their closed check
 		//lint:ignore SA2001 the empty section is that barrier
@@ -221,11 +230,20 @@ func (s *Store) using(f func()) error {
 	return nil
 }
 
+// Bits of Store.state.
+const (
+	stateClosed  = 1 << iota // Close has begun
+	stateDormant             // the poller of others' writes sleeps
+)
+
+// isClosed reports whether Close has begun.
+func (s *Store) isClosed() bool { return s.state.Load()&stateClosed != 0 }
+
 // enter marks the start of an operation that uses the database. When it
 // returns nil, the caller must call s.inFlight.RUnlock when done.
 func (s *Store) enter() error {
 	s.inFlight.RLock()
-	if s.closed.Load() {
+	if s.isClosed() {
 		s.inFlight.RUnlock()
 		return ErrClosed
 	}
@@ -243,11 +261,15 @@ func (s *Store) Get(namespace, key string) (string, error) {
 
 // Lookup is like [Store.Get] and also reports whether the key exists.
 func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error) {
-	if s.closed.Load() {
+	st := s.state.Load()
+	if st&stateClosed != 0 {
 		return "", false, ErrClosed
 	}
 	if namespace == "" || key == "" {
 		return "", false, ErrEmptyName
+	}
+	if st&stateDormant != 0 {
+		s.resume() // check for others' writes first: nobody has for a while
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
 		s.counters.hits.add()
@@ -372,7 +394,7 @@ func (s *Store) write(pw persist.Write, op string) (bool, error) {
 // checkNames checks the names a call was given. A closed Store says so
 // first, bad input or not.
 func (s *Store) checkNames(names ...string) error {
-	if s.closed.Load() {
+	if s.isClosed() {
 		return ErrClosed
 	}
 	for _, n := range names {

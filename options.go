@@ -81,7 +81,9 @@ type Options struct {
 	// write connection); if one has, it reads the change log for the keys
 	// the commit changed, drops just those from its cache and sends their
 	// events to watchers (a commit to other tables of the file costs the
-	// cache nothing). Zero means DefaultSyncInterval (5ms); a negative
+	// cache nothing). A Store that nobody reads or watches for 20
+	// intervals stops checking, and its next read checks first. Zero
+	// means DefaultSyncInterval (5ms); a negative
 	// value turns the check off, for
 	// a Store that is the file's only writer. An in-memory store
 	// (":memory:") has no other writer, and never checks.

@@ -26,7 +26,7 @@ const sweepKey = "sweep"
 // ctx bounds only how long this caller waits, and when it ends first,
 // DeleteExpired returns ctx's error.
 func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
-	if s.closed.Load() {
+	if s.isClosed() {
 		return 0, ErrClosed // before ctx: a closed Store says so first
 	}
 	if err := ctx.Err(); err != nil {

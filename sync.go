@@ -2,6 +2,7 @@ package opstate
 
 import (
 	"context"
+	"time"
 
 	"github.com/d8da9184/opstate/persist"
 )
@@ -94,4 +95,67 @@ func (s *Store) current(k persist.Key, swept bool) Event {
 		ev.Op, ev.Value = OpSet, row.Value
 	}
 	return ev
+}
+
+// dormantAfter is how many checks in a row that find no read of this Store
+// since the one before, and nobody watching, put the poller to sleep.
+const dormantAfter = 20
+
+// syncLoop calls syncForeign every interval until Close: the poller of
+// others' writes. A check matters only to reads served from the cache and
+// to watchers, so a Store that has neither for dormantAfter intervals
+// stops checking, and costs nothing while idle: the poller sleeps, and the
+// next Lookup (or Watch) first checks at once, in resume, then wakes it.
+// No read is thus served from a cache older than one interval plus the
+// check itself.
+func (s *Store) syncLoop(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	idle, reads := 0, s.reads()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.guard(s.syncForeign)
+		if r := s.reads(); r != reads || s.feed.active() {
+			idle, reads = 0, r
+			continue
+		}
+		if idle++; idle < dormantAfter {
+			continue
+		}
+		t.Stop()
+		s.syncMu.Lock()
+		s.state.Or(stateDormant)
+		s.syncMu.Unlock()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.wake:
+		}
+		idle, reads = 0, s.reads()
+		t.Reset(interval)
+	}
+}
+
+// reads returns how many Lookups this Store has answered.
+func (s *Store) reads() uint64 { return s.counters.hits.load() + s.counters.misses.Load() }
+
+// resume ends the poller's sleep: it checks for others' writes, then lets
+// reads go on and wakes the poller. Concurrent callers wait for the first.
+func (s *Store) resume() {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.state.Load()&stateDormant == 0 {
+		return
+	}
+	s.guard(s.syncForeign)
+	s.state.And(^uint32(stateDormant))
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }

@@ -76,6 +76,9 @@ func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if s.state.Load()&stateDormant != 0 {
+		s.resume() // a watcher needs the poller; not inside enter, as resume enters
+	}
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
