@@ -43,12 +43,12 @@ type Store struct {
 	wg     sync.WaitGroup // every goroutine the Store starts: watcher, sweeper, checkpointer, DeleteExpired's
 	sweeps singleflight.Group
 
-	feed     feed     // Watch's (watch.go)
+	feed feed // Watch's (watch.go)
 
 	// syncMu serializes the ends of dormancy (resume); wake tells the
 	// sleeping poller that one ended.
-	syncMu sync.Mutex
-	wake   chan struct{}
+	syncMu   sync.Mutex
+	wake     chan struct{}
 	counters counters // Stats' (stats.go)
 
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
