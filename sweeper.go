@@ -100,13 +100,16 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // that commits meanwhile loses nothing but its cached copy.
 //
 // It holds the feed's lock from the delete until the keys' OpExpire events
-// are sent, as a batch of writes does (committer.commit).
+// are sent, as a batch of writes does (committer.commit), and takes it
+// inside [Store.using], as writes do: taken the other way round, a Close
+// waiting for a writer that waits for the feed's lock would block the
+// sweep's entry, and all three would wait forever.
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
-	s.feed.mu.Lock()
-	defer s.feed.mu.Unlock()
 	var keys []persist.Key
 	var err error
 	if uerr := s.using(func() {
+		s.feed.mu.Lock()
+		defer s.feed.mu.Unlock()
 		if err = s.refuseDamaged(); err != nil {
 			return
 		}
@@ -119,14 +122,14 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 			err = ErrClosed // ctx is the Store's: Close interrupted the statement
 		}
 		err = s.noteDamage(err)
+		for _, k := range keys {
+			s.cache.Remove(k.Namespace, k.Key)
+			if s.feed.watchedLocked(k.Namespace) {
+				s.feed.sendLocked(Event{Namespace: k.Namespace, Key: k.Key, Op: OpExpire})
+			}
+		}
 	}); uerr != nil {
 		return 0, uerr
-	}
-	for _, k := range keys {
-		s.cache.Remove(k.Namespace, k.Key)
-		if s.feed.watchedLocked(k.Namespace) {
-			s.feed.sendLocked(Event{Namespace: k.Namespace, Key: k.Key, Op: OpExpire})
-		}
 	}
 	s.counters.expired.Add(uint64(len(keys)))
 	return len(keys), err

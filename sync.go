@@ -15,9 +15,13 @@ import (
 // staleness stays bounded by the interval while checks fail; the next
 // check that succeeds reports what this one could not.
 func (s *Store) syncForeign() {
-	var ch persist.Changes
 	var err error
-	if s.using(func() { ch, err = s.db.Changes(s.ctx) }) != nil {
+	if s.using(func() {
+		var ch persist.Changes
+		if ch, err = s.db.Changes(s.ctx); err == nil && ch.Foreign {
+			s.applyForeign(ch)
+		}
+	}) != nil {
 		return
 	}
 	if err != nil {
@@ -26,10 +30,6 @@ func (s *Store) syncForeign() {
 		if s.ctx.Err() == nil {
 			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 		}
-		return
-	}
-	if ch.Foreign {
-		s.applyForeign(ch)
 	}
 }
 
@@ -38,6 +38,13 @@ func (s *Store) syncForeign() {
 // until the changes are sent, and reads each changed key's current value
 // from SQLite, so that no watcher is sent a change before this Store's
 // reads serve it, nor after a newer change of this Store to the key.
+//
+// It runs inside [Store.using], which it never enters itself: the feed's
+// lock is taken after inFlight, as every write takes it (Store.write, then
+// committer.commit). Entering inFlight with the feed's lock held would
+// deadlock with Close: a writer holding inFlight waits for the feed's
+// lock, Close waits for the writer, and a waiting Close blocks every new
+// RLock of inFlight.
 func (s *Store) applyForeign(ch persist.Changes) {
 	f := &s.feed
 	f.mu.Lock()
@@ -67,15 +74,11 @@ func (s *Store) applyForeign(ch persist.Changes) {
 }
 
 // current returns the event that brings a watcher to what k holds now in
-// SQLite; an OpReset of its namespace if that cannot be read.
+// SQLite; an OpReset of its namespace if that cannot be read. Called
+// inside [Store.using].
 func (s *Store) current(k persist.Key) Event {
 	ev := Event{Namespace: k.Namespace, Key: k.Key, Op: OpDelete}
-	var row persist.Row
-	var found bool
-	var err error
-	if s.using(func() { row, found, err = s.db.Get(context.Background(), k.Namespace, k.Key) }) != nil {
-		return Event{Namespace: k.Namespace, Op: OpReset}
-	}
+	row, found, err := s.db.Get(context.Background(), k.Namespace, k.Key)
 	if err == nil && found && row.ExpiresAt != 0 {
 		var now int64
 		if now, err = s.now(); err == nil && now >= row.ExpiresAt {

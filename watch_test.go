@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1027,6 +1028,126 @@ func TestWatchLifecycle(t *testing.T) {
 		}
 		wantDeliverers(t, before)
 	})
+}
+
+// TestWatchCloseRaces opens and cancels many watches at once while this
+// Store writes (with expiring keys, so that the background sweeper deletes
+// and sends), plain SQL on another connection writes many keys of the
+// watched namespaces (so that the foreign sync reads and sends), and the
+// Store closes in the middle of it, round after round, under -race: Close
+// must return, every channel must be closed, no goroutine of Watch may be
+// left (and TestMain's leak check sees none of the Store's), and nothing
+// may panic (a send on a closed channel).
+func TestWatchCloseRaces(t *testing.T) {
+	before := deliverers()
+	for round := range 8 {
+		path := dbPath(t)
+		s, err := opstate.Open(path, opstate.Options{SyncInterval: time.Millisecond, SweepInterval: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db := sqlDB(t, path)
+		ns := func(i int) string { return fmt.Sprint("ns", i%8) }
+		var closed atomic.Bool
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					var err error
+					if i%3 == 0 {
+						err = s.SetWithTTL(ns(i+w), fmt.Sprint("t", i%50), "v", time.Millisecond)
+					} else {
+						err = s.Set(ns(i+w), fmt.Sprint("k", i%50), fmt.Sprint(i))
+					}
+					if errors.Is(err, opstate.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(100 * time.Microsecond) // leave the write lock to the other connection too
+				}
+			})
+		}
+		wg.Go(func() {
+			for i := 0; !closed.Load(); i++ {
+				// 400 keys, 50 of each namespace: below the count past
+				// which a namespace is dropped whole, so each is read.
+				q := `WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 399)
+					INSERT INTO operational_state (namespace, key, value, updated_at)
+					SELECT 'ns' || (x % 8), 'f' || x, ?, '2026-03-07T10:00:00.000Z' FROM n WHERE true
+					ON CONFLICT DO UPDATE SET value = excluded.value`
+				if _, err := db.Exec(q, fmt.Sprint(i)); err != nil {
+					t.Error(err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond) // leave the Store the write lock most of the time
+			}
+		})
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					ctx, cancel := context.WithCancel(context.Background())
+					ch, err := s.Watch(ctx, ns(i+w))
+					if errors.Is(err, opstate.ErrClosed) {
+						cancel()
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						cancel()
+						return
+					}
+					for range i % 5 {
+						if _, ok := <-ch; !ok {
+							break
+						}
+					}
+					if i%10 != 9 {
+						cancel() // the others stay open until Close
+					}
+					drainUntilClosed(t, ch, &closed)
+					cancel()
+				}
+			})
+		}
+		time.Sleep(time.Duration(20+round*5) * time.Millisecond)
+		within(t, eventBound, "Close amid watches, writes, sweeps and foreign writes", func() {
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		closed.Store(true)
+		within(t, eventBound, "the round's goroutines", wg.Wait)
+		db.Close()
+	}
+	wantDeliverers(t, before)
+}
+
+// drainUntilClosed reads ch until it is closed, which it must be within
+// eventBound of closed being set (the Store's Close returned).
+func drainUntilClosed(t *testing.T, ch <-chan opstate.Event, closed *atomic.Bool) {
+	var since time.Time
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-time.After(time.Millisecond):
+			if !closed.Load() {
+				continue
+			}
+			if since.IsZero() {
+				since = time.Now()
+			}
+			if time.Since(since) > eventBound {
+				t.Error("watch channel still open after Close returned")
+				return
+			}
+		}
+	}
 }
 
 // TestWatchPreciseInvalidation checks, through the Store, that a foreign
