@@ -578,6 +578,106 @@ func TestWatchBackgroundSweep(t *testing.T) {
 	}
 }
 
+// TestWatchSendsServedChanges checks that an event is sent only once this
+// Store's reads serve the change it reports: a consumer that calls Get on
+// receiving an OpSet gets that value or a newer one, never the one before.
+// The values of each key only grow, so a Get below the event's value reads
+// a change the event follows. Three more goroutines read the keys without
+// pause, so that the cache's fills race with the drops that precede the
+// events. The writer is this Store, another Store (each Set of one key),
+// or plain SQL (each UPDATE of 60 keys, so that one check finds many).
+func TestWatchSendsServedChanges(t *testing.T) {
+	const keys = 60 // fewer than the keys of a namespace-wide change
+	key := func(i int) string { return fmt.Sprint("k", i%keys) }
+	value := func(i int) string { return fmt.Sprintf("%08d", i) }
+	setEach := func(w *opstate.Store, writes int) error {
+		for i := range writes {
+			if err := w.Set("ns", key(i), value(i)); err != nil {
+				return err
+			}
+		}
+		return w.Set("ns", marker, "m")
+	}
+	tests := []struct {
+		name  string
+		write func(t *testing.T, path string, s *opstate.Store) error
+	}{
+		{"own", func(t *testing.T, path string, s *opstate.Store) error { return setEach(s, 500) }},
+		{"store", func(t *testing.T, path string, s *opstate.Store) error {
+			return setEach(mustOpen(t, path, opstate.Options{SyncInterval: -1}), 1500)
+		}},
+		{"sql", func(t *testing.T, path string, s *opstate.Store) error {
+			db := sqlDB(t, path)
+			for i := 1; i <= 150; i++ {
+				if _, err := db.Exec(`UPDATE operational_state SET value = ? WHERE namespace = 'ns'`, value(i)); err != nil {
+					return err
+				}
+			}
+			_, err := db.Exec(`INSERT INTO operational_state VALUES ('ns', ?, 'm', '2026-03-07T10:00:00.000Z', NULL)`, marker)
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := dbPath(t)
+			s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
+			for i := range keys {
+				mustSet(t, s, "ns", key(i), value(0))
+			}
+			ch := watch(t, s, "ns")
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for r := range 3 {
+				wg.Go(func() {
+					for i := r; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := s.Get("ns", key(i)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Go(func() {
+				if err := tc.write(t, path, s); err != nil {
+					t.Error(err)
+				}
+			})
+			var events, stale int
+			for {
+				ev := recv(t, ch, eventBound)
+				if ev.Key == marker {
+					break
+				}
+				if ev.Op != opstate.OpSet {
+					t.Errorf("event %s; only Sets were made", eventsString([]opstate.Event{ev}))
+					continue
+				}
+				events++
+				got, err := s.Get("ns", ev.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got < ev.Value {
+					if stale++; stale <= 3 {
+						t.Errorf("Get(ns, %q) on receiving its OpSet of %s = %s, the value before", ev.Key, ev.Value, got)
+					}
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if stale > 0 {
+				t.Errorf("%d of %d events were received before Get served them", stale, events)
+			}
+			t.Logf("%d events", events)
+		})
+	}
+}
+
 // historySQL makes the file record every value its rows take, in commit
 // order, by triggers of the test's own: whoever commits, the table
 // history says in which order the changes to each key took effect
