@@ -822,56 +822,62 @@ func TestWatchPerKeyOrder(t *testing.T) {
 // TestWatchConverges is the convergence promise: three goroutines of the
 // watching Store make random writes (randomWrites: Set, SetWithTTL, Delete,
 // the conditional writes, now and then DeleteNamespace) to one namespace
-// while a second process makes its own, and a burst sets 5,000 new keys
-// while the consumer, deliberately slow, has not started reading, so that
-// its backlog passes MaxPendingEvents and is replaced by an OpReset. The
-// consumer builds the namespace from the events (OpReset: List). Once the
-// writes have stopped and the consumer has drained the channel (a marker
-// set by plain SQL after every writer finished has reached it), what it
-// built must equal List.
+// while a second process makes its own, and a consumer, deliberately slow,
+// builds the namespace from the events (OpReset: List). Twice its backlog
+// passes MaxPendingEvents and must be replaced by an OpReset: a burst of
+// new keys is set before it starts reading (it re-reads the namespace amid
+// the random writes), and another once they have stopped, while it does
+// not read. Once the writes
+// have stopped and the consumer has drained the channel (a marker set by
+// plain SQL after every writer finished has reached it, and nothing comes
+// after it), what it built must equal List.
 func TestWatchConverges(t *testing.T) {
 	path := dbPath(t)
 	const ns = "conv"
 	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
 	db := sqlDB(t, path)
 	ch := watch(t, s, ns)
+	const burstKeys = opstate.MaxPendingEvents + 200
+	burst := func(prefix string) { // 8 goroutines: their Sets share commits
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := g; i < burstKeys; i += 8 {
+					if err := s.Set(ns, fmt.Sprint(prefix, i), "b"); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
 
-	child := childCommand(t, "watch-writer", watchChildDB+"="+path, watchChildNS+"="+ns, watchChildRandom+"=7,2000")
+	burst("early") // before the consumer reads
+
+	child := childCommand(t, "watch-writer", watchChildDB+"="+path, watchChildNS+"="+ns, watchChildRandom+"=7,700")
 	var childOut strings.Builder
 	child.Stdout, child.Stderr = &childOut, &childOut
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var writers, burst sync.WaitGroup
+	var writers sync.WaitGroup
 	for w := range 3 {
 		writers.Go(func() {
-			if err := randomWrites(s, ns, rand.New(rand.NewPCG(uint64(w), 2)), 1500, 300, fmt.Sprint("w", w)); err != nil {
+			if err := randomWrites(s, ns, rand.New(rand.NewPCG(uint64(w), 2)), 400, 300, fmt.Sprint("w", w)); err != nil {
 				t.Error(err)
 			}
 		})
 	}
-	burst.Go(func() {
-		for i := range opstate.MaxPendingEvents + 1000 {
-			if err := s.Set(ns, fmt.Sprint("burst", i), "b"); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	})
 	stopped := make(chan struct{})
 	go func() {
 		writers.Wait()
-		burst.Wait()
 		if err := child.Wait(); err != nil {
 			t.Errorf("child: %v\n%s", err, childOut.String())
-		}
-		if _, err := db.Exec(`INSERT INTO operational_state VALUES (?, ?, 'm', '2026-03-07T10:00:00.000Z', NULL)`, ns, marker); err != nil {
-			t.Error(err)
 		}
 		close(stopped)
 	}()
 
-	burst.Wait() // the consumer falls behind
 	built := map[string]string{}
 	var events, resets int
 	apply := func(ev opstate.Event) {
@@ -893,10 +899,29 @@ func TestWatchConverges(t *testing.T) {
 		}
 		time.Sleep(20 * time.Microsecond) // a slow consumer
 	}
+	for reading := true; reading; {
+		select {
+		case ev := <-ch:
+			apply(ev)
+		case <-stopped:
+			reading = false
+		}
+	}
+	if resets == 0 {
+		t.Errorf("no OpReset after %d new keys were set before the consumer read: the backlog was not bounded", burstKeys)
+	}
+	before, during := resets, events
+	burst("late") // while the consumer does not read
+	burst("late")
+	if _, err := db.Exec(`INSERT INTO operational_state VALUES (?, ?, 'm', '2026-03-07T10:00:00.000Z', NULL)`, ns, marker); err != nil {
+		t.Fatal(err)
+	}
 	for built[marker] != "m" {
 		apply(recv(t, ch, eventBound))
 	}
-	<-stopped
+	if resets == before {
+		t.Errorf("no OpReset after %d new keys were set for a consumer not reading: the backlog was not bounded", burstKeys)
+	}
 	// Drained: nothing more comes.
 	for quiet := false; !quiet; {
 		select {
@@ -925,10 +950,7 @@ func TestWatchConverges(t *testing.T) {
 		slices.Sort(diff)
 		t.Errorf("state built from %d events differs from List(%q) in %d keys:\n%s", events, ns, len(diff), strings.Join(diff[:min(len(diff), 20)], "\n"))
 	}
-	if resets == 0 {
-		t.Errorf("no OpReset in %d events, with %d new keys pending: the backlog was not bounded", events, opstate.MaxPendingEvents+1000)
-	}
-	t.Logf("%d events, %d resets, %d keys", events, resets, len(list))
+	t.Logf("%d events (%d while the writers wrote), %d resets, %d keys", events, during, resets, len(list))
 }
 
 // TestWatchCoalesces checks that the events waiting for a consumer that
