@@ -100,7 +100,10 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // that commits meanwhile loses nothing but its cached copy.
 //
 // It holds the feed's lock from the delete until the keys' OpExpire events
-// are sent, as a batch of writes does (committer.commit).
+// are sent, as a batch of writes does (committer.commit), and takes it
+// inside [Store.using], as writes do: taken the other way round, a Close
+// waiting for a writer that waits for the feed's lock would block the
+// sweep's entry, and all three would wait forever.
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	var keys []persist.Key
 	var err error

@@ -37,11 +37,19 @@ func (s *Store) syncForeign() {
 	}
 }
 
-// applyForeign drops what others changed from the cache, then sends their
-// changes to the watchers; called inside s.using. It holds the feed's lock from before the drops
-// until the changes are sent, and reads each changed key's current value
-// from SQLite, so that no watcher is sent a change before this Store's
-// reads serve it, nor after a newer change of this Store to the key.
+// applyForeign reads the current value of each key others changed from
+// SQLite, drops the keys from the cache, then sends their values to the
+// watchers. It holds the feed's lock from before the reads until the
+// changes are sent, so that no watcher is sent a change before this
+// Store's reads serve it, nor after a newer change of this Store to the
+// key.
+//
+// It runs inside [Store.using], which it never enters itself: the feed's
+// lock is taken after inFlight, as every write takes it (Store.write, then
+// committer.commit). Entering inFlight with the feed's lock held would
+// deadlock with Close: a writer holding inFlight waits for the feed's
+// lock, Close waits for the writer, and a waiting Close blocks every new
+// RLock of inFlight.
 func (s *Store) applyForeign(ch persist.Changes) {
 	f := &s.feed
 	f.mu.Lock()
@@ -58,15 +66,24 @@ func (s *Store) applyForeign(ch persist.Changes) {
 			f.sendLocked(Event{Namespace: ns, Op: OpReset})
 		}
 	}
+	// The values are read before the drops: a read that misses between a
+	// drop and the reading of the key's value could cache what the key held
+	// before a commit that the reading then sees, and a Get on the event
+	// would return that older value. A read after the drops reads SQLite
+	// after the values were read, and one that began before fails to cache.
+	var evs []Event
+	for _, k := range ch.Keys {
+		if f.watchedLocked(k.Namespace) {
+			evs = append(evs, s.current(k, ch.Expired[k]))
+		}
+	}
 	for _, k := range ch.Keys {
 		if s.cache.Remove(k.Namespace, k.Key) {
 			s.counters.invalidations.Add(1)
 		}
 	}
-	for _, k := range ch.Keys {
-		if f.watchedLocked(k.Namespace) {
-			f.sendLocked(s.current(k, ch.Expired[k]))
-		}
+	for _, ev := range evs {
+		f.sendLocked(ev)
 	}
 }
 

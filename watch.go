@@ -104,7 +104,8 @@ type feed struct {
 	// mu orders the changes sent: whoever sends holds it from the moment
 	// this Store's reads serve the change until it is sent, so that changes
 	// to one key are sent in the order the reads serve them. It guards
-	// byNS.
+	// byNS. It is taken inside the Store's inFlight (Store.using), never
+	// the other way round: see applyForeign.
 	mu   sync.Mutex
 	byNS map[string][]*watcher
 }
