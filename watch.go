@@ -66,9 +66,19 @@ const MaxPendingEvents = 4096
 // which the consumer re-reads the namespace with [Store.List]. No event is
 // dropped without an OpReset in its place.
 //
+// Others' changes are read from the file's change log: each key another
+// connection changed arrives as the key's state when this Store read it
+// (OpSet with its value, OpDelete, or OpExpire when the row is gone by a
+// sweep that found it expired by SQLite's clock, or is there but
+// expired); several changes of a key between two checks arrive as one.
+// Another connection's change of more than 64 keys of the namespace in one
+// check (its DeleteNamespace, say) arrives as an OpReset; of fewer, key by
+// key. This Store's DeleteNamespace always sends an OpReset. A Store
+// opened with a negative SyncInterval sends only its own changes.
+//
 // The channel is closed when ctx ends or the Store is closed. Watch
-// returns [ErrClosed] after Close and [ErrEmptyName] for an empty
-// namespace.
+// returns [ErrClosed] after Close, [ErrEmptyName] for an empty namespace,
+// and ctx's error if ctx has ended already.
 func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, error) {
 	if err := s.checkNames(namespace); err != nil {
 		return nil, err
