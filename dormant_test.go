@@ -2,6 +2,7 @@ package opstate_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,5 +71,46 @@ func TestDormantWatch(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no event for another Store's write of %q within 10s", v)
 		}
+	}
+}
+
+// TestWatchRacingDormancy checks that a Watch that begins while the poller
+// is deciding to sleep (it found no reads and no watcher, and has not yet
+// marked itself dormant) still gets others' writes: the poller must not
+// sleep with a watcher registered, nor Watch miss the poller's sleep.
+func TestWatchRacingDormancy(t *testing.T) {
+	path := dbPath(t)
+	s := mustOpen(t, path, opstate.Options{SyncInterval: time.Millisecond})
+	other := mustOpen(t, path, opstate.Options{SyncInterval: -1})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	watching := make(chan (<-chan opstate.Event), 1)
+	var once sync.Once
+	s.SetBeforeDormant(func() {
+		once.Do(func() {
+			ch, err := s.Watch(ctx, "flags")
+			if err != nil {
+				t.Error(err)
+			}
+			watching <- ch
+		})
+	})
+	var events <-chan opstate.Event
+	select {
+	case events = <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not decide to sleep within 10s of no reads")
+	}
+	if events == nil {
+		t.FailNow()
+	}
+	mustSet(t, other, "flags", "k", "v")
+	select {
+	case ev := <-events:
+		if ev.Op != opstate.OpSet || ev.Key != "k" || ev.Value != "v" {
+			t.Fatalf("event %+v; want set k %q", ev, "v")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("no event within 2s for another Store's write; poller dormant: %v", s.Dormant())
 	}
 }

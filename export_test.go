@@ -50,3 +50,13 @@ func (s *StripedCounter) StripesUsed() int {
 
 // Dormant reports whether the poller of others' writes sleeps.
 func (s *Store) Dormant() bool { return s.state.Load()&stateDormant != 0 }
+
+// SetBeforeDormant sets a function the poller runs once it has decided to
+// sleep, before it does; nil removes it.
+func (s *Store) SetBeforeDormant(f func()) {
+	if f == nil {
+		s.beforeDormant.Store(nil)
+		return
+	}
+	s.beforeDormant.Store(&f)
+}

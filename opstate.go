@@ -51,6 +51,10 @@ type Store struct {
 	wake     chan struct{}
 	counters counters // Stats' (stats.go)
 
+	// beforeDormant is a test hook: the poller runs it once it has decided
+	// to sleep, before it does.
+	beforeDormant atomic.Pointer[func()]
+
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
 }

@@ -145,6 +145,9 @@ func (s *Store) syncLoop(interval time.Duration) {
 			continue
 		}
 		t.Stop()
+		if f := s.beforeDormant.Load(); f != nil {
+			(*f)()
+		}
 		s.syncMu.Lock()
 		s.state.Or(stateDormant)
 		s.syncMu.Unlock()
