@@ -2,6 +2,7 @@ package opstate_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +113,54 @@ func TestWatchRacingDormancy(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatalf("no event within 2s for another Store's write; poller dormant: %v", s.Dormant())
+	}
+}
+
+// TestLookupResumingDuringClose checks that a read that wakes the
+// sleeping poller while Close begins never serves the cache unchecked: its
+// check for others' writes cannot run once Close has begun, and then the
+// read must fail with ErrClosed (or read SQLite), not return the value
+// another Store replaced while the poller slept.
+func TestLookupResumingDuringClose(t *testing.T) {
+	path := dbPath(t)
+	s, err := opstate.Open(path, opstate.Options{SyncInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := mustOpen(t, path, opstate.Options{SyncInterval: -1})
+	mustSet(t, s, "flags", "k", "old")
+	wantGet(t, s, "flags", "k", "old", true) // cached
+	waitDormant(t, s)
+	mustSet(t, other, "flags", "k", "new")
+
+	releaseClose := s.HoldClose()
+	releaseResume := s.HoldResume()
+	type result struct {
+		v   string
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, ok, err := s.Lookup("flags", "k") // sees the poller asleep, waits in resume
+		done <- result{v, ok, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // for the Lookup to reach resume
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for !s.Closing() {
+		time.Sleep(time.Millisecond)
+	}
+	releaseResume()
+	r := <-done
+	releaseClose()
+	if err := <-closed; err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if r.err == nil && r.v != "new" {
+		t.Errorf("Lookup during Close = %q, %v, nil; want %q or ErrClosed", r.v, r.ok, "new")
+	}
+	if r.err != nil && !errors.Is(r.err, opstate.ErrClosed) {
+		t.Errorf("Lookup during Close = %v; want ErrClosed", r.err)
 	}
 }

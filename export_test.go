@@ -60,3 +60,21 @@ func (s *Store) SetBeforeDormant(f func()) {
 	}
 	s.beforeDormant.Store(&f)
 }
+
+// HoldResume makes every end of the poller's sleep (resume) wait until
+// release is called.
+func (s *Store) HoldResume() (release func()) {
+	s.syncMu.Lock()
+	return s.syncMu.Unlock
+}
+
+// HoldClose makes Close, once it has waited for the operations in
+// progress, wait until release is called before it empties the cache and
+// closes the database.
+func (s *Store) HoldClose() (release func()) {
+	s.wg.Add(1)
+	return s.wg.Done
+}
+
+// Closing reports whether Close has begun.
+func (s *Store) Closing() bool { return s.isClosed() }
