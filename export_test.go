@@ -50,3 +50,31 @@ func (s *StripedCounter) StripesUsed() int {
 
 // Dormant reports whether the poller of others' writes sleeps.
 func (s *Store) Dormant() bool { return s.state.Load()&stateDormant != 0 }
+
+// SetBeforeDormant sets a function the poller runs once it has decided to
+// sleep, before it does; nil removes it.
+func (s *Store) SetBeforeDormant(f func()) {
+	if f == nil {
+		s.beforeDormant.Store(nil)
+		return
+	}
+	s.beforeDormant.Store(&f)
+}
+
+// HoldResume makes every end of the poller's sleep (resume) wait until
+// release is called.
+func (s *Store) HoldResume() (release func()) {
+	s.syncMu.Lock()
+	return s.syncMu.Unlock
+}
+
+// HoldClose makes Close, once it has waited for the operations in
+// progress, wait until release is called before it empties the cache and
+// closes the database.
+func (s *Store) HoldClose() (release func()) {
+	s.wg.Add(1)
+	return s.wg.Done
+}
+
+// Closing reports whether Close has begun.
+func (s *Store) Closing() bool { return s.isClosed() }

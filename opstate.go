@@ -51,6 +51,10 @@ type Store struct {
 	wake     chan struct{}
 	counters counters // Stats' (stats.go)
 
+	// beforeDormant is a test hook: the poller runs it once it has decided
+	// to sleep, before it does.
+	beforeDormant atomic.Pointer[func()]
+
 	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
 	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
 }
@@ -270,6 +274,11 @@ func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error)
 	}
 	if st&stateDormant != 0 {
 		s.resume() // check for others' writes first: nobody has for a while
+		// The check does not run once Close has begun (it cannot enter),
+		// and the cache is then as old as the poller's sleep.
+		if s.isClosed() {
+			return "", false, ErrClosed
+		}
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
 		s.counters.hits.add()

@@ -145,8 +145,22 @@ func (s *Store) syncLoop(interval time.Duration) {
 			continue
 		}
 		t.Stop()
+		if f := s.beforeDormant.Load(); f != nil {
+			(*f)()
+		}
 		s.syncMu.Lock()
 		s.state.Or(stateDormant)
+		// A Watch that found the poller awake may have counted its
+		// watcher since feed.active said none: it checks for dormancy
+		// after counting, this checks for watchers after marking, so one
+		// of the two sees the other (see Watch).
+		if s.feed.active() {
+			s.state.And(^uint32(stateDormant))
+			s.syncMu.Unlock()
+			idle = 0
+			t.Reset(interval)
+			continue
+		}
 		s.syncMu.Unlock()
 		select {
 		case <-s.ctx.Done():

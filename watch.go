@@ -86,22 +86,26 @@ func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if s.state.Load()&stateDormant != 0 {
-		s.resume() // a watcher needs the poller; not inside enter, as resume enters
-	}
-	if err := s.enter(); err != nil {
+	w := &watcher{ns: namespace, ch: make(chan Event), wake: make(chan struct{}, 1), resets: &s.counters.watchResets}
+	if err := s.using(func() {
+		s.feed.add(w)
+		s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
+		go func() {
+			defer s.wg.Done()
+			defer close(w.ch)
+			defer s.feed.remove(w)
+			w.deliver(ctx, s.ctx)
+		}()
+	}); err != nil {
 		return nil, err
 	}
-	defer s.inFlight.RUnlock()
-	w := &watcher{ns: namespace, ch: make(chan Event), wake: make(chan struct{}, 1), resets: &s.counters.watchResets}
-	s.feed.add(w)
-	s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
-	go func() {
-		defer s.wg.Done()
-		defer close(w.ch)
-		defer s.feed.remove(w)
-		w.deliver(ctx, s.ctx)
-	}()
+	// A watcher needs the poller. Checked after the watcher is counted
+	// (feed.add), as the poller checks for watchers after it marks itself
+	// dormant (syncLoop): one of the two sees the other. Not inside using,
+	// as resume enters.
+	if s.state.Load()&stateDormant != 0 {
+		s.resume()
+	}
 	return w.ch, nil
 }
 
