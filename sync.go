@@ -13,8 +13,8 @@ import (
 // when they changed many keys of a namespace, that namespace); a commit to
 // other tables of the file drops nothing. The whole cache is dropped when
 // the change log cannot say what changed, and when the check fails, so that
-// staleness stays bounded by the interval while checks fail; the next
-// check that succeeds reports what this one could not.
+// staleness stays bounded by the interval while checks fail; watchers are
+// then sent an OpReset, since what a failed check read may be lost.
 //
 // It runs inside one s.using, which it enters before the feed's lock, as a
 // write does: a Close waiting for the operations in progress blocks new
@@ -24,16 +24,25 @@ func (s *Store) syncForeign() {
 	var ch persist.Changes
 	var err error
 	s.using(func() {
-		if ch, err = s.db.Changes(s.ctx); err == nil && ch.Foreign {
+		ch, err = s.db.Changes(s.ctx)
+		switch {
+		case err != nil && s.ctx.Err() != nil:
+			err = nil // Close interrupted the check: nothing to report
+		case err != nil:
+			// The check may have failed after it read the log (its read
+			// transaction's end), and then what it read is lost to the
+			// watchers: they re-read instead.
+			s.feed.mu.Lock()
+			s.cache.Clear()
+			s.counters.flushes.Add(1)
+			s.feed.resetAllLocked()
+			s.feed.mu.Unlock()
+		case ch.Foreign:
 			s.applyForeign(ch)
 		}
 	})
 	if err != nil {
-		s.cache.Clear()
-		s.counters.flushes.Add(1)
-		if s.ctx.Err() == nil {
-			s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
-		}
+		s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
 	}
 }
 
