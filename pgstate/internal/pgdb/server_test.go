@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
