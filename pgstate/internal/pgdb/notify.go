@@ -61,8 +61,12 @@ type Change struct {
 type Scope uint8
 
 const (
+	// ScopeKey: Namespace/Key may have changed.
 	ScopeKey Scope = iota
+	// ScopeNamespace: any key of Namespace may have changed (the key was
+	// too long for a payload).
 	ScopeNamespace
+	// ScopeAll: anything may have changed.
 	ScopeAll
 )
 
