@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
 // TestSweepConcurrent stores 3000 rows expired by the server's clock and
@@ -89,5 +90,29 @@ func TestSweepOrderAndLimit(t *testing.T) {
 	}
 	if want := (persist.Key{Namespace: "ns", Key: "early"}); len(keys) != 1 || keys[0] != want {
 		t.Errorf("DeleteExpired(limit 1) = %v; want [%v]", keys, want)
+	}
+}
+
+// TestSweepSkipsLocked holds the lock of one expired row in a transaction
+// behind the DB's back (another agent's sweep or write in progress): a
+// sweep neither waits for it nor fails with ErrBusy, and deletes the other
+// expired rows.
+func TestSweepSkipsLocked(t *testing.T) {
+	dsn, raw := server(t)
+	db := openDSN(t, dsn, pgdb.Options{BusyTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	rawPut(t, raw, "ns", "held", "v", -time.Hour)
+	rawPut(t, raw, "ns", "free", "v", -time.Second)
+	tx, err := raw.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM operational_state WHERE key = 'held' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := db.DeleteExpired(ctx, localNow(), 10)
+	if want := (persist.Key{Namespace: "ns", Key: "free"}); err != nil || len(keys) != 1 || keys[0] != want {
+		t.Errorf("DeleteExpired with a row locked = %v, %v; want [%v], nil", keys, err, want)
 	}
 }
