@@ -124,3 +124,27 @@ func TestHostileRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespacesByteOrder gives the namespace column a linguistic
+// collation, as a database created with one would, and checks that
+// Namespaces still sorts by bytes, as on SQLite.
+func TestNamespacesByteOrder(t *testing.T) {
+	db, _, raw := mustOpen(t)
+	ctx := context.Background()
+	if _, err := raw.Exec(ctx, `ALTER TABLE operational_state ALTER COLUMN namespace TYPE text COLLATE "und-x-icu"`); err != nil {
+		t.Skipf("no ICU collation on this server: %v", err)
+	}
+	now := localNow()
+	apply(t, db, now, putW("b", "k", "v", 0, now), putW("B", "k", "v", 0, now), putW("a", "k", "v", 0, now), putW("_", "k", "v", 0, now))
+	got, err := db.Namespaces(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, nc := range got {
+		names = append(names, nc.Namespace)
+	}
+	if want := []string{"B", "_", "a", "b"}; strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("Namespaces = %q; want %q (byte order)", names, want)
+	}
+}
