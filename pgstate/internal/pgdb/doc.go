@@ -26,8 +26,8 @@
 // expires at the server's now() plus ExpiresAt-now, so a TTL is measured
 // on the server's clock from the commit, and an agent whose clock is off
 // by an hour still sets a key that lives for its TTL. What the local clock
-// still decides: nothing in this package beyond that difference (and so
-// nothing when the clocks drift during a call). But the ExpiresAt that
+// still decides here is only that difference: how long a TTL is, never
+// when it starts or ends. But the ExpiresAt that
 // [DB.Get] and a conditional write's Held return are instants of the
 // server's clock, and a caller that compares them with its own clock (the
 // Store does, for cached entries) sees a cached key die early or late by
@@ -46,5 +46,8 @@
 // # Errors
 //
 // A statement that waits for a row lock longer than [Options.BusyTimeout]
-// (lock_timeout) fails with [persist.ErrBusy].
+// (lock_timeout) fails with [persist.ErrBusy], and so does a batch that
+// PostgreSQL aborts to break a deadlock (two batches that lock the same
+// keys in opposite orders): nothing of it was applied, and it may be
+// retried.
 package pgdb

@@ -87,7 +87,8 @@ func classify(err error) error {
 		return err
 	}
 	switch pe.Code {
-	case "55P03": // lock_not_available: lock_timeout
+	case "55P03", // lock_not_available: lock_timeout
+		"40P01": // deadlock_detected: two batches locked keys in opposite orders
 		return fmt.Errorf("%w: %w", persist.ErrBusy, err)
 	case "22021", "22P05": // invalid byte sequence, untranslatable character
 		return fmt.Errorf("%w: %w", ErrInvalidText, err)
