@@ -64,7 +64,9 @@ func TestDeadlockBusy(t *testing.T) {
 	}
 	now := localNow()
 	done := make(chan error, 1)
-	go func() { done <- db.Apply(ctx, now, []*persist.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)}) }()
+	go func() {
+		done <- db.Apply(ctx, now, []*persist.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)})
+	}()
 	// Wait until the batch waits for a.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var waiting int
