@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,6 +28,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxConns bounds the pool; default pgxpool's.
 	MaxConns int32
+
+	// dial, when set, replaces the pool's dialer (export_test.go).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DB is an open PostgreSQL database. Its methods are safe for concurrent
@@ -50,6 +54,9 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	}
 	ms := (opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond
 	cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(int64(ms))
+	if opts.dial != nil {
+		cfg.ConnConfig.DialFunc = opts.dial
+	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
