@@ -1,0 +1,67 @@
+package pgdb
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/d8da9184/opstate/persist"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations[i] brings a schema at version i to version i+1; each is run
+// in Open's one transaction.
+var migrations = []string{migrateV1 + notifyTrigger}
+
+// migrateV1 creates the table, its expiry index, the version table and the
+// trigger that notifies every change (notify.go).
+const migrateV1 = `
+CREATE TABLE operational_state (
+	namespace  text NOT NULL,
+	key        text NOT NULL,
+	value      text NOT NULL,
+	updated_at timestamptz NOT NULL,
+	expires_at timestamptz,
+	PRIMARY KEY (namespace, key)
+);
+CREATE INDEX operational_state_expiry ON operational_state (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE operational_state_schema (version int NOT NULL);
+INSERT INTO operational_state_schema VALUES (0);
+`
+
+// lockClass is the first key of the advisory lock that serializes
+// migrations; the second is a hash of the schema.
+const lockClass = 0x6f707374 // "opst"
+
+// migrate brings the schema of the connection's search_path to the
+// version this package knows, in one transaction under an advisory lock,
+// or refuses a newer one before writing anything.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockClass); err != nil {
+			return err
+		}
+		var v int
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass('operational_state_schema') IS NOT NULL`).Scan(&exists); err != nil {
+			return err
+		}
+		if exists {
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM operational_state_schema`).Scan(&v); err != nil {
+				return err
+			}
+		}
+		if v > len(migrations) {
+			return fmt.Errorf("%w: schema has version %d, this opstate knows up to %d", persist.ErrSchemaVersion, v, len(migrations))
+		}
+		for ; v < len(migrations); v++ {
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrate to version %d: %w", v+1, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE operational_state_schema SET version = $1`, v+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,184 @@
+package pgdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/d8da9184/opstate/persist"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrInvalidText is returned by [DB.Apply] for a write that would store a
+// namespace, key or value PostgreSQL's text cannot hold: one with a NUL
+// byte or invalid UTF-8. A candidate for the root package's sentinels.
+var ErrInvalidText = errors.New("opstate: string not storable in PostgreSQL text (NUL byte or invalid UTF-8)")
+
+// Options configures [Open]. The zero value is valid.
+type Options struct {
+	// BusyTimeout is how long a statement waits for a row or table lock
+	// before failing with persist.ErrBusy (PostgreSQL's lock_timeout);
+	// default persist.DefaultBusyTimeout.
+	BusyTimeout time.Duration
+	// MaxConns bounds the pool; default pgxpool's.
+	MaxConns int32
+
+	// dial, when set, replaces the pool's dialer (export_test.go).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// DB is an open PostgreSQL database. Its methods are safe for concurrent
+// use.
+type DB struct {
+	pool *pgxpool.Pool
+	// channel is the LISTEN channel of the schema the pool works in.
+	channel string
+}
+
+// Open connects to the database of connString (a URL or key=value DSN;
+// empty reads libpq's PG* environment variables) and migrates its schema.
+func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		// pgconn's parse errors never print the password.
+		return nil, fmt.Errorf("opstate: open postgres: %w", err)
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = persist.DefaultBusyTimeout
+	}
+	ms := (opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(int64(ms))
+	if opts.dial != nil {
+		cfg.ConnConfig.DialFunc = opts.dial
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opstate: open postgres: %w", err)
+	}
+	db := &DB{pool: pool}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
+	}
+	if err := pool.QueryRow(ctx, `SELECT `+channelSQL("current_schema()")).Scan(&db.channel); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
+	}
+	return db, nil
+}
+
+// Close closes every connection of the pool.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// storable reports whether s can be stored in a text column.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// classify wraps the errors callers act on with their sentinels.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "55P03", // lock_not_available: lock_timeout
+		"40P01": // deadlock_detected: two batches locked keys in opposite orders
+		return fmt.Errorf("%w: %w", persist.ErrBusy, err)
+	case "22021", "22P05": // invalid byte sequence, untranslatable character
+		return fmt.Errorf("%w: %w", ErrInvalidText, err)
+	}
+	return err
+}
+
+// expiryMillis is expires_at in Unix milliseconds, NULL for none; the
+// epoch itself reads as -1, as in persist, and a hand-written infinity as
+// never or as the earliest time.
+const expiryMillis = `CASE WHEN expires_at IS NULL OR expires_at = 'infinity' THEN NULL
+	WHEN expires_at = '-infinity' THEN -62167219200000
+	WHEN expires_at = 'epoch' THEN -1
+	ELSE floor(extract(epoch FROM expires_at) * 1000)::bigint END`
+
+// live is true of a row that has not expired by the server's clock.
+const live = `(expires_at IS NULL OR expires_at > now())`
+
+// Get returns the row of ns and key, expired or not, and whether it
+// exists; its ExpiresAt is an instant of the server's clock.
+func (db *DB) Get(ctx context.Context, ns, key string) (persist.Row, bool, error) {
+	if !storable(ns) || !storable(key) {
+		return persist.Row{}, false, nil
+	}
+	var r persist.Row
+	var exp *int64
+	err := db.pool.QueryRow(ctx, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = $1 AND key = $2`, ns, key).Scan(&r.Value, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return persist.Row{}, false, nil
+	}
+	if err != nil {
+		return persist.Row{}, false, classify(err)
+	}
+	if exp != nil {
+		r.ExpiresAt = *exp
+	}
+	return r, true, nil
+}
+
+// List returns every row of ns live by the server's clock, keyed by key.
+// now is not used: the server judges.
+func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	out := make(map[string]string)
+	if !storable(ns) {
+		return out, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT key, value FROM operational_state WHERE namespace = $1 AND `+live, ns)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, classify(err)
+		}
+		out[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// Namespaces returns every namespace with keys live by the server's
+// clock, sorted by name as bytes. now is not used: the server judges.
+func (db *DB) Namespaces(ctx context.Context, now int64) ([]persist.NamespaceCount, error) {
+	rows, err := db.pool.Query(ctx, `SELECT namespace, count(*) FROM operational_state WHERE `+live+`
+		GROUP BY namespace ORDER BY namespace COLLATE "C"`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []persist.NamespaceCount
+	for rows.Next() {
+		var nc persist.NamespaceCount
+		if err := rows.Scan(&nc.Namespace, &nc.Live); err != nil {
+			return nil, classify(err)
+		}
+		out = append(out, nc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}

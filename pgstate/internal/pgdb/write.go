@@ -1,0 +1,192 @@
+package pgdb
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/d8da9184/opstate/persist"
+	"github.com/jackc/pgx/v5"
+)
+
+// expiresSQL is the expires_at of a write whose expiry is $4 milliseconds
+// after the server's now(), or NULL for none (see "Clock" in doc.go).
+const expiresSQL = `now() + $4::bigint * interval '1 millisecond'`
+
+const (
+	putSQL = `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+	VALUES ($1, $2, $3, now(), ` + expiresSQL + `)
+	ON CONFLICT (namespace, key) DO UPDATE SET
+	value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`
+	// putIfAbsentSQL changes a row exactly when the key was absent: no
+	// row, or one expired by the server's clock.
+	putIfAbsentSQL = putSQL + ` WHERE operational_state.expires_at <= now()`
+	// swapSQL and deleteIfSQL compare values as bytes (COLLATE "C").
+	swapSQL = `UPDATE operational_state SET value = $3, updated_at = now(), expires_at = ` + expiresSQL + `
+	WHERE namespace = $1 AND key = $2 AND value = $5 COLLATE "C" AND ` + live
+	deleteIfSQL = `DELETE FROM operational_state
+	WHERE namespace = $1 AND key = $2 AND value = $3 COLLATE "C" AND ` + live
+	deleteSQL   = `DELETE FROM operational_state WHERE namespace = $1 AND key = $2`
+	deleteNSSQL = `DELETE FROM operational_state WHERE namespace = $1`
+	// heldSQL reads what a conditional write that changed nothing found,
+	// after it, in the same transaction; FOR SHARE keeps the row as read
+	// until the commit.
+	heldSQL = `SELECT value, ` + expiryMillis + ` FROM operational_state WHERE namespace = $1 AND key = $2 FOR SHARE`
+)
+
+// Apply runs ws in one transaction, in order, and returns when it has
+// committed; if anything fails, nothing of ws is applied. The batch goes
+// to the server in one round trip: one pipeline, which PostgreSQL runs as
+// one implicit transaction. Each write's Changed is decided by its one
+// statement's affected rows; a conditional write that changed nothing
+// reads Held and Found in the statement after it.
+//
+// now (Unix milliseconds, the caller's clock) only turns each ExpiresAt
+// into a duration from the server's now(). A write that would store a
+// string text cannot hold fails the whole batch with [ErrInvalidText]
+// before anything is sent.
+func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
+	for _, w := range ws {
+		w.Changed, w.Held, w.Found = false, persist.Row{}, false
+		if err := check(w); err != nil {
+			return err
+		}
+	}
+	b := &pgx.Batch{}
+	// held[i] is set for a conditional write that reads its row.
+	type step struct {
+		w    *persist.Write
+		held bool
+	}
+	var steps []step
+	for _, w := range ws {
+		var exp any // NULL: no expiry
+		if w.ExpiresAt != 0 {
+			exp = w.ExpiresAt - now
+		}
+		if !storable(w.Namespace) || !storable(w.Key) {
+			continue // a Delete, DeleteNamespace or DeleteIf of what cannot exist (check)
+		}
+		switch w.Kind {
+		case persist.Put:
+			b.Queue(putSQL, w.Namespace, w.Key, w.Value, exp)
+		case persist.Delete:
+			b.Queue(deleteSQL, w.Namespace, w.Key)
+		case persist.DeleteNamespace:
+			b.Queue(deleteNSSQL, w.Namespace)
+		case persist.PutIfAbsent:
+			b.Queue(putIfAbsentSQL, w.Namespace, w.Key, w.Value, exp)
+		case persist.Swap, persist.DeleteIf:
+			if storable(w.Old) {
+				if w.Kind == persist.Swap {
+					b.Queue(swapSQL, w.Namespace, w.Key, w.Value, exp, w.Old)
+				} else {
+					b.Queue(deleteIfSQL, w.Namespace, w.Key, w.Old)
+				}
+				steps = append(steps, step{w: w})
+			}
+			// An Old nothing can hold: the condition fails without asking.
+			b.Queue(heldSQL, w.Namespace, w.Key)
+			steps = append(steps, step{w: w, held: true})
+			continue
+		default:
+			return fmt.Errorf("opstate: unknown write kind %d", w.Kind)
+		}
+		steps = append(steps, step{w: w})
+		if w.Kind == persist.PutIfAbsent {
+			b.Queue(heldSQL, w.Namespace, w.Key)
+			steps = append(steps, step{w: w, held: true})
+		}
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+	err := db.run(ctx, b, func(br pgx.BatchResults) error {
+		for _, s := range steps {
+			if !s.held {
+				tag, err := br.Exec()
+				if err != nil {
+					return err
+				}
+				s.w.Changed = tag.RowsAffected() > 0
+				continue
+			}
+			var r persist.Row
+			var exp *int64
+			err := br.QueryRow().Scan(&r.Value, &exp)
+			if err == pgx.ErrNoRows || s.w.Changed {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if exp != nil {
+				r.ExpiresAt = *exp
+			}
+			s.w.Held, s.w.Found = r, true
+		}
+		return nil
+	})
+	if err != nil {
+		for _, w := range ws {
+			w.Changed, w.Held, w.Found = false, persist.Row{}, false
+		}
+		return classify(err)
+	}
+	return nil
+}
+
+// run sends b as one pipeline on a connection of the pool and reads its
+// results with read; the batch's implicit transaction commits at its end
+// unless a statement failed.
+func (db *DB) run(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	br := db.pool.SendBatch(ctx, b)
+	err := read(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// check refuses a write that would store a string text cannot hold.
+func check(w *persist.Write) error {
+	stores := w.Kind == persist.Put || w.Kind == persist.PutIfAbsent || w.Kind == persist.Swap
+	if !stores {
+		return nil
+	}
+	for _, s := range []struct{ what, v string }{{"namespace", w.Namespace}, {"key", w.Key}, {"value", w.Value}} {
+		if !storable(s.v) {
+			return fmt.Errorf("%w: %s %q", ErrInvalidText, s.what, s.v)
+		}
+	}
+	return nil
+}
+
+// sweepSQL deletes at most $1 rows expired by the server's clock, earliest
+// first, skipping rows another transaction holds (another agent's sweep
+// or a write), and returns their keys.
+const sweepSQL = `DELETE FROM operational_state WHERE (namespace, key) IN (
+	SELECT namespace, key FROM operational_state
+	WHERE expires_at <= now()
+	ORDER BY expires_at LIMIT $1
+	FOR UPDATE SKIP LOCKED)
+	RETURNING namespace, key`
+
+// DeleteExpired deletes at most limit rows expired by the server's clock,
+// earliest first, in one statement, and returns their keys. Sweeps of many
+// agents at once skip each other's rows: each expired row is deleted, and
+// returned, by one of them. now is not used: the server judges.
+func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]persist.Key, error) {
+	rows, err := db.pool.Query(ctx, sweepSQL, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (persist.Key, error) {
+		var k persist.Key
+		err := r.Scan(&k.Namespace, &k.Key)
+		return k, err
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return keys, nil
+}
