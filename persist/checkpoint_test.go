@@ -101,7 +101,8 @@ func TestCheckpointDue(t *testing.T) {
 
 // TestCheckpointUnderWrites runs checkpoints while a writer commits new
 // keys of 1 KiB values without pause, the load under which a passive
-// checkpoint never catches up, and checks that each one completes, that
+// checkpoint never catches up, and checks that each one completes (within
+// three tries), that
 // the log then starts over (the -wal file stays far below SQLite's
 // backstop, past which a commit would checkpoint itself), and that the
 // count of frames starts over with it.
@@ -132,9 +133,17 @@ func TestCheckpointUnderWrites(t *testing.T) {
 	}()
 	for range checkpoints {
 		<-db.CheckpointDue()
-		r, err := db.Checkpoint(t.Context())
+		// As the Store's checkpointer does, try again when a checkpoint
+		// stays incomplete: on a loaded machine (the packages' tests run
+		// side by side) a pass can be starved once; three in a row would
+		// mean it never catches up.
+		var r persist.Checkpointed
+		var err error
+		for try := 0; try < 3 && err == nil && !r.Complete; try++ {
+			r, err = db.Checkpoint(t.Context())
+		}
 		if err != nil || !r.Complete {
-			t.Fatalf("Checkpoint() = %+v, %v; want complete", r, err)
+			t.Fatalf("Checkpoint() = %+v, %v, three times; want complete", r, err)
 		}
 		// The count started over: what it holds now the writer, which
 		// goes on, appended after the checkpoint returned (a few writes,
