@@ -102,10 +102,9 @@ func TestCheckpointDue(t *testing.T) {
 // TestCheckpointUnderWrites runs checkpoints while a writer commits new
 // keys of 1 KiB values without pause, the load under which a passive
 // checkpoint never catches up, and checks that each one completes (within
-// three tries), that
-// the log then starts over (the -wal file stays far below SQLite's
-// backstop, past which a commit would checkpoint itself), and that the
-// count of frames starts over with it.
+// three tries), that the log then starts over (the -wal file stays far
+// below SQLite's backstop, past which a commit would checkpoint itself),
+// and that the count of frames starts over with it.
 func TestCheckpointUnderWrites(t *testing.T) {
 	const checkpoints = 8
 	db := mustOpen(t, "")
