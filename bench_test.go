@@ -490,24 +490,10 @@ func BenchmarkForeignWrite(b *testing.B) {
 		if _, err := raw.Exec(`PRAGMA busy_timeout = 5000; CREATE TABLE app_events (id INTEGER PRIMARY KEY, body TEXT)`); err != nil {
 			b.Fatal(err)
 		}
-		stop := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					done <- nil
-					return
-				case <-t.C:
-					if _, err := raw.Exec(`INSERT INTO app_events (body) VALUES ('tick')`); err != nil {
-						done <- err
-						return
-					}
-				}
-			}
-		}()
+		stop := ticking(10*time.Millisecond, func() error {
+			_, err := raw.Exec(`INSERT INTO app_events (body) VALUES ('tick')`)
+			return err
+		})
 		for _, k := range benchOrder {
 			if _, err := s.Get("flags", k); err != nil {
 				b.Fatal(err)
@@ -524,8 +510,7 @@ func BenchmarkForeignWrite(b *testing.B) {
 				runtime.Gosched() // let the writer and the check run
 			}
 		}
-		close(stop)
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(100*(1-float64(s.Stats().Misses-before)/float64(gets)), "hit-%")
@@ -554,36 +539,51 @@ func BenchmarkIdleStore(b *testing.B) {
 			}
 			s := mustOpen(b, dbPath(b), opts)
 			mustSet(b, s, "flags", "k", "v")
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if !reading {
-					return
-				}
-				t := time.NewTicker(time.Millisecond)
-				defer t.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-t.C:
-						if _, err := s.Get("flags", "k"); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}
-			}()
+			stop := func() error { return nil }
+			if reading {
+				stop = ticking(time.Millisecond, func() error {
+					_, err := s.Get("flags", "k")
+					return err
+				})
+			}
 			runtime.GC()
 			start, cpu0 := time.Now(), processCPU(b)
 			for b.Loop() {
 				time.Sleep(200 * time.Millisecond)
 			}
 			b.ReportMetric(100*float64(processCPU(b)-cpu0)/float64(time.Since(start)), "cpu-%core")
-			close(stop)
-			<-done
+			if err := stop(); err != nil {
+				b.Fatal(err)
+			}
 		})
+	}
+}
+
+// ticking calls f every interval in a goroutine of its own until f fails
+// or the returned stop is called; stop waits for the goroutine and returns
+// f's error.
+func ticking(interval time.Duration, f func() error) (stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			case <-t.C:
+				if err := f(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(quit)
+		return <-done
 	}
 }
 
