@@ -8,7 +8,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -590,34 +589,14 @@ func ticking(interval time.Duration, f func() error) (stop func() error) {
 // foreignWriter is a child process that writes with a Store of its own on
 // command.
 type foreignWriter struct {
-	b   testing.TB
-	in  io.Writer
-	out *bufio.Scanner
+	b testing.TB
+	*pipedChild
 }
 
 // startForeignWriter starts a child process writing to the file at path,
 // and stops it when the benchmark ends.
 func startForeignWriter(b testing.TB, path string) *foreignWriter {
-	cmd := childCommand(b, "foreignwriter", "OPSTATE_TEST_PATH="+path)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("foreign writer: %v", err)
-		}
-	})
-	w := &foreignWriter{b: b, in: in, out: bufio.NewScanner(out)}
+	w := &foreignWriter{b: b, pipedChild: startPipedChild(b, "foreignwriter", "OPSTATE_TEST_PATH="+path)}
 	w.set("flags", "ready", "1")
 	return w
 }

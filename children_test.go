@@ -1,9 +1,12 @@
 package opstate_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -38,4 +41,40 @@ func childCommand(t testing.TB, role string, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), childRoleEnv+"="+role), env...)
 	return cmd
+}
+
+// pipedChild is a running child that takes requests on its standard input
+// and answers on its standard output, a line each.
+type pipedChild struct {
+	in     io.Writer
+	out    *bufio.Scanner
+	stderr *strings.Builder // what it wrote on its standard error
+}
+
+// startPipedChild starts a child playing role, with env added to its
+// environment; when the test ends, its input is closed and it is waited
+// for, and a failed exit fails the test.
+func startPipedChild(t testing.TB, role string, env ...string) *pipedChild {
+	t.Helper()
+	cmd := childCommand(t, role, env...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &pipedChild{in: in, out: bufio.NewScanner(out), stderr: new(strings.Builder)}
+	cmd.Stderr = c.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%s child: %v\n%s", role, err, c.stderr)
+		}
+	})
+	return c
 }

@@ -156,43 +156,21 @@ func orDash(s string) string {
 // condRaceChildProc is a running condrace child: race sends it a request and
 // returns its answer.
 type condRaceChildProc struct {
-	in  io.Writer
-	out *bufio.Scanner
-	err *strings.Builder
+	*pipedChild
 }
 
 // startCondRaceChild starts a condrace child on path, ended (its input
 // closed and waited for) when the test ends.
 func startCondRaceChild(t *testing.T, path string) *condRaceChildProc {
 	t.Helper()
-	cmd := childCommand(t, "condrace", condRaceDBEnv+"="+path)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &condRaceChildProc{in: stdin, out: bufio.NewScanner(stdout), err: new(strings.Builder)}
-	cmd.Stderr = c.err
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("condrace child: %v\n%s", err, c.err)
-		}
-	})
-	return c
+	return &condRaceChildProc{startPipedChild(t, "condrace", condRaceDBEnv+"="+path)}
 }
 
 // send asks the child to race.
 func (c *condRaceChildProc) send(t *testing.T, req string) {
 	t.Helper()
 	if _, err := io.WriteString(c.in, req+"\n"); err != nil {
-		t.Fatalf("condrace child: %v\n%s", err, c.err)
+		t.Fatalf("condrace child: %v\n%s", err, c.stderr)
 	}
 }
 
@@ -201,7 +179,7 @@ func (c *condRaceChildProc) send(t *testing.T, req string) {
 func (c *condRaceChildProc) answer(t *testing.T) (winners []string, get string) {
 	t.Helper()
 	if !c.out.Scan() {
-		t.Fatalf("condrace child ended: %v\n%s", c.out.Err(), c.err)
+		t.Fatalf("condrace child ended: %v\n%s", c.out.Err(), c.stderr)
 	}
 	var n int
 	var won string
