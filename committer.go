@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate/cache"
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // maxBatch bounds how many requests share one transaction.
@@ -18,7 +18,7 @@ const maxBatch = 256
 
 // request is one write waiting in the committer's queue.
 type request struct {
-	persist.Write
+	storage.Write
 
 	// err is written by the leader that commits the request, before it
 	// sends on next.
@@ -48,7 +48,7 @@ type request struct {
 // committed them: two racing Sets cannot leave the cache and SQLite holding
 // different values.
 type committer struct {
-	db    *persist.DB
+	be    storage.Backend
 	cache *cache.Cache
 	now   func() (int64, error) // Unix milliseconds, or the panic of Options.Clock
 	feed  *feed                 // where the changes of every batch are sent
@@ -59,7 +59,7 @@ type committer struct {
 	// lastSize is how many requests the last batch held.
 	lastSize int
 
-	scratch []*persist.Write // the leader's, for the writes of a batch
+	scratch []*storage.Write // the leader's, for the writes of a batch
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 	writeErrors     atomic.Uint64 // of writes, those that failed; added to before their callers are answered
@@ -163,7 +163,7 @@ func (cm *committer) commit(batch []*request) {
 	ws := cm.scratch[:0]
 	for _, r := range batch {
 		ws = append(ws, &r.Write)
-		if r.Kind == persist.DeleteNamespace {
+		if r.Kind == storage.DeleteNamespace {
 			r.pending = cm.cache.BeginNamespace(r.Namespace)
 		} else {
 			r.pending = cm.cache.Begin(r.Namespace, r.Key)
@@ -181,7 +181,7 @@ func (cm *committer) commit(batch []*request) {
 	// alone. Not for a lock held elsewhere, which would fail them all
 	// again, each after the full busy timeout, and not for damage, which
 	// the writes on sound pages would then be written around.
-	retried := err != nil && len(batch) > 1 && !errors.Is(err, persist.ErrBusy) && !errors.Is(err, persist.ErrCorrupt)
+	retried := err != nil && len(batch) > 1 && !errors.Is(err, storage.ErrBusy) && !errors.Is(err, storage.ErrCorrupt)
 	if retried {
 		for i, r := range batch {
 			if r.err = cm.refuseDamaged(); r.err == nil {
@@ -202,7 +202,7 @@ func (cm *committer) commit(batch []*request) {
 		if r.err != nil {
 			cm.writeErrors.Add(1)
 		}
-		if r.Kind == persist.DeleteNamespace {
+		if r.Kind == storage.DeleteNamespace {
 			cm.cache.End(r.pending, nil)
 			continue
 		}
@@ -227,9 +227,9 @@ func (cm *committer) commit(batch []*request) {
 // after it.
 func (r *request) entry() *cache.Entry {
 	switch {
-	case r.Kind == persist.Put || r.Changed && (r.Kind == persist.PutIfAbsent || r.Kind == persist.Swap):
+	case r.Kind == storage.Put || r.Changed && (r.Kind == storage.PutIfAbsent || r.Kind == storage.Swap):
 		return &cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt}
-	case r.Kind == persist.Delete || r.Changed && r.Kind == persist.DeleteIf:
+	case r.Kind == storage.Delete || r.Changed && r.Kind == storage.DeleteIf:
 		return &cache.Entry{Absent: true}
 	case r.Found: // a conditional write that changed nothing: what it found
 		return &cache.Entry{Value: r.Held.Value, ExpiresAt: r.Held.ExpiresAt}
@@ -241,11 +241,11 @@ func (r *request) entry() *cache.Entry {
 // event returns the change r, a committed write, made, if any.
 func (r *request) event() (Event, bool) {
 	switch {
-	case r.Kind == persist.DeleteNamespace:
+	case r.Kind == storage.DeleteNamespace:
 		return Event{Namespace: r.Namespace, Op: OpReset}, true
 	case !r.Changed:
 		return Event{}, false
-	case r.Kind == persist.Delete || r.Kind == persist.DeleteIf:
+	case r.Kind == storage.Delete || r.Kind == storage.DeleteIf:
 		return Event{Namespace: r.Namespace, Key: r.Key, Op: OpDelete}, true
 	default:
 		return Event{Namespace: r.Namespace, Key: r.Key, Op: OpSet, Value: r.Value}, true
@@ -255,32 +255,32 @@ func (r *request) event() (Event, bool) {
 // apply commits ws. A panic in Options.Clock or in the driver becomes an
 // error that names it, so that the batch fails and every writer waiting on
 // it is answered.
-func (cm *committer) apply(ws []*persist.Write) (err error) {
+func (cm *committer) apply(ws []*storage.Write) (err error) {
 	now, err := cm.now()
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("opstate: SQLite driver panicked: %v", r)
+			err = fmt.Errorf("opstate: storage driver panicked: %v", r)
 		}
 	}()
-	return cm.db.Apply(context.Background(), now, ws)
+	return cm.be.Apply(context.Background(), now, ws)
 }
 
-func (r *request) key() persist.Key { return persist.Key{Namespace: r.Namespace, Key: r.Key} }
+func (r *request) key() storage.Key { return storage.Key{Namespace: r.Namespace, Key: r.Key} }
 
 // lastWrites maps each key a batch of several requests writes to
 // the index of the request that decides what the cache holds after the
 // batch: its last write, unless a later DeleteNamespace of its namespace
 // overrides it (then -1). It returns nil for a batch of one.
-func lastWrites(batch []*request) map[persist.Key]int {
+func lastWrites(batch []*request) map[storage.Key]int {
 	if len(batch) < 2 {
 		return nil
 	}
-	last := make(map[persist.Key]int, len(batch))
+	last := make(map[storage.Key]int, len(batch))
 	for i, r := range batch {
-		if r.Kind != persist.DeleteNamespace {
+		if r.Kind != storage.DeleteNamespace {
 			last[r.key()] = i
 			continue
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // The conditional writes are each decided by SQLite, inside the write's own
@@ -24,7 +24,7 @@ func (s *Store) SetIfAbsent(namespace, key, value string) (stored bool, err erro
 	if err := s.checkNames(namespace, key); err != nil {
 		return false, err
 	}
-	return s.write(persist.Write{Kind: persist.PutIfAbsent, Namespace: namespace, Key: key, Value: value}, "set if absent")
+	return s.write(storage.Write{Kind: storage.PutIfAbsent, Namespace: namespace, Key: key, Value: value}, "set if absent")
 }
 
 // SetIfAbsentWithTTL is like [Store.SetIfAbsent], and the key, if stored,
@@ -35,7 +35,7 @@ func (s *Store) SetIfAbsentWithTTL(namespace, key, value string, ttl time.Durati
 	if err != nil {
 		return false, err
 	}
-	return s.write(persist.Write{Kind: persist.PutIfAbsent, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set if absent")
+	return s.write(storage.Write{Kind: storage.PutIfAbsent, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set if absent")
 }
 
 // CompareAndSwap replaces the value of key in namespace with new if the
@@ -45,7 +45,7 @@ func (s *Store) CompareAndSwap(namespace, key, old, new string) (swapped bool, e
 	if err := s.checkNames(namespace, key); err != nil {
 		return false, err
 	}
-	return s.write(persist.Write{Kind: persist.Swap, Namespace: namespace, Key: key, Old: old, Value: new}, "compare and swap")
+	return s.write(storage.Write{Kind: storage.Swap, Namespace: namespace, Key: key, Old: old, Value: new}, "compare and swap")
 }
 
 // CompareAndSwapWithTTL is like [Store.CompareAndSwap], and the key, if
@@ -56,7 +56,7 @@ func (s *Store) CompareAndSwapWithTTL(namespace, key, old, new string, ttl time.
 	if err != nil {
 		return false, err
 	}
-	return s.write(persist.Write{Kind: persist.Swap, Namespace: namespace, Key: key, Old: old, Value: new, ExpiresAt: exp}, "compare and swap")
+	return s.write(storage.Write{Kind: storage.Swap, Namespace: namespace, Key: key, Old: old, Value: new, ExpiresAt: exp}, "compare and swap")
 }
 
 // CompareAndDelete deletes key from namespace if the key is live and holds
@@ -66,7 +66,7 @@ func (s *Store) CompareAndDelete(namespace, key, old string) (deleted bool, err 
 	if err := s.checkNames(namespace, key); err != nil {
 		return false, err
 	}
-	return s.write(persist.Write{Kind: persist.DeleteIf, Namespace: namespace, Key: key, Old: old}, "compare and delete")
+	return s.write(storage.Write{Kind: storage.DeleteIf, Namespace: namespace, Key: key, Old: old}, "compare and delete")
 }
 
 // ttlExpiry checks the names and ttl of a call that sets an expiry, and

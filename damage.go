@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // A Store that has seen SQLite report its file damaged (SQLITE_CORRUPT,
@@ -25,7 +25,7 @@ func (s *Store) noteDamage(err error) error { return s.committer.noteDamage(err)
 func (s *Store) refuseDamaged() error { return s.committer.refuseDamaged() }
 
 func (cm *committer) noteDamage(err error) error {
-	if errors.Is(err, persist.ErrCorrupt) {
+	if errors.Is(err, storage.ErrCorrupt) {
 		first := err // a copy, so that only this branch moves it to the heap
 		cm.damage.CompareAndSwap(nil, &first)
 	}

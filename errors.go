@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // Errors returned by the Store, matchable with errors.Is. Errors from
@@ -43,16 +44,28 @@ var (
 	// anywhere), and by any read or write that reaches damage. Once a Store
 	// has seen it, every write returns ErrCorrupt without touching the file,
 	// while reads go on.
-	ErrCorrupt = persist.ErrCorrupt
+	ErrCorrupt = storage.ErrCorrupt
 
 	// ErrSchemaVersion is returned by [Open] for a database written by a
 	// newer opstate.
-	ErrSchemaVersion = persist.ErrSchemaVersion
+	ErrSchemaVersion = storage.ErrSchemaVersion
 
 	// ErrBusy is returned by a write that waited longer than
-	// [Options.BusyTimeout] for another process's write lock. The write did
-	// not happen.
-	ErrBusy = persist.ErrBusy
+	// [Options.BusyTimeout] for another process's write lock (over
+	// PostgreSQL, for another transaction's row lock). The write did not
+	// happen.
+	ErrBusy = storage.ErrBusy
+
+	// ErrInvalidText is returned by a write over a backend that cannot
+	// store the namespace, key or value byte for byte: PostgreSQL's text
+	// holds neither NUL bytes nor invalid UTF-8. Nothing is stored. A
+	// Store on SQLite stores every string and never returns it.
+	ErrInvalidText = storage.ErrInvalidText
+
+	// ErrUnsupported is returned by a method the Store's backend cannot
+	// serve: [Store.Backup] over PostgreSQL. It matches
+	// errors.ErrUnsupported too.
+	ErrUnsupported = fmt.Errorf("opstate: not supported by this storage: %w", errors.ErrUnsupported)
 
 	// ErrDiskFull is returned by a write that did not fit on the disk. The
 	// write did not happen. (A disk that fills up just as SQLite must grow

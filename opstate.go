@@ -2,6 +2,7 @@ package opstate
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -11,21 +12,27 @@ import (
 
 	"github.com/d8da9184/opstate/cache"
 	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
-// Store is a namespaced key-value store backed by one SQLite file. Its
-// methods are safe for concurrent use. Create it with [NewStore] or [Open]
-// and release it with [Store.Close].
+// Store is a namespaced key-value store backed by one SQLite file, or by
+// another database (PostgreSQL, with module
+// github.com/d8da9184/opstate/pgstate). Its methods are safe for
+// concurrent use. Create it with [NewStore], [Open] or [OpenBackend] and
+// release it with [Store.Close].
 type Store struct {
-	db        *persist.DB
-	cache     *cache.Cache // with a zero budget when Options.CacheBytes < 0
-	committer committer
-	clock     func() time.Time
-	log       *slog.Logger
+	be         storage.Backend // where the rows are kept
+	db         *persist.DB     // be, when it is an SQLite file; nil otherwise
+	serveStale bool            // Options.ServeStaleOnOutage
+	cache      *cache.Cache    // with a zero budget when Options.CacheBytes < 0
+	committer  committer
+	clock      func() time.Time
+	log        *slog.Logger
 
-	// state holds stateClosed, set first by Close, and stateDormant, set
-	// while the poller of others' writes sleeps (sync.go); the hot read
-	// path checks both with one load.
+	// state holds stateClosed, set first by Close; stateDormant, set
+	// while the poller of others' writes sleeps (sync.go); and
+	// stateBypass, set while a backend's change stream is down (listen.go).
+	// The hot read path checks all three with one load.
 	state atomic.Uint32
 	// closeOnce runs Close's work once; a concurrent Close waits for it.
 	// closeErr is written inside it.
@@ -95,20 +102,62 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, clock: opts.Clock, log: opts.Logger}
+	return start(db, opts)
+}
+
+// OpenBackend returns a Store that keeps its rows in b, a backend of
+// package storage: how module github.com/d8da9184/opstate/pgstate makes a
+// Store over PostgreSQL. The Store owns b from then on: its Close closes
+// b, and so does an OpenBackend that fails.
+//
+// Every Options field means for b what it means for a file, except those
+// that configure SQLite itself (Durability, BusyTimeout, VerifyOnOpen),
+// which b's own constructor reads or ignores, and SyncInterval: over a
+// backend that implements [storage.Notifier], the Store listens for
+// others' changes instead of polling, and a negative SyncInterval turns
+// listening off (for a Store that is the database's only writer); over a
+// backend that implements neither, the Store is taken for the only
+// writer. OpenBackend listens once before it returns, and fails if that
+// fails.
+func OpenBackend(b storage.Backend, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return start(b, opts)
+}
+
+// start makes the Store over b and starts its goroutines; opts has its
+// defaults.
+func start(b storage.Backend, opts Options) (*Store, error) {
+	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
+	s.db, _ = b.(*persist.DB)
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
-	s.committer = committer{db: db, cache: s.cache, now: s.now, feed: &s.feed}
+	s.committer = committer{be: b, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if opts.SyncInterval > 0 && !db.Private() { // nobody else writes a private database
+	n, listens := b.(storage.Notifier)
+	switch {
+	case s.db != nil && opts.SyncInterval > 0 && !s.db.Private(): // nobody else writes a private database
 		s.wake = make(chan struct{}, 1)
 		s.wg.Add(1)
 		go s.syncLoop(opts.SyncInterval)
+	case s.db == nil && listens && opts.SyncInterval > 0:
+		l, err := n.Listen(s.ctx)
+		if err != nil {
+			s.cancel()
+			return nil, errors.Join(wrapf(err, "listen"), b.Close())
+		}
+		s.wg.Add(1)
+		go s.listen(n, l)
 	}
 	if opts.SweepInterval > 0 {
 		s.every(opts.SweepInterval, s.sweepInBackground)
 	}
-	s.wg.Add(1)
-	go s.checkpointer()
+	if s.db != nil {
+		s.wg.Add(1)
+		go s.checkpointer()
+	}
 	return s, nil
 }
 
@@ -212,7 +261,7 @@ func (s *Store) Close() error {
 		s.inFlight.Unlock()
 		s.wg.Wait()
 		s.cache.Clear()
-		if err := s.db.Close(); err != nil {
+		if err := s.be.Close(); err != nil {
 			s.closeErr = wrapf(err, "close")
 		}
 	})
@@ -238,6 +287,7 @@ func (s *Store) using(f func()) error {
 const (
 	stateClosed  = 1 << iota // Close has begun
 	stateDormant             // the poller of others' writes sleeps
+	stateBypass              // the backend's change stream is down: reads bypass the cache
 )
 
 // isClosed reports whether Close has begun.
@@ -272,12 +322,17 @@ func (s *Store) Lookup(namespace, key string) (value string, ok bool, err error)
 	if namespace == "" || key == "" {
 		return "", false, ErrEmptyName
 	}
-	if st&stateDormant != 0 {
-		s.resume() // check for others' writes first: nobody has for a while
-		// The check does not run once Close has begun (it cannot enter),
-		// and the cache is then as old as the poller's sleep.
-		if s.isClosed() {
-			return "", false, ErrClosed
+	if st&(stateDormant|stateBypass) != 0 {
+		if st&stateBypass != 0 && !s.serveStale {
+			return s.read(namespace, key) // the cache may miss others' changes now
+		}
+		if st&stateDormant != 0 {
+			s.resume() // check for others' writes first: nobody has for a while
+			// The check does not run once Close has begun (it cannot
+			// enter), and the cache is then as old as the poller's sleep.
+			if s.isClosed() {
+				return "", false, ErrClosed
+			}
 		}
 	}
 	if e, hit := s.cache.Get(namespace, key); hit {
@@ -313,26 +368,43 @@ func (s *Store) visible(e cache.Entry) (string, bool, error) {
 	return e.Value, true, nil
 }
 
-// load reads a key the cache does not hold from SQLite and caches the
+// load reads a key the cache does not hold from storage and caches the
 // result, unless a write to the key happened meanwhile.
 func (s *Store) load(ns, key string) (string, bool, error) {
 	t := s.cache.Token(ns, key)
-	var row persist.Row
+	e, err := s.get(ns, key)
+	if err != nil {
+		return "", false, err
+	}
+	s.cache.Fill(ns, key, e, t)
+	return s.visible(e)
+}
+
+// read reads a key from storage, past the cache, and caches nothing.
+func (s *Store) read(ns, key string) (string, bool, error) {
+	e, err := s.get(ns, key)
+	if err != nil {
+		return "", false, err
+	}
+	return s.visible(e)
+}
+
+// get reads a key from storage, as the entry to cache, counting a miss.
+func (s *Store) get(ns, key string) (cache.Entry, error) {
+	var row storage.Row
 	var found bool
 	var err error
 	if err := s.using(func() {
 		s.counters.misses.Add(1)
-		row, found, err = s.db.Get(context.Background(), ns, key)
+		row, found, err = s.be.Get(context.Background(), ns, key)
 	}); err != nil {
-		return "", false, err
+		return cache.Entry{}, err
 	}
 	if err != nil {
 		s.noteDamage(err)
-		return "", false, wrapf(err, "get %q/%q", ns, key)
+		return cache.Entry{}, wrapf(err, "get %q/%q", ns, key)
 	}
-	e := cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}
-	s.cache.Fill(ns, key, e, t)
-	return s.visible(e)
+	return cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}, nil
 }
 
 // Set stores value under key in namespace, replacing any value and clearing
@@ -342,7 +414,7 @@ func (s *Store) Set(namespace, key, value string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
-	_, err := s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value}, "set")
+	_, err := s.write(storage.Write{Kind: storage.Put, Namespace: namespace, Key: key, Value: value}, "set")
 	return err
 }
 
@@ -354,7 +426,7 @@ func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) erro
 	if err != nil {
 		return err
 	}
-	_, err = s.write(persist.Write{Kind: persist.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set")
+	_, err = s.write(storage.Write{Kind: storage.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set")
 	return err
 }
 
@@ -364,7 +436,7 @@ func (s *Store) Delete(namespace, key string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err
 	}
-	_, err := s.write(persist.Write{Kind: persist.Delete, Namespace: namespace, Key: key}, "delete")
+	_, err := s.write(storage.Write{Kind: storage.Delete, Namespace: namespace, Key: key}, "delete")
 	return err
 }
 
@@ -374,13 +446,13 @@ func (s *Store) DeleteNamespace(namespace string) error {
 	if err := s.checkNames(namespace); err != nil {
 		return err
 	}
-	_, err := s.write(persist.Write{Kind: persist.DeleteNamespace, Namespace: namespace}, "delete namespace")
+	_, err := s.write(storage.Write{Kind: storage.DeleteNamespace, Namespace: namespace}, "delete namespace")
 	return err
 }
 
 // write commits pw through the committer and reports whether it changed
-// a row ([persist.Write.Changed]); op names the call in errors.
-func (s *Store) write(pw persist.Write, op string) (bool, error) {
+// a row ([storage.Write.Changed]); op names the call in errors.
+func (s *Store) write(pw storage.Write, op string) (bool, error) {
 	r := &request{Write: pw}
 	var err error
 	if uerr := s.using(func() {
@@ -428,7 +500,7 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	if err != nil {
 		return map[string]string{}, err
 	}
-	m, err := s.db.List(context.Background(), namespace, now)
+	m, err := s.be.List(context.Background(), namespace, now)
 	if err != nil {
 		s.noteDamage(err)
 		return map[string]string{}, wrapf(err, "list %q", namespace)
@@ -447,12 +519,17 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 // It is the safe way to copy a file that a Store of this process has open:
 // copying the file with the process's own file operations (os.ReadFile, a
 // copy with io.Copy) opens and closes it, which drops every lock SQLite
-// holds on it for this process (see the package's Caveats).
+// holds on it for this process (see the package's Caveats). A Store over
+// another backend returns [ErrUnsupported]: copy PostgreSQL with its own
+// tools (pg_dump).
 func (s *Store) Backup(ctx context.Context, path string) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.inFlight.RUnlock()
+	if s.db == nil {
+		return wrapf(ErrUnsupported, "backup to %s", path)
+	}
 	if err := s.noteDamage(s.db.Backup(ctx, path)); err != nil {
 		return wrapf(err, "backup to %s", path)
 	}
@@ -475,7 +552,7 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	ncs, err := s.db.Namespaces(context.Background(), now)
+	ncs, err := s.be.Namespaces(context.Background(), now)
 	if err != nil {
 		s.noteDamage(err)
 		return nil, wrapf(err, "namespaces")

@@ -105,6 +105,15 @@ type Options struct {
 	// where time stands still.
 	Clock func() time.Time
 
+	// ServeStaleOnOutage keeps reads served from the cache while the
+	// change stream of a backend that pushes changes (PostgreSQL's
+	// LISTEN) is down, for toggles where a stale answer beats an error or
+	// a slower read. By default such reads bypass the cache, so that none
+	// is staler than the stream's bound: they read the database, and fail
+	// when it is unreachable. The cache is emptied either way once the
+	// stream is back. A Store on SQLite has no such stream and ignores it.
+	ServeStaleOnOutage bool
+
 	// Logger receives what the Store's background goroutines cannot return
 	// to a caller: failed sweeps, checkpoints and checks for other writers,
 	// at level Warn, and sweep counts, at Debug. Default slog.Default(). A

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // sweepBatch is how many expired rows one transaction of a sweep deletes.
@@ -79,6 +79,9 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 			return total, wrapf(err, "delete expired")
 		}
 		if n < sweepBatch {
+			if s.db == nil {
+				return total, nil // only SQLite has a change log to prune
+			}
 			return total, s.pruneChangeLog(ctx)
 		}
 		if s.committer.writes.Load() == writes {
@@ -105,7 +108,7 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // waiting for a writer that waits for the feed's lock would block the
 // sweep's entry, and all three would wait forever.
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
-	var keys []persist.Key
+	var keys []storage.Key
 	var err error
 	if uerr := s.using(func() {
 		// Entered before the feed's lock, as a write does (see
@@ -120,7 +123,7 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 		if now, err = s.now(); err != nil {
 			return
 		}
-		keys, err = s.db.DeleteExpired(ctx, now, sweepBatch)
+		keys, err = s.be.DeleteExpired(ctx, now, sweepBatch)
 		if err != nil && ctx.Err() != nil {
 			err = ErrClosed // ctx is the Store's: Close interrupted the statement
 		}
@@ -133,7 +136,7 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 
 // expiredLocked drops the keys a sweep deleted from the cache and sends
 // their OpExpire events; called with the feed's lock held.
-func (s *Store) expiredLocked(keys []persist.Key) {
+func (s *Store) expiredLocked(keys []storage.Key) {
 	for _, k := range keys {
 		s.cache.Remove(k.Namespace, k.Key)
 		if s.feed.watchedLocked(k.Namespace) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // syncForeign brings the cache and the watchers up to date with what other
@@ -21,7 +21,7 @@ import (
 // ones, so taking the feed's lock first and entering after could wait
 // forever on a write that holds its place and waits for the lock.
 func (s *Store) syncForeign() {
-	var ch persist.Changes
+	var ch storage.Changes
 	var err error
 	s.using(func() {
 		ch, err = s.db.Changes(s.ctx)
@@ -59,7 +59,7 @@ func (s *Store) syncForeign() {
 // deadlock with Close: a writer holding inFlight waits for the feed's
 // lock, Close waits for the writer, and a waiting Close blocks every new
 // RLock of inFlight.
-func (s *Store) applyForeign(ch persist.Changes) {
+func (s *Store) applyForeign(ch storage.Changes) {
 	f := &s.feed
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -100,12 +100,12 @@ func (s *Store) applyForeign(ch persist.Changes) {
 // SQLite; an OpReset of its namespace if that cannot be read. swept says
 // that the last change to k was another connection's delete of its expired
 // row: a missing row is then an OpExpire. Called inside s.using.
-func (s *Store) current(k persist.Key, swept bool) Event {
+func (s *Store) current(k storage.Key, swept bool) Event {
 	ev := Event{Namespace: k.Namespace, Key: k.Key, Op: OpDelete}
 	if swept {
 		ev.Op = OpExpire
 	}
-	row, found, err := s.db.Get(context.Background(), k.Namespace, k.Key)
+	row, found, err := s.be.Get(context.Background(), k.Namespace, k.Key)
 	if err == nil && found && row.ExpiresAt != 0 {
 		var now int64
 		if now, err = s.now(); err == nil && now >= row.ExpiresAt {

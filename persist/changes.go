@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"github.com/d8da9184/opstate/storage"
+
 	"context"
 	"database/sql/driver"
 	"errors"
@@ -48,25 +50,13 @@ const pruneSQL = `DELETE FROM operational_state_changes WHERE seq IN (
 	ORDER BY seq LIMIT ?2)`
 
 // Changes is what connections other than a DB's own committed to
-// operational_state between two calls of [DB.Changes].
-type Changes struct {
-	// Reset reports that the log cannot say what changed: too much did,
-	// or the rows were pruned before this DB read them. Anything may have
-	// changed; Keys and Namespaces are empty.
-	Reset bool
-	// Keys are the keys others changed, each once, in the order of their
-	// first change, except those of Namespaces.
-	Keys []Key
-	// Namespaces are the namespaces of which others changed more than
-	// SpaceThreshold keys.
-	Namespaces []string
-	// Expired holds the keys of Keys whose last change by others was the
-	// delete of a row that had expired by SQLite's clock (a sweep).
-	Expired map[Key]bool
-	// Foreign reports that another connection committed anything at all
-	// to the file (other tables included).
-	Foreign bool
-}
+// operational_state between two calls of [DB.Changes]: its Namespaces are
+// those of which others changed more than SpaceThreshold keys, its
+// Expired the keys whose last change by others deleted a row that had
+// expired by SQLite's clock, and its Reset says that the log cannot say
+// what changed (too much did, or the rows were pruned before this DB read
+// them).
+type Changes = storage.Changes
 
 // logState is where a DB stands in the change log; guarded by DB.wmu.
 type logState struct {

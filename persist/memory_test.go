@@ -78,7 +78,7 @@ func TestMemoryOpen(t *testing.T) {
 	}
 	apply(t, db, t0, deleteW("ns", "b"), deleteNamespaceW("gone"))
 	checkGet(t, db, "ns", "b", nil)
-	if got, want := namespaces(t, db, t0), []persist.NamespaceCount{{"ns", 1}, {"other", 1}}; !slices.Equal(got, want) {
+	if got, want := namespaces(t, db, t0), []persist.NamespaceCount{{Namespace: "ns", Live: 1}, {Namespace: "other", Live: 1}}; !slices.Equal(got, want) {
 		t.Errorf("Namespaces() = %v; want %v", got, want)
 	}
 	if got, want := sweep(t, db, t0, 10), []persist.Key{{Namespace: "ns", Key: "old"}}; !slices.Equal(got, want) {

@@ -242,7 +242,7 @@ func TestMigrateOriginalSchema(t *testing.T) {
 			t.Errorf("expires_at of %q = %q; want NULL", k, exp)
 		}
 	}
-	wantNS := []persist.NamespaceCount{{"agent", 2}, {"conv-1", 1}, {"ns", 2}}
+	wantNS := []persist.NamespaceCount{{Namespace: "agent", Live: 2}, {Namespace: "conv-1", Live: 1}, {Namespace: "ns", Live: 2}}
 	if got := namespaces(t, db, t0); !slices.Equal(got, wantNS) {
 		t.Errorf("Namespaces() = %v; want %v", got, wantNS)
 	}
@@ -252,7 +252,7 @@ func TestMigrateOriginalSchema(t *testing.T) {
 
 	// The migrated file takes writes and sweeps as a new one does.
 	write(t, db, row{"agent", "goal", "shipped", t0 - ms}, row{"agent", "next", "v", 0})
-	if got, want := sweep(t, db, t0, 10), []persist.Key{{"agent", "goal"}}; !slices.Equal(got, want) {
+	if got, want := sweep(t, db, t0, 10), []persist.Key{{Namespace: "agent", Key: "goal"}}; !slices.Equal(got, want) {
 		t.Errorf("DeleteExpired(t0, 10) = %v; want %v", got, want)
 	}
 	checkGet(t, db, "agent", "goal", nil)
@@ -302,7 +302,7 @@ func TestMigrateWithExpiry(t *testing.T) {
 			t.Errorf("List(%q, t0) = %q; want %q", ns, got, want)
 		}
 	}
-	wantNS := []persist.NamespaceCount{{"a", 2}, {"b", 2}, {"c", 3}}
+	wantNS := []persist.NamespaceCount{{Namespace: "a", Live: 2}, {Namespace: "b", Live: 2}, {Namespace: "c", Live: 3}}
 	if got := namespaces(t, db, t0); !slices.Equal(got, wantNS) {
 		t.Errorf("Namespaces(t0) = %v; want %v", got, wantNS)
 	}
@@ -314,13 +314,13 @@ func TestMigrateWithExpiry(t *testing.T) {
 		limit int
 		want  []persist.Key
 	}{
-		{t0, 1, []persist.Key{{"a", "past"}}},
-		{t0, 10, []persist.Key{{"b", "just past"}}},
+		{t0, 1, []persist.Key{{Namespace: "a", Key: "past"}}},
+		{t0, 10, []persist.Key{{Namespace: "b", Key: "just past"}}},
 		{t0, 10, nil},
-		{wantExp["fraction"], 10, []persist.Key{{"c", "fraction"}}},
-		{wantExp["just ahead"], 10, []persist.Key{{"b", "just ahead"}}},
-		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 1, []persist.Key{{"a", "future"}}},
-		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 10, []persist.Key{{"b", "offset"}}},
+		{wantExp["fraction"], 10, []persist.Key{{Namespace: "c", Key: "fraction"}}},
+		{wantExp["just ahead"], 10, []persist.Key{{Namespace: "b", Key: "just ahead"}}},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 1, []persist.Key{{Namespace: "a", Key: "future"}}},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 10, []persist.Key{{Namespace: "b", Key: "offset"}}},
 		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), 10, nil},
 	}
 	for i, s := range steps {

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"github.com/d8da9184/opstate/storage"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -20,12 +22,12 @@ import (
 // package exports the same values.
 var (
 	ErrNotDatabase   = errors.New("opstate: not an SQLite database")
-	ErrCorrupt       = errors.New("opstate: database file is corrupt")
-	ErrBusy          = errors.New("opstate: database is locked by another connection")
+	ErrCorrupt       = storage.ErrCorrupt
+	ErrBusy          = storage.ErrBusy
 	ErrDiskFull      = errors.New("opstate: disk full")
 	ErrIO            = errors.New("opstate: disk I/O error")
 	ErrReadOnly      = errors.New("opstate: database is read-only")
-	ErrSchemaVersion = errors.New("opstate: database schema is newer than this version of opstate")
+	ErrSchemaVersion = storage.ErrSchemaVersion
 	ErrInvalidPath   = errors.New("opstate: invalid database path")
 )
 
@@ -291,12 +293,7 @@ func (db *DB) Close() error {
 }
 
 // Row is the stored state of one key.
-type Row struct {
-	Value string
-	// ExpiresAt is the absolute expiry in Unix milliseconds; 0 means
-	// never.
-	ExpiresAt int64
-}
+type Row = storage.Row
 
 // Get returns the row of ns and key, expired or not, and whether it exists.
 func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
@@ -343,10 +340,7 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 }
 
 // NamespaceCount is a namespace and its number of live keys.
-type NamespaceCount struct {
-	Namespace string
-	Live      int
-}
+type NamespaceCount = storage.NamespaceCount
 
 // Namespaces returns every namespace with live keys at now (Unix
 // milliseconds), sorted by name.

@@ -686,10 +686,10 @@ func TestNamespaces(t *testing.T) {
 		now  int64
 		want []persist.NamespaceCount
 	}{
-		{t0, []persist.NamespaceCount{{"", 1}, {"a", 1}, {"b", 2}, {"c", 3}}},
-		{t0 - 1, []persist.NamespaceCount{{"", 1}, {"a", 1}, {"b", 3}, {"c", 3}, {"expired", 1}}},
-		{t0 + ms, []persist.NamespaceCount{{"", 1}, {"a", 1}, {"b", 1}, {"c", 3}}},
-		{t0 + 2*time.Hour.Milliseconds(), []persist.NamespaceCount{{"", 1}, {"b", 1}, {"c", 3}}},
+		{t0, []persist.NamespaceCount{{Namespace: "", Live: 1}, {Namespace: "a", Live: 1}, {Namespace: "b", Live: 2}, {Namespace: "c", Live: 3}}},
+		{t0 - 1, []persist.NamespaceCount{{Namespace: "", Live: 1}, {Namespace: "a", Live: 1}, {Namespace: "b", Live: 3}, {Namespace: "c", Live: 3}, {Namespace: "expired", Live: 1}}},
+		{t0 + ms, []persist.NamespaceCount{{Namespace: "", Live: 1}, {Namespace: "a", Live: 1}, {Namespace: "b", Live: 1}, {Namespace: "c", Live: 3}}},
+		{t0 + 2*time.Hour.Milliseconds(), []persist.NamespaceCount{{Namespace: "", Live: 1}, {Namespace: "b", Live: 1}, {Namespace: "c", Live: 3}}},
 	}
 	for _, tt := range tests {
 		if got := namespaces(t, db, tt.now); !slices.Equal(got, tt.want) {
@@ -721,9 +721,9 @@ func TestDeleteExpired(t *testing.T) {
 		want  []persist.Key // sorted by key
 	}{
 		{0, nil},
-		{2, []persist.Key{{"c", "t-3"}, {"a", "t-4"}}},
-		{1, []persist.Key{{"b", "t-2"}}},
-		{10, []persist.Key{{"a", "t-1"}, {"c", "t0"}}},
+		{2, []persist.Key{{Namespace: "c", Key: "t-3"}, {Namespace: "a", Key: "t-4"}}},
+		{1, []persist.Key{{Namespace: "b", Key: "t-2"}}},
+		{10, []persist.Key{{Namespace: "a", Key: "t-1"}, {Namespace: "c", Key: "t0"}}},
 		{10, nil},
 	}
 	for i, s := range steps {
@@ -745,7 +745,7 @@ func TestDeleteExpired(t *testing.T) {
 		t.Errorf("DeleteExpired on a cancelled context = %v, %v; want no keys and an error", keys, err)
 	}
 	checkGet(t, db, "b", "t+1", &persist.Row{ExpiresAt: t0 + ms})
-	if got, want := sweep(t, db, t0+time.Hour.Milliseconds(), 10), []persist.Key{{"b", "t+1"}}; !slices.Equal(got, want) {
+	if got, want := sweep(t, db, t0+time.Hour.Milliseconds(), 10), []persist.Key{{Namespace: "b", Key: "t+1"}}; !slices.Equal(got, want) {
 		t.Errorf("DeleteExpired(t0+1h, 10) = %v; want %v", got, want)
 	}
 }

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"github.com/d8da9184/opstate/storage"
+
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -12,53 +14,26 @@ import (
 	"modernc.org/sqlite"
 )
 
-// WriteKind says what a [Write] does.
-type WriteKind uint8
-
-const (
-	// Put upserts Namespace/Key with Value and ExpiresAt.
-	Put WriteKind = iota
-	// Delete removes Namespace/Key; no matching row is not an error.
-	Delete
-	// DeleteNamespace removes every row of Namespace.
-	DeleteNamespace
-	// PutIfAbsent is Put if Namespace/Key is absent: it has no row, or a
-	// row that has expired at the batch's time.
-	PutIfAbsent
-	// Swap sets Value and ExpiresAt, as Put does, if Namespace/Key is live
-	// (not expired at the batch's time) and holds Old.
-	Swap
-	// DeleteIf removes Namespace/Key if it is live and holds Old.
-	DeleteIf
+// The types of a write, shared with every backend (package storage).
+type (
+	// WriteKind says what a [Write] does.
+	WriteKind = storage.WriteKind
+	// Write is one write of a batch given to [DB.Apply]. Apply reads its
+	// first fields and sets the last ones.
+	Write = storage.Write
+	// Key names one row.
+	Key = storage.Key
 )
 
-// conditional reports whether a write of kind k may change nothing.
-func (k WriteKind) conditional() bool { return k >= PutIfAbsent }
-
-// Write is one write of a batch given to [DB.Apply]. Apply reads its
-// first fields and sets the last ones.
-type Write struct {
-	Kind                  WriteKind
-	Namespace, Key, Value string
-	Old                   string // Swap, DeleteIf: the value the key must hold
-	ExpiresAt             int64  // Put, PutIfAbsent, Swap: Unix milliseconds; 0 means never
-
-	// Changed is set by Apply once the batch committed: the write changed
-	// a row (every Put does; a Delete of a missing key, a DeleteNamespace of
-	// an empty namespace, and a conditional write whose condition failed
-	// do not).
-	Changed bool
-	// Held is the key's row, and Found whether it exists, right after a
-	// conditional write that changed nothing, read in the same transaction:
-	// what the key holds, as far as the batch is concerned.
-	Held  Row
-	Found bool
-}
-
-// Key names one row.
-type Key struct {
-	Namespace, Key string
-}
+// The kinds of [Write]; see storage's.
+const (
+	Put             = storage.Put
+	Delete          = storage.Delete
+	DeleteNamespace = storage.DeleteNamespace
+	PutIfAbsent     = storage.PutIfAbsent
+	Swap            = storage.Swap
+	DeleteIf        = storage.DeleteIf
+)
 
 // sweepSQL deletes the ?2 rows that expired earliest, at or before the
 // time ?1, and returns their keys. The inner SELECT walks
@@ -120,7 +95,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		wc.changed = wc.changed[:0]
 		// A conditional write that changes nothing reads the row it
 		// found in the same transaction: it needs one even alone.
-		if len(ws) == 1 && !ws[0].Kind.conditional() {
+		if len(ws) == 1 && !ws[0].Kind.Conditional() {
 			if err := wc.run(ctx, now, ws); err != nil {
 				return err
 			}

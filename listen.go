@@ -1,0 +1,101 @@
+package opstate
+
+import (
+	"time"
+
+	"github.com/d8da9184/opstate/storage"
+)
+
+// Waits between attempts to listen again after a change stream broke:
+// from relistenFirst, doubling up to relistenMax.
+const (
+	relistenFirst = 10 * time.Millisecond
+	relistenMax   = 500 * time.Millisecond
+)
+
+// listen follows the change stream of a backend that pushes changes
+// ([storage.Notifier]), from its first listener l, until Close. Each
+// report drops the keys it names from the cache and goes to the watchers,
+// as a poll of SQLite's change log does (applyForeign).
+//
+// The stream is lossy: when a listener fails, what was committed since its
+// last report may never be reported. From the failure until a new listener
+// listens, reads bypass the cache (stateBypass), unless
+// Options.ServeStaleOnOutage; once one does, the cache is emptied and
+// every watcher sent an OpReset (resync), so that nothing missed is
+// served. A read is thus never staler than the listener's own bound for
+// noticing a dead connection.
+func (s *Store) listen(n storage.Notifier, l storage.Listener) {
+	defer s.wg.Done()
+	for {
+		err := s.follow(l)
+		l.Close()
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.guard(func() {
+			s.log.Warn("opstate: change stream lost; reads bypass the cache until it is back", "err", err)
+		})
+		if l = s.relisten(n); l == nil {
+			return // closed
+		}
+		s.resync()
+		s.guard(func() { s.log.Info("opstate: change stream back; cache emptied") })
+	}
+}
+
+// follow applies l's reports until it fails, and returns its error, with
+// reads set to bypass the cache from the moment it fails.
+func (s *Store) follow(l storage.Listener) error {
+	for {
+		ch, err := l.Next(s.ctx)
+		if err != nil {
+			s.state.Or(stateBypass)
+			return err
+		}
+		if s.using(func() { s.applyForeign(ch) }) != nil {
+			return ErrClosed
+		}
+	}
+}
+
+// relisten tries to listen until it succeeds, or returns nil at Close.
+func (s *Store) relisten(n storage.Notifier) storage.Listener {
+	wait := relistenFirst
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		var l storage.Listener
+		var err error
+		if s.using(func() { l, err = n.Listen(s.ctx) }) != nil {
+			return nil
+		}
+		if err == nil {
+			return l
+		}
+		if s.ctx.Err() != nil {
+			return nil
+		}
+		wait = min(2*wait, relistenMax)
+	}
+}
+
+// resync forgets everything cached and resets every watcher, now that a
+// new listener reports every later change, then lets reads use the cache
+// again. It holds the feed's lock, so that no batch of writes is half
+// applied to the cache meanwhile (see committer.commit).
+func (s *Store) resync() {
+	s.using(func() {
+		s.feed.mu.Lock()
+		defer s.feed.mu.Unlock()
+		s.cache.Clear()
+		s.counters.flushes.Add(1)
+		s.feed.resetAllLocked()
+		s.state.And(^uint32(stateBypass))
+	})
+}

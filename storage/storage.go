@@ -1,0 +1,167 @@
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// Backend is a database a Store keeps its rows in. Its methods must be
+// safe for concurrent use; see the package documentation for how a Store
+// calls them.
+type Backend interface {
+	// Get returns the row of namespace and key, expired or not, and
+	// whether it exists. A missing row is not an error.
+	Get(ctx context.Context, namespace, key string) (Row, bool, error)
+
+	// List returns every row of namespace that has not expired at now,
+	// keyed by key; never nil when the error is nil.
+	List(ctx context.Context, namespace string, now int64) (map[string]string, error)
+
+	// Namespaces returns every namespace with rows that have not expired
+	// at now, with their number, sorted by name as bytes.
+	Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error)
+
+	// Apply commits ws in one transaction, in order, and returns when the
+	// commit is durable; when it returns an error, nothing of ws is
+	// applied. now is the batch's time: what PutIfAbsent, Swap and
+	// DeleteIf judge expiry by. Apply sets each write's outputs (Changed,
+	// Held, Found) once the batch committed, and clears them when it
+	// fails. A write the backend cannot store (see [ErrInvalidText]) fails
+	// the batch.
+	Apply(ctx context.Context, now int64, ws []*Write) error
+
+	// DeleteExpired deletes at most limit rows that expired at or before
+	// now, earliest first, in one transaction, and returns their keys.
+	// Concurrent sweeps of one database, from any number of Stores, must
+	// each return only the rows they deleted.
+	DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, error)
+
+	// Close releases the backend. The Store calls it once, last.
+	Close() error
+}
+
+// Notifier is implemented by a [Backend] that pushes the changes others
+// commit to it. A Store over a Notifier listens on one [Listener] at a
+// time for as long as it is open, and opens another when one fails.
+type Notifier interface {
+	// Listen starts a stream of the changes committed from now on by
+	// anyone but this backend itself (its own writes are the Store's, which
+	// knows them): when it returns, every later commit is reported by the
+	// listener's Next.
+	Listen(ctx context.Context) (Listener, error)
+}
+
+// Listener is a stream of changes; see [Notifier]. It is used by one
+// goroutine.
+type Listener interface {
+	// Next waits for changes and returns them, several at once when
+	// several are ready. An error means the stream is broken and changes
+	// may have been lost: the Store closes the listener, serves reads from
+	// the backend until it listens again, then forgets everything it
+	// cached. A listener must notice a dead connection by itself, within a
+	// bound it documents (a ping), rather than wait on it forever. Next
+	// returns ctx's error when ctx ends.
+	Next(ctx context.Context) (Changes, error)
+
+	// Close ends the stream.
+	Close() error
+}
+
+// Row is the stored state of one key.
+type Row struct {
+	Value string
+	// ExpiresAt is the absolute expiry, in Unix milliseconds of the
+	// Store's clock; 0 means never.
+	ExpiresAt int64
+}
+
+// Key names one row.
+type Key struct {
+	Namespace, Key string
+}
+
+// NamespaceCount is a namespace and its number of live keys.
+type NamespaceCount struct {
+	Namespace string
+	Live      int
+}
+
+// WriteKind says what a [Write] does.
+type WriteKind uint8
+
+const (
+	// Put upserts Namespace/Key with Value and ExpiresAt.
+	Put WriteKind = iota
+	// Delete removes Namespace/Key; no matching row is not an error.
+	Delete
+	// DeleteNamespace removes every row of Namespace.
+	DeleteNamespace
+	// PutIfAbsent is Put if Namespace/Key is absent: it has no row, or a
+	// row that has expired at the batch's time.
+	PutIfAbsent
+	// Swap sets Value and ExpiresAt, as Put does, if Namespace/Key is live
+	// (not expired at the batch's time) and holds Old, compared as bytes.
+	Swap
+	// DeleteIf removes Namespace/Key if it is live and holds Old.
+	DeleteIf
+)
+
+// Conditional reports whether a write of kind k may change nothing
+// because its condition fails: PutIfAbsent, Swap and DeleteIf.
+func (k WriteKind) Conditional() bool { return k >= PutIfAbsent }
+
+// Write is one write of a batch given to [Backend.Apply]. Apply reads its
+// first fields and sets the last ones.
+type Write struct {
+	Kind                  WriteKind
+	Namespace, Key, Value string
+	Old                   string // Swap, DeleteIf: the value the key must hold
+	ExpiresAt             int64  // Put, PutIfAbsent, Swap: Unix milliseconds of the Store's clock; 0 means never
+
+	// Changed is set by Apply once the batch committed: the write changed
+	// a row (every Put does; a Delete of a missing key, a DeleteNamespace of
+	// an empty namespace, and a conditional write whose condition failed
+	// do not).
+	Changed bool
+	// Held is the key's row, and Found whether it exists, right after a
+	// conditional write that changed nothing, read in the same transaction:
+	// what the key holds, as far as the batch is concerned.
+	Held  Row
+	Found bool
+}
+
+// Changes is what others committed, as a [Listener] reports it (and as
+// the SQLite backend's poll does).
+type Changes struct {
+	// Reset reports that the backend cannot say what changed: anything
+	// may have. Keys and Namespaces are then empty.
+	Reset bool
+	// Keys are the keys others changed, each once, except those of
+	// Namespaces.
+	Keys []Key
+	// Namespaces are namespaces in which others may have changed any key.
+	Namespaces []string
+	// Expired holds the keys of Keys whose last change by others was the
+	// delete of a row that had expired (another Store's sweep).
+	Expired map[Key]bool
+	// Foreign reports that anyone else committed anything at all; a
+	// listener sets it with every report.
+	Foreign bool
+}
+
+// Errors a backend wraps (with fmt.Errorf's %w) so that a Store's callers
+// can match them with errors.Is; package opstate exports the same values.
+var (
+	// ErrBusy: a write waited longer than its lock timeout for another
+	// connection's lock, and did not happen.
+	ErrBusy = errors.New("opstate: database is locked by another connection")
+	// ErrCorrupt: the database is damaged. A Store that has seen it
+	// refuses every later write.
+	ErrCorrupt = errors.New("opstate: database file is corrupt")
+	// ErrSchemaVersion: the database was written by a newer opstate.
+	ErrSchemaVersion = errors.New("opstate: database schema is newer than this version of opstate")
+	// ErrInvalidText: a write would store a namespace, key or value the
+	// backend cannot hold byte for byte (PostgreSQL's text: a NUL byte or
+	// invalid UTF-8). Nothing is stored.
+	ErrInvalidText = errors.New("opstate: string not storable as text (NUL byte or invalid UTF-8)")
+)
