@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
@@ -26,10 +26,10 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := localNow()
-	for _, w := range []*persist.Write{putW("ns", "k", "new", 0, now), {Kind: persist.Swap, Namespace: "ns", Key: "k", Old: "v", Value: "x"}} {
+	for _, w := range []*storage.Write{putW("ns", "k", "new", 0, now), {Kind: storage.Swap, Namespace: "ns", Key: "k", Old: "v", Value: "x"}} {
 		start := time.Now()
-		err := db.Apply(ctx, now, []*persist.Write{w})
-		if !errors.Is(err, persist.ErrBusy) {
+		err := db.Apply(ctx, now, []*storage.Write{w})
+		if !errors.Is(err, storage.ErrBusy) {
 			t.Errorf("Apply(kind %d) on a locked row = %v; want ErrBusy", w.Kind, err)
 		}
 		if d := time.Since(start); d < 100*time.Millisecond {
@@ -65,7 +65,7 @@ func TestDeadlockBusy(t *testing.T) {
 	now := localNow()
 	done := make(chan error, 1)
 	go func() {
-		done <- db.Apply(ctx, now, []*persist.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)})
+		done <- db.Apply(ctx, now, []*storage.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)})
 	}()
 	// Wait until the batch waits for a.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -83,7 +83,7 @@ func TestDeadlockBusy(t *testing.T) {
 	if _, err := tx.Exec(ctx, `INSERT INTO operational_state VALUES ('ns', 'b', 'tx', now(), NULL)`); err != nil {
 		t.Fatalf("the transaction's insert of b: %v", err)
 	}
-	if err := <-done; !errors.Is(err, persist.ErrBusy) {
+	if err := <-done; !errors.Is(err, storage.ErrBusy) {
 		t.Errorf("Apply of a deadlock victim = %v; want ErrBusy", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

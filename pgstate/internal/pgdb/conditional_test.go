@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestConditional runs each conditional write against each state a key can
@@ -29,29 +29,29 @@ func TestConditional(t *testing.T) {
 	tests := []struct {
 		name    string
 		before  state
-		w       persist.Write
+		w       storage.Write
 		ttl     time.Duration // of the write
 		changed bool
 		after   state
 	}{
-		{"put-if-absent/missing", missing, persist.Write{Kind: persist.PutIfAbsent, Value: "new"}, 0, true, state{true, "new", 0}},
-		{"put-if-absent/live", liveOld, persist.Write{Kind: persist.PutIfAbsent, Value: "new"}, 0, false, liveOld},
-		{"put-if-absent/live-ttl", liveOldTTL, persist.Write{Kind: persist.PutIfAbsent, Value: "new"}, 0, false, liveOldTTL},
-		{"put-if-absent/expired", expiredOld, persist.Write{Kind: persist.PutIfAbsent, Value: "new"}, time.Minute, true, state{true, "new", time.Minute}},
-		{"put-if-absent/empty-value-is-present", emptyValue, persist.Write{Kind: persist.PutIfAbsent, Value: "new"}, 0, false, emptyValue},
-		{"swap/missing", missing, persist.Write{Kind: persist.Swap, Old: "old", Value: "new"}, 0, false, missing},
-		{"swap/match", liveOldTTL, persist.Write{Kind: persist.Swap, Old: "old", Value: "new"}, 0, true, state{true, "new", 0}},
-		{"swap/match-ttl", liveOld, persist.Write{Kind: persist.Swap, Old: "old", Value: "new"}, time.Minute, true, state{true, "new", time.Minute}},
-		{"swap/other", liveOther, persist.Write{Kind: persist.Swap, Old: "old", Value: "new"}, 0, false, liveOther},
-		{"swap/expired", expiredOld, persist.Write{Kind: persist.Swap, Old: "old", Value: "new"}, 0, false, expiredOld},
-		{"swap/empty-old", emptyValue, persist.Write{Kind: persist.Swap, Old: "", Value: "new"}, 0, true, state{true, "new", 0}},
-		{"swap/empty-old-missing", missing, persist.Write{Kind: persist.Swap, Old: "", Value: "new"}, 0, false, missing},
-		{"swap/prefix", liveOld, persist.Write{Kind: persist.Swap, Old: "ol", Value: "new"}, 0, false, liveOld},
-		{"swap/case", liveOld, persist.Write{Kind: persist.Swap, Old: "OLD", Value: "new"}, 0, false, liveOld},
-		{"delete-if/match", liveOldTTL, persist.Write{Kind: persist.DeleteIf, Old: "old"}, 0, true, missing},
-		{"delete-if/other", liveOther, persist.Write{Kind: persist.DeleteIf, Old: "old"}, 0, false, liveOther},
-		{"delete-if/missing", missing, persist.Write{Kind: persist.DeleteIf, Old: "old"}, 0, false, missing},
-		{"delete-if/expired", expiredOld, persist.Write{Kind: persist.DeleteIf, Old: "old"}, 0, false, expiredOld},
+		{"put-if-absent/missing", missing, storage.Write{Kind: storage.PutIfAbsent, Value: "new"}, 0, true, state{true, "new", 0}},
+		{"put-if-absent/live", liveOld, storage.Write{Kind: storage.PutIfAbsent, Value: "new"}, 0, false, liveOld},
+		{"put-if-absent/live-ttl", liveOldTTL, storage.Write{Kind: storage.PutIfAbsent, Value: "new"}, 0, false, liveOldTTL},
+		{"put-if-absent/expired", expiredOld, storage.Write{Kind: storage.PutIfAbsent, Value: "new"}, time.Minute, true, state{true, "new", time.Minute}},
+		{"put-if-absent/empty-value-is-present", emptyValue, storage.Write{Kind: storage.PutIfAbsent, Value: "new"}, 0, false, emptyValue},
+		{"swap/missing", missing, storage.Write{Kind: storage.Swap, Old: "old", Value: "new"}, 0, false, missing},
+		{"swap/match", liveOldTTL, storage.Write{Kind: storage.Swap, Old: "old", Value: "new"}, 0, true, state{true, "new", 0}},
+		{"swap/match-ttl", liveOld, storage.Write{Kind: storage.Swap, Old: "old", Value: "new"}, time.Minute, true, state{true, "new", time.Minute}},
+		{"swap/other", liveOther, storage.Write{Kind: storage.Swap, Old: "old", Value: "new"}, 0, false, liveOther},
+		{"swap/expired", expiredOld, storage.Write{Kind: storage.Swap, Old: "old", Value: "new"}, 0, false, expiredOld},
+		{"swap/empty-old", emptyValue, storage.Write{Kind: storage.Swap, Old: "", Value: "new"}, 0, true, state{true, "new", 0}},
+		{"swap/empty-old-missing", missing, storage.Write{Kind: storage.Swap, Old: "", Value: "new"}, 0, false, missing},
+		{"swap/prefix", liveOld, storage.Write{Kind: storage.Swap, Old: "ol", Value: "new"}, 0, false, liveOld},
+		{"swap/case", liveOld, storage.Write{Kind: storage.Swap, Old: "OLD", Value: "new"}, 0, false, liveOld},
+		{"delete-if/match", liveOldTTL, storage.Write{Kind: storage.DeleteIf, Old: "old"}, 0, true, missing},
+		{"delete-if/other", liveOther, storage.Write{Kind: storage.DeleteIf, Old: "old"}, 0, false, liveOther},
+		{"delete-if/missing", missing, storage.Write{Kind: storage.DeleteIf, Old: "old"}, 0, false, missing},
+		{"delete-if/expired", expiredOld, storage.Write{Kind: storage.DeleteIf, Old: "old"}, 0, false, expiredOld},
 	}
 	dsn, raw := server(t)
 	db := openDSN(t, dsn, pgdbOptions())
@@ -74,7 +74,7 @@ func TestConditional(t *testing.T) {
 				if tt.ttl != 0 {
 					w.ExpiresAt = now + tt.ttl.Milliseconds()
 				}
-				ws := []*persist.Write{&w}
+				ws := []*storage.Write{&w}
 				if batched {
 					ws = append(ws, putW(ns, "other", "x", 0, now))
 				}

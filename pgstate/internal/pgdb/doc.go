@@ -1,7 +1,7 @@
-// Package pgdb is opstate's storage layer on PostgreSQL: the operations
-// that persist.DB offers the Store on SQLite (Get, List, Namespaces,
-// Apply, DeleteExpired), taking and returning persist's types, plus a
-// listener for the change notifications that keep many Stores coherent.
+// Package pgdb is opstate's storage layer on PostgreSQL: a
+// storage.Backend (Get, List, Namespaces, Apply, DeleteExpired) and a
+// storage.Notifier, whose listener reports the changes of others that keep
+// many Stores coherent.
 //
 // # Schema
 //
@@ -11,7 +11,7 @@
 // one row of operational_state_schema. [Open] migrates inside one
 // transaction under pg_advisory_xact_lock, keyed by the schema it runs
 // in, so that many agents starting at once migrate once; a newer schema is
-// refused with [persist.ErrSchemaVersion] before anything is written.
+// refused with [storage.ErrSchemaVersion] before anything is written.
 // Every name is unqualified: the connection's search_path picks the
 // schema.
 //
@@ -27,12 +27,25 @@
 // on the server's clock from the commit, and an agent whose clock is off
 // by an hour still sets a key that lives for its TTL. What the local clock
 // still decides here is only that difference: how long a TTL is, never
-// when it starts or ends. But the ExpiresAt that
-// [DB.Get] and a conditional write's Held return are instants of the
-// server's clock, and a caller that compares them with its own clock (the
-// Store does, for cached entries) sees a cached key die early or late by
-// exactly the skew. Get returns a row expired or not, as persist does; it
-// is List, Namespaces, conditional writes and sweeps that judge.
+// when it starts or ends. The ExpiresAt that [DB.Get] and a conditional
+// write's Held return are turned back into instants of the DB's clock
+// (Options.Clock): as far from its now as the row's expiry is from the
+// server's now() when it was read. A caller that compares them with its
+// own clock (the Store does, for cached entries) thus sees a cached key
+// die when the server's clock says, whatever the skew, give or take the
+// read's latency and the drift of the two clocks over the TTL. Get returns
+// a row expired or not, as persist does; it is List, Namespaces,
+// conditional writes and sweeps that judge.
+//
+// # Notifications
+//
+// Every transaction of a DB that writes begins by naming itself
+// (originSQL), and the trigger puts the name into each notification, so
+// that a DB's listeners skip its own changes, which its Store already
+// knows; a change from psql has no name and always counts. A listener
+// that has heard nothing for Options.PingInterval pings its connection,
+// and fails when no answer comes within another: a connection that died
+// silently is noticed within twice the interval.
 //
 // # Values
 //
@@ -46,7 +59,7 @@
 // # Errors
 //
 // A statement that waits for a row lock longer than [Options.BusyTimeout]
-// (lock_timeout) fails with [persist.ErrBusy], and so does a batch that
+// (lock_timeout) fails with [storage.ErrBusy], and so does a batch that
 // PostgreSQL aborts to break a deadlock (two batches that lock the same
 // keys in opposite orders): nothing of it was applied, and it may be
 // retried.

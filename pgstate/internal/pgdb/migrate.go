@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -52,7 +52,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 		}
 		if v > len(migrations) {
-			return fmt.Errorf("%w: schema has version %d, this opstate knows up to %d", persist.ErrSchemaVersion, v, len(migrations))
+			return fmt.Errorf("%w: schema has version %d, this opstate knows up to %d", storage.ErrSchemaVersion, v, len(migrations))
 		}
 		for ; v < len(migrations); v++ {
 			if _, err := tx.Exec(ctx, migrations[v]); err != nil {

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
@@ -57,7 +57,7 @@ func TestMigrateNewerRefused(t *testing.T) {
 	if err == nil {
 		db.Close()
 	}
-	if !errors.Is(err, persist.ErrSchemaVersion) {
+	if !errors.Is(err, storage.ErrSchemaVersion) {
 		t.Fatalf("Open of a version 2 schema = %v; want ErrSchemaVersion", err)
 	}
 	var tables int

@@ -2,9 +2,14 @@ package pgdb
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -15,33 +20,53 @@ func channelSQL(schema string) string {
 	return `'opstate_' || left(md5(` + schema + `), 16)`
 }
 
+// originSQL names the transaction it runs in after the DB of origin $1:
+// the notifications of its changes carry the name, and the DB's own
+// listeners skip them. Every transaction of a DB that writes runs it
+// first.
+const originSQL = `SELECT set_config('opstate.origin', $1, true)`
+
+// newOrigin returns a name no other DB will have.
+func newOrigin() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // notifyTrigger notifies every row a statement inserts, updates or deletes,
-// from psql too. The payload is a JSON array, text whatever the strings
-// hold: [namespace, key]; [namespace] when that exceeds what pg_notify
-// carries (8000 bytes; 7900 leaves room), which means anything in the
-// namespace may have changed; [] when even the namespace does, anything at
-// all. An update that renames a row notifies its old key too.
+// from psql too. The payload is a JSON object, text whatever the strings
+// hold: "n" the namespace, "k" the key, "o" the origin of the transaction
+// (originSQL) when it has one, and "x": true for the delete of a row that
+// had expired by the server's clock (a sweep). When that exceeds what
+// pg_notify carries (8000 bytes; 7900 leaves room), "k" is left out, which
+// means anything in the namespace may have changed; when even that does,
+// "n" too: anything at all. An update that renames a row notifies its old
+// key too.
 var notifyTrigger = `
-CREATE FUNCTION operational_state_notify_key(sch text, ns text, k text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION operational_state_notify_key(sch text, ns text, k text, expired boolean) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	ch text := ` + channelSQL("sch") + `;
-	p text := json_build_array(ns, k)::text;
+	o text := nullif(current_setting('opstate.origin', true), '');
+	p text;
 BEGIN
+	p := json_strip_nulls(json_build_object('n', ns, 'k', k, 'o', o, 'x', nullif(expired, false)))::text;
 	IF octet_length(p) > 7900 THEN
-		p := json_build_array(ns)::text;
+		p := json_strip_nulls(json_build_object('n', ns, 'o', o))::text;
 		IF octet_length(p) > 7900 THEN
-			p := '[]';
+			p := json_strip_nulls(json_build_object('o', o))::text;
 		END IF;
 	END IF;
 	PERFORM pg_notify(ch, p);
 END $$;
 CREATE FUNCTION operational_state_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	IF TG_OP <> 'INSERT' THEN
-		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, OLD.namespace, OLD.key);
+	IF TG_OP = 'DELETE' THEN
+		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, OLD.namespace, OLD.key, OLD.expires_at <= now());
+	ELSIF TG_OP = 'UPDATE' AND (NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key) THEN
+		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, OLD.namespace, OLD.key, false);
 	END IF;
-	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key) THEN
-		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, NEW.namespace, NEW.key);
+	IF TG_OP <> 'DELETE' THEN
+		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, NEW.namespace, NEW.key, false);
 	END IF;
 	RETURN NULL;
 END $$;
@@ -49,12 +74,17 @@ CREATE TRIGGER operational_state_notify AFTER INSERT OR UPDATE OR DELETE ON oper
 	FOR EACH ROW EXECUTE FUNCTION operational_state_notify();
 `
 
-// Change is one notification: what may have changed.
+// Change is one notification: what may have changed, and by whom.
 type Change struct {
 	// Scope says how much: ScopeKey (Namespace and Key), ScopeNamespace
 	// (anything in Namespace) or ScopeAll (anything).
 	Scope          Scope
 	Namespace, Key string
+	// Origin names the DB whose transaction made the change; "" for
+	// anyone else (psql).
+	Origin string
+	// Expired: the change deleted a row that had expired (a sweep).
+	Expired bool
 }
 
 // Scope is how much a [Change] covers.
@@ -70,53 +100,187 @@ const (
 	ScopeAll
 )
 
+// payload is a notification's JSON, as notifyTrigger writes it.
+type payload struct {
+	N *string `json:"n"`
+	K *string `json:"k"`
+	O string  `json:"o"`
+	X bool    `json:"x"`
+}
+
+// decode reads a payload of notifyTrigger. A payload it cannot read (not
+// opstate's) is a change of anything.
+func decode(s string) Change {
+	var p payload
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return Change{Scope: ScopeAll}
+	}
+	c := Change{Scope: ScopeAll, Origin: p.O}
+	switch {
+	case p.N != nil && p.K != nil:
+		c.Scope, c.Namespace, c.Key, c.Expired = ScopeKey, *p.N, *p.K, p.X
+	case p.N != nil:
+		c.Scope, c.Namespace = ScopeNamespace, *p.N
+	}
+	return c
+}
+
+// maxReport is the most notifications one [Listener.Next] gathers.
+const maxReport = 1024
+
 // Listener receives the change notifications of a DB's schema on a
-// connection of its own. It is not safe for concurrent use.
+// connection of its own, skipping the DB's own; it implements
+// storage.Listener. It is not safe for concurrent use.
 type Listener struct {
-	conn *pgx.Conn
+	conn   *pgx.Conn
+	origin string
+	ping   time.Duration
 }
 
 // Listen opens a dedicated connection, with the pool's configuration, that
 // LISTENs to every change of the DB's schema. Notifications are lossy:
 // when the connection drops, the caller must assume anything changed.
-func (db *DB) Listen(ctx context.Context) (*Listener, error) {
+func (db *DB) Listen(ctx context.Context) (storage.Listener, error) {
+	return db.listen(ctx)
+}
+
+// listen is Listen, returning the concrete type.
+func (db *DB) listen(ctx context.Context) (*Listener, error) {
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("opstate: listen: %w", err)
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel}.Sanitize()); err != nil {
 		conn.Close(context.Background())
-		return nil, fmt.Errorf("opstate: listen: %w", err)
+		return nil, fmt.Errorf("opstate: listen: %w", classify(err))
 	}
-	return &Listener{conn: conn}, nil
+	return &Listener{conn: conn, origin: db.origin, ping: db.ping}, nil
 }
 
-// Next waits for the next notification and decodes it. A payload it
-// cannot decode (not opstate's) is reported as ScopeAll.
-func (l *Listener) Next(ctx context.Context) (Change, error) {
-	n, err := l.conn.WaitForNotification(ctx)
-	if err != nil {
-		return Change{}, err
+// Next waits for the changes of others and reports them: every
+// notification already received, up to maxReport, in one Changes. A
+// connection that has delivered nothing for a ping interval is pinged,
+// and one that does not answer within another is reported as an error:
+// a dead connection is noticed within twice the interval, one that the
+// server or the network closed at once.
+func (l *Listener) Next(ctx context.Context) (storage.Changes, error) {
+	for {
+		c, err := l.wait(ctx)
+		if err != nil {
+			return storage.Changes{}, err
+		}
+		cs := []Change{c}
+		for len(cs) < maxReport {
+			c, ok := l.buffered()
+			if !ok {
+				break
+			}
+			cs = append(cs, c)
+		}
+		if ch, ok := l.report(cs); ok {
+			return ch, nil
+		}
 	}
-	return decode(n.Payload), nil
 }
 
-// decode reads a payload of notifyTrigger.
-func decode(payload string) Change {
-	var a []string
-	if err := json.Unmarshal([]byte(payload), &a); err != nil {
-		return Change{Scope: ScopeAll}
+// wait returns the next notification, pinging the connection while none
+// comes.
+func (l *Listener) wait(ctx context.Context) (Change, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, l.ping)
+		n, err := l.conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			return decode(n.Payload), nil
+		case ctx.Err() != nil:
+			return Change{}, ctx.Err()
+		case !errors.Is(err, context.DeadlineExceeded) || l.conn.IsClosed():
+			return Change{}, fmt.Errorf("opstate: change stream: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, l.ping)
+		err = l.conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return Change{}, ctx.Err()
+			}
+			return Change{}, fmt.Errorf("opstate: change stream: no answer to a ping within %v: %w", l.ping, err)
+		}
 	}
-	switch len(a) {
-	case 2:
-		return Change{Scope: ScopeKey, Namespace: a[0], Key: a[1]}
-	case 1:
-		return Change{Scope: ScopeNamespace, Namespace: a[0]}
-	}
-	return Change{Scope: ScopeAll}
 }
 
-// Close closes the listener's connection.
-func (l *Listener) Close(ctx context.Context) error {
+// done is a context that has ended: WaitForNotification given it returns
+// a notification it already received, without reading the connection.
+var done = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// buffered returns a notification the connection has already received,
+// if there is one.
+func (l *Listener) buffered() (Change, bool) {
+	n, err := l.conn.WaitForNotification(done)
+	if err != nil || n == nil {
+		return Change{}, false
+	}
+	return decode(n.Payload), true
+}
+
+// report turns notifications into the Changes they report, less the
+// DB's own, and says whether any was left.
+func (l *Listener) report(cs []Change) (storage.Changes, bool) {
+	var ch storage.Changes
+	seen := make(map[storage.Key]bool)
+	spaces := make(map[string]bool)
+	for _, c := range cs {
+		if c.Origin == l.origin {
+			continue
+		}
+		ch.Foreign = true
+		switch c.Scope {
+		case ScopeAll:
+			return storage.Changes{Reset: true, Foreign: true}, true
+		case ScopeNamespace:
+			if !spaces[c.Namespace] {
+				spaces[c.Namespace] = true
+				ch.Namespaces = append(ch.Namespaces, c.Namespace)
+			}
+			continue
+		}
+		k := storage.Key{Namespace: c.Namespace, Key: c.Key}
+		if !seen[k] {
+			seen[k] = true
+			ch.Keys = append(ch.Keys, k)
+		}
+		if c.Expired {
+			if ch.Expired == nil {
+				ch.Expired = make(map[storage.Key]bool)
+			}
+			ch.Expired[k] = true
+		} else {
+			delete(ch.Expired, k)
+		}
+	}
+	if len(spaces) > 0 { // a namespace's keys go with it
+		keys := ch.Keys[:0]
+		for _, k := range ch.Keys {
+			if !spaces[k.Namespace] {
+				keys = append(keys, k)
+			} else {
+				delete(ch.Expired, k)
+			}
+		}
+		ch.Keys = keys
+	}
+	return ch, ch.Foreign
+}
+
+// Close closes the listener's connection, waiting at most a ping interval
+// for the server to hear it.
+func (l *Listener) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.ping)
+	defer cancel()
 	return l.conn.Close(ctx)
 }

@@ -2,68 +2,131 @@ package pgdb_test
 
 import (
 	"context"
+	"maps"
+	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
-// TestListen checks the notifications of every kind of change, by the DB
-// and by hand (psql's way, behind its back): inserts, updates, deletes, a
-// rename, keys with quotes and control characters, and keys too long for
-// a payload, which arrive as namespace-level changes; a namespace too long
-// arrives as a change of anything. A DB in another schema hears nothing.
+// TestListen checks what a listener reports of every kind of change: by
+// another DB on the schema and by hand (psql's way): inserts, updates,
+// deletes, a rename, keys with quotes and control characters, a sweep's
+// deletes (Expired), and keys too long for a payload, which arrive as
+// namespace-level changes; a namespace too long arrives as a Reset. The
+// listener's own DB's changes are not reported, and a DB in another
+// schema hears nothing.
 func TestListen(t *testing.T) {
-	db, _, raw := mustOpen(t)
+	db, dsn, raw := mustOpen(t)
+	writer := openDSN(t, dsn, pgdbOptions())
 	other, _, otherRaw := mustOpen(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	l, err := db.Listen(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close(context.Background())
+	defer l.Close()
 	lo, err := other.Listen(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lo.Close(context.Background())
+	defer lo.Close()
 
 	now := localNow()
 	long := strings.Repeat("k", 8000)
-	key := func(ns, k string) pgdb.Change { return pgdb.Change{Scope: pgdb.ScopeKey, Namespace: ns, Key: k} }
+	key := func(ns, k string) storage.Key { return storage.Key{Namespace: ns, Key: k} }
+	type want struct {
+		keys    []storage.Key
+		spaces  []string
+		expired []storage.Key
+		reset   bool
+	}
 	steps := []struct {
 		name string
 		do   func()
-		want []pgdb.Change
+		want want
 	}{
-		{"put", func() { apply(t, db, now, putW("ns", "a\"'\n\x01", "v", 0, now)) }, []pgdb.Change{key("ns", "a\"'\n\x01")}},
-		{"hand-insert", func() { rawPut(t, raw, "ns", "b", "v", 0) }, []pgdb.Change{key("ns", "b")}},
-		{"hand-update", func() { rawExec(t, raw, `UPDATE operational_state SET value = 'w' WHERE key = 'b'`) }, []pgdb.Change{key("ns", "b")}},
-		{"hand-rename", func() { rawExec(t, raw, `UPDATE operational_state SET key = 'c' WHERE key = 'b'`) }, []pgdb.Change{key("ns", "b"), key("ns", "c")}},
-		{"delete", func() { apply(t, db, now, &persist.Write{Kind: persist.Delete, Namespace: "ns", Key: "c"}) }, []pgdb.Change{key("ns", "c")}},
-		{"long-key", func() { apply(t, db, now, putW("ns", long, "v", 0, now)) }, []pgdb.Change{{Scope: pgdb.ScopeNamespace, Namespace: "ns"}}},
-		{"long-namespace", func() { apply(t, db, now, putW(long, "k", "v", 0, now)) }, []pgdb.Change{{Scope: pgdb.ScopeAll}}},
+		{"put", func() { apply(t, writer, now, putW("ns", "a\"'\n\x01", "v", 0, now)) }, want{keys: []storage.Key{key("ns", "a\"'\n\x01")}}},
+		{"own-put-skipped", func() {
+			apply(t, db, now, putW("ns", "own", "v", 0, now))
+			rawPut(t, raw, "ns", "marker", "v", 0)
+		}, want{keys: []storage.Key{key("ns", "marker")}}},
+		{"hand-insert", func() { rawPut(t, raw, "ns", "b", "v", 0) }, want{keys: []storage.Key{key("ns", "b")}}},
+		{"hand-update", func() { rawExec(t, raw, `UPDATE operational_state SET value = 'w' WHERE key = 'b'`) }, want{keys: []storage.Key{key("ns", "b")}}},
+		{"hand-rename", func() { rawExec(t, raw, `UPDATE operational_state SET key = 'c' WHERE key = 'b'`) }, want{keys: []storage.Key{key("ns", "b"), key("ns", "c")}}},
+		{"delete", func() { apply(t, writer, now, &storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "c"}) }, want{keys: []storage.Key{key("ns", "c")}}},
+		{"sweep", func() {
+			rawPut(t, raw, "ns", "dead", "v", -time.Second)
+			drain(t, ctx, l, 1) // the insert
+			if _, err := writer.DeleteExpired(ctx, now, 10); err != nil {
+				t.Fatal(err)
+			}
+		}, want{keys: []storage.Key{key("ns", "dead")}, expired: []storage.Key{key("ns", "dead")}}},
+		{"hand-delete-expired", func() {
+			rawPut(t, raw, "ns", "dead2", "v", -time.Second)
+			drain(t, ctx, l, 1)
+			rawExec(t, raw, `DELETE FROM operational_state WHERE key = 'dead2'`)
+		}, want{keys: []storage.Key{key("ns", "dead2")}, expired: []storage.Key{key("ns", "dead2")}}},
+		{"long-key", func() { apply(t, writer, now, putW("ns", long, "v", 0, now)) }, want{spaces: []string{"ns"}}},
+		{"long-namespace", func() { apply(t, writer, now, putW(long, "k", "v", 0, now)) }, want{reset: true}},
 	}
 	for _, s := range steps {
 		s.do()
-		for _, want := range s.want {
-			got, err := l.Next(ctx)
-			if err != nil {
-				t.Fatalf("%s: Next: %v", s.name, err)
-			}
-			if got != want {
-				t.Errorf("%s: Next = %+v; want %+v", s.name, trim(got), trim(want))
-			}
+		got := gather(t, ctx, l, len(s.want.keys)+len(s.want.spaces), s.want.reset)
+		var exp []storage.Key
+		for k := range got.Expired {
+			exp = append(exp, k)
+		}
+		switch {
+		case got.Reset != s.want.reset,
+			!slices.Equal(got.Keys, s.want.keys),
+			!slices.Equal(got.Namespaces, s.want.spaces),
+			!slices.Equal(exp, s.want.expired),
+			!got.Foreign:
+			t.Errorf("%s: Next = %+v; want %+v", s.name, trimChanges(got), s.want)
 		}
 	}
 	// The other schema's listener hears its own change first, and only it.
 	rawPut(t, otherRaw, "theirs", "k", "v", 0)
-	if got, err := lo.Next(ctx); err != nil || got != key("theirs", "k") {
-		t.Errorf("other schema's Next = %+v, %v; want its own change only", trim(got), err)
+	if got, err := lo.Next(ctx); err != nil || !slices.Equal(got.Keys, []storage.Key{key("theirs", "k")}) {
+		t.Errorf("other schema's Next = %+v, %v; want its own change only", got, err)
 	}
+}
+
+// gather calls Next until it has reported n keys and namespaces, or a
+// Reset if reset, and returns what it reported, merged.
+func gather(t *testing.T, ctx context.Context, l storage.Listener, n int, reset bool) storage.Changes {
+	t.Helper()
+	var all storage.Changes
+	for len(all.Keys)+len(all.Namespaces) < n || reset && !all.Reset {
+		ch, err := l.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next: %v (so far %+v)", err, trimChanges(all))
+		}
+		all.Reset = all.Reset || ch.Reset
+		all.Foreign = all.Foreign || ch.Foreign
+		all.Keys = append(all.Keys, ch.Keys...)
+		all.Namespaces = append(all.Namespaces, ch.Namespaces...)
+		if ch.Expired != nil {
+			if all.Expired == nil {
+				all.Expired = map[storage.Key]bool{}
+			}
+			maps.Copy(all.Expired, ch.Expired)
+		}
+	}
+	return all
+}
+
+// drain reads n keys' reports and forgets them.
+func drain(t *testing.T, ctx context.Context, l storage.Listener, n int) {
+	t.Helper()
+	gather(t, ctx, l, n, false)
 }
 
 func rawExec(t *testing.T, raw rawPool, sql string) {
@@ -73,13 +136,90 @@ func rawExec(t *testing.T, raw rawPool, sql string) {
 	}
 }
 
-// trim shortens a Change's long strings for messages.
-func trim(c pgdb.Change) pgdb.Change {
-	if len(c.Namespace) > 40 {
-		c.Namespace = c.Namespace[:40] + "..."
+// trimChanges shortens a report's long strings for messages.
+func trimChanges(c storage.Changes) storage.Changes {
+	cut := func(s string) string {
+		if len(s) > 40 {
+			return s[:40] + "..."
+		}
+		return s
 	}
-	if len(c.Key) > 40 {
-		c.Key = c.Key[:40] + "..."
+	out := c
+	out.Keys = nil
+	for _, k := range c.Keys {
+		out.Keys = append(out.Keys, storage.Key{Namespace: cut(k.Namespace), Key: cut(k.Key)})
 	}
-	return c
+	out.Namespaces = nil
+	for _, ns := range c.Namespaces {
+		out.Namespaces = append(out.Namespaces, cut(ns))
+	}
+	return out
+}
+
+// TestListenerNoticesDeadConnection checks the ping: a listener whose
+// connection goes silent (its packets dropped, as on a network
+// partition) fails within twice the ping interval instead of waiting
+// forever.
+func TestListenerNoticesDeadConnection(t *testing.T) {
+	dsn, _ := server(t)
+	var last atomic.Pointer[silencer] // the connection dialed last
+	opts := pgdb.WithDial(pgdb.Options{PingInterval: 100 * time.Millisecond}, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		s := &silencer{Conn: c}
+		last.Store(s)
+		return s, nil
+	})
+	db := openDSN(t, dsn, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := db.Listen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lgate := last.Load() // the listener's connection was dialed last
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Next(ctx)
+		errc <- err
+	}()
+	time.Sleep(250 * time.Millisecond) // idle pings answered meanwhile
+	select {
+	case err := <-errc:
+		t.Fatalf("Next returned %v while the connection was alive", err)
+	default:
+	}
+	lgate.silence()
+	start := time.Now()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Next returned nil error on a silent connection")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Next noticed the silent connection after %v; want within about 2 ping intervals (200ms)", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next still waiting 5s after its connection went silent")
+	}
+}
+
+// silencer is a connection that can go silent: once silenced, what is
+// written to it is dropped, so the server never answers, as when a network
+// drops every packet.
+type silencer struct {
+	net.Conn
+	quiet atomic.Bool
+}
+
+func (s *silencer) silence() { s.quiet.Store(true) }
+
+func (s *silencer) Write(p []byte) (int, error) {
+	if s.quiet.Load() {
+		return len(p), nil
+	}
+	return s.Conn.Write(p)
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,17 +17,31 @@ import (
 
 // ErrInvalidText is returned by [DB.Apply] for a write that would store a
 // namespace, key or value PostgreSQL's text cannot hold: one with a NUL
-// byte or invalid UTF-8. A candidate for the root package's sentinels.
-var ErrInvalidText = errors.New("opstate: string not storable in PostgreSQL text (NUL byte or invalid UTF-8)")
+// byte or invalid UTF-8.
+var ErrInvalidText = storage.ErrInvalidText
+
+// DefaultBusyTimeout is the BusyTimeout of zero Options.
+const DefaultBusyTimeout = 5 * time.Second
+
+// DefaultPingInterval is the PingInterval of zero Options.
+const DefaultPingInterval = time.Second
 
 // Options configures [Open]. The zero value is valid.
 type Options struct {
 	// BusyTimeout is how long a statement waits for a row or table lock
-	// before failing with persist.ErrBusy (PostgreSQL's lock_timeout);
-	// default persist.DefaultBusyTimeout.
+	// before failing with storage.ErrBusy (PostgreSQL's lock_timeout);
+	// default DefaultBusyTimeout (5s, as on SQLite).
 	BusyTimeout time.Duration
 	// MaxConns bounds the pool; default pgxpool's.
 	MaxConns int32
+	// Clock is the caller's clock, in which the DB reports expiries (see
+	// "Clock" in doc.go); default time.Now.
+	Clock func() time.Time
+	// PingInterval is how long a listener waits for a notification before
+	// it pings its connection, and how long it waits for the answer: a
+	// listener notices a dead connection within twice it. Default
+	// DefaultPingInterval.
+	PingInterval time.Duration
 
 	// dial, when set, replaces the pool's dialer (export_test.go).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -39,6 +53,11 @@ type DB struct {
 	pool *pgxpool.Pool
 	// channel is the LISTEN channel of the schema the pool works in.
 	channel string
+	// origin names this DB's transactions in their notifications, so
+	// that its listeners skip them (notify.go).
+	origin string
+	clock  func() time.Time
+	ping   time.Duration
 }
 
 // Open connects to the database of connString (a URL or key=value DSN;
@@ -50,7 +69,7 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("opstate: open postgres: %w", err)
 	}
 	if opts.BusyTimeout <= 0 {
-		opts.BusyTimeout = persist.DefaultBusyTimeout
+		opts.BusyTimeout = DefaultBusyTimeout
 	}
 	ms := (opts.BusyTimeout + time.Millisecond - 1) / time.Millisecond
 	cfg.ConnConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(int64(ms))
@@ -64,7 +83,13 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opstate: open postgres: %w", err)
 	}
-	db := &DB{pool: pool}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	db := &DB{pool: pool, origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
@@ -96,7 +121,7 @@ func classify(err error) error {
 	switch pe.Code {
 	case "55P03", // lock_not_available: lock_timeout
 		"40P01": // deadlock_detected: two batches locked keys in opposite orders
-		return fmt.Errorf("%w: %w", persist.ErrBusy, err)
+		return fmt.Errorf("%w: %w", storage.ErrBusy, err)
 	case "22021", "22P05": // invalid byte sequence, untranslatable character
 		return fmt.Errorf("%w: %w", ErrInvalidText, err)
 	}
@@ -114,25 +139,44 @@ const expiryMillis = `CASE WHEN expires_at IS NULL OR expires_at = 'infinity' TH
 // live is true of a row that has not expired by the server's clock.
 const live = `(expires_at IS NULL OR expires_at > now())`
 
+// serverMillis is the server's now() in Unix milliseconds.
+const serverMillis = `floor(extract(epoch FROM now()) * 1000)::bigint`
+
 // Get returns the row of ns and key, expired or not, and whether it
-// exists; its ExpiresAt is an instant of the server's clock.
-func (db *DB) Get(ctx context.Context, ns, key string) (persist.Row, bool, error) {
+// exists; its ExpiresAt is an instant of the DB's clock (see local).
+func (db *DB) Get(ctx context.Context, ns, key string) (storage.Row, bool, error) {
 	if !storable(ns) || !storable(key) {
-		return persist.Row{}, false, nil
+		return storage.Row{}, false, nil
 	}
-	var r persist.Row
+	var r storage.Row
 	var exp *int64
-	err := db.pool.QueryRow(ctx, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = $1 AND key = $2`, ns, key).Scan(&r.Value, &exp)
+	var srv int64
+	err := db.pool.QueryRow(ctx, `SELECT value, `+expiryMillis+`, `+serverMillis+` FROM operational_state WHERE namespace = $1 AND key = $2`, ns, key).Scan(&r.Value, &exp, &srv)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return persist.Row{}, false, nil
+		return storage.Row{}, false, nil
 	}
 	if err != nil {
-		return persist.Row{}, false, classify(err)
+		return storage.Row{}, false, classify(err)
 	}
-	if exp != nil {
-		r.ExpiresAt = *exp
-	}
+	r.ExpiresAt = db.local(exp, srv)
 	return r, true, nil
+}
+
+// local turns an expiry exp read when the server's clock read srv (both
+// Unix milliseconds) into an instant of the DB's clock: as far from its
+// now as exp was from the server's, so that the caller's clock, however
+// skewed, sees the key die when the server does, give or take the
+// latency of the read. nil, no expiry, is 0; an instant that lands on 0,
+// which would mean none, is moved 1 ms earlier.
+func (db *DB) local(exp *int64, srv int64) int64 {
+	if exp == nil {
+		return 0
+	}
+	l := db.clock().UnixMilli() + (*exp - srv)
+	if l == 0 {
+		l = -1
+	}
+	return l
 }
 
 // List returns every row of ns live by the server's clock, keyed by key.
@@ -162,16 +206,16 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 
 // Namespaces returns every namespace with keys live by the server's
 // clock, sorted by name as bytes. now is not used: the server judges.
-func (db *DB) Namespaces(ctx context.Context, now int64) ([]persist.NamespaceCount, error) {
+func (db *DB) Namespaces(ctx context.Context, now int64) ([]storage.NamespaceCount, error) {
 	rows, err := db.pool.Query(ctx, `SELECT namespace, count(*) FROM operational_state WHERE `+live+`
 		GROUP BY namespace ORDER BY namespace COLLATE "C"`)
 	if err != nil {
 		return nil, classify(err)
 	}
 	defer rows.Close()
-	var out []persist.NamespaceCount
+	var out []storage.NamespaceCount
 	for rows.Next() {
-		var nc persist.NamespaceCount
+		var nc storage.NamespaceCount
 		if err := rows.Scan(&nc.Namespace, &nc.Live); err != nil {
 			return nil, classify(err)
 		}

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestConditionalRace races eight Swaps of one key from old, from two DBs
@@ -18,22 +18,22 @@ func TestConditionalRace(t *testing.T) {
 	db1, dsn, raw := mustOpen(t)
 	db2 := openDSN(t, dsn, pgdbOptions())
 	dbs := []interface {
-		Apply(context.Context, int64, []*persist.Write) error
+		Apply(context.Context, int64, []*storage.Write) error
 	}{db1, db2}
 	ctx := context.Background()
 	const racers, rounds = 8, 40
-	for _, kind := range []persist.WriteKind{persist.Swap, persist.PutIfAbsent} {
+	for _, kind := range []storage.WriteKind{storage.Swap, storage.PutIfAbsent} {
 		for r := range rounds {
 			key := fmt.Sprint(kind, "/", r)
-			if kind == persist.Swap {
+			if kind == storage.Swap {
 				rawPut(t, raw, "ns", key, "old", 0)
 			}
-			ws := make([]*persist.Write, racers)
+			ws := make([]*storage.Write, racers)
 			errs := make([]error, racers)
 			var wg sync.WaitGroup
 			start := make(chan struct{})
 			for i := range ws {
-				ws[i] = &persist.Write{Kind: kind, Namespace: "ns", Key: key, Old: "old", Value: fmt.Sprint("g", i)}
+				ws[i] = &storage.Write{Kind: kind, Namespace: "ns", Key: key, Old: "old", Value: fmt.Sprint("g", i)}
 				wg.Go(func() {
 					<-start
 					errs[i] = dbs[i%2].Apply(ctx, localNow(), ws[i:i+1])

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
@@ -39,14 +39,14 @@ func TestApplyOneRoundTrip(t *testing.T) {
 	db := openDSN(t, dsn, opts)
 	rawPut(t, raw, "ns", "held", "v", 0)
 	now := localNow()
-	batch := func() []*persist.Write {
-		return []*persist.Write{
+	batch := func() []*storage.Write {
+		return []*storage.Write{
 			putW("ns", "a", "1", 0, now),
-			{Kind: persist.Delete, Namespace: "ns", Key: "b"},
-			{Kind: persist.DeleteNamespace, Namespace: "gone"},
-			{Kind: persist.PutIfAbsent, Namespace: "ns", Key: "held", Value: "x"},
-			{Kind: persist.Swap, Namespace: "ns", Key: "held", Old: "no", Value: "x"},
-			{Kind: persist.DeleteIf, Namespace: "ns", Key: "held", Old: "no"},
+			{Kind: storage.Delete, Namespace: "ns", Key: "b"},
+			{Kind: storage.DeleteNamespace, Namespace: "gone"},
+			{Kind: storage.PutIfAbsent, Namespace: "ns", Key: "held", Value: "x"},
+			{Kind: storage.Swap, Namespace: "ns", Key: "held", Old: "no", Value: "x"},
+			{Kind: storage.DeleteIf, Namespace: "ns", Key: "held", Old: "no"},
 		}
 	}
 	apply(t, db, now, batch()...) // prepares the statements

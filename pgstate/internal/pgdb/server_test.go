@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -99,15 +99,15 @@ func serverNow(t *testing.T, raw rawPool) int64 {
 	return ms
 }
 
-func apply(t *testing.T, db *pgdb.DB, now int64, ws ...*persist.Write) {
+func apply(t *testing.T, db *pgdb.DB, now int64, ws ...*storage.Write) {
 	t.Helper()
 	if err := db.Apply(context.Background(), now, ws); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 }
 
-func putW(ns, key, value string, ttl time.Duration, now int64) *persist.Write {
-	w := &persist.Write{Kind: persist.Put, Namespace: ns, Key: key, Value: value}
+func putW(ns, key, value string, ttl time.Duration, now int64) *storage.Write {
+	w := &storage.Write{Kind: storage.Put, Namespace: ns, Key: key, Value: value}
 	if ttl != 0 {
 		w.ExpiresAt = now + ttl.Milliseconds()
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
@@ -29,10 +29,10 @@ func TestSweepConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	got := make([][]persist.Key, 2)
+	got := make([][]storage.Key, 2)
 	errs := make([]error, 2)
 	for i, db := range []interface {
-		DeleteExpired(context.Context, int64, int) ([]persist.Key, error)
+		DeleteExpired(context.Context, int64, int) ([]storage.Key, error)
 	}{db1, db2} {
 		wg.Go(func() {
 			for {
@@ -55,14 +55,14 @@ func TestSweepConcurrent(t *testing.T) {
 			t.Fatalf("sweep %d: %v", i, err)
 		}
 	}
-	seen := make(map[persist.Key]int)
+	seen := make(map[storage.Key]int)
 	for _, keys := range got {
 		for _, k := range keys {
 			seen[k]++
 		}
 	}
 	for i := 1; i <= expired; i++ {
-		k := persist.Key{Namespace: "ns", Key: fmt.Sprint("e", i)}
+		k := storage.Key{Namespace: "ns", Key: fmt.Sprint("e", i)}
 		if seen[k] != 1 {
 			t.Errorf("expired key %v returned %d times; want 1", k, seen[k])
 		}
@@ -88,7 +88,7 @@ func TestSweepOrderAndLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (persist.Key{Namespace: "ns", Key: "early"}); len(keys) != 1 || keys[0] != want {
+	if want := (storage.Key{Namespace: "ns", Key: "early"}); len(keys) != 1 || keys[0] != want {
 		t.Errorf("DeleteExpired(limit 1) = %v; want [%v]", keys, want)
 	}
 }
@@ -112,7 +112,7 @@ func TestSweepSkipsLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys, err := db.DeleteExpired(ctx, localNow(), 10)
-	if want := (persist.Key{Namespace: "ns", Key: "free"}); err != nil || len(keys) != 1 || keys[0] != want {
+	if want := (storage.Key{Namespace: "ns", Key: "free"}); err != nil || len(keys) != 1 || keys[0] != want {
 		t.Errorf("DeleteExpired with a row locked = %v, %v; want [%v], nil", keys, err, want)
 	}
 }

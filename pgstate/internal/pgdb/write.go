@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -30,7 +30,7 @@ const (
 	// heldSQL reads what a conditional write that changed nothing found,
 	// after it, in the same transaction; FOR SHARE keeps the row as read
 	// until the commit.
-	heldSQL = `SELECT value, ` + expiryMillis + ` FROM operational_state WHERE namespace = $1 AND key = $2 FOR SHARE`
+	heldSQL = `SELECT value, ` + expiryMillis + `, ` + serverMillis + ` FROM operational_state WHERE namespace = $1 AND key = $2 FOR SHARE`
 )
 
 // Apply runs ws in one transaction, in order, and returns when it has
@@ -44,17 +44,18 @@ const (
 // into a duration from the server's now(). A write that would store a
 // string text cannot hold fails the whole batch with [ErrInvalidText]
 // before anything is sent.
-func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
+func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 	for _, w := range ws {
-		w.Changed, w.Held, w.Found = false, persist.Row{}, false
+		w.Changed, w.Held, w.Found = false, storage.Row{}, false
 		if err := check(w); err != nil {
 			return err
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue(originSQL, db.origin) // the batch's first statement: it names the transaction
 	// held[i] is set for a conditional write that reads its row.
 	type step struct {
-		w    *persist.Write
+		w    *storage.Write
 		held bool
 	}
 	var steps []step
@@ -67,17 +68,17 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
 			continue // a Delete, DeleteNamespace or DeleteIf of what cannot exist (check)
 		}
 		switch w.Kind {
-		case persist.Put:
+		case storage.Put:
 			b.Queue(putSQL, w.Namespace, w.Key, w.Value, exp)
-		case persist.Delete:
+		case storage.Delete:
 			b.Queue(deleteSQL, w.Namespace, w.Key)
-		case persist.DeleteNamespace:
+		case storage.DeleteNamespace:
 			b.Queue(deleteNSSQL, w.Namespace)
-		case persist.PutIfAbsent:
+		case storage.PutIfAbsent:
 			b.Queue(putIfAbsentSQL, w.Namespace, w.Key, w.Value, exp)
-		case persist.Swap, persist.DeleteIf:
+		case storage.Swap, storage.DeleteIf:
 			if storable(w.Old) {
-				if w.Kind == persist.Swap {
+				if w.Kind == storage.Swap {
 					b.Queue(swapSQL, w.Namespace, w.Key, w.Value, exp, w.Old)
 				} else {
 					b.Queue(deleteIfSQL, w.Namespace, w.Key, w.Old)
@@ -92,7 +93,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
 			return fmt.Errorf("opstate: unknown write kind %d", w.Kind)
 		}
 		steps = append(steps, step{w: w})
-		if w.Kind == persist.PutIfAbsent {
+		if w.Kind == storage.PutIfAbsent {
 			b.Queue(heldSQL, w.Namespace, w.Key)
 			steps = append(steps, step{w: w, held: true})
 		}
@@ -101,6 +102,9 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
 		return nil
 	}
 	err := db.run(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		for _, s := range steps {
 			if !s.held {
 				tag, err := br.Exec()
@@ -110,25 +114,24 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*persist.Write) error {
 				s.w.Changed = tag.RowsAffected() > 0
 				continue
 			}
-			var r persist.Row
+			var r storage.Row
 			var exp *int64
-			err := br.QueryRow().Scan(&r.Value, &exp)
+			var srv int64
+			err := br.QueryRow().Scan(&r.Value, &exp, &srv)
 			if err == pgx.ErrNoRows || s.w.Changed {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if exp != nil {
-				r.ExpiresAt = *exp
-			}
+			r.ExpiresAt = db.local(exp, srv)
 			s.w.Held, s.w.Found = r, true
 		}
 		return nil
 	})
 	if err != nil {
 		for _, w := range ws {
-			w.Changed, w.Held, w.Found = false, persist.Row{}, false
+			w.Changed, w.Held, w.Found = false, storage.Row{}, false
 		}
 		return classify(err)
 	}
@@ -148,8 +151,8 @@ func (db *DB) run(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults)
 }
 
 // check refuses a write that would store a string text cannot hold.
-func check(w *persist.Write) error {
-	stores := w.Kind == persist.Put || w.Kind == persist.PutIfAbsent || w.Kind == persist.Swap
+func check(w *storage.Write) error {
+	stores := w.Kind == storage.Put || w.Kind == storage.PutIfAbsent || w.Kind == storage.Swap
 	if !stores {
 		return nil
 	}
@@ -175,15 +178,25 @@ const sweepSQL = `DELETE FROM operational_state WHERE (namespace, key) IN (
 // earliest first, in one statement, and returns their keys. Sweeps of many
 // agents at once skip each other's rows: each expired row is deleted, and
 // returned, by one of them. now is not used: the server judges.
-func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]persist.Key, error) {
-	rows, err := db.pool.Query(ctx, sweepSQL, limit)
-	if err != nil {
-		return nil, classify(err)
-	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (persist.Key, error) {
-		var k persist.Key
-		err := r.Scan(&k.Namespace, &k.Key)
-		return k, err
+func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]storage.Key, error) {
+	b := &pgx.Batch{}
+	b.Queue(originSQL, db.origin)
+	b.Queue(sweepSQL, limit)
+	var keys []storage.Key
+	err := db.run(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.Key, error) {
+			var k storage.Key
+			err := r.Scan(&k.Namespace, &k.Key)
+			return k, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, classify(err)

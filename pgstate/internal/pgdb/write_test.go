@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestWriteKinds runs Put, Delete and DeleteNamespace against a present and
@@ -17,16 +17,16 @@ func TestWriteKinds(t *testing.T) {
 	tests := []struct {
 		name    string
 		present bool
-		w       persist.Write
+		w       storage.Write
 		changed bool
 		exists  bool
 	}{
-		{"put/missing", false, persist.Write{Kind: persist.Put, Value: "v"}, true, true},
-		{"put/present", true, persist.Write{Kind: persist.Put, Value: "v"}, true, true},
-		{"delete/present", true, persist.Write{Kind: persist.Delete}, true, false},
-		{"delete/missing", false, persist.Write{Kind: persist.Delete}, false, false},
-		{"delete-namespace/present", true, persist.Write{Kind: persist.DeleteNamespace}, true, false},
-		{"delete-namespace/missing", false, persist.Write{Kind: persist.DeleteNamespace}, false, false},
+		{"put/missing", false, storage.Write{Kind: storage.Put, Value: "v"}, true, true},
+		{"put/present", true, storage.Write{Kind: storage.Put, Value: "v"}, true, true},
+		{"delete/present", true, storage.Write{Kind: storage.Delete}, true, false},
+		{"delete/missing", false, storage.Write{Kind: storage.Delete}, false, false},
+		{"delete-namespace/present", true, storage.Write{Kind: storage.DeleteNamespace}, true, false},
+		{"delete-namespace/missing", false, storage.Write{Kind: storage.DeleteNamespace}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,8 +62,8 @@ func TestApplyAtomic(t *testing.T) {
 	}
 	rawPut(t, raw, "ns", "gone", "here", 0)
 	now := localNow()
-	del := &persist.Write{Kind: persist.Delete, Namespace: "ns", Key: "gone"}
-	ws := []*persist.Write{putW("ns", "a", "1", 0, now), del, putW("ns", "b", "bad", 0, now), putW("ns", "c", "3", 0, now)}
+	del := &storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "gone"}
+	ws := []*storage.Write{putW("ns", "a", "1", 0, now), del, putW("ns", "b", "bad", 0, now), putW("ns", "c", "3", 0, now)}
 	if err := db.Apply(ctx, now, ws); err == nil {
 		t.Fatal("Apply of a batch with a failing write = nil; want an error")
 	}
@@ -104,7 +104,7 @@ func TestReadsJudgeByServerClock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []persist.NamespaceCount{{Namespace: "ns", Live: 2}}; !reflect.DeepEqual(spaces, want) {
+		if want := []storage.NamespaceCount{{Namespace: "ns", Live: 2}}; !reflect.DeepEqual(spaces, want) {
 			t.Errorf("Namespaces(now %d) = %v; want %v", now, spaces, want)
 		}
 	}
@@ -130,7 +130,41 @@ func TestGetMissing(t *testing.T) {
 	if _, found, err := db.Get(ctx, "ns", "nope"); found || err != nil {
 		t.Errorf("Get(ns, nope) = %v, %v; want not found", found, err)
 	}
-	if r, found, err := db.Get(ctx, "ns", "empty"); !found || err != nil || r != (persist.Row{}) {
+	if r, found, err := db.Get(ctx, "ns", "empty"); !found || err != nil || r != (storage.Row{}) {
 		t.Errorf("Get(ns, empty) = %+v, %v, %v; want an empty value, found", r, found, err)
 	}
+}
+
+// TestExpiryInCallersClock checks that the expiries Get and a refused
+// conditional write report are instants of the DB's clock, however far it
+// is from the server's: as far from the caller's now as the server's
+// expiry is from the server's now.
+func TestExpiryInCallersClock(t *testing.T) {
+	dsn, raw := server(t)
+	const skew = 3 * time.Hour
+	clock := func() time.Time { return time.Now().Add(skew) }
+	opts := pgdbOptions()
+	opts.Clock = clock
+	db := openDSN(t, dsn, opts)
+	rawPut(t, raw, "ns", "k", "v", time.Minute)
+	ctx := context.Background()
+	r, found, err := db.Get(ctx, "ns", "k")
+	if err != nil || !found {
+		t.Fatalf("Get = %v, %v", found, err)
+	}
+	within := func(what string, got int64) {
+		t.Helper()
+		want := clock().Add(time.Minute).UnixMilli()
+		if d := got - want; d < -2000 || d > 2000 {
+			t.Errorf("%s = %d; want about %d (a minute after the DB's clock, %v ahead of the server's), off by %d ms", what, got, want, skew, d)
+		}
+	}
+	within("Get.ExpiresAt", r.ExpiresAt)
+	now := clock().UnixMilli()
+	w := &storage.Write{Kind: storage.PutIfAbsent, Namespace: "ns", Key: "k", Value: "other"}
+	apply(t, db, now, w)
+	if w.Changed || !w.Found {
+		t.Fatalf("PutIfAbsent on a live key: Changed %v, Found %v", w.Changed, w.Found)
+	}
+	within("Held.ExpiresAt", w.Held.ExpiresAt)
 }
