@@ -2,65 +2,21 @@ package pgdb_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// baseDSN is the server the tests use: OPSTATE_PG_DSN, or libpq's PG*
-// variables when it is empty (what pg_virtualenv sets).
-func baseDSN() string { return os.Getenv("OPSTATE_PG_DSN") }
-
-// withParam appends a runtime parameter to dsn, a URL or key=value form.
-func withParam(dsn, k, v string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		return dsn + sep + k + "=" + v
-	}
-	return strings.TrimSpace(dsn + " " + k + "=" + v)
-}
-
-// server returns a connection string whose search_path is a new schema of
-// the test's own, dropped at cleanup, and a pool on it for checks made
-// behind the DB's back. Without a server the test skips, unless
-// OPSTATE_REQUIRE_PG=1.
+// server returns a connection string on a new schema of the test's own
+// (pgtest.Schema) and a pool on it for checks made behind the DB's back.
 func server(t *testing.T) (string, *pgxpool.Pool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, baseDSN())
-	if err != nil {
-		if os.Getenv("OPSTATE_REQUIRE_PG") == "1" {
-			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1): %v", err)
-		}
-		t.Skipf("no PostgreSQL server (set OPSTATE_PG_DSN or PGHOST..., or run under pg_virtualenv): %v", err)
-	}
-	defer admin.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "opstate_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), baseDSN())
-		if err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	dsn := withParam(baseDSN(), "search_path", schema)
+	dsn := pgtest.Schema(t)
 	raw, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
