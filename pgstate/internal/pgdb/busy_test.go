@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestBusy holds a row lock in a transaction behind the DB's back: a write

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestMigrateConcurrent opens eight DBs at once on a fresh schema: the

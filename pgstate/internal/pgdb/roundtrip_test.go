@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // countingConn counts the writes to the server of its connection.

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
+	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // TestSweepConcurrent stores 3000 rows expired by the server's clock and

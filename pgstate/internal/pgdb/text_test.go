@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/d8da9184/opstate/storage"
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // unstorable are strings text cannot hold.
