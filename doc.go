@@ -15,6 +15,13 @@
 // For tests, NewStore(":memory:") opens a store held in memory alone,
 // private to that Store (see [Open]).
 //
+// For agents on many machines, module github.com/d8da9184/opstate/pgstate
+// opens the same Store over PostgreSQL, whose trigger and LISTEN keep
+// every agent's cache coherent. Another database can be plugged in the
+// same way: package [github.com/d8da9184/opstate/storage] is the contract,
+// [OpenBackend] the constructor. What this documentation says of SQLite
+// holds of the Store on a file; pgstate's documentation says what differs.
+//
 // # Reads
 //
 // [Store.Get] looks the key up in a bounded in-memory cache (package

@@ -86,7 +86,10 @@ type Options struct {
 	// means DefaultSyncInterval (5ms); a negative
 	// value turns the check off, for
 	// a Store that is the file's only writer. An in-memory store
-	// (":memory:") has no other writer, and never checks.
+	// (":memory:") has no other writer, and never checks. Over
+	// PostgreSQL (module pgstate), others' writes are pushed as they
+	// commit, and SyncInterval is instead how often the idle listener
+	// pings its connection (see pgstate.Open).
 	SyncInterval time.Duration
 
 	// VerifyOnOpen makes Open read the whole file with SQLite's

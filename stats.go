@@ -11,10 +11,10 @@ import (
 // Store, a write refused for damage seen before) count nowhere.
 type Stats struct {
 	Hits          uint64 // Gets and Lookups answered from the cache, negative entries included
-	Misses        uint64 // Gets and Lookups that read SQLite
+	Misses        uint64 // Gets and Lookups that read storage (SQLite or PostgreSQL)
 	Evictions     uint64 // entries dropped to stay within CacheBytes
 	Invalidations uint64 // entries dropped because another connection changed them
-	Flushes       uint64 // whole-cache drops (foreign change not pinned down, failed check)
+	Flushes       uint64 // whole-cache drops (foreign change not pinned down, failed check, change stream back after an outage)
 	Writes        uint64 // writes committed or failed (requests given to group commit)
 	Commits       uint64 // transactions; Writes/Commits is the mean batch (a failed batch retried write by write counts once)
 	WriteErrors   uint64 // writes that returned an error, of those counted in Writes
