@@ -61,7 +61,9 @@
 //     twice SyncInterval, one closed by the server at once.
 //   - The Store recovers from a restarted or unreachable server by itself:
 //     writes fail while the server is gone, and succeed again once it is
-//     back, with no reopening.
+//     back, with no reopening. A call that the server does not answer at
+//     all (a partition) fails after BusyTimeout plus 10 seconds, rather
+//     than when the kernel gives up on the connection.
 //
 // # Caveats
 //

@@ -146,6 +146,8 @@ func (db *DB) Listen(ctx context.Context) (storage.Listener, error) {
 
 // listen is Listen, returning the concrete type.
 func (db *DB) listen(ctx context.Context) (*Listener, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("opstate: listen: %w", err)

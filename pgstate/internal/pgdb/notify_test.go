@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,19 +208,80 @@ func TestListenerNoticesDeadConnection(t *testing.T) {
 	}
 }
 
-// silencer is a connection that can go silent: once silenced, what is
-// written to it is dropped, so the server never answers, as when a network
-// drops every packet.
+// silencer is a connection that can go silent: once silenced (quiet, its
+// own or shared), what is written to it is dropped, so the server never
+// answers, as when a network drops every packet.
 type silencer struct {
 	net.Conn
-	quiet atomic.Bool
+	quiet  atomic.Bool
+	shared *atomic.Bool
 }
 
 func (s *silencer) silence() { s.quiet.Store(true) }
 
 func (s *silencer) Write(p []byte) (int, error) {
-	if s.quiet.Load() {
+	if s.quiet.Load() || s.shared != nil && s.shared.Load() {
 		return len(p), nil
 	}
 	return s.Conn.Write(p)
+}
+
+// TestCallTimeout cuts every connection of a DB silently (a partition):
+// each call fails after CallTimeout, naming it, instead of waiting for
+// TCP to give up.
+func TestCallTimeout(t *testing.T) {
+	dsn, _ := server(t)
+	var quiet atomic.Bool
+	var mu sync.Mutex
+	var conns []net.Conn
+	const limit = 300 * time.Millisecond
+	opts := pgdb.WithDial(pgdb.Options{CallTimeout: limit}, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		return &silencer{Conn: c, shared: &quiet}, nil
+	})
+	db := openDSN(t, dsn, opts)
+	ctx := context.Background()
+	now := localNow()
+	apply(t, db, now, putW("ns", "k", "v", 0, now))
+	quiet.Store(true)
+	defer func() {
+		// pgx cleans a timed-out connection up in the background, sending
+		// a cancel request on a new connection and waiting up to 15s for
+		// answers that never come; closing the pool waits for that.
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Get", func() error { _, _, err := db.Get(ctx, "ns", "k"); return err }},
+		{"List", func() error { _, err := db.List(ctx, "ns", now); return err }},
+		{"Namespaces", func() error { _, err := db.Namespaces(ctx, now); return err }},
+		{"Apply", func() error { return db.Apply(ctx, now, []*storage.Write{putW("ns", "k", "w", 0, now)}) }},
+		{"DeleteExpired", func() error { _, err := db.DeleteExpired(ctx, now, 10); return err }},
+		{"Listen", func() error { _, err := db.Listen(ctx); return err }},
+	}
+	for _, c := range calls {
+		start := time.Now()
+		err := c.call()
+		d := time.Since(start)
+		switch {
+		case err == nil:
+			t.Errorf("%s on a silent connection succeeded", c.name)
+		case d > limit+2*time.Second:
+			t.Errorf("%s failed after %v; want about CallTimeout (%v)", c.name, d, limit)
+		case !strings.Contains(err.Error(), "CallTimeout") && c.name != "Listen":
+			t.Errorf("%s: error %q does not name CallTimeout", c.name, err)
+		}
+	}
 }

@@ -37,6 +37,12 @@ type Options struct {
 	// Clock is the caller's clock, in which the DB reports expiries (see
 	// "Clock" in doc.go); default time.Now.
 	Clock func() time.Time
+	// CallTimeout is how long a call waits for the server to answer
+	// before it fails: a connection that died silently (a partition)
+	// would otherwise hold it until the kernel gives up on TCP, many
+	// minutes later. Default BusyTimeout plus 10 seconds, so that a call
+	// waiting its BusyTimeout for a lock still gets its ErrBusy.
+	CallTimeout time.Duration
 	// PingInterval is how long a listener waits for a notification before
 	// it pings its connection, and how long it waits for the answer: a
 	// listener notices a dead connection within twice it. Default
@@ -58,6 +64,7 @@ type DB struct {
 	origin string
 	clock  func() time.Time
 	ping   time.Duration
+	call   time.Duration // Options.CallTimeout
 }
 
 // Open connects to the database of connString (a URL or key=value DSN;
@@ -89,7 +96,10 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = DefaultPingInterval
 	}
-	db := &DB{pool: pool, origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = opts.BusyTimeout + 10*time.Second
+	}
+	db := &DB{pool: pool, origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval, call: opts.CallTimeout}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
@@ -105,6 +115,19 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 func (db *DB) Close() error {
 	db.pool.Close()
 	return nil
+}
+
+// bound returns ctx, ended after the DB's CallTimeout, for one call.
+func (db *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, db.call)
+}
+
+// timedOut names a call's deadline as the cause of err when it was.
+func (db *DB) timedOut(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("opstate: no answer from PostgreSQL within %v (Options.CallTimeout): %w", db.call, err)
+	}
+	return err
 }
 
 // storable reports whether s can be stored in a text column.
@@ -148,6 +171,8 @@ func (db *DB) Get(ctx context.Context, ns, key string) (storage.Row, bool, error
 	if !storable(ns) || !storable(key) {
 		return storage.Row{}, false, nil
 	}
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	var r storage.Row
 	var exp *int64
 	var srv int64
@@ -156,7 +181,7 @@ func (db *DB) Get(ctx context.Context, ns, key string) (storage.Row, bool, error
 		return storage.Row{}, false, nil
 	}
 	if err != nil {
-		return storage.Row{}, false, classify(err)
+		return storage.Row{}, false, db.timedOut(ctx, classify(err))
 	}
 	r.ExpiresAt = db.local(exp, srv)
 	return r, true, nil
@@ -182,6 +207,13 @@ func (db *DB) local(exp *int64, srv int64) int64 {
 // List returns every row of ns live by the server's clock, keyed by key.
 // now is not used: the server judges.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	m, err := db.list(ctx, ns)
+	return m, db.timedOut(ctx, err)
+}
+
+func (db *DB) list(ctx context.Context, ns string) (map[string]string, error) {
 	out := make(map[string]string)
 	if !storable(ns) {
 		return out, nil
@@ -207,6 +239,13 @@ func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string
 // Namespaces returns every namespace with keys live by the server's
 // clock, sorted by name as bytes. now is not used: the server judges.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]storage.NamespaceCount, error) {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	ncs, err := db.namespaces(ctx)
+	return ncs, db.timedOut(ctx, err)
+}
+
+func (db *DB) namespaces(ctx context.Context) ([]storage.NamespaceCount, error) {
 	rows, err := db.pool.Query(ctx, `SELECT namespace, count(*) FROM operational_state WHERE `+live+`
 		GROUP BY namespace ORDER BY namespace COLLATE "C"`)
 	if err != nil {

@@ -142,12 +142,14 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 // results with read; the batch's implicit transaction commits at its end
 // unless a statement failed.
 func (db *DB) run(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	br := db.pool.SendBatch(ctx, b)
 	err := read(br)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return db.timedOut(ctx, err)
 }
 
 // check refuses a write that would store a string text cannot hold.
