@@ -223,15 +223,23 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 // not.
 func TestMemoryStoreNoPolling(t *testing.T) {
 	opts := opstate.Options{SweepInterval: -1, SyncInterval: time.Millisecond}
-	// A goroutine Open started that has not run yet shows in the stacks
-	// as Open's wrapper of the go statement, not as its function: wait
-	// until none is left, so that the count sees every one.
+	// A goroutine Open started (in start) that has not run yet shows in
+	// the stacks as start's wrapper of the go statement, as its top frame,
+	// not as its function: wait until none is left, so that the count
+	// sees every one. (A running goroutine may show the wrapper too, in a
+	// frame below its function.)
 	tickers := func() int {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			buf := make([]byte, 1<<20)
 			stacks := string(buf[:runtime.Stack(buf, true)])
-			if !strings.Contains(stacks, "opstate.Open.gowrap") || time.Now().After(deadline) {
+			pending := false
+			for _, g := range strings.Split(stacks, "\n\n") {
+				if lines := strings.SplitN(g, "\n", 3); len(lines) > 1 && strings.Contains(lines[1], "opstate.start.gowrap") {
+					pending = true
+				}
+			}
+			if !pending || time.Now().After(deadline) {
 				return strings.Count(stacks, "opstate.(*Store).syncLoop")
 			}
 			time.Sleep(time.Millisecond)
