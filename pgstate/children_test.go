@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +23,41 @@ const (
 	childDSN = "PGSTATE_TEST_DSN"
 )
 
+// TestMain runs the tests, then fails the run if a goroutine of a Store,
+// of pgx or of its pool outlived every Store's Close; or, with childEnv
+// set, plays a child process.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "store" {
 		os.Exit(storeChild(os.Getenv(childDSN), os.Stdin, os.Stdout))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if leaked := leftGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines outlived their Store:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftGoroutines waits up to timeout for every goroutine running opstate's
+// or pgx's code to end, and returns the stacks of those still running.
+func leftGoroutines(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var left []string
+		for _, g := range strings.Split(string(buf), "\n\n")[1:] { // [0] is this one
+			if strings.Contains(g, "github.com/d8da9184/opstate") || strings.Contains(g, "github.com/jackc/") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return strings.Join(left, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // storeChild serves requests, one per line, on a Store of its own:
