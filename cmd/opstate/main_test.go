@@ -10,7 +10,15 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
+	"github.com/d8da9184/opstate/internal/cli"
 )
+
+func TestMain(m *testing.M) {
+	// The command run without -db uses OPSTATE_DB if it is set: the tests
+	// must not touch the database of the shell that runs them.
+	os.Unsetenv(cli.DBEnv)
+	os.Exit(m.Run())
+}
 
 // documentedSyncInterval is the default Options.SyncInterval as README and
 // the opstate package document it.
@@ -121,5 +129,87 @@ func TestBinary(t *testing.T) {
 				v, stale, documentedSyncInterval, syncSlack)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPostgresRefused checks that this build, which speaks SQLite only,
+// refuses a PostgreSQL URL given in -db or in OPSTATE_DB, for every verb:
+// exit 1, nothing on standard output, a message that says so and names
+// the command that speaks PostgreSQL, and never the URL's password; and
+// that it changes nothing, neither making a file nor falling back on
+// ./opstate.db.
+func TestPostgresRefused(t *testing.T) {
+	work := t.TempDir()
+	t.Chdir(work)
+	runOK := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run(args, strings.NewReader(""), &stdout, &stderr); code != 0 || stderr.Len() != 0 {
+			t.Fatalf("run(%q) = %d, stderr %q; want 0, \"\"", args, code, stderr.String())
+		}
+		return stdout.String()
+	}
+	runOK("set", "flags", "k", "old") // ./opstate.db, which no refused run may change
+	const password = "s3cret"
+	verbs := [][]string{
+		{"get", "flags", "k"},
+		{"set", "flags", "k", "new"},
+		{"set", "-ttl", "1h", "flags", "k", "-"},
+		{"del", "flags", "k"},
+		{"drop", "flags"},
+		{"list", "flags"},
+		{"list", "-json", "flags"},
+		{"watch", "flags"},
+		{"ns"},
+		{"sweep"},
+		{"backup", "copy.db"},
+	}
+	for _, url := range []string{
+		"postgres://app:" + password + "@127.0.0.1:5432/state?sslmode=disable",
+		"postgresql://app@db1/state?password=" + password,
+	} {
+		for _, viaEnv := range []bool{false, true} {
+			for _, verb := range verbs {
+				args := append([]string{"-db", url}, verb...)
+				env := ""
+				if viaEnv {
+					args, env = verb, url
+				}
+				t.Setenv(cli.DBEnv, env)
+				// watch of the database of a URL not refused would never
+				// end: the run is bounded.
+				var stdout, stderr bytes.Buffer
+				done := make(chan int, 1)
+				go func() { done <- run(args, strings.NewReader("new"), &stdout, &stderr) }()
+				var code int
+				select {
+				case code = <-done:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("run(%q) with %s=%q did not return within 10s", args, cli.DBEnv, env)
+				}
+				msg := stderr.String()
+				if code != 1 || stdout.Len() != 0 || !strings.Contains(msg, "SQLite only") ||
+					!strings.Contains(msg, "github.com/d8da9184/opstate/pgstate") || !strings.Contains(msg, "go install ./cmd/opstate") {
+					t.Errorf("run(%q) with %s=%q = %d, stdout %q, stderr %q; want 1, \"\", a message saying SQLite only and naming the pgstate command",
+						args, cli.DBEnv, env, code, stdout.String(), msg)
+				}
+				if strings.Contains(msg, password) {
+					t.Errorf("run(%q) with %s=%q printed the password: %q", args, cli.DBEnv, env, msg)
+				}
+			}
+		}
+	}
+	t.Setenv(cli.DBEnv, "")
+	if got := runOK("get", "flags", "k"); got != "old\n" {
+		t.Errorf("get from ./opstate.db after the refused runs printed %q; want %q", got, "old\n")
+	}
+	ents, err := os.ReadDir(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "opstate.db" {
+			t.Errorf("a refused run left %s in the working directory", e.Name())
+		}
 	}
 }

@@ -19,6 +19,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(commandEnv) != "" {
 		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, OpenSQLite))
 	}
+	// A test that runs the command without -db uses OPSTATE_DB if it is
+	// set, and must not touch the database of the shell that runs the
+	// tests; the tests of OPSTATE_DB set it themselves.
+	os.Unsetenv(DBEnv)
 	os.Exit(m.Run())
 }
 

@@ -7,10 +7,12 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -19,8 +21,13 @@ import (
 	"github.com/d8da9184/opstate"
 )
 
-// defaultDB is the database path used when -db is not given.
+// defaultDB is the database path used when neither -db nor [DBEnv] is
+// given.
 const defaultDB = "./opstate.db"
+
+// DBEnv is the environment variable whose value, when not empty, is the
+// database when -db is not given: a path or a URL, as -db takes them.
+const DBEnv = "OPSTATE_DB"
 
 // Exit statuses.
 const (
@@ -29,18 +36,20 @@ const (
 	exitUsage = 2
 )
 
-// An Opener opens the Store that db, the value of -db, names, for one run
-// of the command; create reports whether the verb may create the database
-// (set does, every other verb fails on a database that does not exist).
-// Its error is printed as it is, on a line of its own.
+// An Opener opens the Store that db, the value of -db (or of [DBEnv]),
+// names, for one run of the command; create reports whether the verb may
+// create the database (set does, every other verb fails on a database
+// that does not exist). db is never empty, and is a file path or, as
+// [IsPostgresURL] tells, a PostgreSQL URL. The error is printed as it is,
+// on a line of its own: it must not hold the URL's password.
 type Opener func(db string, create bool) (*opstate.Store, error)
 
 // Main runs the command line args (without the program name) with the
 // given standard streams, opening its database with open, and returns the
-// exit status. Everything about args is checked before the database is
+// exit status. It reads [DBEnv] from the environment. Everything about args is checked before the database is
 // opened, so that bad usage changes nothing.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener) int {
-	inv, err := parse(args)
+	inv, err := parse(args, os.Getenv(DBEnv))
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage())
 		return exitOK
@@ -48,7 +57,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 	if err != nil { // bad usage
 		fmt.Fprintf(stderr, "opstate: %v\n", err)
 		if ue := (*usageError)(nil); errors.As(err, &ue) && ue.verb != nil {
-			fmt.Fprintf(stderr, "usage: opstate [-db PATH] %s\n", ue.verb.synopsis())
+			fmt.Fprintf(stderr, "usage: opstate [-db PATH|URL] %s\n", ue.verb.synopsis())
 		}
 		fmt.Fprintln(stderr, "Run 'opstate -h' for help.")
 		return exitUsage
@@ -65,7 +74,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 
 	s, err := open(inv.db, inv.verb.creates)
 	if err != nil {
-		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..."
+		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..." or "opstate: open postgres: ..."
 		return exitFail
 	}
 	code, err := inv.verb.exec(s, inv, stdout)
@@ -110,27 +119,37 @@ func newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses and validates args. Its error is flag.ErrHelp for a request
+// parse parses and validates args; env is the value of [DBEnv], the
+// database when -db is not given. Its error is flag.ErrHelp for a request
 // for help, or else a *usageError.
-func parse(args []string) (*invocation, error) {
+func parse(args []string, env string) (*invocation, error) {
 	inv := &invocation{}
 	fs := newFlagSet("opstate")
-	fs.StringVar(&inv.db, "db", defaultDB, "")
+	fs.StringVar(&inv.db, "db", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
 		return nil, usagef(nil, "%v", err)
 	}
+	from := "-db " // how messages name where inv.db comes from
+	if !isSet(fs, "db") {
+		inv.db = cmp.Or(env, defaultDB)
+		if env != "" {
+			from = DBEnv + "="
+		}
+	}
 	switch {
 	case inv.db == "":
 		return nil, usagef(nil, "empty -db path")
+	case IsPostgresURL(inv.db):
+		// The Opener checks it, and refuses it if it speaks SQLite only.
 	case inv.db == ":memory:":
 		// The library would open a private in-memory database, gone when
 		// the command exits: a set would be lost and a get find nothing.
-		return nil, usagef(nil, "-db :memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)")
+		return nil, usagef(nil, "%s:memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)", from)
 	case strings.HasPrefix(inv.db, "file:"):
-		return nil, usagef(nil, `-db %s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, inv.db)
+		return nil, usagef(nil, `%s%s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, from, inv.db)
 	}
 	if fs.NArg() == 0 {
 		return nil, usagef(nil, "missing verb")
@@ -164,9 +183,7 @@ func parse(args []string) (*invocation, error) {
 			return nil, usagef(v, "%s: empty %s", name, p)
 		}
 	}
-	ttlSet := false
-	vfs.Visit(func(f *flag.Flag) { ttlSet = ttlSet || f.Name == "ttl" })
-	if ttlSet && inv.ttl <= 0 {
+	if isSet(vfs, "ttl") && inv.ttl <= 0 {
 		return nil, usagef(v, "%s: -ttl %v is not a positive duration", name, inv.ttl)
 	}
 	if name == "watch" && inv.json && !utf8.ValidString(inv.args[0]) {
@@ -175,4 +192,11 @@ func parse(args []string) (*invocation, error) {
 	}
 	inv.fromStdin = name == "set" && inv.args[2] == "-"
 	return inv, nil
+}
+
+// isSet reports whether the flag name was given to fs.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

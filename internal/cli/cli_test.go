@@ -650,17 +650,32 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// TestDefaultDB checks where the database is: -db, else OPSTATE_DB when
+// it is not empty, else ./opstate.db.
 func TestDefaultDB(t *testing.T) {
 	if defaultDB != "./opstate.db" {
 		t.Errorf("defaultDB = %q; want %q", defaultDB, "./opstate.db")
 	}
-	inv, err := parse([]string{"get", "flags", "dark_mode"})
-	if err != nil || inv.db != defaultDB {
-		t.Fatalf("parse without -db: db %q, err %v; want %q, nil", inv.db, err, defaultDB)
-	}
-	inv, err = parse([]string{"-db", "/tmp/x.db", "get", "flags", "dark_mode"})
-	if err != nil || inv.db != "/tmp/x.db" {
-		t.Fatalf("parse with -db: db %q, err %v; want %q, nil", inv.db, err, "/tmp/x.db")
+	for _, tt := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"get", "flags", "dark_mode"}, "", defaultDB},
+		{[]string{"-db", "/tmp/x.db", "get", "flags", "dark_mode"}, "", "/tmp/x.db"},
+		{[]string{"get", "flags", "dark_mode"}, "/tmp/env.db", "/tmp/env.db"},
+		{[]string{"-db", "/tmp/x.db", "get", "flags", "dark_mode"}, "/tmp/env.db", "/tmp/x.db"},
+		{[]string{"get", "flags", "dark_mode"}, "postgres://u@h/db", "postgres://u@h/db"},
+		{[]string{"-db", "postgresql://u@h/db", "get", "flags", "dark_mode"}, "/tmp/env.db", "postgresql://u@h/db"},
+	} {
+		inv, err := parse(tt.args, tt.env)
+		var got string
+		if inv != nil {
+			got = inv.db
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parse(%q) with %s=%q: db %q, err %v; want %q, nil", tt.args, DBEnv, tt.env, got, err, tt.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -107,7 +108,8 @@ var verbs = []*verb{
 		name:   "backup",
 		params: []string{"DEST"},
 		help: "write a consistent copy of the database to the new file DEST (mode 0600), while\n" +
-			"others go on writing; fails if DEST exists. Copy an open database this way, not with cp",
+			"others go on writing; fails if DEST exists. Copy an open database this way, not with cp.\n" +
+			"SQLite only: copy a PostgreSQL database with pg_dump",
 		exec: execBackup,
 	},
 	{
@@ -128,7 +130,7 @@ func lookupVerb(name string) *verb {
 // usage returns the help text printed by -h and help.
 func usage() string {
 	var b strings.Builder
-	b.WriteString("usage: opstate [-db PATH] VERB [ARGS]\n\nVerbs:\n")
+	b.WriteString("usage: opstate [-db PATH|URL] VERB [ARGS]\n\nVerbs:\n")
 	for _, v := range verbs {
 		fmt.Fprintf(&b, "  %s\n", v.synopsis())
 		for line := range strings.SplitSeq(v.help, "\n") {
@@ -137,11 +139,24 @@ func usage() string {
 	}
 	b.WriteString(`
 Flags:
-  -db PATH
-      the database file (default ` + defaultDB + `); set creates it (mode 0600)
-      if missing, every other verb fails on a missing file and creates nothing
+  -db PATH|URL
+      the database (default $` + DBEnv + `, or ` + defaultDB + ` if that is empty): the
+      SQLite file PATH, which set creates (mode 0600) if missing, while every
+      other verb fails on a missing file and creates nothing; or the
+      PostgreSQL database of URL, postgres://USER:PASSWORD@HOST:PORT/DBNAME
+      (or postgresql://...; libpq's PG* variables and ~/.pgpass supply what
+      it leaves out), where every verb creates opstate's table if missing.
+      Only the opstate command of module github.com/d8da9184/opstate/pgstate
+      speaks PostgreSQL (in a checkout: cd pgstate && go install ./cmd/opstate);
+      the root module's refuses a URL
   -h, -help
       print this help
+
+Environment:
+  ` + DBEnv + `
+      the database, PATH or URL, when -db is not given. Keep a password here,
+      in PGPASSWORD or in ~/.pgpass rather than in -db, where other users of
+      the machine see it (ps)
 
 Verb flags go between the verb and its arguments; put "--" before a
 namespace or key that begins with "-".
@@ -159,7 +174,8 @@ valid UTF-8, having printed the changes before it.
 Exit status: 0 on success, for help, and for watch ended by SIGINT or
 SIGTERM; 1 if get finds no live key (and prints nothing) or the command
 fails (message on standard error), as when a verb other than set finds no
-database at PATH; 2 for bad usage, in which case the database is neither
+database at PATH or PostgreSQL cannot be reached or refuses the login; 2
+for bad usage, in which case the database is neither
 opened nor created.
 `)
 	return b.String()
@@ -276,7 +292,11 @@ func execSweep(s *opstate.Store, _ *invocation, stdout io.Writer) (int, error) {
 }
 
 func execBackup(s *opstate.Store, inv *invocation, _ io.Writer) (int, error) {
-	return exitOK, s.Backup(context.Background(), inv.args[0])
+	err := s.Backup(context.Background(), inv.args[0])
+	if errors.Is(err, opstate.ErrUnsupported) {
+		return exitFail, fmt.Errorf("%w; backup copies SQLite databases only: copy a PostgreSQL one with pg_dump", err)
+	}
+	return exitOK, err
 }
 
 func flush(w *bufio.Writer) (int, error) {
