@@ -486,6 +486,20 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// dirNames returns the names of what dir holds, sorted.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 // assertNoFiles fails the test if dir holds anything.
 func assertNoFiles(t *testing.T, dir string, args []string) {
 	t.Helper()
@@ -532,11 +546,17 @@ func TestHelp(t *testing.T) {
 		}
 		assertNoFiles(t, dir, args)
 	}
-	// The usage mentions every verb.
+	// The usage mentions every verb, and how to name a PostgreSQL
+	// database and which command speaks it.
 	_, stdout, _ := runCLI(t, "", "help")
 	for _, v := range verbs {
 		if !strings.Contains(stdout, "\n  "+v.synopsis()+"\n") {
 			t.Errorf("usage does not show %q:\n%s", v.synopsis(), stdout)
+		}
+	}
+	for _, want := range []string{"-db PATH|URL", "postgres://", "\n  " + DBEnv + "\n", "cd pgstate && go install ./cmd/opstate"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("usage does not mention %q:\n%s", want, stdout)
 		}
 	}
 }
@@ -636,15 +656,7 @@ func TestClosed(t *testing.T) {
 	} {
 		args := append([]string{"-db", db}, args...)
 		runCLI(t, "", args...)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		if !reflect.DeepEqual(names, []string{"test.db"}) {
+		if names := dirNames(t, dir); !reflect.DeepEqual(names, []string{"test.db"}) {
 			t.Errorf("after run(%q), directory holds %q; want only test.db", args, names)
 		}
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -45,15 +44,7 @@ func TestDBEnv(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "set", "ns", "k", "default"); code != exitOK {
 		t.Fatalf("run set with %s empty = %d (%s); want 0", DBEnv, code, stderr)
 	}
-	ents, err := os.ReadDir(work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	if want := []string{filepath.Base(defaultDB)}; !reflect.DeepEqual(names, want) {
+	if names, want := dirNames(t, work), []string{filepath.Base(defaultDB)}; !reflect.DeepEqual(names, want) {
 		t.Errorf("set with %s empty left %q in the working directory; want %q", DBEnv, names, want)
 	}
 }

@@ -119,18 +119,9 @@ func TestWatch(t *testing.T) {
 			p.Ready(t, s, "flags", tt.json)
 			for _, st := range steps {
 				st.do(t, s, db)
-				want := st.text
-				if tt.json {
-					want = st.jsonLine
-				}
-				if want != "" {
-					p.Expect(t, want)
-				}
+				p.ExpectLine(t, tt.json, st.text, st.jsonLine)
 			}
-			p.Signal(t, tt.sig)
-			if code, stderr := p.Exit(t); code != exitOK || stderr != "" {
-				t.Errorf("%q after %v: exit %d, stderr %q; want 0, \"\"", p.Args, tt.sig, code, stderr)
-			}
+			p.Stop(t, tt.sig)
 		})
 	}
 }
@@ -165,20 +156,14 @@ func TestWatchValues(t *testing.T) {
 			p.Ready(t, s, "ns", false)
 			mustSetKey(t, s, "ns", tt.key, tt.value)
 			p.Expect(t, tt.text)
-			p.Signal(t, os.Interrupt)
-			if code, stderr := p.Exit(t); code != exitOK || stderr != "" {
-				t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.Args, code, stderr)
-			}
+			p.Stop(t, os.Interrupt)
 
 			p = startWatch(t, db, "-json", "ns")
 			p.Ready(t, s, "ns", true)
 			mustSetKey(t, s, "ns", tt.key, tt.value)
 			if tt.jsonLine != "" {
 				p.Expect(t, tt.jsonLine)
-				p.Signal(t, os.Interrupt)
-				if code, stderr := p.Exit(t); code != exitOK || stderr != "" {
-					t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.Args, code, stderr)
-				}
+				p.Stop(t, os.Interrupt)
 				return
 			}
 			code, stderr := p.Exit(t)

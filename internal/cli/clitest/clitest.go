@@ -159,6 +159,20 @@ func (p *Process) Expect(t *testing.T, want string) {
 	}
 }
 
+// ExpectLine is [Process.Expect] of the line a change makes opstate watch
+// print: text, or jsonLine when the process runs watch -json. It expects
+// nothing when that is "", for a change watch does not print.
+func (p *Process) ExpectLine(t *testing.T, json bool, text, jsonLine string) {
+	t.Helper()
+	want := text
+	if json {
+		want = jsonLine
+	}
+	if want != "" {
+		p.Expect(t, want)
+	}
+}
+
 // Ready returns once the process, opstate watch [-json] ns, reports the
 // changes to ns: it sets the key "marker" of ns through s, again and
 // again, until the process prints the change to the value last set, which
@@ -205,6 +219,17 @@ func (p *Process) Signal(t *testing.T, sig os.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v to %q: %v", sig, p.Args, err)
+	}
+}
+
+// Stop sends sig to the process and fails the test unless it then exits 0,
+// printing no other line and nothing on standard error, as opstate watch
+// does on SIGINT and SIGTERM.
+func (p *Process) Stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	p.Signal(t, sig)
+	if code, stderr := p.Exit(t); code != 0 || stderr != "" {
+		t.Errorf("%q after %v: exit %d, stderr %q; want 0, \"\"", p.Args, sig, code, stderr)
 	}
 }
 
