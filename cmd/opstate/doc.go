@@ -31,7 +31,8 @@
 // semantics of [github.com/d8da9184/opstate/pgstate.Open], except backup
 // (copy PostgreSQL with pg_dump); every verb, not only set, creates
 // opstate's table when the schema has none. A key=value connection string
-// is not taken: it would be read as a PATH. Keep a password in
+// (host=db1 dbname=ops ...) is not taken: it is bad usage, which the
+// message does not echo. Keep a password in
 // OPSTATE_DB, PGPASSWORD or ~/.pgpass rather than in -db, where other
 // users of the machine can read it (ps); messages print a URL with its
 // password masked (postgres://app:xxxxx@db1/ops).
@@ -136,17 +137,17 @@
 //	   the database could not be opened (the path is a directory, lies in a
 //	   missing directory, or is not an SQLite database, or a verb other
 //	   than set found nothing at the path; PostgreSQL could not be reached
-//	   within 10 seconds, refused the login, or this command speaks SQLite
-//	   only), standard input could not be
-//	   read, list -json or watch -json met a key or value that is not
-//	   valid UTF-8, or a read or write failed (watch's output included: a
-//	   pipe whose reader has gone ends it so); a message is printed on
-//	   standard error
+//	   within 10 seconds or refused the login; this command speaks SQLite
+//	   only), standard input could not be read, list -json or watch -json
+//	   met a key or value that is not valid UTF-8, or a read or write
+//	   failed (watch's output included: a pipe whose reader has gone ends
+//	   it so); a message is printed on standard error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
-//	   empty namespace, key or -db path, an unknown flag, a -ttl that is
-//	   not a positive duration, or watch -json of a namespace that is not
-//	   valid UTF-8; a message is printed on standard error, nothing on
-//	   standard output, and the database is not opened (nor created)
+//	   empty namespace, key or -db path, a key=value connection string in
+//	   -db or OPSTATE_DB, an unknown flag, a -ttl that is not a positive
+//	   duration, or watch -json of a namespace that is not valid UTF-8; a
+//	   message is printed on standard error, nothing on standard output,
+//	   and the database is not opened (nor created)
 //
 // # Examples
 //

@@ -132,11 +132,11 @@ func parse(args []string, env string) (*invocation, error) {
 		}
 		return nil, usagef(nil, "%v", err)
 	}
-	from := "-db " // how messages name where inv.db comes from
+	from, sep := "-db", " " // where inv.db comes from, for messages: -db X or OPSTATE_DB=X
 	if !isSet(fs, "db") {
 		inv.db = cmp.Or(env, defaultDB)
 		if env != "" {
-			from = DBEnv + "="
+			from, sep = DBEnv, "="
 		}
 	}
 	switch {
@@ -144,12 +144,16 @@ func parse(args []string, env string) (*invocation, error) {
 		return nil, usagef(nil, "empty -db path")
 	case IsPostgresURL(inv.db):
 		// The Opener checks it, and refuses it if it speaks SQLite only.
+	case isKeyValueDSN(inv.db):
+		// Not echoed: it may hold a password.
+		return nil, usagef(nil, "%s holds a key=value connection string, which opstate does not take; "+
+			"give a postgres:// URL (libpq's PG* variables supply what it leaves out)", from)
 	case inv.db == ":memory:":
 		// The library would open a private in-memory database, gone when
 		// the command exits: a set would be lost and a get find nothing.
-		return nil, usagef(nil, "%s:memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)", from)
+		return nil, usagef(nil, "%s%s:memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)", from, sep)
 	case strings.HasPrefix(inv.db, "file:"):
-		return nil, usagef(nil, `%s%s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, from, inv.db)
+		return nil, usagef(nil, `%s%s%s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, from, sep, inv.db)
 	}
 	if fs.NArg() == 0 {
 		return nil, usagef(nil, "missing verb")

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/d8da9184/opstate"
@@ -16,12 +17,11 @@ import (
 // create, a path that holds nothing is refused, creating nothing, so that
 // a mistyped -db fails loudly instead of creating an empty file and
 // reporting a missing key. A PostgreSQL URL is refused, creating nothing,
-// with a message that names the command that speaks PostgreSQL
-// ([PostgresCommand]).
+// with a message that names the command that speaks PostgreSQL.
 func OpenSQLite(db string, create bool) (*opstate.Store, error) {
 	if IsPostgresURL(db) {
 		return nil, fmt.Errorf("opstate: open %s: this opstate command speaks SQLite only; "+
-			"PostgreSQL is spoken by %s", redact(db), PostgresCommand)
+			"PostgreSQL is spoken by %s", redact(db), postgresCommand)
 	}
 	if !create {
 		// os.Stat opens no descriptor of the file.
@@ -35,9 +35,9 @@ func OpenSQLite(db string, create bool) (*opstate.Store, error) {
 	return opstate.Open(db, opstate.Options{SweepInterval: -1})
 }
 
-// PostgresCommand says how to get the opstate command that speaks
-// PostgreSQL, for messages and the usage.
-const PostgresCommand = "the opstate command of module github.com/d8da9184/opstate/pgstate " +
+// postgresCommand says how to get the opstate command that speaks
+// PostgreSQL.
+const postgresCommand = "the opstate command of module github.com/d8da9184/opstate/pgstate " +
 	"(in a checkout of opstate: cd pgstate && go install ./cmd/opstate)"
 
 // IsPostgresURL reports whether db, a -db value, is a PostgreSQL URL:
@@ -45,6 +45,21 @@ const PostgresCommand = "the opstate command of module github.com/d8da9184/opsta
 // tell a URL from a key=value connection string.
 func IsPostgresURL(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// dsnKeys are the keywords of libpq's key=value connection strings that
+// begin one in practice.
+var dsnKeys = []string{"host", "hostaddr", "port", "dbname", "user", "password", "passfile",
+	"sslmode", "service", "connect_timeout", "application_name", "options", "search_path"}
+
+// isKeyValueDSN reports whether db looks like a key=value connection
+// string (host=db1 dbname=ops ...): whether its first word is a libpq
+// keyword and "=". opstate takes a URL, not that form, and would otherwise
+// read it as a file name.
+func isKeyValueDSN(db string) bool {
+	first, _, _ := strings.Cut(strings.TrimSpace(db), " ")
+	k, _, ok := strings.Cut(first, "=")
+	return ok && slices.Contains(dsnKeys, k)
 }
 
 // redact returns db for a message: a path as it is, a URL with its

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -76,5 +77,42 @@ func TestRedact(t *testing.T) {
 		if strings.Contains(got, "s3c") {
 			t.Errorf("redact(%q) = %q, which holds the password", tt.db, got)
 		}
+	}
+}
+
+// TestKeyValueDSN checks that a key=value connection string in -db or
+// OPSTATE_DB is bad usage, rather than the name of a file that set would
+// create, and that the message does not echo it, password and all.
+func TestKeyValueDSN(t *testing.T) {
+	work := t.TempDir()
+	t.Chdir(work)
+	for _, dsn := range []string{
+		"host=db1 dbname=ops user=app password=s3cret",
+		"password=s3cret host=db1",
+		"dbname=ops",
+		"  user=app password='s3 cret'",
+	} {
+		for _, viaEnv := range []bool{false, true} {
+			args := []string{"-db", dsn, "set", "ns", "k", "v"}
+			t.Setenv(DBEnv, "")
+			if viaEnv {
+				args = args[2:]
+				t.Setenv(DBEnv, dsn)
+			}
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != exitUsage || stdout != "" || !strings.Contains(stderr, "key=value connection string") {
+				t.Errorf("run(%q) with %s=%q = %d, %q, stderr %q; want %d, \"\", a message naming a key=value connection string",
+					args, DBEnv, os.Getenv(DBEnv), code, stdout, stderr, exitUsage)
+			}
+			if strings.Contains(stderr, "s3") {
+				t.Errorf("run(%q) with %s=%q printed the password: %q", args, DBEnv, os.Getenv(DBEnv), stderr)
+			}
+			assertNoFiles(t, work, args)
+		}
+	}
+	// A file name that only holds "=" is still a file.
+	mustRun(t, "./a=b", "set", "ns", "k", "v")
+	if names, want := dirNames(t, work), []string{"a=b"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("-db ./a=b made %q; want %q", names, want)
 	}
 }
