@@ -2,18 +2,48 @@
 //
 // Usage:
 //
-//	opstate [-db PATH] VERB [ARGS]
+//	opstate [-db PATH|URL] VERB [ARGS]
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
-// working directory). Only set creates it, mode 0600, when it does not
-// exist; every other verb (get, list, watch, ns, del, drop, sweep, backup) run
-// on a path that holds nothing fails with a message naming the path, and
-// creates nothing, so that a mistyped -db is not mistaken for a missing key.
+// working directory), or the PostgreSQL database of URL (see PostgreSQL
+// below). When -db is not given, the environment variable OPSTATE_DB, if
+// it is not empty, gives the PATH or URL instead. Only set creates the
+// file, mode 0600, when it does not exist; every other verb (get, list,
+// watch, ns, del, drop, sweep, backup) run on a path that holds nothing
+// fails with a message naming the path, and creates nothing, so that a
+// mistyped -db is not mistaken for a missing key.
 // Each run opens the database with no background sweeper, does one thing
 // (watch: until it is interrupted) and closes it. So -db :memory:, which the
 // library opens as an in-memory database gone at Close, is bad usage
 // (./:memory: names a file), and so is a PATH beginning with "file:", which
 // SQLite would read as a URI.
+//
+// # PostgreSQL
+//
+// A -db or OPSTATE_DB that begins with postgres:// or postgresql:// is a
+// PostgreSQL URL, such as
+//
+//	postgres://app@db1.example.com:5432/ops?sslmode=verify-full
+//
+// read as libpq reads it: libpq's PG* variables (PGPASSWORD, PGHOST, ...)
+// and ~/.pgpass supply what it leaves out, and a search_path parameter
+// picks the schema. Every verb works on it as on a file, with the
+// semantics of [github.com/d8da9184/opstate/pgstate.Open], except backup
+// (copy PostgreSQL with pg_dump); every verb, not only set, creates
+// opstate's table when the schema has none. A key=value connection string
+// (host=db1 dbname=ops ...) is not taken: it is bad usage, which the
+// message does not echo. Keep a password in
+// OPSTATE_DB, PGPASSWORD or ~/.pgpass rather than in -db, where other
+// users of the machine can read it (ps); messages print a URL with its
+// password masked (postgres://app:xxxxx@db1/ops).
+//
+// This command, built from the root module, speaks SQLite only, so that
+// the module does not depend on a PostgreSQL driver: given a URL, it fails
+// with exit status 1, saying so and changing nothing. The command that
+// speaks both is built from module github.com/d8da9184/opstate/pgstate;
+// in a checkout of opstate:
+//
+//	cd pgstate && go install ./cmd/opstate
 //
 // # Verbs
 //
@@ -41,7 +71,8 @@
 //	    Print one line for each change to NS committed after it starts, as
 //	    soon as it learns of it, until SIGINT or SIGTERM ends it with exit
 //	    status 0. A change made by another program (a Store, opstate set,
-//	    the sqlite3 shell) is printed within the library's SyncInterval. The
+//	    the sqlite3 shell, psql) is printed within the library's
+//	    SyncInterval (on PostgreSQL: as soon as its notification comes). The
 //	    lines are
 //	        set<TAB>KEY<TAB>VALUE  KEY now holds VALUE
 //	        delete<TAB>KEY         KEY was deleted
@@ -65,7 +96,8 @@
 //	    0600), while other programs go on reading and writing it; fail if
 //	    DEST exists. This is the safe way to copy a database that a program
 //	    has open: cp of the file, or of the file and its -wal, can catch a
-//	    commit or checkpoint halfway and copy a damaged database.
+//	    commit or checkpoint halfway and copy a damaged database. SQLite
+//	    only: on PostgreSQL it fails (exit 1), and pg_dump copies.
 //	help
 //	    Print the usage on standard output.
 //
@@ -104,16 +136,18 @@
 //	1  get found no live key (nothing is printed), or the command failed:
 //	   the database could not be opened (the path is a directory, lies in a
 //	   missing directory, or is not an SQLite database, or a verb other
-//	   than set found nothing at the path), standard input could not be
-//	   read, list -json or watch -json met a key or value that is not
-//	   valid UTF-8, or a read or write failed (watch's output included: a
-//	   pipe whose reader has gone ends it so); a message is printed on
-//	   standard error
+//	   than set found nothing at the path; PostgreSQL could not be reached
+//	   within 10 seconds or refused the login; this command speaks SQLite
+//	   only), standard input could not be read, list -json or watch -json
+//	   met a key or value that is not valid UTF-8, or a read or write
+//	   failed (watch's output included: a pipe whose reader has gone ends
+//	   it so); a message is printed on standard error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
-//	   empty namespace, key or -db path, an unknown flag, a -ttl that is
-//	   not a positive duration, or watch -json of a namespace that is not
-//	   valid UTF-8; a message is printed on standard error, nothing on
-//	   standard output, and the database is not opened (nor created)
+//	   empty namespace, key or -db path, a key=value connection string in
+//	   -db or OPSTATE_DB, an unknown flag, a -ttl that is not a positive
+//	   duration, or watch -json of a namespace that is not valid UTF-8; a
+//	   message is printed on standard error, nothing on standard output,
+//	   and the database is not opened (nor created)
 //
 // # Examples
 //
@@ -121,6 +155,7 @@
 //	opstate get flags dark_mode                 # on
 //	opstate set -ttl 10m locks deploy alice
 //	opstate -db /var/lib/app/state.db list -json flags
+//	OPSTATE_DB=postgres://app@db1/ops opstate ns     # the pgstate build
 //	opstate watch flags                         # set<TAB>dark_mode<TAB>off ...
 //	opstate set certs site.pem - < site.pem
 package main

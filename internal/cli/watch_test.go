@@ -1,12 +1,10 @@
-package main
+package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,168 +14,15 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
+	"github.com/d8da9184/opstate/internal/cli/clitest"
 	"github.com/d8da9184/opstate/persist"
 )
 
-// watchWait bounds each wait for a line or an exit of a watch process:
-// changes by other connections reach it within SyncInterval, but the tests
-// run under -race on a shared machine.
-const watchWait = 10 * time.Second
-
-// watchProcess is opstate watch running in a child process, its standard
-// output a pipe read line by line.
-type watchProcess struct {
-	args   []string
-	cmd    *exec.Cmd
-	out    *os.File    // the read end of standard output
-	lines  chan string // each line read, with its newline; closed at EOF
-	done   chan struct{}
-	stderr bytes.Buffer // complete once done is closed
-	code   int          // set before done is closed
-}
-
 // startWatch starts opstate -db db watch args in a child process, and
 // kills it at the end of the test if it is still running.
-func startWatch(t *testing.T, db string, args ...string) *watchProcess {
+func startWatch(t *testing.T, db string, args ...string) *clitest.Process {
 	t.Helper()
-	p := &watchProcess{
-		args:  append([]string{"-db", db, "watch"}, args...),
-		lines: make(chan string, 100),
-		done:  make(chan struct{}),
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.out = r
-	cmd := commandProcess(p.args...)
-	p.cmd = cmd
-	cmd.Stdout, cmd.Stderr = w, &p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %q: %v", p.args, err)
-	}
-	w.Close()
-	go func() {
-		defer close(p.lines)
-		br := bufio.NewReader(r)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				p.lines <- line
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		defer close(p.done)
-		err := cmd.Wait()
-		if _, ok := err.(*exec.ExitError); err != nil && !ok {
-			p.code = -2
-			return
-		}
-		p.code = cmd.ProcessState.ExitCode() // -1 when killed by a signal
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Kill()
-			<-p.done
-		}
-		r.Close()
-	})
-	return p
-}
-
-// next returns the next line the process prints, failing the test if
-// none comes within watchWait.
-func (p *watchProcess) next(t *testing.T) string {
-	t.Helper()
-	select {
-	case line, ok := <-p.lines:
-		if !ok {
-			<-p.done
-			t.Fatalf("%q ended (exit %d, stderr %q) before printing the next line", p.args, p.code, p.stderr.String())
-		}
-		return line
-	case <-time.After(watchWait):
-		t.Fatalf("%q printed no line within %v", p.args, watchWait)
-	}
-	return ""
-}
-
-// expect fails the test unless the next line the process prints is want
-// and a newline.
-func (p *watchProcess) expect(t *testing.T, want string) {
-	t.Helper()
-	if got := p.next(t); got != want+"\n" {
-		t.Errorf("%q printed %q; want %q", p.args, got, want+"\n")
-	}
-}
-
-// ready returns once the process reports the changes to ns: it sets the
-// key "marker" of ns through s, again and again, until the process prints
-// the change to the value last set, which is also the last line it prints
-// about the marker. The command prints nothing before its first change, so
-// there is no other way to know that its Watch has begun.
-func (p *watchProcess) ready(t *testing.T, s *opstate.Store, ns string, json bool) {
-	t.Helper()
-	deadline := time.After(watchWait)
-	for i := 0; ; i++ {
-		if err := s.Set(ns, "marker", strconv.Itoa(i)); err != nil {
-			t.Fatal(err)
-		}
-		want := fmt.Sprintf("set\tmarker\t%d\n", i)
-		if json {
-			want = fmt.Sprintf(`{"namespace":%q,"key":"marker","op":"set","value":"%d"}`+"\n", ns, i)
-		}
-		retry := time.After(300 * time.Millisecond)
-	read:
-		for {
-			select {
-			case line, ok := <-p.lines:
-				if !ok {
-					<-p.done
-					t.Fatalf("%q ended (exit %d, stderr %q) before reporting a change", p.args, p.code, p.stderr.String())
-				}
-				if line == want {
-					return
-				}
-				if !strings.HasPrefix(line, "set\tmarker\t") && !strings.Contains(line, `"key":"marker"`) {
-					t.Fatalf("%q printed %q while starting; want only changes to the marker", p.args, line)
-				}
-			case <-retry:
-				break read
-			case <-deadline:
-				t.Fatalf("%q printed no change to %q/marker within %v", p.args, ns, watchWait)
-			}
-		}
-	}
-}
-
-// signal sends sig to the process.
-func (p *watchProcess) signal(t *testing.T, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v to %q: %v", sig, p.args, err)
-	}
-}
-
-// exit waits for the process to end, fails the test if it prints another
-// line first, and returns its exit status and standard error.
-func (p *watchProcess) exit(t *testing.T) (code int, stderr string) {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(watchWait):
-		t.Fatalf("%q did not exit within %v", p.args, watchWait)
-	}
-	for line := range p.lines {
-		t.Errorf("%q printed %q; want no more lines", p.args, line)
-	}
-	return p.code, p.stderr.String()
+	return clitest.Start(t, clitest.Command(append([]string{"-db", db, "watch"}, args...)...))
 }
 
 // TestWatch runs opstate watch, in text and in -json form, while a Store
@@ -203,7 +48,7 @@ func TestWatch(t *testing.T) {
 	command := func(args ...string) func(*testing.T, *opstate.Store, string) {
 		return func(t *testing.T, _ *opstate.Store, db string) {
 			args := append([]string{"-db", db}, args...)
-			if code, _, stderr := runProcess(t, args...); code != exitOK {
+			if code, _, stderr := clitest.Run(t, clitest.Command(args...)); code != exitOK {
 				t.Fatalf("run %q = %d (%s); want 0", args, code, stderr)
 			}
 		}
@@ -271,21 +116,12 @@ func TestWatch(t *testing.T) {
 				args = append(args, "-json")
 			}
 			p := startWatch(t, db, append(args, "flags")...)
-			p.ready(t, s, "flags", tt.json)
+			p.Ready(t, s, "flags", tt.json)
 			for _, st := range steps {
 				st.do(t, s, db)
-				want := st.text
-				if tt.json {
-					want = st.jsonLine
-				}
-				if want != "" {
-					p.expect(t, want)
-				}
+				p.ExpectLine(t, tt.json, st.text, st.jsonLine)
 			}
-			p.signal(t, tt.sig)
-			if code, stderr := p.exit(t); code != exitOK || stderr != "" {
-				t.Errorf("%q after %v: exit %d, stderr %q; want 0, \"\"", p.args, tt.sig, code, stderr)
-			}
+			p.Stop(t, tt.sig)
 		})
 	}
 }
@@ -317,29 +153,23 @@ func TestWatchValues(t *testing.T) {
 			s := mustOpen(t, db, nil)
 
 			p := startWatch(t, db, "ns")
-			p.ready(t, s, "ns", false)
+			p.Ready(t, s, "ns", false)
 			mustSetKey(t, s, "ns", tt.key, tt.value)
-			p.expect(t, tt.text)
-			p.signal(t, os.Interrupt)
-			if code, stderr := p.exit(t); code != exitOK || stderr != "" {
-				t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.args, code, stderr)
-			}
+			p.Expect(t, tt.text)
+			p.Stop(t, os.Interrupt)
 
 			p = startWatch(t, db, "-json", "ns")
-			p.ready(t, s, "ns", true)
+			p.Ready(t, s, "ns", true)
 			mustSetKey(t, s, "ns", tt.key, tt.value)
 			if tt.jsonLine != "" {
-				p.expect(t, tt.jsonLine)
-				p.signal(t, os.Interrupt)
-				if code, stderr := p.exit(t); code != exitOK || stderr != "" {
-					t.Errorf("%q after SIGINT: exit %d, stderr %q; want 0, \"\"", p.args, code, stderr)
-				}
+				p.Expect(t, tt.jsonLine)
+				p.Stop(t, os.Interrupt)
 				return
 			}
-			code, stderr := p.exit(t)
+			code, stderr := p.Exit(t)
 			if code != exitFail || !strings.Contains(stderr, tt.jsonErr) || !strings.Contains(stderr, "watch without -json") {
 				t.Errorf("%q at a change to %q = %q: exit %d, stderr %q; want 1 and a message naming %s and the text output",
-					p.args, tt.key, tt.value, code, stderr, tt.jsonErr)
+					p.Args, tt.key, tt.value, code, stderr, tt.jsonErr)
 			}
 		})
 	}
@@ -359,11 +189,11 @@ func TestWatchBrokenPipe(t *testing.T) {
 	db := dbPath(t)
 	s := mustOpen(t, db, nil)
 	p := startWatch(t, db, "ns")
-	p.ready(t, s, "ns", false)
-	p.out.Close()
+	p.Ready(t, s, "ns", false)
+	p.CloseOutput()
 	mustSetKey(t, s, "ns", "k", "v")
-	if code, stderr := p.exit(t); code != exitFail || !strings.Contains(stderr, "broken pipe") {
-		t.Errorf("%q writing to a closed pipe: exit %d, stderr %q; want 1 and a message saying broken pipe", p.args, code, stderr)
+	if code, stderr := p.Exit(t); code != exitFail || !strings.Contains(stderr, "broken pipe") {
+		t.Errorf("%q writing to a closed pipe: exit %d, stderr %q; want 1 and a message saying broken pipe", p.Args, code, stderr)
 	}
 }
 
@@ -376,10 +206,10 @@ func TestWatchMissingDatabase(t *testing.T) {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "typo.db")
 		p := startWatch(t, db, args...)
-		if code, stderr := p.exit(t); code != exitFail || !strings.Contains(stderr, db) {
-			t.Errorf("%q = %d, stderr %q; want 1, a message naming %s", p.args, code, stderr, db)
+		if code, stderr := p.Exit(t); code != exitFail || !strings.Contains(stderr, db) {
+			t.Errorf("%q = %d, stderr %q; want 1, a message naming %s", p.Args, code, stderr, db)
 		}
-		assertNoFiles(t, dir, p.args)
+		assertNoFiles(t, dir, p.Args)
 	}
 }
 
@@ -437,10 +267,10 @@ func TestWatchStoreClosed(t *testing.T) {
 		code, err := watch(context.Background(), s, &invocation{args: []string{"ns"}}, &out)
 		done <- result{code, err}
 	}()
-	deadline := time.Now().Add(watchWait)
+	deadline := time.Now().Add(clitest.Wait)
 	for out.String() == "" {
 		if time.Now().After(deadline) {
-			t.Fatalf("watch printed nothing within %v", watchWait)
+			t.Fatalf("watch printed nothing within %v", clitest.Wait)
 		}
 		mustSetKey(t, s, "ns", "marker", "v")
 		time.Sleep(10 * time.Millisecond)
@@ -453,7 +283,7 @@ func TestWatchStoreClosed(t *testing.T) {
 		if r.code != exitFail || r.err == nil || !strings.Contains(r.err.Error(), "closed") {
 			t.Errorf("watch after Close = %d, %v; want %d and an error saying the store closed", r.code, r.err, exitFail)
 		}
-	case <-time.After(watchWait):
-		t.Fatalf("watch did not return within %v of Close", watchWait)
+	case <-time.After(clitest.Wait):
+		t.Fatalf("watch did not return within %v of Close", clitest.Wait)
 	}
 }

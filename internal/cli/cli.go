@@ -1,0 +1,206 @@
+// Package cli is the opstate command: its verbs, flags, output formats
+// and exit statuses, for the main packages that build it. Each main
+// package gives [Main] the [Opener] of the databases it speaks: the root
+// module's cmd/opstate speaks SQLite ([OpenSQLite]), module pgstate's
+// PostgreSQL too. The command's documentation, its users' manual, is that
+// of cmd/opstate (doc.go there).
+package cli
+
+import (
+	"cmp"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/d8da9184/opstate"
+)
+
+// defaultDB is the database path used when neither -db nor [DBEnv] is
+// given.
+const defaultDB = "./opstate.db"
+
+// DBEnv is the environment variable whose value, when not empty, is the
+// database when -db is not given: a path or a URL, as -db takes them.
+const DBEnv = "OPSTATE_DB"
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1 // also: get found no live key
+	exitUsage = 2
+)
+
+// An Opener opens the Store that db, the value of -db (or of [DBEnv]),
+// names, for one run of the command; create reports whether the verb may
+// create the database (set does, every other verb fails on a database
+// that does not exist). db is never empty, and is a file path or, as
+// [IsPostgresURL] tells, a PostgreSQL URL. The error is printed as it is,
+// on a line of its own: it must not hold the URL's password.
+type Opener func(db string, create bool) (*opstate.Store, error)
+
+// Main runs the command line args (without the program name) with the
+// given standard streams, opening its database with open, and returns the
+// exit status. It reads [DBEnv] from the environment. Everything about args is checked before the database is
+// opened, so that bad usage changes nothing.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener) int {
+	inv, err := parse(args, os.Getenv(DBEnv))
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage())
+		return exitOK
+	}
+	if err != nil { // bad usage
+		fmt.Fprintf(stderr, "opstate: %v\n", err)
+		if ue := (*usageError)(nil); errors.As(err, &ue) && ue.verb != nil {
+			fmt.Fprintf(stderr, "usage: opstate [-db PATH|URL] %s\n", ue.verb.synopsis())
+		}
+		fmt.Fprintln(stderr, "Run 'opstate -h' for help.")
+		return exitUsage
+	}
+
+	if inv.fromStdin {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			fmt.Fprintf(stderr, "opstate: read value from standard input: %v\n", err)
+			return exitFail
+		}
+		inv.args[2] = string(b)
+	}
+
+	s, err := open(inv.db, inv.verb.creates)
+	if err != nil {
+		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..." or "opstate: open postgres: ..."
+		return exitFail
+	}
+	code, err := inv.verb.exec(s, inv, stdout)
+	if cerr := s.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
+	return code
+}
+
+// invocation is a parsed and validated command line.
+type invocation struct {
+	db        string
+	verb      *verb
+	args      []string      // exactly the verb's params, none empty but VALUE
+	ttl       time.Duration // set: 0 means no expiry
+	json      bool          // list, watch
+	fromStdin bool          // set: args[2] is to be read from standard input
+}
+
+// usageError is bad usage, reported with exit status 2.
+type usageError struct {
+	verb *verb // nil when the error is not about one verb
+	msg  string
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(v *verb, format string, args ...any) error {
+	return &usageError{verb: v, msg: fmt.Sprintf(format, args...)}
+}
+
+// newFlagSet returns a flag set that reports errors only through Parse's
+// result: Main prints them.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses and validates args; env is the value of [DBEnv], the
+// database when -db is not given. Its error is flag.ErrHelp for a request
+// for help, or else a *usageError.
+func parse(args []string, env string) (*invocation, error) {
+	inv := &invocation{}
+	fs := newFlagSet("opstate")
+	fs.StringVar(&inv.db, "db", "", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef(nil, "%v", err)
+	}
+	from, sep := "-db", " " // where inv.db comes from, for messages: -db X or OPSTATE_DB=X
+	if !isSet(fs, "db") {
+		inv.db = cmp.Or(env, defaultDB)
+		if env != "" {
+			from, sep = DBEnv, "="
+		}
+	}
+	switch {
+	case inv.db == "":
+		return nil, usagef(nil, "empty -db path")
+	case IsPostgresURL(inv.db):
+		// The Opener checks it, and refuses it if it speaks SQLite only.
+	case isKeyValueDSN(inv.db):
+		// Not echoed: it may hold a password.
+		return nil, usagef(nil, "%s holds a key=value connection string, which opstate does not take; "+
+			"give a postgres:// URL (libpq's PG* variables supply what it leaves out)", from)
+	case inv.db == ":memory:":
+		// The library would open a private in-memory database, gone when
+		// the command exits: a set would be lost and a get find nothing.
+		return nil, usagef(nil, "%s%s:memory: is an in-memory database, which would be gone when this command exits; give a file path (./:memory: for a file of that name)", from, sep)
+	case strings.HasPrefix(inv.db, "file:"):
+		return nil, usagef(nil, `%s%s%s: a path beginning with "file:" is an SQLite URI, which opstate does not take; give a file path`, from, sep, inv.db)
+	}
+	if fs.NArg() == 0 {
+		return nil, usagef(nil, "missing verb")
+	}
+	name := fs.Arg(0)
+	v := lookupVerb(name)
+	if v == nil {
+		return nil, usagef(nil, "unknown verb %q", name)
+	}
+	inv.verb = v
+
+	vfs := newFlagSet(name)
+	if v.define != nil {
+		v.define(vfs, inv)
+	}
+	if err := vfs.Parse(fs.Args()[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef(v, "%s: %v", name, err)
+	}
+	if name == "help" && vfs.NArg() == 0 {
+		return nil, flag.ErrHelp
+	}
+	inv.args = slices.Clone(vfs.Args()) // set - replaces args[2]; the caller's slice stays as it was
+	if len(inv.args) != len(v.params) {
+		return nil, usagef(v, "%s: want %d arguments, got %d", name, len(v.params), len(inv.args))
+	}
+	for i, p := range v.params {
+		if p != "VALUE" && inv.args[i] == "" {
+			return nil, usagef(v, "%s: empty %s", name, p)
+		}
+	}
+	if isSet(vfs, "ttl") && inv.ttl <= 0 {
+		return nil, usagef(v, "%s: -ttl %v is not a positive duration", name, inv.ttl)
+	}
+	if name == "watch" && inv.json && !utf8.ValidString(inv.args[0]) {
+		return nil, usagef(v, "watch -json: namespace %q is not valid UTF-8, which JSON cannot hold exactly; "+
+			"watch without -json", inv.args[0])
+	}
+	inv.fromStdin = name == "set" && inv.args[2] == "-"
+	return inv, nil
+}
+
+// isSet reports whether the flag name was given to fs.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
