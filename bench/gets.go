@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/d8da9184/opstate"
 	"github.com/tidwall/buntdb"
 	bolt "go.etcd.io/bbolt"
 )
@@ -58,9 +59,11 @@ func start(next *atomic.Int64) int {
 	return int(next.Add(1)*2503) % numKeys
 }
 
-func getOpstate(st *stores, keys []string, hit, parallel bool, fail *failures) func(*testing.B) {
+// getOpstate reads from the Store that store returns once the row is set
+// up: opstate's on SQLite or on PostgreSQL, named what in failures.
+func getOpstate(store func() *opstate.Store, what string, keys []string, hit, parallel bool, fail *failures) func(*testing.B) {
 	return func(b *testing.B) {
-		s := st.opstate[normal]
+		s := store()
 		b.ReportAllocs()
 		b.ResetTimer()
 		if !parallel {
@@ -73,7 +76,7 @@ func getOpstate(st *stores, keys []string, hit, parallel bool, fail *failures) f
 					j = 0
 				}
 			}
-			fail.check(bad, "opstate Get", hit)
+			fail.check(bad, what+" Get", hit)
 			return
 		}
 		var next atomic.Int64
@@ -87,7 +90,7 @@ func getOpstate(st *stores, keys []string, hit, parallel bool, fail *failures) f
 					j = 0
 				}
 			}
-			fail.check(bad, "opstate Get", hit)
+			fail.check(bad, what+" Get", hit)
 		})
 	}
 }

@@ -5,10 +5,13 @@
 //	cd bench && go run .                  # full run: 10 repetitions of 500ms
 //	go run . -short                       # smoke run
 //	go run . -only 'get-hit/' -count 10   # some rows only
+//	pg_virtualenv -- go run . -only pg    # the PostgreSQL rows on a throwaway server
 //
 // Each row is one testing.Benchmark call, repeated -count times; the
 // implementations of a workload take turns within every repetition, so
-// that a drift of the machine touches them alike.
+// that a drift of the machine touches them alike. The PostgreSQL rows
+// (pg.go, staleness.go) run on the server of OPSTATE_PG_DSN or libpq's
+// PG* variables, and are reported as not run when there is none.
 package main
 
 import (
@@ -19,13 +22,19 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/d8da9184/opstate"
 )
 
 func main() {
+	if code, ran := runChildRole(); ran {
+		os.Exit(code)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -93,14 +102,6 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// An interrupted run removes its databases too.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		os.RemoveAll(dir)
-		os.Exit(130)
-	}()
 
 	w := newWorkload()
 	st := &stores{dir: dir, w: w}
@@ -115,14 +116,43 @@ func run() error {
 	if len(rows) == 0 {
 		return fmt.Errorf("-only %q selects no row", cfg.only)
 	}
+	results := make([]*summary, len(rows))
+	for i, r := range rows {
+		results[i] = &summary{workload: r.workload, impl: r.impl, pg: r.pg}
+	}
+	// Without a PostgreSQL server, its rows are reported as not run.
+	if slices.ContainsFunc(rows, func(r row) bool { return r.pg }) {
+		if pg, err := connectPG(); err != nil {
+			skipPG(results, err)
+		} else {
+			st.pg = pg
+		}
+	}
+
+	// An interrupted run removes its databases too (st.pg is set by now).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		os.RemoveAll(dir)
+		if st.pg != nil {
+			st.pg.drop()
+		}
+		os.Exit(130)
+	}()
 
 	printHeader(os.Stdout, cfg, dir, began)
-	for _, r := range rows {
+	running := 0
+	for i, r := range rows {
+		if results[i].notRun != "" {
+			continue
+		}
 		if err := r.prepare(); err != nil {
 			return fmt.Errorf("setting up %s: %w", r.name(), err)
 		}
+		running++
 	}
-	fmt.Fprintf(os.Stderr, "set up in %v; running %d rows × %d\n", time.Since(began).Round(time.Millisecond), len(rows), cfg.count)
+	fmt.Fprintf(os.Stderr, "set up in %v; running %d rows × %d\n", time.Since(began).Round(time.Millisecond), running, cfg.count)
 
 	if cfg.profile != "" {
 		f, err := os.Create(cfg.profile)
@@ -137,10 +167,6 @@ func run() error {
 	}
 
 	before := sampleCPU()
-	results := make([]*summary, len(rows))
-	for i, r := range rows {
-		results[i] = &summary{workload: r.workload, impl: r.impl}
-	}
 	// Workload by workload; within each repetition every implementation
 	// of the workload runs once.
 	for lo := 0; lo < len(rows); {
@@ -150,6 +176,9 @@ func run() error {
 		}
 		for rep := range cfg.count {
 			for i := lo; i < hi; i++ {
+				if results[i].notRun != "" {
+					continue
+				}
 				res := testing.Benchmark(rows[i].fn)
 				if err := fail.take(); err != nil {
 					return fmt.Errorf("%s: %w", rows[i].name(), err)
@@ -158,8 +187,8 @@ func run() error {
 					return fmt.Errorf("%s: benchmark failed", rows[i].name())
 				}
 				results[i].add(res)
-				fmt.Fprintf(os.Stderr, "%-36s %d/%d %12s ns/op %4d allocs/op  (N=%d)\n",
-					rows[i].name(), rep+1, cfg.count, formatNs(nsPerOp(res)), res.AllocsPerOp(), res.N)
+				fmt.Fprintf(os.Stderr, "%-36s %d/%d %12s ns/op %4d allocs/op  (N=%d)%s\n",
+					rows[i].name(), rep+1, cfg.count, formatNs(nsPerOp(res)), res.AllocsPerOp(), res.N, formatMetrics(res))
 			}
 		}
 		lo = hi
@@ -182,23 +211,31 @@ func run() error {
 // row is one benchmark: a workload run through one implementation.
 type row struct {
 	workload, impl string
+	pg             bool         // needs the PostgreSQL server (pg.go)
 	prepare        func() error // opens and warms the store fn uses
 	fn             func(*testing.B)
 }
 
 func (r row) name() string { return r.workload + "/" + r.impl }
 
-// plan returns every row, grouped by workload, opstate first in each.
+// plan returns every row, grouped by workload, opstate first in each
+// (opstate-pg where there is no opstate row).
 func plan(st *stores, w *workload, fail *failures) []row {
 	var rows []row
 	add := func(workload, impl string, prepare func() error, fn func(*testing.B)) {
 		rows = append(rows, row{workload: workload, impl: impl, prepare: prepare, fn: fn})
 	}
+	addPG := func(workload, impl string, prepare func() error, fn func(*testing.B)) {
+		rows = append(rows, row{workload: workload, impl: impl, pg: true, prepare: prepare, fn: fn})
+	}
 	opstateNormal := func() error { return st.openOpstate(normal) }
 	sqliteNormal := func() error { return st.openSQLite(normal) }
+	sqliteStore := func() *opstate.Store { return st.opstate[normal] }
+	pgStore := func() *opstate.Store { return st.opstatePG }
 	for _, par := range []bool{false, true} {
 		wl := "get-hit" + suffix(par)
-		add(wl, "opstate", opstateNormal, getOpstate(st, w.keys, true, par, fail))
+		add(wl, "opstate", opstateNormal, getOpstate(sqliteStore, "opstate", w.keys, true, par, fail))
+		addPG(wl, "opstate-pg", st.openOpstatePG, getOpstate(pgStore, "opstate-pg", w.keys, true, par, fail))
 		add(wl, "sqlite-only", sqliteNormal, getSQLite(st, w.keys, true, par, fail))
 		add(wl, "otter", st.openOtter, getOtter(st, w.composite, true, par, fail))
 		add(wl, "golang-lru", st.openLRU, getLRU(st, w.composite, true, par, fail))
@@ -207,7 +244,7 @@ func plan(st *stores, w *workload, fail *failures) []row {
 	}
 	for _, par := range []bool{false, true} {
 		wl := "get-absent" + suffix(par)
-		add(wl, "opstate", opstateNormal, getOpstate(st, w.missing, false, par, fail))
+		add(wl, "opstate", opstateNormal, getOpstate(sqliteStore, "opstate", w.missing, false, par, fail))
 		add(wl, "sqlite-only", sqliteNormal, getSQLite(st, w.missing, false, par, fail))
 		add(wl, "otter", st.openOtterNeg, getOtterNeg(st, w.compMissing, par, fail))
 		add(wl, "golang-lru", st.openLRUNeg, getLRUNeg(st, w.compMissing, par, fail))
@@ -228,6 +265,20 @@ func plan(st *stores, w *workload, fail *failures) []row {
 				bench(func(ns, k, v string) error { return st.sqlite[d].Set(ns, k, v) }, w, fail))
 		}
 	}
+	for _, concurrent := range []bool{false, true} {
+		wl, bench := "set-pg", setSingle
+		if concurrent {
+			wl, bench = "set-concurrent-pg", setConcurrent
+		}
+		addPG(wl, "opstate-pg", st.openOpstatePG,
+			bench(func(ns, k, v string) error { return st.opstatePG.Set(ns, k, v) }, w, fail))
+		addPG(wl, "pgx-only", st.openPgxOnly,
+			bench(func(ns, k, v string) error { return st.pgxOnly.Set(ns, k, v) }, w, fail))
+	}
+	addPG("staleness-pg", "opstate-pg", st.openStaleOpstate,
+		stalenessBench(func() *staleness { return st.staleOpstate }, w, fail))
+	addPG("staleness-pg", "pgx-listen", st.openStaleListen,
+		stalenessBench(func() *staleness { return st.staleListen }, w, fail))
 	return rows
 }
 

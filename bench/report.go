@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -18,8 +19,14 @@ import (
 // summary is every run of one row.
 type summary struct {
 	workload, impl string
-	ns             []float64 // ns/op of each run
-	allocs         []float64 // allocs/op of each run, as go test reports them
+	pg             bool                 // a PostgreSQL row
+	ns             []float64            // ns/op of each run
+	allocs         []float64            // allocs/op of each run, as go test reports them
+	extra          map[string][]float64 // each b.ReportMetric unit's value in each run
+	// notRun, when not "", says why the row was not run ("no PostgreSQL
+	// server"), and notRunErr the error behind it.
+	notRun    string
+	notRunErr error
 }
 
 func nsPerOp(r testing.BenchmarkResult) float64 {
@@ -29,6 +36,23 @@ func nsPerOp(r testing.BenchmarkResult) float64 {
 func (s *summary) add(r testing.BenchmarkResult) {
 	s.ns = append(s.ns, nsPerOp(r))
 	s.allocs = append(s.allocs, float64(r.AllocsPerOp()))
+	for unit, v := range r.Extra {
+		if s.extra == nil {
+			s.extra = map[string][]float64{}
+		}
+		s.extra[unit] = append(s.extra[unit], v)
+	}
+}
+
+// skipPG marks the PostgreSQL rows of results as not run for want of a
+// server, err saying why.
+func skipPG(results []*summary, err error) {
+	for _, s := range results {
+		if s.pg {
+			s.notRun = "no PostgreSQL server"
+			s.notRunErr = fmt.Errorf("%w; set %s or libpq's PG* variables, or run under pg_virtualenv", err, pgDSNEnv)
+		}
+	}
 }
 
 func median(xs []float64) float64 {
@@ -47,11 +71,46 @@ func (s *summary) medianAllocs() float64 { return median(s.allocs) }
 // find returns the summary of workload/impl, or nil when it was not run.
 func find(results []*summary, workload, impl string) *summary {
 	for _, s := range results {
-		if s.workload == workload && s.impl == impl {
+		if s.workload == workload && s.impl == impl && len(s.ns) > 0 {
 			return s
 		}
 	}
 	return nil
+}
+
+// base returns the row a workload's ratios divide by: opstate's, or
+// opstate-pg's in the PostgreSQL workloads (named "…-pg"); nil when it was
+// not run.
+func base(results []*summary, workload string) *summary {
+	if strings.HasSuffix(workload, "-pg") {
+		return find(results, workload, "opstate-pg")
+	}
+	return find(results, workload, "opstate")
+}
+
+// units returns the b.ReportMetric units of results, sorted.
+func units(results []*summary) []string {
+	var us []string
+	for _, s := range results {
+		for u := range s.extra {
+			if !slices.Contains(us, u) {
+				us = append(us, u)
+			}
+		}
+	}
+	slices.Sort(us)
+	return us
+}
+
+// formatExtra is the medians of s's metrics, in the order of units.
+func formatExtra(s *summary, units []string) string {
+	var parts []string
+	for _, u := range units {
+		if vs := s.extra[u]; len(vs) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", formatMetric(median(vs)), u))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func formatNs(ns float64) string {
@@ -59,6 +118,23 @@ func formatNs(ns float64) string {
 		return fmt.Sprintf("%.1f", ns)
 	}
 	return fmt.Sprintf("%.0f", ns)
+}
+
+// formatMetrics is a run's b.ReportMetric metrics, for the progress lines.
+func formatMetrics(r testing.BenchmarkResult) string {
+	var b strings.Builder
+	for _, u := range slices.Sorted(maps.Keys(r.Extra)) {
+		fmt.Fprintf(&b, " %s %s", formatMetric(r.Extra[u]), u)
+	}
+	return b.String()
+}
+
+// formatMetric formats a b.ReportMetric value, which may be negative.
+func formatMetric(x float64) string {
+	if math.Abs(x) < 100 {
+		return fmt.Sprintf("%.1f", x)
+	}
+	return fmt.Sprintf("%.0f", x)
 }
 
 func formatRatio(r float64) string {
@@ -138,16 +214,42 @@ func fsType(dir string) string {
 }
 
 func printTable(w io.Writer, results []*summary) {
-	fmt.Fprintf(w, "\n## Results\n\n| workload | implementation | median ns/op | allocs/op | ratio vs opstate | min–max ns/op |\n")
-	fmt.Fprintf(w, "| --- | --- | ---: | ---: | ---: | ---: |\n")
+	// The column of b.ReportMetric's metrics only when a row has some.
+	us := units(results)
+	head, rule := "", ""
+	if len(us) > 0 {
+		head, rule = " other metrics (medians) |", " --- |"
+	}
+	fmt.Fprintf(w, "\n## Results\n\n| workload | implementation | median ns/op | allocs/op | ratio vs opstate | min–max ns/op |%s\n", head)
+	fmt.Fprintf(w, "| --- | --- | ---: | ---: | ---: | ---: |%s\n", rule)
+	pg := false
+	var notRun []*summary // the first not run for each reason
 	for _, s := range results {
-		ratio := "–"
-		if base := find(results, s.workload, "opstate"); base != nil {
-			ratio = formatRatio(s.medianNs() / base.medianNs())
+		pg = pg || s.pg
+		extra := ""
+		if len(us) > 0 {
+			extra = " " + formatExtra(s, us) + " |"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %g | %s | %s–%s |\n", s.workload, s.impl,
+		if s.notRun != "" {
+			if !slices.ContainsFunc(notRun, func(n *summary) bool { return n.notRun == s.notRun }) {
+				notRun = append(notRun, s)
+			}
+			if len(us) > 0 {
+				extra = " – |"
+			}
+			fmt.Fprintf(w, "| %s | %s | not run (%s) | – | – | – |%s\n", s.workload, s.impl, s.notRun, extra)
+			continue
+		}
+		ratio := "–"
+		if b := base(results, s.workload); b != nil {
+			ratio = formatRatio(s.medianNs() / b.medianNs())
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %g | %s | %s–%s |%s\n", s.workload, s.impl,
 			formatNs(s.medianNs()), s.medianAllocs(), ratio,
-			formatNs(slices.Min(s.ns)), formatNs(slices.Max(s.ns)))
+			formatNs(slices.Min(s.ns)), formatNs(slices.Max(s.ns)), extra)
+	}
+	for _, s := range notRun {
+		fmt.Fprintf(w, "\nNot run (%s): %v\n", s.notRun, s.notRunErr)
 	}
 	_, goroutines := writerParallelism()
 	fmt.Fprintf(w, `
@@ -183,6 +285,29 @@ above 1 means opstate is faster (for sets: has the higher throughput).
   in its own db.View. bbolt: default options; each Get in its own db.View,
   the value is not copied out of the transaction (bbolt's best case).
 `, namespace, numKeys, valueLen, numKeys, goroutines, sqliteConns)
+	if pg {
+		fmt.Fprintf(w, `- PostgreSQL rows: the server of %s or libpq's PG* variables;
+  each store on a schema of its own, created for the run and dropped after
+  it. opstate-pg: pgstate.Open(ctx, dsn, Options{SweepInterval: -1}),
+  filled and read as opstate is, its listener up. pgx-only: pgx v5, a
+  pgxpool of %d connections on opstate's table as pgstate.Open creates it,
+  with its notifying trigger dropped; one upsert per Set, autocommit,
+  updated_at now() as opstate writes it.
+- staleness-pg: this program, run again as a child process, holds a second
+  writer on the parent's schema. One op: the parent sends a value over a
+  pipe; the child writes it to %s and answers once the write returned;
+  the parent waits until it serves the value. opstate-pg: the child's
+  Store Sets; the parent polls Get of its own Store, which had the key
+  cached, in a tight loop. pgx-listen: the child upserts with pgx-only's
+  statement on a bare table whose trigger pg_notifies the new value; the
+  parent waits on a plain pgx connection LISTENing. ns/op is the mean
+  round. p50-µs and p99-µs are of the staleness t_seen − t_reply, both
+  instants of the parent (when it served the value, when the child's
+  answer arrived): negative when the notification outran the pipe, not
+  clamped. set-µs is the child's mean write by its own clock. Each is the
+  median over the runs of each run's figure.
+`, pgDSNEnv, pgxConns, staleKey)
+	}
 }
 
 // target is one performance goal of opstate.
@@ -219,7 +344,14 @@ func printTargets(w io.Writer, results []*summary) {
 		}
 		return math.NaN()
 	}
+	metric := func(wl, impl, unit string) float64 {
+		if s := find(results, wl, impl); s != nil && len(s.extra[unit]) > 0 {
+			return median(s.extra[unit])
+		}
+		return math.NaN()
+	}
 	count := func(x float64) string { return fmt.Sprintf("%g", x) }
+	inMicros := func(x float64) string { return fmt.Sprintf("%.0f µs", x) }
 
 	var ts []target
 	for _, wl := range []string{"get-hit", "get-hit-parallel", "get-absent", "get-absent-parallel"} {
@@ -239,6 +371,17 @@ func printTargets(w io.Writer, results []*summary) {
 	for _, wl := range []string{"get-hit", "get-hit-parallel"} {
 		ts = append(ts, target{wl + ": sqlite-only ns/op ÷ opstate ns/op", ns(wl, "sqlite-only") / ns(wl, "opstate"), ">=", 100, formatRatio})
 	}
+	// Issue 11: the Store over PostgreSQL reads from its cache as the
+	// SQLite Store does, and serves another process's write within a
+	// millisecond or so.
+	for _, wl := range []string{"get-hit", "get-hit-parallel"} {
+		ts = append(ts,
+			target{wl + ": opstate-pg allocs/op", allocs(wl, "opstate-pg"), "==", 0, count},
+			target{wl + ": opstate-pg ns/op ÷ opstate ns/op", ns(wl, "opstate-pg") / ns(wl, "opstate"), "<=", 1.1, formatRatio})
+	}
+	ts = append(ts,
+		target{"staleness-pg: opstate-pg p50", metric("staleness-pg", "opstate-pg", "p50-µs"), "<=", 1000, inMicros},
+		target{"staleness-pg: opstate-pg p99", metric("staleness-pg", "opstate-pg", "p99-µs"), "<=", 10000, inMicros})
 
 	fmt.Fprintf(w, "\n## Targets\n\n| target | measured | required | result |\n| --- | ---: | ---: | --- |\n")
 	pass, run := 0, 0

@@ -47,6 +47,13 @@ type stores struct {
 	lruNeg   *lru.Cache[string, string]
 	bunt     *buntdb.DB
 	bolt     *bolt.DB
+
+	// The PostgreSQL rows' (pg.go, staleness.go); pg is nil when there is
+	// no server.
+	pg                        *pgServer
+	opstatePG                 *opstate.Store
+	pgxOnly                   *pgxOnly
+	staleOpstate, staleListen *staleness
 }
 
 var boltBucket = []byte(namespace)
@@ -74,27 +81,33 @@ func (s *stores) openOpstate(d durability) error {
 	}
 	s.closers = append(s.closers, st.Close)
 	s.opstate[d] = st
+	return warmOpstate(st, s.w, "opstate")
+}
 
+// warmOpstate fills an opstate Store with w, reads every key once and
+// looks up every absent one, so that its cache holds them all; name is the
+// row's implementation, for errors.
+func warmOpstate(st *opstate.Store, w *workload, name string) error {
 	// One writer in key-number order, as every store is filled.
 	for i := range numKeys {
-		if err := st.Set(namespace, s.w.keys[s.w.pos[i]], s.w.values[i]); err != nil {
+		if err := st.Set(namespace, w.keys[w.pos[i]], w.values[i]); err != nil {
 			return err
 		}
 	}
-	for j, k := range s.w.keys {
-		if v, err := st.Get(namespace, k); err != nil || v != s.w.values[s.w.order[j]] {
-			return fmt.Errorf("opstate warm-up: Get(%q) = %q, %v", k, v, err)
+	for j, k := range w.keys {
+		if v, err := st.Get(namespace, k); err != nil || v != w.values[w.order[j]] {
+			return fmt.Errorf("%s warm-up: Get(%q) = %q, %v", name, k, v, err)
 		}
 	}
 	// Lookups of absent keys cache them as absent, in key-number order.
 	for i := range numKeys {
-		k := s.w.missing[s.w.pos[i]]
+		k := w.missing[w.pos[i]]
 		if v, ok, err := st.Lookup(namespace, k); err != nil || ok {
-			return fmt.Errorf("opstate warm-up: Lookup(%q) = %q, %v, %v; want missing", k, v, ok, err)
+			return fmt.Errorf("%s warm-up: Lookup(%q) = %q, %v, %v; want missing", name, k, v, ok, err)
 		}
 	}
 	if n := st.CacheStats().Entries; n != 2*numKeys {
-		return fmt.Errorf("opstate warm-up: cache holds %d entries, want %d", n, 2*numKeys)
+		return fmt.Errorf("%s warm-up: cache holds %d entries, want %d", name, n, 2*numKeys)
 	}
 	return nil
 }
