@@ -274,6 +274,8 @@ func plan(st *stores, w *workload, fail *failures) []row {
 			bench(func(ns, k, v string) error { return st.opstatePG.Set(ns, k, v) }, w, fail))
 		addPG(wl, "pgx-only", st.openPgxOnly,
 			bench(func(ns, k, v string) error { return st.pgxOnly.Set(ns, k, v) }, w, fail))
+		addPG(wl, "pgx+trigger", st.openPgxTrigger,
+			bench(func(ns, k, v string) error { return st.pgxTrigger.Set(ns, k, v) }, w, fail))
 	}
 	addPG("staleness-pg", "opstate-pg", st.openStaleOpstate,
 		stalenessBench(func() *staleness { return st.staleOpstate }, w, fail))

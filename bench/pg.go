@@ -186,10 +186,10 @@ type pgxOnly struct {
 }
 
 // bareSchema creates a schema of its own (as pgSchema) and in it opstate's
-// table as pgstate.Open does (same columns, key and expiry index), then
-// drops the trigger that notifies every change: the table alone, which is
-// what a program that only reads and writes it would have.
-func (s *stores) bareSchema(ctx context.Context) (schema, dsn string, err error) {
+// table as pgstate.Open does (same columns, key and expiry index), then,
+// unless trigger, drops the trigger that notifies every change: the table
+// alone, which is what a program that only reads and writes it would have.
+func (s *stores) bareSchema(ctx context.Context, trigger bool) (schema, dsn string, err error) {
 	schema, dsn, err = s.pgSchema(ctx)
 	if err != nil {
 		return "", "", err
@@ -200,6 +200,9 @@ func (s *stores) bareSchema(ctx context.Context) (schema, dsn string, err error)
 	}
 	if err := st.Close(); err != nil {
 		return "", "", err
+	}
+	if trigger {
+		return schema, dsn, nil
 	}
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -218,29 +221,48 @@ func (s *stores) openPgxOnly() error {
 	if s.pgxOnly != nil {
 		return nil
 	}
+	p, err := s.openPgx(false)
+	s.pgxOnly = p
+	return err
+}
+
+// openPgxTrigger is openPgxOnly with opstate's trigger kept: bare upserts
+// that notify every change as opstate's writes do (pgx+trigger).
+func (s *stores) openPgxTrigger() error {
+	if s.pgxTrigger != nil {
+		return nil
+	}
+	p, err := s.openPgx(true)
+	s.pgxTrigger = p
+	return err
+}
+
+// openPgx makes a pgxOnly on a table of its own, with opstate's trigger or
+// without.
+func (s *stores) openPgx(trigger bool) (*pgxOnly, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), pgSetupTimeout)
 	defer cancel()
-	_, dsn, err := s.bareSchema(ctx)
+	_, dsn, err := s.bareSchema(ctx, trigger)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg.MaxConns = pgxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.closers = append(s.closers, func() error { pool.Close(); return nil })
-	s.pgxOnly = &pgxOnly{pool: pool}
+	p := &pgxOnly{pool: pool}
 	// Every connection open before timing, as sqlite-only's are.
 	var held []*pgxpool.Conn
 	for range pgxConns {
 		c, err := pool.Acquire(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		held = append(held, c)
 	}
@@ -255,13 +277,13 @@ func (s *stores) openPgxOnly() error {
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return fmt.Errorf("pgx-only fill: %w", err)
+		return nil, fmt.Errorf("pgx fill: %w", err)
 	}
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM operational_state WHERE namespace = $1`, namespace).Scan(&n); err != nil || n != numKeys {
-		return fmt.Errorf("pgx-only warm-up: %d rows, %v; want %d", n, err, numKeys)
+		return nil, fmt.Errorf("pgx warm-up: %d rows, %v; want %d", n, err, numKeys)
 	}
-	return nil
+	return p, nil
 }
 
 // Set upserts ns/key without expiry in its own transaction.

@@ -67,8 +67,8 @@ func TestPGRows(t *testing.T) {
 			}
 		}
 	}
-	if ran != 8 {
-		t.Errorf("%d PostgreSQL rows ran; want 8", ran)
+	if ran != 10 {
+		t.Errorf("%d PostgreSQL rows ran; want 10", ran)
 	}
 
 	pg.mu.Lock()
@@ -77,8 +77,8 @@ func TestPGRows(t *testing.T) {
 		schemas = append(schemas, s)
 	}
 	pg.mu.Unlock()
-	if len(schemas) != 4 {
-		t.Errorf("the rows created schemas %v; want 4 (opstate-pg, pgx-only and two for staleness)", schemas)
+	if len(schemas) != 5 {
+		t.Errorf("the rows created schemas %v; want 5 (opstate-pg, pgx-only, pgx+trigger and two for staleness)", schemas)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatalf("closing the stores: %v", err)

@@ -337,7 +337,7 @@ func (s *stores) openStaleListen() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgSetupTimeout)
 	defer cancel()
-	schema, dsn, err := s.bareSchema(ctx)
+	schema, dsn, err := s.bareSchema(ctx, false)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,7 @@ type stores struct {
 	pg                        *pgServer
 	opstatePG                 *opstate.Store
 	pgxOnly                   *pgxOnly
+	pgxTrigger                *pgxOnly // pgx-only with opstate's trigger
 	staleOpstate, staleListen *staleness
 }
 

@@ -54,8 +54,8 @@ type Notifier interface {
 // Listener is a stream of changes; see [Notifier]. It is used by one
 // goroutine.
 type Listener interface {
-	// Next waits for changes and returns them, several at once when
-	// several are ready. An error means the stream is broken and changes
+	// Next waits for changes and returns them (one report may hold
+	// many). An error means the stream is broken and changes
 	// may have been lost: the Store closes the listener, serves reads from
 	// the backend until it listens again, then forgets everything it
 	// cached. A listener must notice a dead connection by itself, within a

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/d8da9184/opstate/storage"
@@ -33,41 +34,53 @@ func newOrigin() string {
 	return hex.EncodeToString(b)
 }
 
-// notifyTrigger notifies every row a statement inserts, updates or deletes,
-// from psql too. The payload is a JSON object, text whatever the strings
-// hold: "n" the namespace, "k" the key, "o" the origin of the transaction
-// (originSQL) when it has one, and "x": true for the delete of a row that
-// had expired by the server's clock (a sweep). When that exceeds what
-// pg_notify carries (8000 bytes; 7900 leaves room), "k" is left out, which
-// means anything in the namespace may have changed; when even that does,
-// "n" too: anything at all. An update that renames a row notifies its old
-// key too.
+// notifyTrigger notifies every row a statement inserts, updates or
+// deletes, psql's too. A payload is a JSON object, text whatever the
+// strings hold: "o" the origin of the transaction (originSQL) when it has
+// one, and "c" the changes, each an array: [namespace, key];
+// [namespace, key, true] for the delete of a row that had expired by the
+// server's clock (a sweep); [namespace] when the key does not fit what
+// pg_notify carries (8000 bytes; 7900 leaves room), which means anything
+// in the namespace may have changed; [] when even the namespace does not:
+// anything at all. An update that renames a row notifies its old key too.
+//
+// The trigger is a row trigger: one pg_notify per row. Statement-level
+// triggers, with one notification for a statement's rows, cost a lone
+// upsert a third more here (it fires both the INSERT and the UPDATE
+// statement trigger, each with its transition table), while the Store's
+// batches already put their Puts in one statement.
 var notifyTrigger = `
-CREATE FUNCTION operational_state_notify_key(sch text, ns text, k text, expired boolean) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION operational_state_notify_key(ch text, o text, ns text, k text, expired boolean) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-	ch text := ` + channelSQL("sch") + `;
-	o text := nullif(current_setting('opstate.origin', true), '');
-	p text;
+	head text := '{' || coalesce('"o":' || to_json(o)::text || ',', '') || '"c":[';
+	e text;
 BEGIN
-	p := json_strip_nulls(json_build_object('n', ns, 'k', k, 'o', o, 'x', nullif(expired, false)))::text;
-	IF octet_length(p) > 7900 THEN
-		p := json_strip_nulls(json_build_object('n', ns, 'o', o))::text;
-		IF octet_length(p) > 7900 THEN
-			p := json_strip_nulls(json_build_object('o', o))::text;
+	IF expired THEN
+		e := json_build_array(ns, k, true)::text;
+	ELSE
+		e := json_build_array(ns, k)::text;
+	END IF;
+	IF octet_length(head) + octet_length(e) > 7900 THEN
+		e := json_build_array(ns)::text;
+		IF octet_length(head) + octet_length(e) > 7900 THEN
+			e := '[]';
 		END IF;
 	END IF;
-	PERFORM pg_notify(ch, p);
+	PERFORM pg_notify(ch, head || e || ']}');
 END $$;
 CREATE FUNCTION operational_state_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	ch text := ` + channelSQL("TG_TABLE_SCHEMA") + `;
+	o text := nullif(current_setting('opstate.origin', true), '');
 BEGIN
 	IF TG_OP = 'DELETE' THEN
-		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, OLD.namespace, OLD.key, OLD.expires_at <= now());
-	ELSIF TG_OP = 'UPDATE' AND (NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key) THEN
-		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, OLD.namespace, OLD.key, false);
+		PERFORM operational_state_notify_key(ch, o, OLD.namespace, OLD.key, coalesce(OLD.expires_at <= now(), false));
+		RETURN NULL;
 	END IF;
-	IF TG_OP <> 'DELETE' THEN
-		PERFORM operational_state_notify_key(TG_TABLE_SCHEMA, NEW.namespace, NEW.key, false);
+	IF TG_OP = 'UPDATE' AND (NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key) THEN
+		PERFORM operational_state_notify_key(ch, o, OLD.namespace, OLD.key, false);
 	END IF;
+	PERFORM operational_state_notify_key(ch, o, NEW.namespace, NEW.key, false);
 	RETURN NULL;
 END $$;
 CREATE TRIGGER operational_state_notify AFTER INSERT OR UPDATE OR DELETE ON operational_state
@@ -102,31 +115,39 @@ const (
 
 // payload is a notification's JSON, as notifyTrigger writes it.
 type payload struct {
-	N *string `json:"n"`
-	K *string `json:"k"`
-	O string  `json:"o"`
-	X bool    `json:"x"`
+	O string            `json:"o"`
+	C []json.RawMessage `json:"c"`
 }
 
-// decode reads a payload of notifyTrigger. A payload it cannot read (not
-// opstate's) is a change of anything.
-func decode(s string) Change {
+// decode reads a payload of notifyTrigger: the changes it reports, each
+// with its origin. A payload it cannot read (not opstate's) is a change of
+// anything.
+func decode(s string) []Change {
 	var p payload
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return Change{Scope: ScopeAll}
+	if err := json.Unmarshal([]byte(s), &p); err != nil || p.C == nil {
+		return []Change{{Scope: ScopeAll}}
 	}
-	c := Change{Scope: ScopeAll, Origin: p.O}
-	switch {
-	case p.N != nil && p.K != nil:
-		c.Scope, c.Namespace, c.Key, c.Expired = ScopeKey, *p.N, *p.K, p.X
-	case p.N != nil:
-		c.Scope, c.Namespace = ScopeNamespace, *p.N
+	out := make([]Change, 0, len(p.C))
+	for _, raw := range p.C {
+		c := Change{Scope: ScopeAll, Origin: p.O}
+		var e []json.RawMessage
+		if json.Unmarshal(raw, &e) == nil && len(e) >= 1 && len(e) <= 3 &&
+			json.Unmarshal(e[0], &c.Namespace) == nil {
+			c.Scope = ScopeNamespace
+			if len(e) >= 2 && json.Unmarshal(e[1], &c.Key) == nil {
+				c.Scope = ScopeKey
+				if len(e) == 3 {
+					json.Unmarshal(e[2], &c.Expired)
+				}
+			}
+		}
+		if c.Scope == ScopeAll {
+			c.Namespace = ""
+		}
+		out = append(out, c)
 	}
-	return c
+	return out
 }
-
-// maxReport is the most notifications one [Listener.Next] gathers.
-const maxReport = 1024
 
 // Listener receives the change notifications of a DB's schema on a
 // connection of its own, skipping the DB's own; it implements
@@ -134,6 +155,7 @@ const maxReport = 1024
 type Listener struct {
 	conn   *pgx.Conn
 	origin string
+	own    string // how the payloads of the DB's own changes begin
 	ping   time.Duration
 }
 
@@ -156,28 +178,19 @@ func (db *DB) listen(ctx context.Context) (*Listener, error) {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("opstate: listen: %w", classify(err))
 	}
-	return &Listener{conn: conn, origin: db.origin, ping: db.ping}, nil
+	return &Listener{conn: conn, origin: db.origin, own: `{"o":"` + db.origin + `",`, ping: db.ping}, nil
 }
 
-// Next waits for the changes of others and reports them: every
-// notification already received, up to maxReport, in one Changes. A
-// connection that has delivered nothing for a ping interval is pinged,
-// and one that does not answer within another is reported as an error:
-// a dead connection is noticed within twice the interval, one that the
-// server or the network closed at once.
+// Next waits for the changes of others and reports those of one
+// notification. A connection that has delivered nothing for a ping
+// interval is pinged, and one that does not answer within another is
+// reported as an error: a dead connection is noticed within twice the
+// interval, one that the server or the network closed at once.
 func (l *Listener) Next(ctx context.Context) (storage.Changes, error) {
 	for {
-		c, err := l.wait(ctx)
+		cs, err := l.wait(ctx)
 		if err != nil {
 			return storage.Changes{}, err
-		}
-		cs := []Change{c}
-		for len(cs) < maxReport {
-			c, ok := l.buffered()
-			if !ok {
-				break
-			}
-			cs = append(cs, c)
 		}
 		if ch, ok := l.report(cs); ok {
 			return ch, nil
@@ -185,49 +198,33 @@ func (l *Listener) Next(ctx context.Context) (storage.Changes, error) {
 	}
 }
 
-// wait returns the next notification, pinging the connection while none
-// comes.
-func (l *Listener) wait(ctx context.Context) (Change, error) {
+// wait returns the changes of the next notification, pinging the
+// connection while none comes.
+func (l *Listener) wait(ctx context.Context) ([]Change, error) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.ping)
 		n, err := l.conn.WaitForNotification(wctx)
 		cancel()
 		switch {
+		case err == nil && strings.HasPrefix(n.Payload, l.own):
+			continue // the DB's own: skipped before the JSON is read
 		case err == nil:
 			return decode(n.Payload), nil
 		case ctx.Err() != nil:
-			return Change{}, ctx.Err()
+			return nil, ctx.Err()
 		case !errors.Is(err, context.DeadlineExceeded) || l.conn.IsClosed():
-			return Change{}, fmt.Errorf("opstate: change stream: %w", err)
+			return nil, fmt.Errorf("opstate: change stream: %w", err)
 		}
 		pctx, cancel := context.WithTimeout(ctx, l.ping)
 		err = l.conn.Ping(pctx)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return Change{}, ctx.Err()
+				return nil, ctx.Err()
 			}
-			return Change{}, fmt.Errorf("opstate: change stream: no answer to a ping within %v: %w", l.ping, err)
+			return nil, fmt.Errorf("opstate: change stream: no answer to a ping within %v: %w", l.ping, err)
 		}
 	}
-}
-
-// done is a context that has ended: WaitForNotification given it returns
-// a notification it already received, without reading the connection.
-var done = func() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
-}()
-
-// buffered returns a notification the connection has already received,
-// if there is one.
-func (l *Listener) buffered() (Change, bool) {
-	n, err := l.conn.WaitForNotification(done)
-	if err != nil || n == nil {
-		return Change{}, false
-	}
-	return decode(n.Payload), true
 }
 
 // report turns notifications into the Changes they report, less the

@@ -2,6 +2,7 @@ package pgdb_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"slices"
@@ -28,16 +29,8 @@ func TestListen(t *testing.T) {
 	other, _, otherRaw := mustOpen(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := db.Listen(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	lo, err := other.Listen(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lo.Close()
+	l := mustListen(t, ctx, db)
+	lo := mustListen(t, ctx, other)
 
 	now := localNow()
 	long := strings.Repeat("k", 8000)
@@ -84,6 +77,9 @@ func TestListen(t *testing.T) {
 		for k := range got.Expired {
 			exp = append(exp, k)
 		}
+		// A statement's keys come in no particular order.
+		slices.SortFunc(got.Keys, cmpKey)
+		slices.SortFunc(s.want.keys, cmpKey)
 		switch {
 		case got.Reset != s.want.reset,
 			!slices.Equal(got.Keys, s.want.keys),
@@ -97,6 +93,67 @@ func TestListen(t *testing.T) {
 	rawPut(t, otherRaw, "theirs", "k", "v", 0)
 	if got, err := lo.Next(ctx); err != nil || !slices.Equal(got.Keys, []storage.Key{key("theirs", "k")}) {
 		t.Errorf("other schema's Next = %+v, %v; want its own change only", got, err)
+	}
+}
+
+// mustListen starts a listener on db, closed at cleanup.
+func mustListen(t *testing.T, ctx context.Context, db *pgdb.DB) storage.Listener {
+	t.Helper()
+	l, err := db.Listen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func cmpKey(a, b storage.Key) int {
+	return strings.Compare(a.Namespace+"\x00"+a.Key, b.Namespace+"\x00"+b.Key)
+}
+
+// TestListenBigStatements checks statements of thousands of rows: a batch
+// of 3000 Puts (one statement) and a DeleteNamespace of as many keys; the
+// listener reports every key.
+func TestListenBigStatements(t *testing.T) {
+	db, dsn, _ := mustOpen(t)
+	writer := openDSN(t, dsn, pgdbOptions())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l := mustListen(t, ctx, db)
+	now := localNow()
+	const n = 3000
+	for _, tc := range []struct {
+		name string
+		do   func()
+	}{
+		{"puts", func() {
+			var ws []*storage.Write
+			for i := range n {
+				ws = append(ws, putW("ns", fmt.Sprintf("key-%04d", i), "v", 0, now))
+			}
+			apply(t, writer, now, ws...)
+		}},
+		{"delete namespace", func() {
+			apply(t, writer, now, &storage.Write{Kind: storage.DeleteNamespace, Namespace: "ns"})
+		}},
+	} {
+		tc.do()
+		seen := map[storage.Key]bool{}
+		reports := 0
+		for len(seen) < n {
+			ch, err := l.Next(ctx)
+			if err != nil {
+				t.Fatalf("%s: after %d keys: %v", tc.name, len(seen), err)
+			}
+			reports++
+			if ch.Reset || len(ch.Namespaces) != 0 {
+				t.Fatalf("%s: report %+v; want keys", tc.name, trimChanges(ch))
+			}
+			for _, k := range ch.Keys {
+				seen[k] = true
+			}
+		}
+		t.Logf("%s: %d keys in %d reports", tc.name, n, reports)
 	}
 }
 
@@ -176,11 +233,7 @@ func TestListenerNoticesDeadConnection(t *testing.T) {
 	db := openDSN(t, dsn, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := db.Listen(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := mustListen(t, ctx, db)
 	lgate := last.Load() // the listener's connection was dialed last
 	errc := make(chan error, 1)
 	go func() {

@@ -17,6 +17,14 @@ const (
 	VALUES ($1, $2, $3, now(), ` + expiresSQL + `)
 	ON CONFLICT (namespace, key) DO UPDATE SET
 	value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`
+	// putManySQL is putSQL for many rows, given as arrays: namespaces $1,
+	// keys $2, values $3 and expiries $4 (milliseconds from now(), NULL
+	// for none). No key may appear twice.
+	putManySQL = `INSERT INTO operational_state (namespace, key, value, updated_at, expires_at)
+	SELECT n, k, v, now(), now() + e * interval '1 millisecond'
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(n, k, v, e)
+	ON CONFLICT (namespace, key) DO UPDATE SET
+	value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at`
 	// putIfAbsentSQL changes a row exactly when the key was absent: no
 	// row, or one expired by the server's clock.
 	putIfAbsentSQL = putSQL + ` WHERE operational_state.expires_at <= now()`
@@ -36,9 +44,11 @@ const (
 // Apply runs ws in one transaction, in order, and returns when it has
 // committed; if anything fails, nothing of ws is applied. The batch goes
 // to the server in one round trip: one pipeline, which PostgreSQL runs as
-// one implicit transaction. Each write's Changed is decided by its one
-// statement's affected rows; a conditional write that changed nothing
-// reads Held and Found in the statement after it.
+// one implicit transaction. Consecutive Puts share one statement (their
+// rows as arrays), so that the trigger runs, and notifies, once for them;
+// every other write has a statement of its own, whose affected rows
+// decide its Changed; a conditional write that changed nothing reads Held
+// and Found in the statement after it.
 //
 // now (Unix milliseconds, the caller's clock) only turns each ExpiresAt
 // into a duration from the server's now(). A write that would store a
@@ -53,13 +63,17 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 	}
 	b := &pgx.Batch{}
 	b.Queue(originSQL, db.origin) // the batch's first statement: it names the transaction
-	// held[i] is set for a conditional write that reads its row.
+	// A step is the result of one statement: the write it decides, or the
+	// run of Puts of one statement, or (held) the row a conditional write
+	// found.
 	type step struct {
 		w    *storage.Write
+		puts []*storage.Write
 		held bool
 	}
 	var steps []step
-	for _, w := range ws {
+	for i := 0; i < len(ws); i++ {
+		w := ws[i]
 		var exp any // NULL: no expiry
 		if w.ExpiresAt != 0 {
 			exp = w.ExpiresAt - now
@@ -69,6 +83,16 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 		}
 		switch w.Kind {
 		case storage.Put:
+			n := 1
+			for i+n < len(ws) && ws[i+n].Kind == storage.Put {
+				n++
+			}
+			if n > 1 {
+				b.Queue(putManySQL, putArgs(now, ws[i:i+n])...)
+				steps = append(steps, step{puts: ws[i : i+n]})
+				i += n - 1
+				continue
+			}
 			b.Queue(putSQL, w.Namespace, w.Key, w.Value, exp)
 		case storage.Delete:
 			b.Queue(deleteSQL, w.Namespace, w.Key)
@@ -111,6 +135,12 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 				if err != nil {
 					return err
 				}
+				if s.puts != nil {
+					for _, w := range s.puts {
+						w.Changed = true // an upsert always changes its row
+					}
+					continue
+				}
 				s.w.Changed = tag.RowsAffected() > 0
 				continue
 			}
@@ -136,6 +166,32 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 		return classify(err)
 	}
 	return nil
+}
+
+// putArgs returns the arguments of putManySQL for a run of Puts: each key
+// once, in the order of its first Put, with its last Put's value and
+// expiry, the only ones whose effect outlives the statement.
+func putArgs(now int64, puts []*storage.Write) []any {
+	nss := make([]string, 0, len(puts))
+	keys := make([]string, 0, len(puts))
+	vals := make([]string, 0, len(puts))
+	exps := make([]*int64, 0, len(puts))
+	at := make(map[storage.Key]int, len(puts)) // a key's index in the arrays
+	for _, w := range puts {
+		var exp *int64
+		if w.ExpiresAt != 0 {
+			e := w.ExpiresAt - now
+			exp = &e
+		}
+		k := storage.Key{Namespace: w.Namespace, Key: w.Key}
+		if i, ok := at[k]; ok {
+			vals[i], exps[i] = w.Value, exp
+			continue
+		}
+		at[k] = len(keys)
+		nss, keys, vals, exps = append(nss, w.Namespace), append(keys, w.Key), append(vals, w.Value), append(exps, exp)
+	}
+	return []any{nss, keys, vals, exps}
 }
 
 // run sends b as one pipeline on a connection of the pool and reads its

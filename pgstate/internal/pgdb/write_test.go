@@ -168,3 +168,27 @@ func TestExpiryInCallersClock(t *testing.T) {
 	}
 	within("Held.ExpiresAt", w.Held.ExpiresAt)
 }
+
+// TestPutRunDuplicates checks a run of Puts that names a key twice, which
+// one multi-row upsert cannot: the last Put wins, every Put is Changed,
+// and the keys keep their first Put's order (the order rows are locked
+// in: TestDeadlockBusy depends on it).
+func TestPutRunDuplicates(t *testing.T) {
+	db, _, raw := mustOpen(t)
+	now := localNow()
+	ws := []*storage.Write{
+		putW("ns", "a", "1", 0, now),
+		putW("ns", "b", "1", time.Hour, now),
+		putW("ns", "a", "2", time.Minute, now),
+		putW("ns", "b", "2", 0, now),
+		putW("ns", "a", "3", 0, now),
+	}
+	apply(t, db, now, ws...)
+	for i, w := range ws {
+		if !w.Changed {
+			t.Errorf("write %d: Changed false", i)
+		}
+	}
+	checkState(t, raw, "ns", "a", true, "3", 0)
+	checkState(t, raw, "ns", "b", true, "2", 0)
+}
