@@ -51,6 +51,13 @@ func (s *Store) follow(l storage.Listener) error {
 		ch, err := l.Next(s.ctx)
 		if err != nil {
 			s.state.Or(stateBypass)
+			if s.ctx.Err() == nil {
+				s.using(func() {
+					s.feed.mu.Lock()
+					s.feed.staleAllLocked()
+					s.feed.mu.Unlock()
+				})
+			}
 			return err
 		}
 		if s.using(func() { s.applyForeign(ch) }) != nil {
@@ -85,9 +92,9 @@ func (s *Store) relisten(n storage.Notifier) storage.Listener {
 	}
 }
 
-// resync forgets everything cached and resets every watcher, now that a
-// new listener reports every later change, then lets reads use the cache
-// again. It holds the feed's lock, so that no batch of writes is half
+// resync forgets everything cached and resets every watcher (the OpReset
+// that ends their OpStale), now that a new listener reports every later
+// change, then lets reads use the cache again. It holds the feed's lock, so that no batch of writes is half
 // applied to the cache meanwhile (see committer.commit).
 func (s *Store) resync() {
 	s.using(func() {
@@ -95,7 +102,19 @@ func (s *Store) resync() {
 		defer s.feed.mu.Unlock()
 		s.cache.Clear()
 		s.counters.flushes.Add(1)
-		s.feed.resetAllLocked()
+		s.feed.freshAllLocked()
 		s.state.And(^uint32(stateBypass))
 	})
+}
+
+// Stale reports whether the Store has stopped seeing others' writes as it
+// promises: true while the change stream of its backend (PostgreSQL's
+// LISTEN) is down, from the moment the Store notices until it listens
+// again. Meanwhile reads bypass the cache, or, with
+// Options.ServeStaleOnOutage, may serve values others have since changed.
+// Watchers are sent OpStale when it turns true and OpReset when it turns
+// false. A Store on SQLite, whose file the Store polls, is never stale;
+// nor is a closed Store.
+func (s *Store) Stale() bool {
+	return s.state.Load()&(stateBypass|stateClosed) == stateBypass
 }

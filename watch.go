@@ -23,9 +23,17 @@ const (
 	// OpReset: anything in the namespace may have changed (DeleteNamespace,
 	// or events were lost); re-read it with [Store.List]. Event.Key is "".
 	OpReset
+	// OpStale: the Store has stopped seeing others' writes as it promises,
+	// because the change stream of its backend (PostgreSQL's LISTEN) is
+	// down: until the OpReset that follows once it is back, others'
+	// changes are not sent, and reads bypass the cache (or, with
+	// Options.ServeStaleOnOutage, may be stale). [Store.Stale] tells the
+	// same. Event.Key is "". A Store on SQLite never sends it.
+	OpStale
 )
 
-// String returns the name of op: "set", "delete", "expire" or "reset".
+// String returns the name of op: "set", "delete", "expire", "reset" or
+// "stale".
 func (op Op) String() string {
 	switch op {
 	case OpSet:
@@ -36,6 +44,8 @@ func (op Op) String() string {
 		return "expire"
 	case OpReset:
 		return "reset"
+	case OpStale:
+		return "stale"
 	}
 	return "Op(" + strconv.Itoa(int(op)) + ")"
 }
@@ -43,7 +53,7 @@ func (op Op) String() string {
 // Event is one change to a namespace, sent by [Store.Watch].
 type Event struct {
 	Namespace string
-	Key       string // "" for OpReset
+	Key       string // "" for OpReset and OpStale
 	Op        Op
 	Value     string // the value set, for OpSet
 }
@@ -175,6 +185,29 @@ func (f *feed) resetAllLocked() {
 	}
 }
 
+// staleAllLocked queues an OpStale for every watcher: the change stream is
+// down.
+func (f *feed) staleAllLocked() {
+	for ns, ws := range f.byNS {
+		for _, w := range ws {
+			w.push(Event{Namespace: ns, Op: OpStale})
+		}
+	}
+}
+
+// freshAllLocked queues for every watcher the OpReset that ends an
+// OpStale, dropping an OpStale not yet delivered: the stream is back.
+func (f *feed) freshAllLocked() {
+	for ns, ws := range f.byNS {
+		for _, w := range ws {
+			w.mu.Lock()
+			w.stale = false
+			w.mu.Unlock()
+			w.push(Event{Namespace: ns, Op: OpReset})
+		}
+	}
+}
+
 // watcher is one Watch call's queue of events and the goroutine that
 // delivers them.
 type watcher struct {
@@ -184,8 +217,9 @@ type watcher struct {
 	resets *atomic.Uint64
 
 	mu sync.Mutex // guards the fields below
-	// reset says an OpReset is due before the events of queue.
-	reset bool
+	// reset says an OpReset is due before the events of queue, and stale
+	// an OpStale, after the OpReset.
+	reset, stale bool
 	// queue holds at most one event per key, the latest, in the order
 	// their keys were first queued; at is the index of each key's event.
 	queue []Event
@@ -200,6 +234,8 @@ func (w *watcher) push(ev Event) {
 	case ev.Op == OpReset:
 		w.dropLocked()
 		w.reset = true
+	case ev.Op == OpStale:
+		w.stale = true
 	case w.at[ev.Key] > 0:
 		w.queue[w.at[ev.Key]-1] = ev
 	case len(w.queue)-w.head >= MaxPendingEvents:
@@ -234,6 +270,10 @@ func (w *watcher) next() (Event, bool) {
 	if w.reset {
 		w.reset = false
 		return Event{Namespace: w.ns, Op: OpReset}, true
+	}
+	if w.stale {
+		w.stale = false
+		return Event{Namespace: w.ns, Op: OpStale}, true
 	}
 	if w.head == len(w.queue) {
 		return Event{}, false

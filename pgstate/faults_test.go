@@ -255,8 +255,9 @@ func TestServerRestart(t *testing.T) {
 // TestOutage stops the server under two Stores that cache a key: by
 // default reads then fail (they bypass the cache, and the server is
 // gone), while a Store with ServeStaleOnOutage goes on serving its cached
-// value; writes fail on both. Once the server is back, both serve others'
-// writes again.
+// value; writes fail on both; both report Stale, and their watchers get
+// OpStale. Once the server is back, both serve others' writes again, are
+// no longer Stale, and their watchers get the OpReset that ends it.
 func TestOutage(t *testing.T) {
 	c := pgtest.NewCluster(t)
 	const ping = 200 * time.Millisecond
@@ -264,7 +265,7 @@ func TestOutage(t *testing.T) {
 	stale := open(t, c.DSN, opstate.Options{SyncInterval: ping, ServeStaleOnOutage: true})
 	// stale hears strict's write before it caches the key: a notification
 	// arriving after would drop it again.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	evs, err := stale.Watch(ctx, "ns")
 	if err != nil {
@@ -279,7 +280,28 @@ func TestOutage(t *testing.T) {
 	for _, s := range []*opstate.Store{strict, stale} {
 		eventually(t, 2*time.Second, "cached v1", func() bool { return get(t, s, "ns", "k") == "v1" })
 	}
+	strictEvs, err := strict.Watch(ctx, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strict.Stale() || stale.Stale() {
+		t.Fatal("Stale() before the outage")
+	}
 	c.Stop()
+	// Both notice at once (the server closes the listener's connection).
+	for name, ch := range map[string]<-chan opstate.Event{"strict": strictEvs, "stale": evs} {
+		select {
+		case ev := <-ch:
+			if ev.Op != opstate.OpStale || ev.Namespace != "ns" || ev.Key != "" {
+				t.Errorf("%s Store's watcher got %+v at the outage; want OpStale of ns", name, ev)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s Store's watcher got no OpStale", name)
+		}
+	}
+	if !strict.Stale() || !stale.Stale() {
+		t.Errorf("Stale() = %v, %v during the outage; want true, true", strict.Stale(), stale.Stale())
+	}
 	eventually(t, 4*ping, "strict Store's reads fail with the server down", func() bool {
 		_, err := strict.Get("ns", "k")
 		return err != nil
@@ -296,6 +318,19 @@ func TestOutage(t *testing.T) {
 		t.Error("Set with the server down succeeded")
 	}
 	c.Start()
+	for name, ch := range map[string]<-chan opstate.Event{"strict": strictEvs, "stale": evs} {
+		select {
+		case ev := <-ch:
+			if ev.Op != opstate.OpReset {
+				t.Errorf("%s Store's watcher got %+v after the outage; want OpReset", name, ev)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s Store's watcher got no OpReset after the outage", name)
+		}
+	}
+	if strict.Stale() || stale.Stale() {
+		t.Errorf("Stale() = %v, %v after the outage; want false, false", strict.Stale(), stale.Stale())
+	}
 	w := open(t, c.DSN, opstate.Options{})
 	set(t, w, "ns", "k", "v2")
 	for _, s := range []*opstate.Store{strict, stale} {

@@ -79,9 +79,11 @@
 //	        expire<TAB>KEY         KEY expired
 //	        reset                  anything in NS may have changed (drop,
 //	                               or too many changes): re-read it with list
+//	        stale                  (PostgreSQL) the change stream is down:
+//	                               others' changes go unprinted until a reset
 //	    With -json, each line is instead one JSON object such as
 //	    {"namespace":"flags","key":"k","op":"set","value":"v"}, "value"
-//	    present only for set and "key" absent for reset. Changes to one key
+//	    present only for set and "key" absent for reset and stale. Changes to one key
 //	    are printed in the order they were committed; when watch notices
 //	    several changes of another program to a key at once, it prints one,
 //	    what the key holds now. watch itself changes no key and sweeps

@@ -86,8 +86,9 @@ var verbs = []*verb{
 		flags:  "[-json]",
 		params: []string{"NS"},
 		help: "print one line per change to NS until interrupted (exit 0 on SIGINT or SIGTERM):\n" +
-			"set<TAB>KEY<TAB>VALUE, delete<TAB>KEY, expire<TAB>KEY, or reset (anything may have\n" +
-			"changed: re-read NS with list); or with -json one JSON object a line;\n" +
+			"set<TAB>KEY<TAB>VALUE, delete<TAB>KEY, expire<TAB>KEY, reset (anything may have\n" +
+			"changed: re-read NS with list), or stale (PostgreSQL: the change stream is down\n" +
+			"until the next reset); or with -json one JSON object a line;\n" +
 			"-json fails if a key or value is not valid UTF-8",
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.BoolVar(&inv.json, "json", false, "print one JSON object per change")

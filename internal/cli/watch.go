@@ -63,11 +63,11 @@ func watch(ctx context.Context, s *opstate.Store, inv *invocation, stdout io.Wri
 }
 
 // watchText appends ev as a text line: set<TAB>KEY<TAB>VALUE,
-// delete<TAB>KEY, expire<TAB>KEY or reset, KEY and VALUE written as
+// delete<TAB>KEY, expire<TAB>KEY, reset or stale, KEY and VALUE written as
 // [field] writes them, so that each line holds one event.
 func watchText(b *bytes.Buffer, ev opstate.Event) {
 	b.WriteString(ev.Op.String())
-	if ev.Op != opstate.OpReset {
+	if ev.Op != opstate.OpReset && ev.Op != opstate.OpStale {
 		b.WriteString("\t" + field(ev.Key))
 	}
 	if ev.Op == opstate.OpSet {
@@ -79,8 +79,8 @@ func watchText(b *bytes.Buffer, ev opstate.Event) {
 // watchEvent is the JSON form of an [opstate.Event].
 type watchEvent struct {
 	Namespace string  `json:"namespace"`
-	Key       string  `json:"key,omitempty"`   // absent for reset; never empty otherwise
-	Op        string  `json:"op"`              // set, delete, expire or reset
+	Key       string  `json:"key,omitempty"`   // absent for reset and stale; never empty otherwise
+	Op        string  `json:"op"`              // set, delete, expire, reset or stale
 	Value     *string `json:"value,omitempty"` // only for set, "" included
 }
 
