@@ -9,8 +9,8 @@
 //	s, err := opstate.NewStore("state.db")
 //	...
 //	defer s.Close()
-//	if err := s.Set("flags", "dark_mode", "on"); err != nil { ... }
-//	v, err := s.Get("flags", "dark_mode") // "on", from memory
+//	if err := s.Set("flags", "dark_mode", "true"); err != nil { ... }
+//	v, err := s.Get("flags", "dark_mode") // "true", from memory
 //
 // For tests, NewStore(":memory:") opens a store held in memory alone,
 // private to that Store (see [Open]).

@@ -102,8 +102,10 @@ func (s *Store) resync() {
 		defer s.feed.mu.Unlock()
 		s.cache.Clear()
 		s.counters.flushes.Add(1)
-		s.feed.freshAllLocked()
+		// Fresh before the OpReset is queued: a watcher that asks Stale
+		// on receiving it must hear false.
 		s.state.And(^uint32(stateBypass))
+		s.feed.freshAllLocked()
 	})
 }
 
