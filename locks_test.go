@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -150,6 +149,21 @@ func countRows(t *testing.T, path string) int {
 	return n
 }
 
+// keeps reports whether every lock of before, file by file and range by
+// range (heldLocks' lines), is in after too: the second Open may leave a
+// lock more (a read mark SQLite keeps for a moment), never one less.
+func keeps(before, after map[string]string) bool {
+	for file, ranges := range before {
+		have := strings.Split(after[file], "\n")
+		for _, r := range strings.Split(ranges, "\n") {
+			if !slices.Contains(have, r) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // lockHolder is the child of TestSecondOpenKeepsLocks: it opens a Store,
 // sets k0, opens what lockSecondEnv names on the same file, says "opened",
 // and on "write" from stdin sets k1 to k<lockWrites>, says "acknowledged
@@ -160,7 +174,10 @@ func lockHolder() int {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 		return 1
 	}
-	s, err := opstate.Open(path, opstate.Options{})
+	// No poller and no sweeper: their transactions take and drop locks of
+	// their own (a WAL read mark), which would come and go between the two
+	// samples below.
+	s, err := opstate.Open(path, opstate.Options{SyncInterval: -1, SweepInterval: -1})
 	if err != nil {
 		return fail("Open: %v", err)
 	}
@@ -222,7 +239,7 @@ func lockHolder() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	if !maps.Equal(before, after) {
+	if !keeps(before, after) {
 		return fail("the process's locks: %q before the second Open, %q after; want them kept", before, after)
 	}
 	fmt.Println("opened")
