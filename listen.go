@@ -34,7 +34,11 @@ func (s *Store) listen(n storage.Notifier, l storage.Listener) {
 			return
 		}
 		s.guard(func() {
-			s.log.Warn("opstate: change stream lost; reads bypass the cache until it is back", "err", err)
+			msg := "opstate: change stream lost; reads bypass the cache until it is back"
+			if s.serveStale {
+				msg = "opstate: change stream lost; reads serve the cache, which may be stale, until it is back"
+			}
+			s.log.Warn(msg, "err", err)
 		})
 		if l = s.relisten(n); l == nil {
 			return // closed
