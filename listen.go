@@ -56,6 +56,7 @@ func (s *Store) follow(l storage.Listener) error {
 		if err != nil {
 			s.state.Or(stateBypass)
 			if s.ctx.Err() == nil {
+				s.counters.outages.Add(1)
 				s.using(func() {
 					s.feed.mu.Lock()
 					s.feed.staleAllLocked()

@@ -20,6 +20,7 @@ type Stats struct {
 	WriteErrors   uint64 // writes that returned an error, of those counted in Writes
 	Expired       uint64 // rows deleted by sweeps (DeleteExpired and the background sweeper)
 	WatchResets   uint64 // OpReset events sent to watchers
+	StreamOutages uint64 // times the change stream of a backend that pushes changes (PostgreSQL's LISTEN) failed; always 0 on SQLite
 	Entries       int    // entries cached now, negative ones included
 	Bytes         int64  // bytes the cache accounts against CacheBytes now
 }
@@ -46,6 +47,7 @@ func (s *Store) Stats() Stats {
 		WriteErrors:   s.committer.writeErrors.Load(),
 		Expired:       s.counters.expired.Load(),
 		WatchResets:   s.counters.watchResets.Load(),
+		StreamOutages: s.counters.outages.Load(),
 		Entries:       cs.Entries,
 		Bytes:         cs.Bytes,
 	}
@@ -69,6 +71,9 @@ type counters struct {
 	// watchResets counts the OpReset events sent to watchers; Watch's
 	// delivery adds to it.
 	watchResets atomic.Uint64
+	// outages counts the failures of the change stream that follow
+	// notices (listen.go), Close's excepted.
+	outages atomic.Uint64
 }
 
 // stripeBits is log2 of numStripes.

@@ -36,6 +36,8 @@ var metrics = []metric{
 		prometheus.CounterValue, func(s opstate.Stats) float64 { return float64(s.Expired) }},
 	{"watch_resets_total", "OpReset events sent to watchers.",
 		prometheus.CounterValue, func(s opstate.Stats) float64 { return float64(s.WatchResets) }},
+	{"stream_outages_total", "Failures of the change stream of a backend that pushes changes (PostgreSQL's LISTEN); always 0 on SQLite.",
+		prometheus.CounterValue, func(s opstate.Stats) float64 { return float64(s.StreamOutages) }},
 	{"cache_entries", "Entries cached now, negative ones included.",
 		prometheus.GaugeValue, func(s opstate.Stats) float64 { return float64(s.Entries) }},
 	{"cache_bytes", "Bytes the cache accounts against Options.CacheBytes now.",

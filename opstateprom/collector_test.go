@@ -146,6 +146,9 @@ opstate_expired_total{store="%[1]s"} 6
 # HELP opstate_watch_resets_total OpReset events sent to watchers.
 # TYPE opstate_watch_resets_total counter
 opstate_watch_resets_total{store="%[1]s"} 2
+# HELP opstate_stream_outages_total Failures of the change stream of a backend that pushes changes (PostgreSQL's LISTEN); always 0 on SQLite.
+# TYPE opstate_stream_outages_total counter
+opstate_stream_outages_total{store="%[1]s"} 0
 `
 
 // expositionCache is the exposition text of the cache's gauges: store

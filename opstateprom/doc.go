@@ -33,6 +33,7 @@
 //	opstate_write_errors_total    writes that returned an error, of those in writes_total
 //	opstate_expired_total         expired rows deleted by sweeps
 //	opstate_watch_resets_total    OpReset events sent to watchers
+//	opstate_stream_outages_total  failures of PostgreSQL's change stream
 //
 // Gauges, the cache now:
 //

@@ -145,6 +145,9 @@ func TestListenerTerminated(t *testing.T) {
 	if d := r.Stats().Flushes - flushes; d != 1 {
 		t.Errorf("cache emptied %d times; want once, when the listener was back", d)
 	}
+	if n := r.Stats().StreamOutages; n != 1 {
+		t.Errorf("Stats().StreamOutages = %d after one terminated listener; want 1", n)
+	}
 	// Back to serving from the cache, and to hearing w's writes.
 	set(t, w, "ns", "k", "before")
 	eventually(t, 2*time.Second, "r serves w's write", func() bool { return get(t, r, "ns", "k") == "before" })
@@ -330,6 +333,11 @@ func TestOutage(t *testing.T) {
 	}
 	if strict.Stale() || stale.Stale() {
 		t.Errorf("Stale() = %v, %v after the outage; want false, false", strict.Stale(), stale.Stale())
+	}
+	for name, s := range map[string]*opstate.Store{"strict": strict, "stale": stale} {
+		if n := s.Stats().StreamOutages; n != 1 {
+			t.Errorf("%s Store's Stats().StreamOutages = %d after one outage; want 1", name, n)
+		}
 	}
 	w := open(t, c.DSN, opstate.Options{})
 	set(t, w, "ns", "k", "v2")
