@@ -19,3 +19,6 @@ var SchemaVersion = len(migrations)
 
 // Migrations returns the SQL of the migrations, in order.
 func Migrations() []string { return migrations }
+
+// TriggerStateSQL is the query a listener checks the triggers with.
+const TriggerStateSQL = triggerStateSQL

@@ -38,10 +38,10 @@ type Options struct {
 	// minutes later. Default BusyTimeout plus 10 seconds, so that a call
 	// waiting its BusyTimeout for a lock still gets its ErrBusy.
 	CallTimeout time.Duration
-	// PingInterval is how long a listener waits for a notification before
-	// it pings its connection, and how long it waits for the answer: a
-	// listener notices a dead connection within twice it. Default
-	// DefaultPingInterval.
+	// PingInterval is how often a listener checks its connection and the
+	// triggers, and how long it waits for the answer: a listener notices
+	// a dead connection within twice it, a trigger turned off within it.
+	// Default DefaultPingInterval.
 	PingInterval time.Duration
 
 	// dial, when set, replaces the pool's dialer (export_test.go).
