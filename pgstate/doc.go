@@ -29,7 +29,9 @@
 // a schema of version 1 (opstate before TRUNCATE notified) is migrated
 // in place, taking the table's lock for a moment to replace its trigger;
 // a schema newer than this package knows is refused with
-// [opstate.ErrSchemaVersion] before anything is written. Open also
+// [opstate.ErrSchemaVersion] before anything is written. (So once an
+// agent of this version has opened a schema, agents of the earlier one
+// go on running but refuse to open it again: upgrade them all.) Open also
 // re-creates a trigger that is missing (dropped, or a restore not yet
 // done), which takes a role that owns the table; it does not touch one
 // that is disabled, and refuses to open ([ErrTriggerDisabled]): see

@@ -25,13 +25,13 @@ func roleDSN(t *testing.T, c *pgtest.Cluster, name string, settings ...string) s
 }
 
 // TestStatementTimeout runs a Store as a role with a statement_timeout
-// (ALTER ROLE ... SET) shorter than its BusyTimeout: a write of a row
-// another transaction holds, and a read of a table another transaction
-// has locked, fail with ErrBusy when the server cancels them, and the
-// write is not applied.
+// (ALTER ROLE ... SET) shorter than its BusyTimeout: Open migrates all the
+// same; a write of a row another transaction holds, and a read of a table
+// another transaction has locked, fail with ErrBusy when the server
+// cancels them, and the write is not applied.
 func TestStatementTimeout(t *testing.T) {
 	c := pgtest.NewCluster(t)
-	dsn := roleDSN(t, c, "agent", `statement_timeout = '200ms'`)
+	dsn := roleDSN(t, c, "agent", `statement_timeout = '500ms'`)
 	s := open(t, dsn, opstate.Options{BusyTimeout: 10 * time.Second})
 	set(t, s, "ns", "k", "old")
 	raw := rawConn(t, c.DSN)

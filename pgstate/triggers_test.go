@@ -228,6 +228,7 @@ func TestTriggerOffWhileRunning(t *testing.T) {
 // ErrTriggerDisabled.
 func repairSQL(t *testing.T, err error) string {
 	t.Helper()
+	t.Logf("Open: %v", err)
 	if !errors.Is(err, pgstate.ErrTriggerDisabled) {
 		t.Fatalf("Open = %v; want ErrTriggerDisabled", err)
 	}

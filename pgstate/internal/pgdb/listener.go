@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/d8da9184/opstate/storage"
@@ -26,6 +27,7 @@ type Listener struct {
 	every  time.Duration // how often the connection and the triggers are checked (checkEvery)
 	due    time.Time     // when the next check is due
 	seen   string        // the triggers' fingerprint at the last check
+	off    *atomic.Bool  // the DB's triggersOff
 }
 
 // Listen opens a dedicated connection, with the pool's configuration, that
@@ -41,21 +43,24 @@ func (db *DB) Listen(ctx context.Context) (storage.Listener, error) {
 func (db *DB) listen(ctx context.Context) (*Listener, error) {
 	ctx, cancel := db.bound(ctx)
 	defer cancel()
-	// The triggers are read on the pool first: while one is off, the
-	// Store calls Listen again and again, and a query costs the server
-	// less than a connection.
-	st, err := readTriggers(ctx, db.pool, triggerStateSQL)
-	if err != nil {
-		return nil, fmt.Errorf("opstate: listen: %w", db.timedOut(ctx, classify(err)))
-	}
-	if err := st.err(); err != nil {
-		return nil, err
+	if db.triggersOff.Load() {
+		// While a trigger is off, the Store calls Listen again and
+		// again: the triggers are read on the pool first, since a query
+		// costs the server less than a connection. (Only then: when the
+		// network is what failed, the pool's connections are the reads'.)
+		st, err := readTriggers(ctx, db.pool, triggerStateSQL)
+		if err != nil {
+			return nil, fmt.Errorf("opstate: listen: %w", db.timedOut(ctx, classify(err)))
+		}
+		if err := st.err(); err != nil {
+			return nil, err
+		}
 	}
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("opstate: listen: %w", err)
 	}
-	l := &Listener{conn: conn, origin: db.origin, own: `{"o":"` + db.origin + `",`, ping: db.ping}
+	l := &Listener{conn: conn, origin: db.origin, own: `{"o":"` + db.origin + `",`, ping: db.ping, off: &db.triggersOff}
 	if err := l.start(ctx, db); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -75,7 +80,9 @@ func (l *Listener) start(ctx context.Context, db *DB) error {
 		return fmt.Errorf("opstate: listen: %w", classify(err))
 	}
 	l.every = checkEvery(l.ping, idle)
-	_, err = l.check(ctx)
+	// Bounded by Listen's CallTimeout, not the ping interval: a new
+	// backend's first catalog read may take longer.
+	_, err = l.check(ctx, 0)
 	return err
 }
 
@@ -105,7 +112,7 @@ func (l *Listener) Next(ctx context.Context) (storage.Changes, error) {
 func (l *Listener) wait(ctx context.Context) ([]Change, error) {
 	for {
 		if !time.Now().Before(l.due) {
-			changed, err := l.check(ctx)
+			changed, err := l.check(ctx, l.ping)
 			if err != nil {
 				return nil, err
 			}
@@ -131,25 +138,30 @@ func (l *Listener) wait(ctx context.Context) ([]Change, error) {
 
 // check reads the triggers on the listener's connection, which shows the
 // connection alive too, and schedules the next check. It fails when no
-// answer comes within the ping interval, or a trigger is off
+// answer comes within limit (if not 0), or a trigger is off
 // (ErrTriggerDisabled); changed reports that the triggers are not those
 // of the last check.
-func (l *Listener) check(ctx context.Context) (changed bool, err error) {
-	cctx, cancel := context.WithTimeout(ctx, l.ping)
+func (l *Listener) check(ctx context.Context, limit time.Duration) (changed bool, err error) {
+	cctx, cancel := ctx, context.CancelFunc(func() {})
+	if limit > 0 {
+		cctx, cancel = context.WithTimeout(ctx, limit)
+	}
 	st, err := readTriggers(cctx, l.conn, listenerCheckSQL)
 	cancel()
 	l.due = time.Now().Add(l.every)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return false, ctx.Err()
-	case err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded):
-		return false, fmt.Errorf("opstate: change stream: no answer to a check within %v: %w", l.ping, err)
+	case err != nil && limit > 0 && errors.Is(cctx.Err(), context.DeadlineExceeded):
+		return false, fmt.Errorf("opstate: change stream: no answer to a check within %v: %w", limit, err)
 	case err != nil:
 		return false, fmt.Errorf("opstate: change stream: %w", classify(err))
 	}
 	if err := st.err(); err != nil {
+		l.off.Store(true)
 		return false, err
 	}
+	l.off.Store(false)
 	fp := st.fingerprint()
 	changed = l.seen != "" && fp != l.seen
 	l.seen = fp

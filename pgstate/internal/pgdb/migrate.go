@@ -40,6 +40,13 @@ const lockClass = 0x6f707374 // "opst"
 // trigger found missing (repairTriggers).
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// A statement_timeout of the role is meant for the Store's calls:
+		// DDL on a loaded server may take longer, and a migration that
+		// times out would fail every Open. ctx bounds it, and lock_timeout
+		// (BusyTimeout) its waits for the table's lock.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockClass); err != nil {
 			return err
 		}

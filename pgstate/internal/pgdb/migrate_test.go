@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
 	"github.com/d8da9184/opstate/storage"
 )
 
@@ -140,4 +141,34 @@ func TestMigrateReopen(t *testing.T) {
 	if r, found, err := db2.Get(context.Background(), "ns", "k"); err != nil || !found || r.Value != "v" {
 		t.Errorf("Get after reopen = %+v, %v, %v; want v", r, found, err)
 	}
+}
+
+// TestMigrateOutlastsStatementTimeout opens a schema while another
+// session holds the migration's advisory lock longer than the
+// connection's statement_timeout: Open waits for it (lock_timeout,
+// BusyTimeout, bounds the wait, not statement_timeout) and succeeds.
+func TestMigrateOutlastsStatementTimeout(t *testing.T) {
+	dsn, raw := server(t)
+	ctx := context.Background()
+	conn, err := raw.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	const lockClass = 0x6f707374 // migrate.go's
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext(current_schema()))`, lockClass); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(600 * time.Millisecond)
+		conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, lockClass)
+	}()
+	db, err := pgdb.Open(ctx, pgtest.WithParam(dsn, "statement_timeout", "100"), pgdb.Options{})
+	<-released
+	if err != nil {
+		t.Fatalf("Open under a 100ms statement_timeout, the migration's lock held 600ms = %v; want success", err)
+	}
+	db.Close()
 }

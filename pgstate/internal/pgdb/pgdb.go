@@ -63,6 +63,9 @@ type DB struct {
 	// idle is the server's idle_session_timeout, as a time.Duration, as
 	// a connection of the DB last read it; 0 for none (idle.go).
 	idle atomic.Int64
+	// triggersOff: the last check of the triggers found one off
+	// (listener.go).
+	triggersOff atomic.Bool
 }
 
 // Open connects to the database of connString (a URL or key=value DSN;
