@@ -192,7 +192,9 @@
 //     reconnection.
 //   - The Store's lock_timeout is BusyTimeout, whatever the role or the
 //     connection string sets; a shorter statement_timeout ends a write's
-//     wait for a lock sooner, with the same ErrBusy.
+//     wait for a lock sooner, with the same ErrBusy. Open's migration
+//     runs without a statement_timeout (its context bounds it), so that
+//     DDL slowed by a loaded server does not fail every Open.
 //   - After every reconnection of its listener, a Store's cache starts
 //     empty: a fleet that loses its database for a moment reads it once
 //     per key afterwards.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
+	"github.com/d8da9184/opstate/pgstate"
 	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -160,4 +161,58 @@ func TestLogicalReplication(t *testing.T) {
 	if errs != 0 {
 		t.Errorf("the apply worker failed %d times; want 0", errs)
 	}
+}
+
+// TestDataOnlyRestore restores a data-only dump made with
+// --disable-triggers (ALTER TABLE ... DISABLE TRIGGER ALL, the rows, then
+// ENABLE TRIGGER ALL, which leaves the triggers enabled for ordinary
+// sessions only) into the emptied table under two running Stores that
+// had cached every key absent: within the bound both serve the restored
+// rows, and stay Stale, with Open refused, until the SQL Open's error
+// names has run; then they hear writes again.
+func TestDataOnlyRestore(t *testing.T) {
+	const ping = 200 * time.Millisecond
+	dsn := pgtest.Schema(t)
+	a := open(t, dsn, opstate.Options{SyncInterval: ping})
+	b := open(t, dsn, opstate.Options{SyncInterval: ping})
+	raw := rawConn(t, dsn)
+	var schema string
+	if err := raw.QueryRow(context.Background(), `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	stores := []*opstate.Store{a, b}
+	cacheKeys(t, a, stores, "ns", []string{"k"}, "dumped")
+	dump := filepath.Join(t.TempDir(), "data.sql")
+	runTool(t, "pg_dump", "--data-only", "--disable-triggers", "-t", schema+".operational_state", "-f", dump)
+	rawExec(t, raw, `DELETE FROM operational_state`)
+	for _, s := range stores {
+		eventually(t, 2*time.Second, "serves the delete", func() bool { return get(t, s, "ns", "k") == "" })
+	}
+	evs := []<-chan opstate.Event{watch(t, a, "ns"), watch(t, b, "ns")}
+	runTool(t, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", dump)
+	for i, s := range stores {
+		d := eventually(t, 3*time.Second, "serves the restored rows", func() bool { return getIs(s, "ns", "k", "dumped") })
+		t.Logf("Store %d served the restored rows %v after the restore", i, d)
+		if d > 2*ping+500*time.Millisecond {
+			t.Errorf("Store %d served the restored rows %v after the restore; want within about 2 ping intervals (%v)", i, d, 2*ping)
+		}
+		waitOp(t, evs[i], opstate.OpStale, 3*time.Second, "watcher of a data-only restore")
+		if !s.Stale() {
+			t.Errorf("Store %d: Stale() = false with the triggers enabled for ordinary sessions only", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s2, err := pgstate.Open(ctx, dsn, opstate.Options{})
+	if err == nil {
+		s2.Close()
+		t.Fatal("Open succeeded after a restore that left the triggers enabled for ordinary sessions only")
+	}
+	rawExec(t, raw, repairSQL(t, err))
+	for i := range stores {
+		waitOp(t, evs[i], opstate.OpReset, 3*time.Second, "watcher, once repaired")
+	}
+	set(t, a, "ns", "k", "after")
+	eventually(t, 2*time.Second, "b serves a's write after the repair", func() bool { return get(t, b, "ns", "k") == "after" })
+	checkTriggers(t, raw)
 }
