@@ -110,31 +110,35 @@
 //
 // # Operators
 //
-// What each way of changing the table behind the Stores' backs asks of an
-// operator; the SQL names the table as the search_path finds it
-// (qualify it with its schema otherwise):
+// Two statements turn both triggers back on, for every session (the SQL
+// names the table as the search_path finds it: qualify it with its
+// schema otherwise):
 //
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_notify;
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_truncate;
+//
+// and one makes every Store of a schema empty its cache and send its
+// watchers OpReset, whenever an operator wants them to:
+//
+//	SELECT operational_state_reset();            -- the search_path's schema
+//	SELECT operational_state_reset('myschema');
+//
+// What each way of changing the table behind the Stores' backs asks of an
+// operator:
 //   - INSERT, UPDATE, DELETE, COPY, TRUNCATE, from psql or any client, in
 //     any session_replication_role: nothing.
-//
 //   - ALTER TABLE operational_state DISABLE TRIGGER (ALL, USER or a
 //     name): running Stores read the server instead of their caches from
 //     their next check on, and Open fails with [ErrTriggerDisabled].
-//     Afterwards, turn both triggers back on with
-//
-//     ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_notify;
-//     ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_truncate;
-//
-//     ENABLE TRIGGER ALL is not enough: it enables them for sessions
+//     Afterwards, run the two ALTER TABLE statements above. ENABLE
+//     TRIGGER ALL is not enough: it enables the triggers for sessions
 //     whose session_replication_role is origin only, which the Stores
 //     refuse as they refuse a disabled trigger. At their next check the
 //     Stores listen again, empty their caches and send OpReset.
-//
 //   - pg_restore --disable-triggers, or a script of pg_dump
 //     --disable-triggers: the restore ends with ENABLE TRIGGER ALL, so
-//     run the two statements above after it. A data-only restore without
-//     --disable-triggers needs nothing: its rows notify.
-//
+//     run the two ALTER TABLE statements after it. A data-only restore
+//     without --disable-triggers needs nothing: its rows notify.
 //   - A restore of pg_dump --clean (psql, or pg_restore --clean; in one
 //     transaction or not): nothing. The restore drops the table and
 //     creates the triggers after the data, but each Store's next check
@@ -142,17 +146,10 @@
 //     its cache. The dump keeps the triggers enabled ALWAYS. If a restore
 //     stops before it creates them, opening a Store (as the table's
 //     owner) re-creates them, and the running Stores recover.
-//
 //   - A logical replication subscription into the table, or an upgrade,
 //     failover or point-in-time recovery of the server: nothing (the
 //     subscription's apply worker fires the triggers; the others end every
 //     connection, and each Store empties its cache when it listens again).
-//
-//   - To make every Store of a schema empty its cache and send its
-//     watchers OpReset for any other reason:
-//
-//     SELECT operational_state_reset();           -- the search_path's schema
-//     SELECT operational_state_reset('myschema');
 //
 // A check reads the triggers, not what their functions do: a trigger
 // function replaced by hand (CREATE OR REPLACE FUNCTION) is not noticed.
@@ -186,8 +183,8 @@
 //     pg_terminate_backend ends a session).
 //   - Each listener runs one small catalog query every SyncInterval (or
 //     half the server's idle_session_timeout, if shorter), with or without
-//     traffic: about twice an empty ping's cost (BenchmarkTriggerCheck in
-//     internal/pgdb). The idle_session_timeout is read when the listener
+//     traffic: a fraction of a millisecond, two to three times an empty
+//     ping (BenchmarkTriggerCheck in internal/pgdb). The idle_session_timeout is read when the listener
 //     connects: one lowered by ALTER ROLE later holds from the next
 //     reconnection.
 //   - The Store's lock_timeout is BusyTimeout, whatever the role or the
