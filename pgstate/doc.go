@@ -16,11 +16,26 @@
 // Open creates, in the schema its connection's search_path picks, the
 // table operational_state (namespace, key, value text, updated_at and
 // expires_at timestamptz: the columns of the SQLite file), its expiry
-// index, operational_state_schema (the schema version) and a trigger that
-// notifies every change of a row, psql's included. Migration runs in one
-// transaction under an advisory lock, so that agents starting together
-// migrate once; a schema newer than this package knows is refused with
-// [opstate.ErrSchemaVersion] before anything is written.
+// index, operational_state_schema (the schema version) and two triggers
+// that notify every change: operational_state_notify, a row trigger, for
+// every row inserted, updated or deleted, psql's included, and
+// operational_state_truncate for TRUNCATE, which fires no row trigger.
+// Both are enabled ALWAYS, so that they fire in sessions whose
+// session_replication_role is replica too (pg_restore
+// --disable-triggers, logical replication's apply worker), and their
+// functions name nothing outside pg_catalog, so that they run whatever
+// the writing session's search_path. Migration runs in one transaction
+// under an advisory lock, so that agents starting together migrate once;
+// a schema of version 1 (opstate before TRUNCATE notified) is migrated
+// in place, taking the table's lock for a moment to replace its trigger;
+// a schema newer than this package knows is refused with
+// [opstate.ErrSchemaVersion] before anything is written. (So once an
+// agent of this version has opened a schema, agents of the earlier one
+// go on running but refuse to open it again: upgrade them all.) Open also
+// re-creates a trigger that is missing (dropped, or a restore not yet
+// done), which takes a role that owns the table; it does not touch one
+// that is disabled, and refuses to open ([ErrTriggerDisabled]): see
+// "Operators" below.
 //
 // # Guarantees
 //
@@ -49,21 +64,99 @@
 //     cache (a namespace when the key is too long for a notification),
 //     and sends them to watchers. The Store's own writes, which its cache
 //     already holds, are told apart by a name each of its transactions
-//     sets (set_config), and cost nothing.
+//     sets (set_config), and cost nothing. A TRUNCATE empties every
+//     Store's cache and sends every watcher an OpReset. Changes made by
+//     sessions in replica mode (session_replication_role = replica:
+//     pg_restore --disable-triggers, a logical replication subscription
+//     into the table) notify like any other.
 //   - The listener is lossy by nature, so the Store never trusts a cache
 //     that may have missed a change: when the listener's connection fails,
 //     reads bypass the cache and read the server (by default: see
 //     opstate.Options.ServeStaleOnOutage) until a new listener listens;
-//     then the cache is emptied and every watcher sent an OpReset. A
-//     listener that hears nothing for SyncInterval pings its connection,
-//     and one that gets no answer within another interval counts as
-//     failed: a silently dead connection (a partition) is noticed within
-//     twice SyncInterval, one closed by the server at once.
+//     then the cache is emptied and every watcher sent an OpReset. Every
+//     SyncInterval the listener checks its connection with one query
+//     that also reads the triggers: one that gets no answer within
+//     another interval counts as failed, so that a silently dead
+//     connection (a partition) is noticed within twice SyncInterval, one
+//     closed by the server at once.
+//   - Changes made while the triggers did not fire are not missed: a
+//     check that finds a trigger missing, disabled, or enabled for only
+//     some sessions counts as a failure of the listener (reads bypass the
+//     cache, watchers get OpStale, Stale reports true, and the error,
+//     logged, names the SQL that repairs it) until a check finds both
+//     firing again; one that finds the triggers changed since the last
+//     check (re-created by a restore, or turned off and on again, even in
+//     one transaction) empties the cache and sends every watcher an
+//     OpReset. Either way a change made while they were off is served at
+//     the latest one SyncInterval, and a check's round trip, after it
+//     committed or after they were back, whichever is later.
 //   - The Store recovers from a restarted or unreachable server by itself:
 //     writes fail while the server is gone, and succeed again once it is
 //     back, with no reopening. A call that the server does not answer at
 //     all (a partition) fails after BusyTimeout plus 10 seconds, rather
 //     than when the kernel gives up on the connection.
+//   - A call the server cancels fails with [opstate.ErrBusy] and applied
+//     nothing: a write that waited longer than BusyTimeout for a row lock
+//     (lock_timeout), the victim of a deadlock, and any statement, read
+//     or write, that ran past a statement_timeout the role, the database
+//     or the connection string sets (or that an operator canceled with
+//     pg_cancel_backend). A write that the server's full notification
+//     queue refused fails with [ErrNotifyQueueFull] and applied nothing.
+//     All may be retried.
+//   - A server idle_session_timeout, however short, costs no outage: the
+//     listener checks within half of it, and the pool pings a connection
+//     idle for half of it before handing it out, replacing one the server
+//     has ended, so that no call fails for it.
+//
+// # Operators
+//
+// Two statements turn both triggers back on, for every session (the SQL
+// names the table as the search_path finds it: qualify it with its
+// schema otherwise):
+//
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_notify;
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_truncate;
+//
+// and one makes every Store of a schema empty its cache and send its
+// watchers OpReset, whenever an operator wants them to:
+//
+//	SELECT operational_state_reset();            -- the search_path's schema
+//	SELECT operational_state_reset('myschema');
+//
+// What each way of changing the table behind the Stores' backs asks of an
+// operator:
+//   - INSERT, UPDATE, DELETE, COPY, TRUNCATE, from psql or any client, in
+//     any session_replication_role: nothing.
+//   - ALTER TABLE operational_state DISABLE TRIGGER (ALL, USER or a
+//     name): running Stores read the server instead of their caches from
+//     their next check on, and Open fails with [ErrTriggerDisabled].
+//     Afterwards, run the two ALTER TABLE statements above. ENABLE
+//     TRIGGER ALL is not enough: it enables the triggers for sessions
+//     whose session_replication_role is origin only, which the Stores
+//     refuse as they refuse a disabled trigger. At their next check the
+//     Stores listen again, empty their caches and send OpReset.
+//   - pg_restore --disable-triggers, or a script of pg_dump
+//     --disable-triggers: the restore ends with ENABLE TRIGGER ALL, so
+//     run the two ALTER TABLE statements after it. A data-only restore
+//     without --disable-triggers needs nothing: its rows notify.
+//   - A restore of pg_dump --clean (psql, or pg_restore --clean; in one
+//     transaction or not): nothing. The restore drops the table and
+//     creates the triggers after the data, but each Store's next check
+//     finds new triggers (or none, until the restore is done) and empties
+//     its cache. The dump keeps the triggers enabled ALWAYS. If a restore
+//     stops before it creates them, opening a Store (as the table's
+//     owner) re-creates them, and the running Stores recover.
+//   - A logical replication subscription into the table, or an upgrade,
+//     failover or point-in-time recovery of the server: nothing (the
+//     subscription's apply worker fires the triggers; the others end every
+//     connection, and each Store empties its cache when it listens again).
+//
+// A check reads the triggers, not what their functions do: a trigger
+// function replaced by hand (CREATE OR REPLACE FUNCTION) is not noticed.
+// Running Stores log a trigger found off once, as the cause of the
+// change-stream outage; if their listener was already down for another
+// reason (a server restart), that reason is what they log, and
+// [opstate.Store.Stale] stays true until the triggers are repaired.
 //
 // # Caveats
 //
@@ -81,8 +174,24 @@
 //     connections or one per CPU; pool_max_conns in the connection string
 //     sets it) and one listener connection.
 //   - Every changed row costs the writing transaction one pg_notify.
-//     A listener that cannot keep up lets the server's notification queue
-//     grow (it is bounded; when full, writers fail).
+//     A listening session that does not read (the listener of an agent
+//     whose process is stopped, or any session left in a transaction
+//     after a LISTEN) keeps the server's notification queue from being
+//     trimmed; once it is full (8 GB by default), every write to the
+//     table fails, the Stores' with [ErrNotifyQueueFull], until that
+//     session ends (pg_notification_queue_usage() shows the queue's use,
+//     pg_terminate_backend ends a session).
+//   - Each listener runs one small catalog query every SyncInterval (or
+//     half the server's idle_session_timeout, if shorter), with or without
+//     traffic: a fraction of a millisecond, two to three times an empty
+//     ping (BenchmarkTriggerCheck in internal/pgdb). The idle_session_timeout is read when the listener
+//     connects: one lowered by ALTER ROLE later holds from the next
+//     reconnection.
+//   - The Store's lock_timeout is BusyTimeout, whatever the role or the
+//     connection string sets; a shorter statement_timeout ends a write's
+//     wait for a lock sooner, with the same ErrBusy. Open's migration
+//     runs without a statement_timeout (its context bounds it), so that
+//     DDL slowed by a loaded server does not fail every Open.
 //   - After every reconnection of its listener, a Store's cache starts
 //     empty: a fleet that loses its database for a moment reads it once
 //     per key afterwards.

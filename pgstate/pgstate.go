@@ -8,7 +8,7 @@ import (
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
 )
 
-// DefaultPingInterval is how often an idle listener pings its connection
+// DefaultPingInterval is how often the listener checks its connection
 // when [opstate.Options.SyncInterval] is zero.
 const DefaultPingInterval = pgdb.DefaultPingInterval
 
@@ -22,13 +22,19 @@ const DefaultPingInterval = pgdb.DefaultPingInterval
 // authentication, a malformed connection string) and never the password.
 // ctx bounds the connection and the migration only.
 //
+// Open fails with [ErrTriggerDisabled] while a trigger that notifies
+// changes is disabled, naming the SQL that turns it back on; it re-creates
+// one that is missing.
+//
 // opts means what it means for [opstate.Open], except:
-//   - SyncInterval is how often the Store's listener, idle, pings its
-//     connection, and how long it waits for the answer: a connection that
-//     died silently is noticed within twice it, one closed by the server
-//     or the network at once. Zero means DefaultPingInterval (1s); a
-//     negative value turns listening off, for a Store that is the
-//     database's only writer.
+//   - SyncInterval is how often the Store's listener checks its
+//     connection and the triggers (see the package documentation), and
+//     how long it waits for the answer: a connection that died silently
+//     is noticed within twice it, one closed by the server or the network
+//     at once, a trigger turned off within it. Zero means
+//     DefaultPingInterval (1s); a negative value turns listening off, for
+//     a Store that is the database's only writer (which then opens
+//     whatever the triggers' state).
 //   - BusyTimeout is PostgreSQL's lock_timeout: how long a write waits for
 //     a row another transaction holds before failing with
 //     [opstate.ErrBusy].

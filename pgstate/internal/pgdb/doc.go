@@ -42,10 +42,24 @@
 // Every transaction of a DB that writes begins by naming itself
 // (originSQL), and the trigger puts the name into each notification, so
 // that a DB's listeners skip its own changes, which its Store already
-// knows; a change from psql has no name and always counts. A listener
-// that has heard nothing for Options.PingInterval pings its connection,
-// and fails when no answer comes within another: a connection that died
-// silently is noticed within twice the interval.
+// knows; a change from psql has no name and always counts. A TRUNCATE,
+// which fires no row trigger, fires a statement trigger that notifies
+// resetPayload, a change of anything, as does operational_state_reset()
+// (triggers.go).
+//
+// The triggers may be missing, disabled, or fire for only some sessions
+// (session_replication_role), and changes then notify nobody. So a
+// listener checks, every Options.PingInterval (or half the server's
+// idle_session_timeout, if shorter: see idle.go), with one query on its
+// connection, that both triggers exist and fire always: the query shows
+// the connection alive (no answer within another interval fails the
+// listener: a connection that died silently is noticed within twice the
+// interval), a trigger that does not fire fails it with
+// [ErrTriggerDisabled], and triggers that changed since the last check
+// (pg_trigger's oid and xmin: re-created, or altered and altered back)
+// make it report a Reset. Listen checks too, so that Open refuses a
+// disabled trigger; Open re-creates a missing one in its migration's
+// transaction.
 //
 // # Values
 //
@@ -61,6 +75,10 @@
 // A statement that waits for a row lock longer than [Options.BusyTimeout]
 // (lock_timeout) fails with [storage.ErrBusy], and so does a batch that
 // PostgreSQL aborts to break a deadlock (two batches that lock the same
-// keys in opposite orders): nothing of it was applied, and it may be
-// retried.
+// keys in opposite orders), and a statement the server cancels
+// (statement_timeout, pg_cancel_backend): nothing of it was applied, and
+// it may be retried. A commit that cannot queue its notifications fails
+// with [ErrNotifyQueueFull]: the server reports it with SQLSTATE 54000,
+// which it uses for many limits (an index row too big among them), so
+// classify matches it by the source file, async.c, too.
 package pgdb

@@ -10,3 +10,15 @@ func WithDial(opts Options, dial func(ctx context.Context, network, addr string)
 	opts.dial = dial
 	return opts
 }
+
+// Classify is classify.
+var Classify = classify
+
+// SchemaVersion is the schema version this package migrates to.
+var SchemaVersion = len(migrations)
+
+// Migrations returns the SQL of the migrations, in order.
+func Migrations() []string { return migrations }
+
+// TriggerStateSQL is the query a listener checks the triggers with.
+const TriggerStateSQL = triggerStateSQL

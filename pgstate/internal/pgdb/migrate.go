@@ -10,8 +10,9 @@ import (
 )
 
 // migrations[i] brings a schema at version i to version i+1; each is run
-// in Open's one transaction.
-var migrations = []string{migrateV1 + notifyTrigger}
+// in Open's one transaction. A migration is never changed once released:
+// a database at its version has run it.
+var migrations = []string{migrateV1 + notifyTriggerV1, migrateV2}
 
 // migrateV1 creates the table, its expiry index, the version table and the
 // trigger that notifies every change (notify.go).
@@ -35,9 +36,17 @@ const lockClass = 0x6f707374 // "opst"
 
 // migrate brings the schema of the connection's search_path to the
 // version this package knows, in one transaction under an advisory lock,
-// or refuses a newer one before writing anything.
+// or refuses a newer one before writing anything; then re-creates a
+// trigger found missing (repairTriggers).
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// A statement_timeout of the role is meant for the Store's calls:
+		// DDL on a loaded server may take longer, and a migration that
+		// times out would fail every Open. ctx bounds it, and lock_timeout
+		// (BusyTimeout) its waits for the table's lock.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockClass); err != nil {
 			return err
 		}
@@ -62,6 +71,47 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 				return err
 			}
 		}
-		return nil
+		return repairTriggers(ctx, tx)
 	})
 }
+
+// notifyTriggerV1 is schema version 1's trigger, which notifies every
+// row a statement inserts, updates or deletes with the payloads
+// triggerFuncsSQL describes; version 2 replaces its functions.
+var notifyTriggerV1 = `
+CREATE FUNCTION operational_state_notify_key(ch text, o text, ns text, k text, expired boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	head text := '{' || coalesce('"o":' || to_json(o)::text || ',', '') || '"c":[';
+	e text;
+BEGIN
+	IF expired THEN
+		e := json_build_array(ns, k, true)::text;
+	ELSE
+		e := json_build_array(ns, k)::text;
+	END IF;
+	IF octet_length(head) + octet_length(e) > 7900 THEN
+		e := json_build_array(ns)::text;
+		IF octet_length(head) + octet_length(e) > 7900 THEN
+			e := '[]';
+		END IF;
+	END IF;
+	PERFORM pg_notify(ch, head || e || ']}');
+END $$;
+CREATE FUNCTION operational_state_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	ch text := ` + channelSQL("TG_TABLE_SCHEMA") + `;
+	o text := nullif(current_setting('opstate.origin', true), '');
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		PERFORM operational_state_notify_key(ch, o, OLD.namespace, OLD.key, coalesce(OLD.expires_at <= now(), false));
+		RETURN NULL;
+	END IF;
+	IF TG_OP = 'UPDATE' AND (NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key) THEN
+		PERFORM operational_state_notify_key(ch, o, OLD.namespace, OLD.key, false);
+	END IF;
+	PERFORM operational_state_notify_key(ch, o, NEW.namespace, NEW.key, false);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER operational_state_notify AFTER INSERT OR UPDATE OR DELETE ON operational_state
+	FOR EACH ROW EXECUTE FUNCTION operational_state_notify();
+`

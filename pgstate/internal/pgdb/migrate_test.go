@@ -5,8 +5,10 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
 	"github.com/d8da9184/opstate/storage"
 )
 
@@ -39,8 +41,8 @@ func TestMigrateConcurrent(t *testing.T) {
 	if err := raw.QueryRow(context.Background(), `SELECT count(*), max(version) FROM operational_state_schema`).Scan(&rows, &version); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 1 || version != 1 {
-		t.Errorf("operational_state_schema holds %d rows, version %d; want 1 row, version 1", rows, version)
+	if rows != 1 || version != pgdb.SchemaVersion {
+		t.Errorf("operational_state_schema holds %d rows, version %d; want 1 row, version %d", rows, version, pgdb.SchemaVersion)
 	}
 }
 
@@ -50,7 +52,11 @@ func TestMigrateConcurrent(t *testing.T) {
 func TestMigrateNewerRefused(t *testing.T) {
 	dsn, raw := server(t)
 	ctx := context.Background()
-	if _, err := raw.Exec(ctx, `CREATE TABLE operational_state_schema (version int NOT NULL); INSERT INTO operational_state_schema VALUES (2)`); err != nil {
+	newer := pgdb.SchemaVersion + 1
+	if _, err := raw.Exec(ctx, `CREATE TABLE operational_state_schema (version int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(ctx, `INSERT INTO operational_state_schema VALUES ($1)`, newer); err != nil {
 		t.Fatal(err)
 	}
 	db, err := pgdb.Open(ctx, dsn, pgdb.Options{})
@@ -58,16 +64,70 @@ func TestMigrateNewerRefused(t *testing.T) {
 		db.Close()
 	}
 	if !errors.Is(err, storage.ErrSchemaVersion) {
-		t.Fatalf("Open of a version 2 schema = %v; want ErrSchemaVersion", err)
+		t.Fatalf("Open of a version %d schema = %v; want ErrSchemaVersion", newer, err)
 	}
-	var tables int
+	var tables, functions int
 	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE pronamespace = current_schema()::regnamespace`).Scan(&functions); err != nil {
 		t.Fatal(err)
 	}
 	var version int
 	raw.QueryRow(ctx, `SELECT version FROM operational_state_schema`).Scan(&version)
-	if tables != 1 || version != 2 {
-		t.Errorf("after the refused Open: %d tables, version %d; want 1 table, version 2", tables, version)
+	if tables != 1 || functions != 0 || version != newer {
+		t.Errorf("after the refused Open: %d tables, %d functions, version %d; want 1 table, 0 functions, version %d", tables, functions, version, newer)
+	}
+}
+
+// TestMigrateFromV1 opens a schema made by opstate's schema version 1,
+// with rows in it: Open migrates it to this version, keeping the rows,
+// makes both triggers fire always and drops version 1's helper function;
+// a listener then hears a TRUNCATE.
+func TestMigrateFromV1(t *testing.T) {
+	dsn, raw := server(t)
+	ctx := context.Background()
+	rawExec(t, raw, pgdb.Migrations()[0]+`; UPDATE operational_state_schema SET version = 1`)
+	rawPut(t, raw, "ns", "k", "v1-row", 0)
+	db := openDSN(t, dsn, pgdb.Options{})
+	var version int
+	if err := raw.QueryRow(ctx, `SELECT version FROM operational_state_schema`).Scan(&version); err != nil || version != pgdb.SchemaVersion {
+		t.Errorf("version after Open = %d, %v; want %d", version, err, pgdb.SchemaVersion)
+	}
+	if v, _, found := rawGet(t, raw, "ns", "k"); !found || v != "v1-row" {
+		t.Errorf("row after migration = %q, %v; want v1-row", v, found)
+	}
+	var always, helpers int
+	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'operational_state'::regclass AND tgenabled = 'A'`).Scan(&always); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname = 'operational_state_notify_key' AND pronamespace = current_schema()::regnamespace`).Scan(&helpers); err != nil {
+		t.Fatal(err)
+	}
+	if always != 2 || helpers != 0 {
+		t.Errorf("after migration: %d triggers firing always, %d helper functions; want 2, 0", always, helpers)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l := mustListen(t, lctx, db)
+	rawExec(t, raw, `TRUNCATE operational_state`)
+	if ch, err := l.Next(lctx); err != nil || !ch.Reset {
+		t.Errorf("Next after TRUNCATE = %+v, %v; want a Reset", ch, err)
+	}
+}
+
+// TestMigrateV2Idempotent runs the migration to version 2 again, by hand,
+// on a schema at version 2, twice: it succeeds, and the triggers are as
+// Open makes them.
+func TestMigrateV2Idempotent(t *testing.T) {
+	_, dsn, raw := mustOpen(t)
+	for range 2 {
+		rawExec(t, raw, pgdb.Migrations()[1])
+	}
+	openDSN(t, dsn, pgdb.Options{}) // Open repairs nothing, refuses nothing
+	var always int
+	if err := raw.QueryRow(context.Background(), `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'operational_state'::regclass AND tgenabled = 'A'`).Scan(&always); err != nil || always != 2 {
+		t.Errorf("%d triggers firing always, %v; want 2", always, err)
 	}
 }
 
@@ -81,4 +141,34 @@ func TestMigrateReopen(t *testing.T) {
 	if r, found, err := db2.Get(context.Background(), "ns", "k"); err != nil || !found || r.Value != "v" {
 		t.Errorf("Get after reopen = %+v, %v, %v; want v", r, found, err)
 	}
+}
+
+// TestMigrateOutlastsStatementTimeout opens a schema while another
+// session holds the migration's advisory lock longer than the
+// connection's statement_timeout: Open waits for it (lock_timeout,
+// BusyTimeout, bounds the wait, not statement_timeout) and succeeds.
+func TestMigrateOutlastsStatementTimeout(t *testing.T) {
+	dsn, raw := server(t)
+	ctx := context.Background()
+	conn, err := raw.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	const lockClass = 0x6f707374 // migrate.go's
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext(current_schema()))`, lockClass); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(600 * time.Millisecond)
+		conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`, lockClass)
+	}()
+	db, err := pgdb.Open(ctx, pgtest.WithParam(dsn, "statement_timeout", "100"), pgdb.Options{})
+	<-released
+	if err != nil {
+		t.Fatalf("Open under a 100ms statement_timeout, the migration's lock held 600ms = %v; want success", err)
+	}
+	db.Close()
 }

@@ -69,6 +69,18 @@ func TestListen(t *testing.T) {
 		}, want{keys: []storage.Key{key("ns", "dead2")}, expired: []storage.Key{key("ns", "dead2")}}},
 		{"long-key", func() { apply(t, writer, now, putW("ns", long, "v", 0, now)) }, want{spaces: []string{"ns"}}},
 		{"long-namespace", func() { apply(t, writer, now, putW(long, "k", "v", 0, now)) }, want{reset: true}},
+		// The trigger's function names nothing the search_path must
+		// find: a session with an empty one (logical replication's apply
+		// worker) writes, and notifies.
+		{"empty-search-path", func() {
+			rawExec(t, raw, `BEGIN; SELECT set_config('search_path', '', true);
+				UPDATE `+schemaOf(t, raw)+`.operational_state SET value = 'x' WHERE key = 'marker'; COMMIT`)
+		}, want{keys: []storage.Key{key("ns", "marker")}}},
+		{"truncate", func() { rawExec(t, raw, `TRUNCATE operational_state`) }, want{reset: true}},
+		{"reset-function", func() { rawExec(t, raw, `SELECT operational_state_reset()`) }, want{reset: true}},
+		{"reset-function-of-schema", func() {
+			rawExec(t, otherRaw, `SELECT operational_state_reset('`+schemaOf(t, raw)+`')`)
+		}, want{reset: true}},
 	}
 	for _, s := range steps {
 		s.do()
@@ -94,6 +106,16 @@ func TestListen(t *testing.T) {
 	if got, err := lo.Next(ctx); err != nil || !slices.Equal(got.Keys, []storage.Key{key("theirs", "k")}) {
 		t.Errorf("other schema's Next = %+v, %v; want its own change only", got, err)
 	}
+}
+
+// schemaOf returns the schema of raw's search_path, quoted.
+func schemaOf(t *testing.T, raw rawPool) string {
+	t.Helper()
+	var s string
+	if err := raw.QueryRow(context.Background(), `SELECT quote_ident(current_schema())`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // mustListen starts a listener on db, closed at cleanup.

@@ -6,19 +6,14 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// ErrInvalidText is returned by [DB.Apply] for a write that would store a
-// namespace, key or value PostgreSQL's text cannot hold: one with a NUL
-// byte or invalid UTF-8.
-var ErrInvalidText = storage.ErrInvalidText
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
 const DefaultBusyTimeout = 5 * time.Second
@@ -43,10 +38,10 @@ type Options struct {
 	// minutes later. Default BusyTimeout plus 10 seconds, so that a call
 	// waiting its BusyTimeout for a lock still gets its ErrBusy.
 	CallTimeout time.Duration
-	// PingInterval is how long a listener waits for a notification before
-	// it pings its connection, and how long it waits for the answer: a
-	// listener notices a dead connection within twice it. Default
-	// DefaultPingInterval.
+	// PingInterval is how often a listener checks its connection and the
+	// triggers, and how long it waits for the answer: a listener notices
+	// a dead connection within twice it, a trigger turned off within it.
+	// Default DefaultPingInterval.
 	PingInterval time.Duration
 
 	// dial, when set, replaces the pool's dialer (export_test.go).
@@ -65,6 +60,12 @@ type DB struct {
 	clock  func() time.Time
 	ping   time.Duration
 	call   time.Duration // Options.CallTimeout
+	// idle is the server's idle_session_timeout, as a time.Duration, as
+	// a connection of the DB last read it; 0 for none (idle.go).
+	idle atomic.Int64
+	// triggersOff: the last check of the triggers found one off
+	// (listener.go).
+	triggersOff atomic.Bool
 }
 
 // Open connects to the database of connString (a URL or key=value DSN;
@@ -86,10 +87,6 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("opstate: open postgres: %w", err)
-	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
@@ -99,16 +96,29 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = opts.BusyTimeout + 10*time.Second
 	}
-	db := &DB{pool: pool, origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval, call: opts.CallTimeout}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
+	db := &DB{origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval, call: opts.CallTimeout}
+	cfg.ShouldPing = db.shouldPing
+	db.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opstate: open postgres: %w", err)
 	}
-	if err := pool.QueryRow(ctx, `SELECT `+channelSQL("current_schema()")).Scan(&db.channel); err != nil {
-		pool.Close()
+	if err := db.start(ctx); err != nil {
+		db.pool.Close()
 		return nil, fmt.Errorf("opstate: open postgres: %w", classify(err))
 	}
 	return db, nil
+}
+
+// start migrates the schema and reads what the DB needs of the server.
+func (db *DB) start(ctx context.Context) error {
+	if err := migrate(ctx, db.pool); err != nil {
+		return err
+	}
+	if err := db.pool.QueryRow(ctx, `SELECT `+channelSQL("current_schema()")).Scan(&db.channel); err != nil {
+		return err
+	}
+	_, err := db.readIdle(ctx, db.pool)
+	return err
 }
 
 // Close closes every connection of the pool.
@@ -133,22 +143,6 @@ func (db *DB) timedOut(ctx context.Context, err error) error {
 // storable reports whether s can be stored in a text column.
 func storable(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-}
-
-// classify wraps the errors callers act on with their sentinels.
-func classify(err error) error {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	switch pe.Code {
-	case "55P03", // lock_not_available: lock_timeout
-		"40P01": // deadlock_detected: two batches locked keys in opposite orders
-		return fmt.Errorf("%w: %w", storage.ErrBusy, err)
-	case "22021", "22P05": // invalid byte sequence, untranslatable character
-		return fmt.Errorf("%w: %w", ErrInvalidText, err)
-	}
-	return err
 }
 
 // expiryMillis is expires_at in Unix milliseconds, NULL for none; the

@@ -14,7 +14,7 @@ import (
 
 // server returns a connection string on a new schema of the test's own
 // (pgtest.Schema) and a pool on it for checks made behind the DB's back.
-func server(t *testing.T) (string, *pgxpool.Pool) {
+func server(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()
 	dsn := pgtest.Schema(t)
 	raw, err := pgxpool.New(context.Background(), dsn)
@@ -26,13 +26,13 @@ func server(t *testing.T) (string, *pgxpool.Pool) {
 }
 
 // mustOpen opens a DB on a new schema of its own.
-func mustOpen(t *testing.T) (*pgdb.DB, string, *pgxpool.Pool) {
+func mustOpen(t testing.TB) (*pgdb.DB, string, *pgxpool.Pool) {
 	t.Helper()
 	dsn, raw := server(t)
 	return openDSN(t, dsn, pgdb.Options{}), dsn, raw
 }
 
-func openDSN(t *testing.T, dsn string, opts pgdb.Options) *pgdb.DB {
+func openDSN(t testing.TB, dsn string, opts pgdb.Options) *pgdb.DB {
 	t.Helper()
 	db, err := pgdb.Open(context.Background(), dsn, opts)
 	if err != nil {

@@ -1,0 +1,93 @@
+package pgdb_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+)
+
+// BenchmarkNotifyTrigger measures what the notify trigger costs a write:
+// upserts of one row and of 100 rows in one statement (as a batch of Puts
+// sends them), on tables with schema version 1's trigger, with this
+// version's, and with none. Each iteration runs the statement on all
+// three in turn, so that a machine's changing load weighs on each alike;
+// the metrics are the server's time per row, round trip included.
+func BenchmarkNotifyTrigger(b *testing.B) {
+	variants := []struct {
+		name string
+		sql  string // makes the schema, from nothing
+	}{
+		{"none", pgdb.Migrations()[0] + `; DROP TRIGGER operational_state_notify ON operational_state`},
+		{"v1", pgdb.Migrations()[0]},
+		{"v2", pgdb.Migrations()[0] + ";" + pgdb.Migrations()[1]},
+	}
+	const upsert = `INSERT INTO operational_state (namespace, key, value, updated_at)
+		SELECT n, k, v, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, k, v)
+		ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value`
+	for _, rows := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			pools := make([]rawPool, len(variants))
+			for i, v := range variants {
+				_, pools[i] = server(b)
+				if _, err := pools[i].Exec(context.Background(), v.sql); err != nil {
+					b.Fatal(err)
+				}
+			}
+			nss := make([]string, rows)
+			keys := make([]string, rows)
+			vals := make([]string, rows)
+			for i := range rows {
+				nss[i], keys[i] = "ns", fmt.Sprintf("key-%03d", i)
+			}
+			spent := make([]time.Duration, len(variants))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for n := 0; b.Loop(); n++ {
+				for i := range vals {
+					vals[i] = fmt.Sprint(n)
+				}
+				for i, p := range pools {
+					start := time.Now()
+					if _, err := p.Exec(context.Background(), upsert, nss, keys, vals); err != nil {
+						b.Fatal(err)
+					}
+					spent[i] += time.Since(start)
+				}
+			}
+			for i, v := range variants {
+				b.ReportMetric(float64(spent[i].Nanoseconds())/float64(b.N*rows), "ns/row-"+v.name)
+			}
+		})
+	}
+}
+
+// BenchmarkTriggerCheck measures the query a listener checks its
+// connection and the triggers with, once a check interval (SyncInterval,
+// 1s by default), against the empty query it pinged with before.
+func BenchmarkTriggerCheck(b *testing.B) {
+	_, _, raw := mustOpen(b)
+	conn, err := raw.Acquire(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	for _, q := range []struct{ name, sql string }{{"check", pgdb.TriggerStateSQL}, {"ping", "-- ping"}} {
+		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rows, err := conn.Query(context.Background(), q.sql)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+				}
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
