@@ -95,6 +95,21 @@ var (
 	// makes SQLite's writes fail with an I/O error, so the error matches
 	// [ErrIO] as well.
 	ErrReadOnly = persist.ErrReadOnly
+
+	// ErrForeignSQLite is returned by [Open] and [NewStore] for a file
+	// that another SQLite library of this process has open (such as
+	// github.com/mattn/go-sqlite3, which links its own copy of SQLite),
+	// and by every write ([Store.Set], [Store.SetWithTTL], [Store.Delete],
+	// [Store.DeleteNamespace], the conditional writes and
+	// [Store.DeleteExpired]) once the Store has seen one open it: two
+	// copies of SQLite in one process do not see each other's locks, and
+	// lose each other's writes and corrupt the file. The write did not
+	// happen; reads go on being served. Writes acknowledged before the
+	// other library was seen may be lost (see the package's Caveats). Open
+	// it only through modernc.org/sqlite, the copy opstate uses, or give
+	// the other code a file of its own. Only Linux can tell; elsewhere
+	// nothing returns it.
+	ErrForeignSQLite = persist.ErrForeignSQLite
 )
 
 // callError is the error of a call that failed: "opstate: CALL: CAUSE",
