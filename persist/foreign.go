@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
 // A second copy of SQLite in the process — github.com/mattn/go-sqlite3,
@@ -59,6 +61,10 @@ const (
 // safe to call on a nil *guard, which watches nothing (a private database).
 type guard struct {
 	sc *sidecars // what is watched; nil where nothing can be (no /proc)
+	// posixLocks is set when SQLite's locks on the database file are
+	// POSIX locks (ofd.go): another process that finds them dropped can
+	// delete the log under the DB, which afterCommit then checks for.
+	posixLocks bool
 
 	// found is the first finding, as the error every write returns from
 	// then on; set once.
@@ -95,7 +101,7 @@ func startGuard(path string) (*guard, error) {
 	if finding != "" {
 		return nil, &foreignError{finding}
 	}
-	g := &guard{sc: sc}
+	g := &guard{sc: sc, posixLocks: !sqlite.OFDLockingEnabled()}
 	if sc == nil {
 		return g, nil
 	}
@@ -213,14 +219,21 @@ func (g *guard) run() {
 }
 
 // afterCommit returns the error of a finding made while a transaction
-// committed, or made by the check of SQLite's lock on the -shm that it
-// runs then: another library that opened the file before the commit
-// ended may lose it, and it is not acknowledged.
+// committed, or made by the checks it runs then: that SQLite's lock on the
+// -shm is still in place, and, where the database file's locks are POSIX
+// locks (which a close of any descriptor of the file drops), that the -wal
+// and -shm at the path are still the ones SQLite writes to. Another
+// library that opened the file before the commit ended, or a process that
+// deleted the log, may lose the transaction: it is not acknowledged.
 func (g *guard) afterCommit() error {
 	if g == nil || g.sc == nil {
 		return nil
 	}
-	if f := g.sc.lockCheck(); f != "" {
+	f := g.sc.lockCheck()
+	if f == "" && g.posixLocks {
+		f = g.sc.pathCheck()
+	}
+	if f != "" {
 		return g.record(f)
 	}
 	return g.refused()

@@ -155,7 +155,16 @@ func (sc *sidecars) quick() string {
 	if id, _, err := statID(procFD + sc.shmFD); err != nil || id != sc.shm {
 		return fmt.Sprintf("this process's SQLite no longer has %s-shm open", sc.path)
 	}
-	for _, f := range []struct {
+	if f := sc.pathCheck(); f != "" {
+		return f
+	}
+	return sc.lockCheck()
+}
+
+// pathCheck checks that the -shm and -wal at the path are still the files
+// SQLite uses, with a stat each, and returns what it finds, or "".
+func (sc *sidecars) pathCheck() string {
+	for _, f := range [...]struct {
 		suffix string
 		id     fileID
 	}{{"-shm", sc.shm}, {"-wal", sc.wal}} {
@@ -166,7 +175,7 @@ func (sc *sidecars) quick() string {
 			return fmt.Sprintf("%s%s was deleted or replaced while this process's SQLite used it", sc.path, f.suffix)
 		}
 	}
-	return sc.lockCheck()
+	return ""
 }
 
 // full counts the descriptors of the -shm and looks for deleted sidecars

@@ -15,4 +15,6 @@ func (*sidecars) full() string { return "" }
 
 func (*sidecars) lockCheck() string { return "" }
 
+func (*sidecars) pathCheck() string { return "" }
+
 func (*sidecars) close() {}

@@ -31,7 +31,7 @@ var (
 	ErrInvalidPath   = errors.New("opstate: invalid database path")
 	// ErrForeignSQLite: code outside this package's copy of SQLite has the
 	// database's files open in this process (see foreign.go).
-	ErrForeignSQLite = errors.New("opstate: another SQLite library in this process has the database open, and writes through both can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
+	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
 )
 
 // Sync selects SQLite's synchronous setting for the write connection.
