@@ -129,6 +129,9 @@ type DB struct {
 // begins with "file:", which SQLite would read as a URI, is refused with
 // [ErrInvalidPath], as is an empty path; every other path is a file name,
 // "./:memory:" and "FILE:x.db" included.
+//
+// On Linux it refuses with [ErrForeignSQLite] a file that the process has
+// open outside this package's copy of SQLite.
 func Open(path string, opts Options) (*DB, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
