@@ -14,12 +14,14 @@ import (
 // with this package's: each copy keeps its own record of the locks the
 // process holds, and POSIX locks of one process never conflict, so neither
 // copy sees the other's. The other copy, opening the -shm, takes itself for
-// the first user of the WAL index and truncates it under ours; closing its
-// descriptors drops every lock ours holds; and its last connection, finding
-// the file "unlocked", checkpoints and deletes the -wal and -shm while ours
-// goes on appending to the deleted log. Acknowledged writes are lost and
-// the file is corrupted. Nothing can make two copies safe; what can be
-// done is to notice and stop writing.
+// the first user of the WAL index and truncates it under ours; its writers
+// and ours both take the log's write lock; closing its descriptors drops
+// every POSIX lock ours holds; and, where ours holds POSIX locks on the
+// database file too (ofd.go), its last connection, finding the file
+// "unlocked", checkpoints and deletes the -wal and -shm while ours goes on
+// appending to the deleted log. Acknowledged writes are lost and the file
+// is corrupted. Nothing can make two copies safe; what can be done is to
+// notice and stop writing.
 //
 // What gives another copy away, on Linux, where /proc/self/fd shows every
 // descriptor of the process (sidecars, foreign_linux.go):
@@ -41,15 +43,19 @@ import (
 // connections through modernc.org/sqlite, which are safe, look the same
 // as another library's.
 //
-// Open checks everything before it returns and refuses the file if it
-// finds another copy. While the DB is open, a goroutine repeats the
-// checks: the cheap ones (a few stats and one read of
-// /proc/self/fdinfo) every checkEvery while the DB writes, and the count
-// of descriptors, whose cost grows with the number the process has open,
-// as often as keeps it to a share of one core (fullShare). A DB that has
-// not written for dormantAfter checks stops checking; its next write runs
-// the cheap checks itself before it begins, and wakes the goroutine. Once
-// a check finds another copy, every write fails with ErrForeignSQLite;
+// Open checks everything, before a migration writes to the file and again
+// before it returns, and refuses the file if it finds another copy. Every
+// commit is followed by the check of the lock, one read of procfs, and,
+// where the database file has POSIX locks, by the stats of the -wal and
+// -shm: a transaction that committed after another copy opened the file,
+// or into a deleted log, fails instead of being acknowledged. While the
+// DB is open, a goroutine repeats the checks: the cheap ones (three stats
+// and the read) every checkEvery while the DB writes, and the count of
+// descriptors, whose cost grows with the number the process has open, as
+// often as keeps it to a share of one core (fullShare). A DB that has not
+// written for dormantAfter checks stops checking; its next write runs the
+// cheap checks itself before it begins, and wakes the goroutine. Once a
+// check finds another copy, every write fails with ErrForeignSQLite;
 // reads go on.
 const (
 	checkEvery   = 10 * time.Millisecond
