@@ -121,6 +121,13 @@ func TestFileReadKeepsWrites(t *testing.T) {
 			} else {
 				countRows(t, path)
 			}
+			// Closing its last connection, the other process deletes the
+			// log if it can lock the whole file: the child's locks must
+			// hold it off where they survived the read.
+			_, err = os.Stat(path + "-wal")
+			if deleted := err != nil; deleted == tt.ofd {
+				t.Errorf("OFD locks %v: the other process deleted the log = %v; want %v", tt.ofd, deleted, !tt.ofd)
+			}
 			if _, err := io.WriteString(stdin, "tail\n"); err != nil {
 				t.Fatal(err)
 			}
