@@ -65,6 +65,7 @@ const (
 // modernc.org/sqlite, the copy opstate uses, the application is safe:
 // nothing may be refused or lost.
 func TestSecondLibrary(t *testing.T) {
+	requireMattn(t)
 	for _, tt := range []struct {
 		name, driver string
 		env          []string
@@ -124,6 +125,7 @@ func TestSecondLibrary(t *testing.T) {
 // application has open through github.com/mattn/go-sqlite3, with a
 // connection in its pool, and that the file's rows are untouched.
 func TestOpenBesideSecondLibrary(t *testing.T) {
+	requireMattn(t)
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := opstate.Open(path, opstate.Options{})
 	if err != nil {
@@ -156,6 +158,20 @@ func TestOpenBesideSecondLibrary(t *testing.T) {
 	var v string
 	if err := app.QueryRow("SELECT value FROM operational_state WHERE namespace = 'ns' AND key = 'k'").Scan(&v); err != nil || v != "v" {
 		t.Errorf("after the refused Open the application reads %q, %v; want \"v\"", v, err)
+	}
+}
+
+// requireMattn skips the test where github.com/mattn/go-sqlite3 was built
+// without cgo, and so without SQLite.
+func requireMattn(t *testing.T) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", ":memory:")
+	if err == nil {
+		err = db.Ping()
+		db.Close()
+	}
+	if err != nil {
+		t.Skipf("github.com/mattn/go-sqlite3 does not work here (it needs cgo and a C compiler): %v", err)
 	}
 }
 
