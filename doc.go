@@ -64,11 +64,22 @@
 //   - A write that returned nil is on disk: it survives a crash or SIGKILL
 //     of the process. With [DurabilityFull] it also survives power loss.
 //     This holds with other Stores, processes and the sqlite3 shell on the
-//     same file, and with other Opens of it in the same process, which
-//     never open the file outside SQLite (see Caveats for code that does).
+//     same file, with other Opens of it in the same process, and with the
+//     application's own connections to it through modernc.org/sqlite, the
+//     copy of SQLite opstate uses; on Linux, also with code in the process
+//     that opens and closes the database file (see Caveats for where that
+//     stops holding, and for other SQLite libraries).
 //   - A write that returned an error is not served: reads keep returning
-//     the old value, from SQLite. (One exception, below under Caveats: an
-//     I/O error during the commit itself.)
+//     the old value, from SQLite. (Two exceptions, below under Caveats: an
+//     I/O error during the commit itself, and [ErrForeignSQLite] found as
+//     the commit ended.)
+//   - On Linux, a file that another SQLite library of the process has open
+//     with its WAL index (github.com/mattn/go-sqlite3, say) is refused by
+//     Open with [ErrForeignSQLite], and a Store that sees one open it
+//     later fails every write from then on with ErrForeignSQLite; a write
+//     is acknowledged only if, once it committed, no such library had
+//     opened or closed the file's -shm as far as the Store's lock on it
+//     shows. Reads go on.
 //   - The cache never serves a value SQLite does not hold, for writes made
 //     through this Store: once a write to a key returns, every read of
 //     that key that starts later sees it or a newer write (each key is
@@ -135,16 +146,52 @@
 //     keys whose rows have not been swept yet. Times are kept to the
 //     millisecond within the years 0000 to 9999; a clock outside them reads
 //     as the nearest end, where time stands still.
-//   - SQLite's locks are POSIX advisory locks, and closing any descriptor
-//     of a file releases every such lock the process holds on it. Code in
-//     the same process that opens and closes the database file or its
-//     -wal or -shm (os.ReadFile or io.Copy for a backup, a checksum, a
-//     file watcher that opens it) silently drops the Store's locks: another
-//     process may then checkpoint and delete the write-ahead log under it,
-//     and acknowledged writes are lost. opstate itself never does this. To
-//     copy a file that is open, use [Store.Backup] (or the opstate
-//     command's backup verb, or the sqlite3 shell's .backup from another
-//     process); stat and rename are safe, opening is not.
+//   - SQLite's locks are advisory locks, and closing any descriptor of a
+//     file drops every POSIX lock the process holds on it. On Linux, the
+//     first Open in a process has modernc.org/sqlite take OFD locks on the
+//     database file instead, which belong to SQLite's own descriptors:
+//     code in the same process that opens and closes the database file
+//     (os.ReadFile or io.Copy for a backup, a checksum, a file watcher)
+//     then drops nothing (TestFileReadKeepsWrites). The switch is
+//     process-wide and must come before the process's first lock:
+//     opstate leaves it alone when MODERNC_SQLITE_OFD_LOCK is set (to 0
+//     for POSIX locks), and it is too late when the application locked a
+//     database through modernc.org/sqlite before the first Open;
+//     sqlite.OFDLockingEnabled reports what is in effect. With POSIX locks
+//     (those cases, and other systems), such code drops the Store's locks,
+//     and another process may then checkpoint and delete the write-ahead
+//     log under it: on Linux the Store sees, after each commit, that the
+//     log it wrote to is no longer the file at the path, and fails that
+//     write and every later one with [ErrForeignSQLite] (restart the
+//     process to write again); elsewhere acknowledged writes are lost.
+//     The -shm's locks are POSIX locks either way: code that opens and
+//     closes the -shm drops them, and a Store on Linux stops writing with
+//     ErrForeignSQLite. opstate itself never opens these files outside
+//     SQLite. To copy a file that is open, use [Store.Backup] (or the
+//     opstate command's backup verb, or the sqlite3 shell's .backup from
+//     another process); stat and rename are safe, opening is not.
+//   - Another copy of SQLite in the process (github.com/mattn/go-sqlite3
+//     or any cgo SQLite driver, a second vendored copy) cannot share the
+//     file: each copy keeps its own record of the process's locks, so they
+//     do not exclude each other, and acknowledged writes are lost and the
+//     file corrupted. Only modernc.org/sqlite, the copy opstate uses, may
+//     open the file in the process; give other code a file of its own. On
+//     Linux the Store watches for another copy (a second descriptor of the
+//     -shm, the Store's lock on the -shm taken over or released, a -wal or
+//     -shm deleted or replaced) at Open, after each commit, and in the
+//     background while it writes, and stops writing with
+//     [ErrForeignSQLite]. A copy that opens the file while another process
+//     uses it leaves the Store's lock in place, and is seen by its
+//     descriptor, in the background, later. The other library's first
+//     open may already have damaged the WAL index, and what it writes
+//     afterwards it writes alone. The Store cannot see
+//     another copy on other systems, nor one in exclusive locking mode,
+//     which opens no -shm (with OFD locks, its locks conflict with the
+//     Store's and it gets "database is locked"), nor code that opens the
+//     database file or the -wal alone (the application's own connections
+//     open them too). A write that fails with ErrForeignSQLite
+//     because the check after its commit found the other library may
+//     still be in the file, as with [ErrIO].
 //   - Without [Options.VerifyOnOpen], damage inside the file that Open's
 //     checks (header, size, schema) cannot see is found only when a read
 //     or write reaches it; until then writes to sound pages succeed and

@@ -95,6 +95,23 @@ var (
 	// makes SQLite's writes fail with an I/O error, so the error matches
 	// [ErrIO] as well.
 	ErrReadOnly = persist.ErrReadOnly
+
+	// ErrForeignSQLite is returned, on Linux, by [Open] and [NewStore] for
+	// a file that the process has open outside modernc.org/sqlite, the
+	// copy of SQLite opstate uses — through another SQLite library such as
+	// github.com/mattn/go-sqlite3, which links a copy of its own — and by
+	// every write ([Store.Set], [Store.SetWithTTL], [Store.Delete],
+	// [Store.DeleteNamespace], the conditional writes, [Store.DeleteExpired])
+	// once the Store has seen that happen, or seen the -wal or -shm it
+	// writes to deleted or replaced under it: two copies of SQLite in one
+	// process do not see each other's locks, and lose each other's writes.
+	// The write did not happen, unless the check that follows its commit
+	// found the other library, in which case it may be in the file, as
+	// with [ErrIO]. Reads go on being served; the Store writes again only
+	// once reopened. Open the file only through modernc.org/sqlite, or
+	// give the other code a file of its own. Nothing returns it on other
+	// systems (see the package's Caveats).
+	ErrForeignSQLite = persist.ErrForeignSQLite
 )
 
 // callError is the error of a call that failed: "opstate: CALL: CAUSE",

@@ -50,8 +50,8 @@ func init() { childRoles["lockholder"] = lockHolder }
 // sees every acknowledged write before the kill, and that all of them are
 // in the file after it. A lock lost on the -shm (the Store's hold on the
 // WAL index) loses nothing in that sequence, so the child also compares
-// the locks /proc/locks lists for it on the file and on its -shm before
-// and after the second Open: every one must still be held.
+// the locks it holds on the file and on its -shm (heldLocks) before and
+// after the second Open: every one must still be held.
 func TestSecondOpenKeepsLocks(t *testing.T) {
 	for _, second := range []string{"store", "hardlink", "shm", "wal"} {
 		t.Run(second, func(t *testing.T) {
@@ -257,12 +257,15 @@ func lockHolder() int {
 	return fail("not killed within a minute")
 }
 
-// heldLocks returns, for each of paths, the POSIX locks this process holds
-// on its file as /proc/locks lists them ("READ 128-128", one per line), or
-// nil where the system has no /proc/locks. It reads /proc/locks alone,
-// never the files.
+// heldLocks returns, for each of paths, the locks this process holds on its
+// file ("READ 128-128", one per line), or nil where the system has no
+// /proc/self/fdinfo. It reads what /proc/self/fdinfo lists for each of the
+// process's descriptors of the file: the POSIX locks taken through that
+// descriptor, and the OFD locks of its open file description (which
+// opstate has SQLite use for the database file), whatever process
+// /proc/locks would name for them. It never opens the files.
 func heldLocks(paths ...string) (map[string]string, error) {
-	list, err := os.ReadFile("/proc/locks")
+	fds, err := os.ReadDir("/proc/self/fd")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -271,24 +274,32 @@ func heldLocks(paths ...string) (map[string]string, error) {
 	}
 	held := make(map[string]string)
 	for _, p := range paths {
-		fi, err := os.Stat(p)
+		want, err := os.Stat(p)
 		if err != nil {
 			return nil, err
 		}
-		ino := fmt.Sprint(fi.Sys().(*syscall.Stat_t).Ino)
 		var locks []string
-		for _, line := range strings.Split(string(list), "\n") {
-			// "4: POSIX  ADVISORY  READ 22679 fe:00:9982273 128 128"; a
-			// waiter's line has "->" after the number.
-			f := strings.Fields(line)
-			if len(f) != 8 || f[1] != "POSIX" || f[4] != fmt.Sprint(os.Getpid()) || !strings.HasSuffix(f[5], ":"+ino) {
+		for _, fd := range fds {
+			fi, err := os.Stat("/proc/self/fd/" + fd.Name()) // follows the descriptor without opening the file
+			if err != nil || !os.SameFile(fi, want) {
 				continue
 			}
-			locks = append(locks, f[3]+" "+f[6]+"-"+f[7])
+			info, err := os.ReadFile("/proc/self/fdinfo/" + fd.Name())
+			if err != nil {
+				continue // closed meanwhile
+			}
+			for _, line := range strings.Split(string(info), "\n") {
+				// "lock:\t1: POSIX  ADVISORY  READ 22679 fe:00:9982273 128 128"
+				rest, ok := strings.CutPrefix(line, "lock:")
+				f := strings.Fields(rest)
+				if !ok || len(f) != 8 || f[1] != "POSIX" && f[1] != "OFDLCK" {
+					continue
+				}
+				locks = append(locks, f[3]+" "+f[6]+"-"+f[7])
+			}
 		}
-		// Distinct ranges only: under load /proc/locks has been seen to list
-		// one range twice for one process for a moment, and what matters
-		// is whether a range is held at all.
+		// Distinct ranges only: what matters is whether a range is held
+		// at all, whichever descriptor shows it.
 		slices.Sort(locks)
 		held[p] = strings.Join(slices.Compact(locks), "\n")
 	}

@@ -68,7 +68,9 @@ type Store struct {
 
 // NewStore opens the store at path with default [Options], creating the
 // file (mode 0600) when it does not exist. NewStore(":memory:") opens a new
-// private in-memory store, for tests: see [Open].
+// private in-memory store, for tests: see [Open]. It fails as Open does,
+// with [ErrForeignSQLite] for a file another SQLite library of the process
+// has open.
 func NewStore(path string) (*Store, error) {
 	return Open(path, Options{})
 }
@@ -77,7 +79,15 @@ func NewStore(path string) (*Store, error) {
 // not exist and migrating a file of an earlier opstate. It fails with a
 // clear error, leaving the file untouched, when path is in a missing
 // directory, is a directory, or is not an SQLite database
-// ([ErrNotDatabase]).
+// ([ErrNotDatabase]). On Linux it refuses with [ErrForeignSQLite] a file
+// that the process has open outside modernc.org/sqlite, the copy of SQLite
+// opstate uses (github.com/mattn/go-sqlite3, say): the two copies would
+// lose each other's writes. The application may open the file through
+// modernc.org/sqlite, and keep tables of its own in it.
+//
+// The first Open in a process has modernc.org/sqlite take OFD locks on
+// database files, on Linux, unless the environment sets
+// MODERNC_SQLITE_OFD_LOCK (see the package's Caveats).
 //
 // The path ":memory:", exactly, opens a new private in-memory store
 // instead, for tests: nothing is created on disk, every Open of ":memory:"

@@ -104,10 +104,16 @@ func (db *DB) waitCheckpoint() {
 // The checkpoint stays incomplete when a reader outside this DB still
 // needs frames of the log, or when another connection checkpoints
 // meanwhile; it says so, and the next call continues it. One Checkpoint
-// runs at a time; a second call waits for the first.
+// runs at a time; a second call waits for the first. Once another SQLite
+// library was found beside this DB ([ErrForeignSQLite]), Checkpoint fails
+// with that error and copies nothing: the log may hold pages that library
+// overwrote, or be a file it deleted.
 func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 	if db.private {
 		return Checkpointed{Complete: true}, nil
+	}
+	if err := db.guard.refused(); err != nil {
+		return Checkpointed{}, err
 	}
 	db.cmu.Lock()
 	defer db.cmu.Unlock()

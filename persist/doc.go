@@ -71,6 +71,22 @@
 // beginning with "file:", which SQLite would read as a URI, is refused
 // with [ErrInvalidPath].
 //
+// # Locks and other SQLite libraries
+//
+// The first [Open] in a process switches modernc.org/sqlite to OFD locks
+// for database files on Linux (sqlite.OFDLocking), unless the environment
+// sets MODERNC_SQLITE_OFD_LOCK: a close of another descriptor of the file
+// in the process then drops none of SQLite's locks (ofd.go). The -shm's
+// locks stay POSIX locks.
+//
+// Another copy of SQLite in the process cannot share the file (see
+// foreign.go). On Linux, Open refuses a file that one has open with
+// [ErrForeignSQLite], and a DB watches for one from then on: after every
+// commit (its lock on the -shm), and from a goroutine of its own, started
+// by Open and stopped by [DB.Close], while it writes. Once it has found
+// one, [DB.Apply], [DB.DeleteExpired] and [DB.Checkpoint] fail with
+// ErrForeignSQLite; reads go on.
+//
 // # Checkpoints
 //
 // Commits append to the write-ahead log. Its owner keeps it short: when

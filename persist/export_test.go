@@ -48,3 +48,20 @@ func (db *DB) OwnRecorded() int {
 	defer db.wmu.Unlock()
 	return len(db.log.own)
 }
+
+// GuardDormant reports whether the goroutine that watches for other SQLite
+// libraries waits for a write to check again.
+func (db *DB) GuardDormant() bool { return db.guard != nil && db.guard.dormant.Load() }
+
+// GuardRunning reports whether that goroutine runs.
+func (db *DB) GuardRunning() bool {
+	if db.guard == nil || db.guard.done == nil {
+		return false
+	}
+	select {
+	case <-db.guard.done:
+		return false
+	default:
+		return true
+	}
+}

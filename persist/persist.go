@@ -29,6 +29,9 @@ var (
 	ErrReadOnly      = errors.New("opstate: database is read-only")
 	ErrSchemaVersion = storage.ErrSchemaVersion
 	ErrInvalidPath   = errors.New("opstate: invalid database path")
+	// ErrForeignSQLite: code outside this package's copy of SQLite has the
+	// database's files open in this process (see foreign.go).
+	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
 )
 
 // Sync selects SQLite's synchronous setting for the write connection.
@@ -111,6 +114,8 @@ type DB struct {
 	readGate  atomic.Pointer[chan struct{}]
 
 	log logState // the change log (changes.go); guarded by wmu
+
+	guard *guard // watches for other SQLite libraries (foreign.go); nil for a private database
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -124,6 +129,9 @@ type DB struct {
 // begins with "file:", which SQLite would read as a URI, is refused with
 // [ErrInvalidPath], as is an empty path; every other path is a file name,
 // "./:memory:" and "FILE:x.db" included.
+//
+// On Linux it refuses with [ErrForeignSQLite] a file that the process has
+// open outside this package's copy of SQLite.
 func Open(path string, opts Options) (*DB, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
@@ -132,6 +140,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	useOFDLocks()
 	if path == memoryPath {
 		return openPrivate(opts, busyMS)
 	}
@@ -203,6 +212,14 @@ func open(path, dsn string, db *DB, opts Options) (*DB, error) {
 		db.Close()
 		return nil, openError(path, db.classify(err))
 	}
+	if !db.private {
+		g, err := startGuard(db.path)
+		if err != nil {
+			db.Close()
+			return nil, openError(path, err)
+		}
+		db.guard = g
+	}
 	return db, nil
 }
 
@@ -220,6 +237,13 @@ func (db *DB) init() error {
 	}
 	if db.verify {
 		if err := quickCheck(ctx, w); err != nil {
+			return err
+		}
+	}
+	if !db.private {
+		// A file in WAL mode has its -shm open now: refuse it before a
+		// migration writes, if another library has it open too.
+		if err := precheck(db.path); err != nil {
 			return err
 		}
 	}
@@ -279,6 +303,7 @@ func quickCheck(ctx context.Context, c *sql.Conn) error {
 
 // Close closes every connection. It is safe to call on a partly opened DB.
 func (db *DB) Close() error {
+	db.guard.close()
 	db.closeWriteConn()
 	for _, st := range []*sql.Stmt{db.get, db.list, db.namespaces} {
 		if st != nil {

@@ -79,7 +79,18 @@ type writeConn struct {
 // multi-row statements. now (Unix milliseconds) is the updated_at of every
 // Put. While the last pass of a [DB.Checkpoint] holds writes off, Apply
 // waits for it.
+//
+// Once another SQLite library was found beside this DB (see
+// [ErrForeignSQLite]), Apply fails with that error and writes nothing. A
+// transaction during which one opened or closed the file fails with it
+// too, though it committed: that library may lose it.
 func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
+	if err := db.guard.beforeWrite(); err != nil {
+		for _, w := range ws {
+			w.Changed, w.Held, w.Found = false, Row{}, false
+		}
+		return err
+	}
 	db.waitCheckpoint()
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -118,6 +129,9 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		db.ownLocked(wc.changed)
 		return nil
 	})
+	if err == nil {
+		err = db.guard.afterCommit()
+	}
 	if err != nil {
 		for _, w := range ws {
 			w.Changed, w.Held, w.Found = false, Row{}, false
@@ -130,8 +144,11 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 // (Unix milliseconds), earliest first, in one statement on the write
 // connection, and returns their keys. Like Apply, it waits for a batch in
 // progress and for the last pass of a checkpoint; a write waits for it as
-// for a batch.
+// for a batch, and fails as it does once another SQLite library was found.
 func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, error) {
+	if err := db.guard.beforeWrite(); err != nil {
+		return nil, err
+	}
 	db.waitCheckpoint()
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -148,6 +165,9 @@ func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, e
 		}
 		return err
 	})
+	if err == nil {
+		err = db.guard.afterCommit()
+	}
 	if err != nil {
 		return nil, db.classify(err)
 	}

@@ -1,0 +1,2 @@
+// Package drivermix holds tests of opstate beside a second SQLite library.
+package drivermix
