@@ -76,8 +76,9 @@ func NewStore(path string) (*Store, error) {
 // Open opens the store at path, creating the file (mode 0600) when it does
 // not exist and migrating a file of an earlier opstate. It fails with a
 // clear error, leaving the file untouched, when path is in a missing
-// directory, is a directory, or is not an SQLite database
-// ([ErrNotDatabase]).
+// directory, is a directory, is not an SQLite database, or is a file that
+// a second name or a mount would give a write-ahead log of its own, such
+// as a single file bind-mounted into a container ([ErrNotDatabase]).
 //
 // The path ":memory:", exactly, opens a new private in-memory store
 // instead, for tests: nothing is created on disk, every Open of ":memory:"
