@@ -410,7 +410,9 @@ func (s *Store) get(ns, key string) (cache.Entry, error) {
 
 // Set stores value under key in namespace, replacing any value and clearing
 // any expiry. When it returns nil, the write is committed to disk (see
-// [Durability]) and every later Get sees it.
+// [Durability]) and every later Get sees it. SQLite stores at most
+// 1,000,000,000 bytes in a row, namespace, key and value together: a
+// longer write fails with an error that says so, and stores nothing.
 func (s *Store) Set(namespace, key, value string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err
