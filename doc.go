@@ -88,7 +88,10 @@
 //     once.
 //   - Memory is bounded: keys, values and per-entry overhead of all
 //     namespaces share one budget ([Options.CacheBytes], 32 MiB by
-//     default). Evicted keys are read from SQLite again.
+//     default). Evicted keys are read from SQLite again. The events a
+//     watcher holds for a consumer that falls behind are outside the
+//     budget, and bounded per watcher ([Store.Watch]: under 400 KB, and
+//     the values of at most [MaxPendingEvents] keys, shared).
 //   - Namespaces are isolated: no byte of a namespace or key is a separator
 //     or wildcard. Any Go string round-trips byte for byte.
 //   - Every method is safe for concurrent use. [Store.Close] stops every
