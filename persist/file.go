@@ -125,7 +125,8 @@ func checkPlace(real string) error {
 			"they are lost with the mount; mount the directory that holds the database instead", ErrNotDatabase, real)
 	default:
 		return fmt.Errorf("%w: %s is a mount point, and SQLite must keep a database's -wal, -shm and -journal "+
-			"beside it, in its own directory; mount the directory that holds the database instead", ErrNotDatabase, m)
+			"in the database's own directory; mount the directory that holds the database instead, with nothing "+
+			"mounted on its files", ErrNotDatabase, m)
 	}
 }
 
