@@ -99,17 +99,28 @@
 //     once.
 //   - Memory is bounded: keys, values and per-entry overhead of all
 //     namespaces share one budget ([Options.CacheBytes], 32 MiB by
-//     default). Evicted keys are read from SQLite again.
+//     default). Evicted keys are read from SQLite again. The events a
+//     watcher holds for a consumer that falls behind are outside the
+//     budget, and bounded per watcher ([Store.Watch]: under 400 KB, and
+//     the values of at most [MaxPendingEvents] keys, shared).
 //   - Namespaces are isolated: no byte of a namespace or key is a separator
 //     or wildcard. Any Go string round-trips byte for byte.
 //   - Every method is safe for concurrent use. [Store.Close] stops every
 //     goroutine the Store started before it returns.
 //   - Open touches nothing it refuses: a path that is no regular file (a
 //     directory, device, FIFO or socket), a file with several hard links,
-//     a -wal, -shm or -journal file, a file that is not an SQLite database,
-//     and a file of a newer opstate are refused before SQLite writes a byte
-//     or creates a file beside them; a file of an earlier opstate is read
-//     whole and refused untouched if damaged.
+//     a file mounted on its own (on Linux: a bind mount of one file, such
+//     as docker -v host/state.db:/data/state.db; mount its directory
+//     instead), a -wal, -shm or -journal file, a database whose -wal, -shm
+//     or -journal is a symbolic link, a mount point or no regular file, a
+//     file that is not an SQLite database, and a file of a newer opstate
+//     are refused before SQLite writes a byte or creates a file beside
+//     them; a file of an earlier opstate is read whole and refused
+//     untouched if damaged. The names and mounts refused are those through
+//     which one file would get two write-ahead logs (SQLite names the -wal
+//     and -shm after the path it opens), or one kept away from the file:
+//     every Store on a file, in any process, uses the one -wal beside it,
+//     whichever path, symbolic link or mounted directory leads there.
 //   - A damaged file is never written to once the damage has been seen:
 //     at Open with [Options.VerifyOnOpen], or by any read or write that
 //     reached it; from then on every write fails with [ErrCorrupt].
@@ -192,6 +203,15 @@
 //     open them too). A write that fails with ErrForeignSQLite
 //     because the check after its commit found the other library may
 //     still be in the file, as with [ErrIO].
+//   - Open tells a file mounted on its own from the kernel's list of
+//     mounts (/proc/self/mountinfo), on Linux only, and reads it at every
+//     Open: a cost that grows with the number of mounts the process sees
+//     (README.md, BenchmarkCheckPlace in package persist). Where that list
+//     cannot be read (no /proc), and on other systems, such a file is not
+//     refused. Nor is a file reached under two names no check can see: a
+//     copy put in its place while a Store has it open, or one file shared
+//     over a network file system by Stores on two machines, which SQLite's
+//     write-ahead log does not support.
 //   - Without [Options.VerifyOnOpen], damage inside the file that Open's
 //     checks (header, size, schema) cannot see is found only when a read
 //     or write reaches it; until then writes to sound pages succeed and

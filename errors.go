@@ -36,7 +36,13 @@ var (
 	ErrInvalidPath = persist.ErrInvalidPath
 
 	// ErrNotDatabase is returned by [Open] for a path that is a directory
-	// or a file that is not an SQLite database. The file is not modified.
+	// or a file that is not an SQLite database, and for a file that two
+	// connections could reach through names with write-ahead logs of
+	// their own: a file with several hard links, and a file mounted on its
+	// own (a bind mount of one file, as docker -v host/state.db:/data/state.db
+	// makes; mount the directory instead). So is a database whose -wal,
+	// -shm or -journal is not a regular file, is a symbolic link or is a
+	// mount point. The message says which. The file is not modified.
 	ErrNotDatabase = persist.ErrNotDatabase
 
 	// ErrCorrupt is returned when SQLite finds the database file malformed:

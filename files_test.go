@@ -4,6 +4,7 @@ package opstate_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,11 +19,12 @@ import (
 // TestNotRegularFiles gives Open paths that are no regular file: a copy of
 // the character device /dev/null, a FIFO, a Unix socket, symbolic links to
 // a device and to a directory, a dangling symbolic link, and a database
-// whose -journal is a directory. Open must refuse each with ErrNotDatabase
-// (the dangling link too, as README promises), and leave the directory
-// exactly as it was: SQLite must not have opened the path, which for a
-// device creates a world-writable NAME-journal beside it, and for a FIFO
-// can block.
+// whose -journal is a directory or whose -wal, -shm or -journal is a
+// symbolic link, beside an existing database or a new one. Open must
+// refuse each with ErrNotDatabase (the dangling link too, as README
+// promises), and leave the directory exactly as it was: SQLite must not
+// have opened the path, which for a device creates a world-writable
+// NAME-journal beside it, and for a FIFO can block.
 func TestNotRegularFiles(t *testing.T) {
 	tests := []struct {
 		name string
@@ -76,6 +78,27 @@ func TestNotRegularFiles(t *testing.T) {
 			}
 			return os.Mkdir(path+"-journal", 0o700) == nil
 		}, opstate.ErrNotDatabase},
+		{"-journal is a directory, new database", func(t *testing.T, path string) bool {
+			return os.Mkdir(path+"-journal", 0o700) == nil
+		}, opstate.ErrNotDatabase},
+		// SQLite refuses to open a -wal or -shm through a symbolic link,
+		// but only once it has begun: it may have created the -wal. Its
+		// error says "unable to open database file".
+		{"-wal is a symbolic link", func(t *testing.T, path string) bool {
+			return closedDatabase(t, path) && linkBeside(t, path, "-wal", true)
+		}, opstate.ErrNotDatabase},
+		{"-shm is a symbolic link", func(t *testing.T, path string) bool {
+			return closedDatabase(t, path) && linkBeside(t, path, "-shm", true)
+		}, opstate.ErrNotDatabase},
+		{"-shm is a symbolic link to nothing", func(t *testing.T, path string) bool {
+			return closedDatabase(t, path) && linkBeside(t, path, "-shm", false)
+		}, opstate.ErrNotDatabase},
+		{"-journal is a symbolic link", func(t *testing.T, path string) bool {
+			return closedDatabase(t, path) && linkBeside(t, path, "-journal", true)
+		}, opstate.ErrNotDatabase},
+		{"-journal is a symbolic link to nothing, new database", func(t *testing.T, path string) bool {
+			return linkBeside(t, path, "-journal", false)
+		}, opstate.ErrNotDatabase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +126,27 @@ func TestNotRegularFiles(t *testing.T) {
 	}
 }
 
+// closedDatabase makes a database at path with a key in it, and closes it.
+func closedDatabase(t *testing.T, path string) bool {
+	t.Helper()
+	s := mustOpen(t, path, opstate.Options{})
+	mustSet(t, s, "ns", "k", "v")
+	return s.Close() == nil
+}
+
+// linkBeside makes the database file of the given suffix (-wal, -shm or
+// -journal) a symbolic link to a file beside it, which exists if exists.
+func linkBeside(t *testing.T, path, suffix string, exists bool) bool {
+	t.Helper()
+	target := path + ".elsewhere" + suffix
+	if exists {
+		if err := os.WriteFile(target, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return os.Symlink(target, path+suffix) == nil
+}
+
 // dirEntries returns the names and modes of what dir holds.
 func dirEntries(t *testing.T, dir string) []string {
 	t.Helper()
@@ -115,4 +159,55 @@ func dirEntries(t *testing.T, dir string) []string {
 		out = append(out, e.Name()+" "+e.Type().String())
 	}
 	return out
+}
+
+// TestSymlinkedPathsShareLog opens one database through its own path and
+// through a symbolic link, to the file from another directory or to its
+// directory. SQLite names the -wal and -shm after the path it opens, so
+// two names of one file that reached two logs would corrupt it, as two
+// hard links or a mounted file do; SQLite follows links to the file before
+// naming them, and a linked directory is the same directory. The Stores
+// must share one log: each, uncached, serves what the other just wrote,
+// and nothing is created beside the link.
+func TestSymlinkedPathsShareLog(t *testing.T) {
+	tests := []struct {
+		name string
+		// link makes a symbolic link to the database at path, or to its
+		// directory, and returns the path through it.
+		link func(t *testing.T, path string) string
+	}{
+		{"to the file", func(t *testing.T, path string) string {
+			link := filepath.Join(t.TempDir(), "link.db")
+			if err := os.Symlink(path, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}},
+		{"to the directory", func(t *testing.T, path string) string {
+			dir := filepath.Join(t.TempDir(), "linkdir")
+			if err := os.Symlink(filepath.Dir(path), dir); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(dir, filepath.Base(path))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := dbPath(t)
+			a := mustOpen(t, path, opstate.Options{CacheBytes: -1})
+			link := tt.link(t, path)
+			before := dirEntries(t, filepath.Dir(link))
+			b := mustOpen(t, link, opstate.Options{CacheBytes: -1})
+			for i := range 100 {
+				k := fmt.Sprint("k", i)
+				mustSet(t, b, "ns", k, "b")
+				wantGet(t, a, "ns", k, "b", true)
+				mustSet(t, a, "ns", k, "a")
+				wantGet(t, b, "ns", k, "a", true)
+			}
+			if after := dirEntries(t, filepath.Dir(link)); !slices.Equal(after, before) {
+				t.Errorf("the link's directory holds %q after the Store wrote; want %q", after, before)
+			}
+		})
+	}
 }

@@ -30,14 +30,24 @@ const (
 // lockWrites is how many keys the lockholder sets after the second Open.
 const lockWrites = 100
 
+// secondOpens name what the lockholder opens beside its Store (see
+// lockHolder); setupSecond, where it has an entry, prepares one before
+// the child starts, given the database's path.
+var (
+	secondOpens = []string{"store", "hardlink", "shm", "wal"}
+	setupSecond = map[string]func(t *testing.T, path string){}
+)
+
 func init() { childRoles["lockholder"] = lockHolder }
 
 // TestSecondOpenKeepsLocks attacks the promise that acknowledged writes
 // survive, from inside the writer's own process. A child process opens a
 // Store A and sets one key; then, in the same process, it opens something
 // else on the same file: a second Store on the same path (opened and
-// closed), the same file through a second hard link (refused), or the
-// database's -shm or -wal file as if it were a database (refused). Then
+// closed), the same file through a second hard link (refused), the
+// database's -shm or -wal file as if it were a database (refused), or,
+// where this process may mount, the file mounted on another path
+// (refused). Then
 // another process — this one, through database/sql, and the sqlite3 shell
 // when it is installed — opens the file, counts its rows and closes it, A
 // sets lockWrites more keys, and the child is killed with SIGKILL.
@@ -53,9 +63,12 @@ func init() { childRoles["lockholder"] = lockHolder }
 // the locks it holds on the file and on its -shm (heldLocks) before and
 // after the second Open: every one must still be held.
 func TestSecondOpenKeepsLocks(t *testing.T) {
-	for _, second := range []string{"store", "hardlink", "shm", "wal"} {
+	for _, second := range secondOpens {
 		t.Run(second, func(t *testing.T) {
 			path := dbPath(t)
+			if setup := setupSecond[second]; setup != nil {
+				setup(t, path)
+			}
 			cmd := childCommand(t, "lockholder", lockDBEnv+"="+path, lockSecondEnv+"="+second)
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
@@ -222,6 +235,15 @@ func lockHolder() int {
 		}
 		if err := os.Remove(link); err != nil {
 			return fail("%v", err)
+		}
+	case "mountpoint":
+		s2, err := opstate.NewStore(path + ".mnt")
+		if err == nil {
+			s2.Close()
+			return fail("NewStore of the file mounted on another path succeeded; want ErrNotDatabase")
+		}
+		if !errors.Is(err, opstate.ErrNotDatabase) {
+			return fail("NewStore of the file mounted on another path = %v; want ErrNotDatabase", err)
 		}
 	case "shm", "wal":
 		s2, err := opstate.NewStore(path + "-" + second)

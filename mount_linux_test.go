@@ -146,3 +146,20 @@ func (m *ext4Mount) mountAgain(t *testing.T) {
 	}
 	m.mount(t)
 }
+
+// bindMount mounts the file or directory src on dst, which must exist and
+// be of the same kind, and unmounts it when the test ends. The test is
+// skipped where this process may not mount.
+func bindMount(t *testing.T, src, dst string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: a bind mount needs root")
+	}
+	if err := syscall.Mount(src, dst, "", syscall.MS_BIND, ""); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			t.Skipf("skipped: bind mounts are not permitted here: %v", err)
+		}
+		t.Fatalf("bind mount %s on %s: %v", src, dst, err)
+	}
+	t.Cleanup(func() { unmount(t, dst) })
+}

@@ -78,8 +78,10 @@ func NewStore(path string) (*Store, error) {
 // Open opens the store at path, creating the file (mode 0600) when it does
 // not exist and migrating a file of an earlier opstate. It fails with a
 // clear error, leaving the file untouched, when path is in a missing
-// directory, is a directory, or is not an SQLite database
-// ([ErrNotDatabase]). On Linux it refuses with [ErrForeignSQLite] a file
+// directory, is a directory, is not an SQLite database, or is a file that
+// a second name or a mount would give a write-ahead log of its own, such
+// as a single file bind-mounted into a container ([ErrNotDatabase]). On
+// Linux it refuses with [ErrForeignSQLite] a file
 // that the process has open outside modernc.org/sqlite, the copy of SQLite
 // opstate uses (github.com/mattn/go-sqlite3, say): the two copies would
 // lose each other's writes. The application may open the file through
@@ -419,7 +421,9 @@ func (s *Store) get(ns, key string) (cache.Entry, error) {
 
 // Set stores value under key in namespace, replacing any value and clearing
 // any expiry. When it returns nil, the write is committed to disk (see
-// [Durability]) and every later Get sees it.
+// [Durability]) and every later Get sees it. SQLite stores at most
+// 1,000,000,000 bytes in a row, namespace, key and value together: a
+// longer write fails with an error that says so, and stores nothing.
 func (s *Store) Set(namespace, key, value string) error {
 	if err := s.checkNames(namespace, key); err != nil {
 		return err

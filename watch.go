@@ -59,7 +59,8 @@ type Event struct {
 }
 
 // MaxPendingEvents is how many keys' events a watcher holds for a consumer
-// that does not keep up. Past it, they are replaced by one OpReset.
+// that does not keep up. Past it, they are replaced by one OpReset. It
+// bounds the memory of a watcher: see [Store.Watch].
 const MaxPendingEvents = 4096
 
 // Watch returns a channel of the changes to namespace committed after
@@ -75,6 +76,20 @@ const MaxPendingEvents = 4096
 // [MaxPendingEvents] keys wait, they are replaced by one OpReset, after
 // which the consumer re-reads the namespace with [Store.List]. No event is
 // dropped without an OpReset in its place.
+//
+// The events waiting for a consumer are held outside [Options.CacheBytes].
+// A watcher holds at most MaxPendingEvents of them, in a slot and an index
+// entry of about 100 bytes each on a 64-bit system: under 400 KB a
+// watcher, however far behind its consumer is and for as long as it
+// stays there, and about 4 KB (its goroutine and channels) once the
+// consumer has received them. Keys and values are not copied: a watcher
+// keeps alive the latest value of each key it holds an event for, at
+// most MaxPendingEvents values and one more being sent, which the cache
+// and the other watchers of the namespace share rather than copy, so a
+// thousand stalled watchers of one namespace hold each value once. They
+// are not bounded in bytes: what a consumer that got an OpReset instead
+// must re-read with [Store.List] is at least as large. Cancel the ctx of
+// a watch whose channel is no longer read.
 //
 // Others' changes are read from the file's change log: each key another
 // connection changed arrives as the key's state when this Store read it
@@ -220,47 +235,29 @@ type watcher struct {
 	// reset says an OpReset is due before the events of queue, and stale
 	// an OpStale, after the OpReset.
 	reset, stale bool
-	// queue holds at most one event per key, the latest, in the order
-	// their keys were first queued; at is the index of each key's event.
-	queue []Event
-	head  int
-	at    map[string]int
+	queue        backlog
 }
 
 // push queues ev, coalescing it with the event queued for its key.
 func (w *watcher) push(ev Event) {
 	w.mu.Lock()
-	switch {
-	case ev.Op == OpReset:
-		w.dropLocked()
+	switch ev.Op {
+	case OpReset:
+		w.queue.drop()
 		w.reset = true
-	case ev.Op == OpStale:
+	case OpStale:
 		w.stale = true
-	case w.at[ev.Key] > 0:
-		w.queue[w.at[ev.Key]-1] = ev
-	case len(w.queue)-w.head >= MaxPendingEvents:
-		w.dropLocked()
-		w.reset = true
 	default:
-		if w.at == nil {
-			w.at = make(map[string]int)
+		if !w.queue.put(pending{key: ev.Key, value: ev.Value, op: ev.Op}) {
+			w.queue.drop()
+			w.reset = true
 		}
-		w.queue = append(w.queue, ev)
-		w.at[ev.Key] = len(w.queue) // index + 1: 0 means none
 	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
-}
-
-// dropLocked empties the queue.
-func (w *watcher) dropLocked() {
-	clear(w.queue)
-	w.queue = w.queue[:0]
-	w.head = 0
-	clear(w.at)
 }
 
 // next pops the next event to deliver.
@@ -275,29 +272,11 @@ func (w *watcher) next() (Event, bool) {
 		w.stale = false
 		return Event{Namespace: w.ns, Op: OpStale}, true
 	}
-	if w.head == len(w.queue) {
+	p, ok := w.queue.pop()
+	if !ok {
 		return Event{}, false
 	}
-	ev := w.queue[w.head]
-	w.queue[w.head] = Event{}
-	w.head++
-	delete(w.at, ev.Key)
-	switch {
-	case w.head == len(w.queue):
-		w.queue = w.queue[:0]
-		w.head = 0
-	case w.head >= MaxPendingEvents:
-		// A consumer that never quite catches up: move the queue down, so
-		// that it stays within twice the bound.
-		n := copy(w.queue, w.queue[w.head:])
-		clear(w.queue[n:])
-		w.queue = w.queue[:n]
-		w.head = 0
-		for i, e := range w.queue {
-			w.at[e.Key] = i + 1
-		}
-	}
-	return ev, true
+	return Event{Namespace: w.ns, Key: p.key, Op: p.op, Value: p.value}, true
 }
 
 // deliver sends the queued events on w.ch until ctx or life ends.

@@ -37,6 +37,24 @@
 //	-- AFTER INSERT, UPDATE, UPDATE OF namespace, key (the old name) and
 //	-- DELETE ON operational_state, one row each.
 //
+// # Files
+//
+// [Open] checks what is at the path before SQLite opens it, with stat and
+// lstat, never opening the file or its -wal, -shm or -journal (closing a
+// descriptor of one would drop the process's locks on it). SQLite names a
+// database's -wal and -shm after the path it opens, once it has followed
+// symbolic links to the file; every connection to the file must use the
+// same ones. So Open refuses with [ErrNotDatabase] a file with several
+// hard links, a file that is itself a mount point (on Linux, from
+// /proc/self/mountinfo: a bind mount of one file, whose device number is
+// that of its directory when both are on one file system), and a database
+// whose -wal, -shm or -journal is a mount point, a symbolic link (which
+// SQLite refuses only after it has begun, and without saying why) or no
+// regular file; a path through a symbolic link, to the file or to a
+// directory, or through a mounted directory, reaches the one -wal beside
+// the file, and is opened. For a new file the checks run before it is
+// created, so that a refusal leaves nothing behind.
+//
 // # Migrations
 //
 // PRAGMA user_version records the schema version. [Open] brings older files

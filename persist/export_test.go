@@ -1,6 +1,18 @@
 package persist
 
-import "context"
+import (
+	"context"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// LimitLength sets SQLite's length limit (SQLITE_LIMIT_LENGTH) of the
+// write connection to n bytes and returns the one it had, so that a test
+// meets the limit without writing a gigabyte.
+func (db *DB) LimitLength(n int) (int, error) {
+	return sqlite.Limit(db.w, sqlite3.SQLITE_LIMIT_LENGTH, n)
+}
 
 // SweepSQL is the sweep's statement, for tests of its query plan.
 const SweepSQL = sweepSQL

@@ -31,11 +31,20 @@ var sidecarSuffixes = []string{"-wal", "-shm", "-journal"}
 // empty database file with mode 0600 when nothing is there. It refuses,
 // with ErrNotDatabase and without touching anything, what is not a regular
 // file (a directory, a device, a FIFO, a socket, after following symbolic
-// links; a symbolic link to nothing), a file with several hard links (each name would get its own
-// write-ahead log), and the -wal, -shm or -journal file of a database.
+// links; a symbolic link to nothing), a file with several hard links or
+// mounted on its own (each name, each mount, would get its own write-ahead
+// log), the -wal, -shm or -journal file of a database, and a database
+// whose -wal, -shm or -journal is a symbolic link, a mount point or not a
+// regular file (see checkPlace).
 func prepareFile(path string) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Before creating the file, so that a refusal leaves nothing.
+		if dir, derr := filepath.EvalSymlinks(filepath.Dir(path)); derr == nil {
+			if err := checkPlace(filepath.Join(dir, filepath.Base(path))); err != nil {
+				return openError(path, err)
+			}
+		}
 		if err := createFile(path); err != nil && !errors.Is(err, fs.ErrExist) {
 			return openError(path, err)
 		}
@@ -72,13 +81,53 @@ func checkKind(path string, fi fs.FileInfo) error {
 	if suffix, base, ok := sidecarOf(real); ok {
 		return fmt.Errorf("%w: is the %s file of database %s", ErrNotDatabase, suffix, base)
 	}
+	return checkPlace(real)
+}
+
+// checkPlace refuses a database whose write-ahead log would not be the one
+// file that every connection to it uses: real is the database file's path,
+// absolute and free of symbolic links, which SQLite opens (it follows
+// links to the file itself) and after which it names the -wal, -shm and
+// -journal files. It refuses, with ErrNotDatabase:
+//   - a file mounted on its own (a bind mount of one file, as in docker -v
+//     host/state.db:/data/state.db): its -wal and -shm would be kept
+//     beside the mount point, not beside the file, so a connection through
+//     the file's own path would use others, and the data in them would be
+//     lost with the mount's directory;
+//   - a -wal, -shm or -journal that is a mount point, for the same
+//     reason, or a symbolic link, which SQLite refuses to open only once
+//     it has begun (it may create the -wal first), with an error that
+//     does not say why;
+//   - a -wal, -shm or -journal that is not a regular file.
+//
+// A bind mount from the file system of the file's directory keeps its
+// device number, so only the kernel's list of mounts tells a mount point;
+// it is read on Linux, where files are mounted so. The check opens
+// nothing but that list.
+func checkPlace(real string) error {
 	for _, suffix := range sidecarSuffixes {
-		sfi, err := os.Stat(real + suffix)
-		if err == nil && !sfi.Mode().IsRegular() {
+		sfi, err := os.Lstat(real + suffix)
+		switch {
+		case err != nil:
+		case sfi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%w: %s%s is a symbolic link, which SQLite does not open as a database's %s file; "+
+				"put the file itself there, or remove the link", ErrNotDatabase, real, suffix, suffix)
+		case !sfi.Mode().IsRegular():
 			return fmt.Errorf("%w: %s%s is not a regular file (%v)", ErrNotDatabase, real, suffix, sfi.Mode().Type())
 		}
 	}
-	return nil
+	switch m := mountPoint(real, real+"-wal", real+"-shm", real+"-journal"); m {
+	case "":
+		return nil
+	case real:
+		return fmt.Errorf("%w: %s is a file mounted on its own (a bind mount of one file), and SQLite keeps its "+
+			"-wal and -shm beside the mount point, where the file's other paths do not see them and from where "+
+			"they are lost with the mount; mount the directory that holds the database instead", ErrNotDatabase, real)
+	default:
+		return fmt.Errorf("%w: %s is a mount point, and SQLite must keep a database's -wal, -shm and -journal "+
+			"in the database's own directory; mount the directory that holds the database instead, with nothing "+
+			"mounted on its files", ErrNotDatabase, m)
+	}
 }
 
 // sidecarOf reports whether path is the -wal, -shm or -journal file of a

@@ -64,6 +64,17 @@ type Options struct {
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
 const DefaultBusyTimeout = 5 * time.Second
 
+// MaxLength is the most bytes SQLite stores in one string and in one row:
+// its SQLITE_MAX_LENGTH, as modernc.org/sqlite is built. A write whose
+// row (namespace, key, value and timestamps, with a few bytes of header)
+// is longer fails with SQLite's "string or blob too big".
+const MaxLength = 1_000_000_000
+
+// errTooBig says what fits, in front of SQLite's "string or blob too
+// big". It is not exported: no retry helps, only a shorter write, and the
+// message says so.
+var errTooBig = fmt.Errorf("opstate: too long: SQLite stores at most %d bytes in a row, namespace, key and value together", MaxLength)
+
 // timeLayout is the fixed-width form of every timestamp opstate writes.
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
@@ -433,6 +444,8 @@ func withSentinel(err error) error {
 		sentinel = ErrCorrupt
 	case 13: // SQLITE_FULL
 		sentinel = ErrDiskFull
+	case 18: // SQLITE_TOOBIG
+		sentinel = errTooBig
 	case 26: // SQLITE_NOTADB
 		sentinel = ErrNotDatabase
 	default:

@@ -58,6 +58,11 @@
 //	    the value from standard input, byte for byte: a trailing newline, NUL
 //	    bytes and invalid UTF-8 are all stored as read. (So the one-character
 //	    value "-" itself is set with: printf %s - | opstate set NS KEY -.)
+//	    A value longer than 1,000,000,000 bytes, the most SQLite stores in
+//	    a row, is refused once that much has been read (a file on standard
+//	    input, before any is read), and nothing is opened or stored; a
+//	    value a little shorter is refused by SQLite if the row with its
+//	    namespace and key does not fit.
 //	del NS KEY
 //	    Delete KEY. Deleting a missing key is not an error.
 //	drop NS
@@ -140,7 +145,8 @@
 //	   missing directory, or is not an SQLite database, or a verb other
 //	   than set found nothing at the path; PostgreSQL could not be reached
 //	   within 10 seconds or refused the login; this command speaks SQLite
-//	   only), standard input could not be read, list -json or watch -json
+//	   only), standard input could not be read or held a value longer
+//	   than 1,000,000,000 bytes, list -json or watch -json
 //	   met a key or value that is not valid UTF-8, or a read or write
 //	   failed (watch's output included: a pipe whose reader has gone ends
 //	   it so); a message is printed on standard error

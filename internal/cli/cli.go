@@ -64,12 +64,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 	}
 
 	if inv.fromStdin {
-		b, err := io.ReadAll(stdin)
+		v, err := readValue(stdin, maxValue)
 		if err != nil {
 			fmt.Fprintf(stderr, "opstate: read value from standard input: %v\n", err)
 			return exitFail
 		}
-		inv.args[2] = string(b)
+		inv.args[2] = v
 	}
 
 	s, err := open(inv.db, inv.verb.creates)

@@ -51,7 +51,7 @@ var verbs = []*verb{
 		flags:  "[-ttl DURATION]",
 		params: []string{"NS", "KEY", "VALUE"},
 		help: "store VALUE under KEY, expiring after DURATION (e.g. 90s, 36h) if -ttl is given;\n" +
-			"VALUE - reads the value from standard input, byte for byte",
+			"VALUE - reads the value from standard input, byte for byte (1000000000 bytes at most)",
 		define: func(fs *flag.FlagSet, inv *invocation) {
 			fs.DurationVar(&inv.ttl, "ttl", 0, "expire the key after `DURATION` (positive)")
 		},
