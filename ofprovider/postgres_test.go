@@ -112,9 +112,9 @@ func TestPostgresStaleThenReady(t *testing.T) {
 	pgExec(t, admin, "ALTER ROLE "+name+" NOLOGIN")
 	var killed int
 	// The listener's connection is the one whose last statement was its
-	// LISTEN or a ping; the pool's run the Store's queries.
+	// LISTEN or a check; the pool's run the Store's queries.
 	err := admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = $1 AND (query LIKE 'LISTEN %' OR query = '-- ping')`, name).Scan(&killed)
+		WHERE application_name = $1 AND (query LIKE 'LISTEN %' OR query LIKE '-- opstate listener%')`, name).Scan(&killed)
 	if err != nil || killed != 1 {
 		t.Fatalf("terminated %d listener backends, %v; want 1", killed, err)
 	}
