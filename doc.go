@@ -157,6 +157,15 @@
 //     keys whose rows have not been swept yet. Times are kept to the
 //     millisecond within the years 0000 to 9999; a clock outside them reads
 //     as the nearest end, where time stands still.
+//   - Leases built from the conditional writes are decided by SQLite, but
+//     their expiry is judged by each caller's [Options.Clock]. Processes
+//     on one machine share the wall clock; Stores whose clocks differ by d
+//     (a skewed Options.Clock, or a file shared by machines, which SQLite
+//     does not support anyway) let a second holder take a lease d before
+//     the first holder's clock says it ran out, so both act as holders for
+//     d (TestLeaseClockSkew). A holder should stop acting on a lease a
+//     margin longer than any skew before its TTL ends (see the lease
+//     Example of [Store.SetIfAbsentWithTTL]).
 //   - SQLite's locks are advisory locks, and closing any descriptor of a
 //     file drops every POSIX lock the process holds on it. On Linux, the
 //     first Open in a process has modernc.org/sqlite take OFD locks on the

@@ -186,7 +186,13 @@ func ExampleStore_Lookup() {
 // let it expire), CompareAndSwapWithTTL renews it only for its holder, and
 // CompareAndDelete releases it only for its holder. The holders are usually
 // processes, each with a Store of its own on the file; SQLite decides every
-// one of these calls, so exactly one of them holds the lease at a time.
+// one of these calls, so exactly one of them holds the lease in the file at
+// a time. Expiry is judged by the caller's Options.Clock: processes on one
+// machine share its clock, but a holder whose clock runs behind another's
+// by d still believes in its lease for d after the other took it
+// (TestLeaseClockSkew). A holder should stop acting on the lease a margin
+// before its TTL runs out, larger than any skew its clocks can have, and
+// renew well within it. (On PostgreSQL the server's clock judges expiry.)
 func ExampleStore_SetIfAbsentWithTTL() {
 	dir := exampleDir()
 	defer os.RemoveAll(dir)

@@ -105,7 +105,9 @@ type Options struct {
 	// Any time.Time works, the zero time included: the Store keeps times to
 	// the millisecond within the years 0000 to 9999 (what SQLite's date
 	// functions read), and reads a clock outside them as the nearest end,
-	// where time stands still.
+	// where time stands still. Leases are judged by this clock too: two
+	// Stores whose clocks disagree by d may both see themselves holding
+	// one for d (see the lease Example).
 	Clock func() time.Time
 
 	// ServeStaleOnOutage keeps reads served from the cache while the
