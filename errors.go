@@ -58,8 +58,9 @@ var (
 
 	// ErrBusy is returned by a write that waited longer than
 	// [Options.BusyTimeout] for another process's write lock (over
-	// PostgreSQL, for another transaction's row lock). The write did not
-	// happen.
+	// PostgreSQL, for another transaction's row lock, or a call the server
+	// cancelled: the role's statement_timeout, pg_cancel_backend). The
+	// write did not happen.
 	ErrBusy = storage.ErrBusy
 
 	// ErrInvalidText is returned by a write over a backend that cannot

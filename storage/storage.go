@@ -153,7 +153,8 @@ type Changes struct {
 // can match them with errors.Is; package opstate exports the same values.
 var (
 	// ErrBusy: a write waited longer than its lock timeout for another
-	// connection's lock, and did not happen.
+	// connection's lock, or the server cancelled it (a statement timeout),
+	// and did not happen.
 	ErrBusy = errors.New("opstate: database is locked by another connection")
 	// ErrCorrupt: the database is damaged. A Store that has seen it
 	// refuses every later write.
