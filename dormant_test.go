@@ -96,6 +96,10 @@ func TestWatchRacingDormancy(t *testing.T) {
 			watching <- ch
 		})
 	})
+	// The poller may have gone to sleep before the hook was set (Opens
+	// under -race on a loaded machine take longer than 20 intervals): a
+	// read wakes it, so its next decision to sleep runs the hook.
+	wantGet(t, s, "flags", "k", "", false)
 	var events <-chan opstate.Event
 	select {
 	case events = <-watching:
