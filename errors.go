@@ -56,6 +56,17 @@ var (
 	// newer opstate.
 	ErrSchemaVersion = storage.ErrSchemaVersion
 
+	// ErrSchema is returned by [Open] for a file whose table
+	// operational_state has other columns than opstate's, or whose
+	// schema holds something else under the name of one of opstate's
+	// tables, indexes or triggers, which opstate cannot put back without
+	// losing data; the file is not modified. (What of opstate's own is
+	// merely missing or changed — a change-log trigger dropped, say — Open
+	// puts back.) A running Store that finds the same, after the file's
+	// schema changed under it, logs it and serves every read from SQLite
+	// until it is fixed.
+	ErrSchema = persist.ErrSchema
+
 	// ErrBusy is returned by a write that waited longer than
 	// [Options.BusyTimeout] for another process's write lock (over
 	// PostgreSQL, for another transaction's row lock). The write did not

@@ -27,6 +27,18 @@ import (
 // this DB's rows for the other's, and the key is reported either way: a
 // key is reported exactly when someone else changed it. When data_version
 // shows no other commit, every new row is this DB's own and none is read.
+//
+// A position means something only in the log the DB read it from. A
+// backup restored into the file (the sqlite3 shell's .restore, or SQLite's
+// backup API from any connection) takes it back to an older log, whose
+// positions the next commits fill again with other rows: past those, the
+// log no longer says what changed since the DB last looked, nor can it
+// say what the DB read from the file or wrote to it in between. Every
+// such rewind through SQLite replaces the file's pages and bumps its
+// schema cookie (PRAGMA schema_version), as VACUUM and every CREATE, DROP
+// or ALTER do: when the cookie changed since the DB last looked, Changes
+// reports a Reset, and checks the schema the log relies on (schema.go)
+// before it reads the log again from where it stands then.
 
 // ChangesLimit is the most rows of the log [DB.Changes] reads at once;
 // past it, it reports a Reset instead.
@@ -60,8 +72,12 @@ type Changes = storage.Changes
 
 // logState is where a DB stands in the change log; guarded by DB.wmu.
 type logState struct {
-	seen    int64         // the last position accounted for
-	version int64         // data_version when seen was read
+	seen    int64 // the last position accounted for
+	version int64 // data_version when seen was read
+	schema  int64 // schema_version when seen was read
+	// recheck is set when the schema changed since: the next Changes
+	// checks it before it reads the log again (recheckLocked).
+	recheck bool
 	own     map[Key]int32 // rows after seen that this DB's commits appended, by key
 	owned   int           // their sum
 	// lost is set when own grew past ownLimit (nobody called Changes for
@@ -104,13 +120,24 @@ func (db *DB) startLog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return wc.inRead(ctx, func() error {
-			if db.log.version, err = wc.int(ctx, wc.dataVersion); err != nil {
-				return err
-			}
-			db.log.seen, err = wc.int(ctx, wc.logMax)
+		return db.positionLocked(ctx, wc)
+	})
+}
+
+// positionLocked records where the log stands now, with the data_version
+// and schema_version of that moment.
+func (db *DB) positionLocked(ctx context.Context, wc *writeConn) error {
+	return wc.inRead(ctx, func() error {
+		var err error
+		st := &db.log
+		if st.version, err = wc.int(ctx, wc.dataVersion); err != nil {
 			return err
-		})
+		}
+		if st.schema, err = wc.int(ctx, wc.schemaVersion); err != nil {
+			return err
+		}
+		st.seen, err = wc.int(ctx, wc.logMax)
+		return err
 	})
 }
 
@@ -118,6 +145,12 @@ func (db *DB) startLog(ctx context.Context) error {
 // the last call, or since Open. A check that finds nothing new costs one
 // PRAGMA data_version. On an error, the position in the log is kept, so
 // that the next call that succeeds reports what this one could not.
+//
+// It reports a Reset when the file's schema changed since the last call
+// (a backup restored into it, VACUUM, any CREATE, DROP or ALTER), and
+// then first puts back what of opstate's schema is missing or differs
+// (schema.go): a file whose change-log trigger was dropped would hide
+// others' writes from then on.
 func (db *DB) Changes(ctx context.Context) (Changes, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -128,7 +161,7 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 			return err
 		}
 		v, err := wc.int(ctx, wc.dataVersion)
-		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost) {
+		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost && !db.log.recheck) {
 			return err
 		}
 		return wc.inRead(ctx, func() error {
@@ -136,6 +169,11 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 			return err
 		})
 	})
+	if err == nil && db.log.recheck {
+		if err = db.recheckLocked(ctx); err == nil {
+			ch = Changes{Foreign: true, Reset: true}
+		}
+	}
 	if err != nil {
 		return Changes{}, db.classify(err)
 	}
@@ -166,6 +204,13 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		return Changes{}, nil
 	}
 	ch := Changes{Foreign: true}
+	schema, err := wc.int(ctx, wc.schemaVersion)
+	if err != nil {
+		return Changes{}, err
+	}
+	if schema != st.schema {
+		st.recheck = true // reported as a Reset by Changes, once it has checked
+	}
 	// The rows after seen, if the log still holds them all.
 	var rows []logRow
 	if last > st.seen {
@@ -185,6 +230,37 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 	}
 	st.seen, st.version = last, v
 	return ch, nil
+}
+
+// recheckLocked checks the schema after it changed under the DB, puts
+// back what of it is missing or differs, and reads where the log stands
+// from then on. Another SQLite library found beside the DB keeps it from
+// writing a repair.
+func (db *DB) recheckLocked(ctx context.Context) error {
+	fix, err := schemaRepairs(ctx, db.w)
+	if err != nil {
+		return err
+	}
+	if len(fix) > 0 {
+		if err := db.guard.beforeWrite(); err != nil {
+			return err
+		}
+		// The file was in use until now: it is not read whole first.
+		if _, err := repairSchema(ctx, db.w, true); err != nil {
+			return err
+		}
+	}
+	err = db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		return db.positionLocked(ctx, wc)
+	})
+	if err == nil {
+		db.log.recheck = false
+	}
+	return err
 }
 
 // foreignLocked returns the keys of rows that are not this DB's own,

@@ -63,6 +63,7 @@ type writeConn struct {
 	putIfAbsent, swap       driver.Stmt
 	deleteIf, held          driver.Stmt
 	dataVersion             driver.Stmt
+	schemaVersion           driver.Stmt
 	logMax, logRead, prune  driver.Stmt
 	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
@@ -215,6 +216,7 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.logRead, logReadSQL)
 	prep(&wc.prune, pruneSQL)
 	prep(&wc.dataVersion, `PRAGMA data_version`)
+	prep(&wc.schemaVersion, `PRAGMA schema_version`)
 	prep(&wc.sweep, sweepSQL)
 	if err != nil {
 		wc.close()
@@ -234,7 +236,7 @@ func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
 // close closes every prepared statement.
 func (wc *writeConn) close() {
 	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep,
-		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
+		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.schemaVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
