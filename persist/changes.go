@@ -170,9 +170,7 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 		})
 	})
 	if err == nil && db.log.recheck {
-		if err = db.recheckLocked(ctx); err == nil {
-			ch = Changes{Foreign: true, Reset: true}
-		}
+		err = db.recheckLocked(ctx)
 	}
 	if err != nil {
 		return Changes{}, db.classify(err)
@@ -187,11 +185,14 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 	if err != nil {
 		return Changes{}, err
 	}
-	last, err := wc.int(ctx, wc.logMax)
-	if err != nil {
-		return Changes{}, err
-	}
 	st := &db.log
+	if v != st.version && !st.recheck {
+		schema, err := wc.int(ctx, wc.schemaVersion)
+		if err != nil {
+			return Changes{}, err
+		}
+		st.recheck = schema != st.schema
+	}
 	lost := st.lost
 	defer func() {
 		// Every commit of this DB so far is in what was read.
@@ -199,18 +200,21 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		st.owned = 0
 		st.lost = false
 	}()
+	if st.recheck {
+		// The log may be another one, or gone: Changes reads where it
+		// stands once it has checked the schema (recheckLocked).
+		st.version = v
+		return Changes{Foreign: true, Reset: true}, nil
+	}
+	last, err := wc.int(ctx, wc.logMax)
+	if err != nil {
+		return Changes{}, err
+	}
 	if v == st.version {
 		st.seen = last // nobody else committed: every row since is this DB's
 		return Changes{}, nil
 	}
 	ch := Changes{Foreign: true}
-	schema, err := wc.int(ctx, wc.schemaVersion)
-	if err != nil {
-		return Changes{}, err
-	}
-	if schema != st.schema {
-		st.recheck = true // reported as a Reset by Changes, once it has checked
-	}
 	// The rows after seen, if the log still holds them all.
 	var rows []logRow
 	if last > st.seen {

@@ -150,7 +150,7 @@ func TestChangesSchemaChange(t *testing.T) {
 		{`VACUUM`, true},
 		{`CREATE TABLE app (x)`, true},
 		{`CREATE TABLE IF NOT EXISTS operational_state_changes (x)`, false}, // there already: nothing changes
-		{`CREATE TEMP TABLE scratch (x)`, false},                           // another connection's own
+		{`CREATE TEMP TABLE scratch (x)`, false},                            // another connection's own
 		{`PRAGMA wal_checkpoint(TRUNCATE)`, false},
 		{`INSERT INTO operational_state VALUES ('ns', 'k', 'v', '2026-01-01T00:00:00.000Z', NULL)`, false},
 	}

@@ -199,7 +199,12 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	var err error
 	prep := func(dst *driver.Stmt, query string) {
 		if err == nil {
-			*dst, err = prepare(conn, query)
+			// Kept only when prepared: the driver's failed statement is a
+			// nil pointer in a non-nil interface, which close would call.
+			var st driver.Stmt
+			if st, err = prepare(conn, query); err == nil {
+				*dst = st
+			}
 		}
 	}
 	prep(&wc.begin, "BEGIN IMMEDIATE")
