@@ -277,6 +277,9 @@ func (db *DB) foreignLocked(rows []logRow) ([]Key, []string, map[Key]bool) {
 	seen := make(map[Key]bool)
 	perSpace := make(map[string]int)
 	for _, r := range rows {
+		if !r.text {
+			continue // no key; nor is it in own (writeConn.keys)
+		}
 		if own[r.Key] > 0 {
 			own[r.Key]--
 			continue
@@ -350,6 +353,9 @@ type logRow struct {
 	seq int64
 	Key
 	expired bool // the delete of a row that had expired
+	// text says that the row's namespace and key are TEXT: a key. Another
+	// type (a BLOB written by hand) names no key, and is not reported.
+	text bool
 }
 
 // readLog reads at most limit rows of the log after position after.
@@ -374,7 +380,9 @@ func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]log
 			return nil, fmt.Errorf("opstate: change log position is %T", dest[0])
 		}
 		expired, _ := dest[3].(int64)
-		out = append(out, logRow{seq: seq, Key: Key{Namespace: text(dest[1]), Key: text(dest[2])}, expired: expired == 1})
+		ns, nsText := dest[1].(string)
+		key, keyText := dest[2].(string)
+		out = append(out, logRow{seq: seq, Key: Key{Namespace: ns, Key: key}, expired: expired == 1, text: nsText && keyText})
 	}
 }
 

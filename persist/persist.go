@@ -282,9 +282,13 @@ func (db *DB) init() error {
 		*dst, err = p.PrepareContext(ctx, query)
 	}
 	prep(&db.get, db.pool, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = ? AND key = ?`)
-	prep(&db.list, db.pool, `SELECT key, value, `+expiryMillis+` FROM operational_state WHERE namespace = ? ORDER BY key`)
+	// A row whose namespace or key is not TEXT is no key: Get's text
+	// arguments never equal it, and List and Namespaces leave it out.
+	prep(&db.list, db.pool, `SELECT key, value, `+expiryMillis+` FROM operational_state
+		WHERE namespace = ? AND typeof(key) = 'text' ORDER BY key`)
 	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
-		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
+		WHERE typeof(namespace) = 'text' AND typeof(key) = 'text'
+		AND (julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?))
 		GROUP BY namespace ORDER BY namespace`)
 	return err
 }

@@ -464,7 +464,8 @@ func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Va
 }
 
 // keys runs st and returns the rows it returns, namespace and key, as
-// keys.
+// keys, leaving out those whose namespace or key is not TEXT, which name
+// no key (a BLOB written by hand; see logRow).
 func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Value) ([]Key, error) {
 	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(vals...))
 	if err != nil {
@@ -481,7 +482,11 @@ func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Va
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, Key{Namespace: text(dest[0]), Key: text(dest[1])})
+		ns, nsText := dest[0].(string)
+		key, keyText := dest[1].(string)
+		if nsText && keyText {
+			keys = append(keys, Key{Namespace: ns, Key: key})
+		}
 	}
 }
 
