@@ -63,8 +63,8 @@ var (
 	// losing data; the file is not modified. (What of opstate's own is
 	// merely missing or changed — a change-log trigger dropped, say — Open
 	// puts back.) A running Store that finds the same, after the file's
-	// schema changed under it, logs it and serves every read from SQLite
-	// until it is fixed.
+	// schema changed under it, logs it at every check and empties its
+	// cache at each, as when a check fails, until the table is fixed.
 	ErrSchema = persist.ErrSchema
 
 	// ErrBusy is returned by a write that waited longer than
