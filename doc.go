@@ -129,8 +129,9 @@
 //     its triggers, the expiry index — and puts back, in one transaction,
 //     what was dropped or changed (a trigger dropped in the sqlite3 shell,
 //     say): without them, others' writes would go unseen. A table
-//     operational_state of other columns is refused with [ErrSchema],
-//     untouched. A Store running when the schema changes checks it at its
+//     operational_state without opstate's columns as opstate made them is
+//     refused with [ErrSchema], untouched (columns an application added,
+//     nullable or with a default, are left alone). A Store running when the schema changes checks it at its
 //     next check and repairs it the same way, emptying its cache, since
 //     writes made meanwhile may not be in the log.
 //   - Every method is safe for concurrent use. [Store.Close] stops every

@@ -93,9 +93,11 @@
 // transaction, what is missing or differs — dropped, or created again
 // with another definition; a change log of other columns is rebuilt
 // empty. operational_state, which holds the data, is created if it is
-// missing and never rebuilt: one of other columns, or an object of
-// another kind under one of these names, is refused with [ErrSchema],
-// untouched. The check reads sqlite_schema and takes no write lock on a
+// missing and never rebuilt: one without opstate's columns as they were
+// made, or with another column in its key or one that an insert must
+// name, or an object of another kind under one of these names, is
+// refused with [ErrSchema], untouched. Columns added to either table that
+// may be NULL or have a default are left alone. The check reads sqlite_schema and takes no write lock on a
 // sound file. [DB.Changes] runs the same check and repair when the schema
 // changes under a running DB.
 //

@@ -32,7 +32,7 @@ var (
 	// ErrSchema: a table or another object of the name of one of
 	// opstate's is not what opstate made, and cannot be put back without
 	// losing data (see schema.go).
-	ErrSchema = errors.New("opstate: the database's schema is not opstate's: operational_state must be a table of the columns namespace, key, value, updated_at (TEXT NOT NULL) and expires_at (TEXT), keyed by namespace and key")
+	ErrSchema = errors.New("opstate: the database's schema is not opstate's: operational_state must be a table with the columns namespace, key, value, updated_at (TEXT NOT NULL) and expires_at (TEXT), keyed by namespace and key, and any other column of it nullable or with a default")
 	// ErrForeignSQLite: code outside this package's copy of SQLite has the
 	// database's files open in this process (see foreign.go).
 	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")

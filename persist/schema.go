@@ -21,8 +21,11 @@ import (
 // missing is created, one that differs is dropped and created again (the
 // log then starts over empty, which every DB reading it takes for a
 // Reset). operational_state holds the data: it is created when it is
-// missing, and never rebuilt; a table of that name with other columns is
-// refused with [ErrSchema].
+// missing, and never rebuilt; a table of that name without opstate's
+// columns as opstate made them is refused with [ErrSchema]. Columns of the
+// application's added to either table are left alone, as long as a write
+// that does not name them succeeds: outside the primary key, and NULL or
+// with a default.
 
 // schemaObject is one object of the current schema.
 type schemaObject struct {
@@ -42,11 +45,33 @@ var stateColumns = []string{
 	"expires_at TEXT",
 }
 
-// columnsSQL lists the columns of table ?1 in the form of stateColumns.
+// columnsSQL lists the columns of table ?1 in the form of stateColumns,
+// with " DEFAULT" after a column that has a default.
 const columnsSQL = `SELECT name || ' ' || type
 	|| CASE WHEN "notnull" THEN ' NOT NULL' ELSE '' END
 	|| CASE WHEN pk > 0 THEN ' PRIMARY KEY ' || pk ELSE '' END
+	|| CASE WHEN dflt_value IS NOT NULL THEN ' DEFAULT' ELSE '' END
 	FROM pragma_table_info(?1) ORDER BY cid`
+
+// fits reports whether a table of the columns cols serves as one of the
+// columns want: it has each of them as it is, and every other column is
+// outside the primary key and may be left out of an INSERT.
+func fits(cols, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(cols, w) {
+			return false
+		}
+	}
+	for _, c := range cols {
+		switch {
+		case slices.Contains(want, c):
+		case strings.Contains(c, " PRIMARY KEY "),
+			strings.Contains(c, " NOT NULL") && !strings.HasSuffix(c, " DEFAULT"):
+			return false
+		}
+	}
+	return true
+}
 
 // schema is every object of the current version, in an order in which
 // they can be created.
@@ -117,7 +142,7 @@ func schemaRepairs(ctx context.Context, c *sql.Conn) ([]string, error) {
 			return nil, err
 		}
 		switch {
-		case slices.Equal(cols, o.columns):
+		case fits(cols, o.columns):
 		case o.data:
 			return nil, fmt.Errorf("%w (it holds %s)", ErrSchema, strings.Join(cols, ", "))
 		default:

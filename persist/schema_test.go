@@ -168,6 +168,39 @@ func TestRepairWhileOpen(t *testing.T) {
 	}
 }
 
+// TestOpenKeepsAddedColumns checks that columns an application added to
+// opstate's tables, which an insert need not name, are left alone: Open
+// changes nothing, and writes and the change log work.
+func TestOpenKeepsAddedColumns(t *testing.T) {
+	path := tempPath(t)
+	db, err := persist.Open(path, persist.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	execRaw(t, path, `ALTER TABLE operational_state ADD COLUMN owner TEXT`,
+		`ALTER TABLE operational_state ADD COLUMN tier INTEGER NOT NULL DEFAULT 1`,
+		`ALTER TABLE operational_state_changes ADD COLUMN note TEXT`)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = mustOpen(t, path)
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Errorf("Open changed a file whose tables have columns added")
+	}
+	apply(t, db, t0, putW("ns", "a", "1", 0))
+	execRaw(t, path, `UPDATE operational_state SET value = '2', owner = 'app' WHERE key = 'a'`)
+	if ch := changes(t, db); ch.Reset || !slices.Equal(ch.Keys, keys("ns", "a")) {
+		t.Errorf("Changes() = %+v; want ns/a", ch)
+	}
+	checkGet(t, db, "ns", "a", &persist.Row{Value: "2"})
+}
+
 // TestOpenRefusesForeignSchema checks that Open refuses with ErrSchema,
 // leaving the file as it was, a file whose objects of opstate's names
 // cannot be put back without losing data; and that a running DB reports
@@ -177,7 +210,15 @@ func TestOpenRefusesForeignSchema(t *testing.T) {
 		name string
 		edit []string
 	}{
-		{"operational_state with another column", []string{`ALTER TABLE operational_state ADD COLUMN owner TEXT`}},
+		{"operational_state with another column that an insert must name", []string{
+			`DROP TABLE operational_state`,
+			`CREATE TABLE operational_state (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL, expires_at TEXT, owner TEXT NOT NULL, PRIMARY KEY (namespace, key)) WITHOUT ROWID`}},
+		{"operational_state keyed by namespace alone", []string{
+			`DROP TABLE operational_state`,
+			`CREATE TABLE operational_state (namespace TEXT NOT NULL PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL, expires_at TEXT)`}},
+		{"operational_state with a column retyped", []string{
+			`DROP TABLE operational_state`,
+			`CREATE TABLE operational_state (namespace TEXT NOT NULL, key BLOB NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL, expires_at TEXT, PRIMARY KEY (namespace, key))`}},
 		{"operational_state rebuilt without NOT NULL", []string{
 			`DROP TABLE operational_state`,
 			`CREATE TABLE operational_state (namespace TEXT, key TEXT, value TEXT, updated_at TEXT, expires_at TEXT, PRIMARY KEY (namespace, key))`}},
@@ -214,7 +255,7 @@ func TestOpenRefusesForeignSchema(t *testing.T) {
 	}
 	t.Run("while open", func(t *testing.T) {
 		db := mustOpen(t, "")
-		execRaw(t, db.Path(), `ALTER TABLE operational_state ADD COLUMN owner TEXT`)
+		execRaw(t, db.Path(), `ALTER TABLE operational_state RENAME COLUMN value TO payload`)
 		if _, err := db.Changes(t.Context()); !errors.Is(err, persist.ErrSchema) {
 			t.Errorf("Changes() = %v; want ErrSchema", err)
 		}
