@@ -185,7 +185,7 @@ func repairSchema(ctx context.Context, c *sql.Conn, verified bool) (bool, error)
 		}
 	}
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return false, err
+		return false, fmt.Errorf("repair schema (%s): %w", strings.Join(strings.Fields(fix[0])[:3], " "), err)
 	}
 	err = func() error {
 		// Looked at again under the write lock: another connection may
