@@ -141,7 +141,7 @@ func TestRestoredBackup(t *testing.T) {
 			if tc.watch {
 				// Events of one key coalesce while the consumer is away:
 				// the last is the Store's own v5.
-				for ev := <-events; ev.Value != "v5"; ev = <-events {
+				for ev := recv(t, events, 2*time.Second); ev.Value != "v5"; ev = recv(t, events, 2*time.Second) {
 					if ev.Op != opstate.OpSet {
 						t.Fatalf("event %+v; want the Store's own OpSets", ev)
 					}
@@ -220,10 +220,8 @@ func TestSnapshotRollback(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		mustSet(t, s, "ns", "x", fmt.Sprint("v", i))
 	}
-	for ev := range events { // the Store's own, coalesced
-		if ev.Value == "v5" {
-			break
-		}
+	for ev := recv(t, events, 2*time.Second); ev.Value != "v5"; ev = recv(t, events, 2*time.Second) {
+		// the Store's own, coalesced
 	}
 	wantGet(t, s, "ns", "x", "v5", true)
 	if _, err := sqlDB(t, snap).Exec(insertRowsSQL(20, "k")); err != nil {
@@ -235,5 +233,47 @@ func TestSnapshotRollback(t *testing.T) {
 		t.Fatalf("after the rollback the file holds x = %q, %v; want v0", got, err)
 	}
 	waitValue(t, s, "ns", "x", "v0")
+	waitReset(t, events)
+}
+
+// TestRestoreAfterPosition checks a restore of a snapshot taken after the
+// last position of the change log the Store has read, so that the row at
+// that position, and all before it, survive the restore: the Store had
+// also read from the file a write of another connection made after the
+// snapshot (a cache miss serves what SQLite holds, before the poller has
+// read that write's row of the log), which the restore takes back. It
+// serves what the file holds, once it has looked. (The poller looks twice
+// a second, so that it does not look in between.)
+func TestRestoreAfterPosition(t *testing.T) {
+	dir := t.TempDir()
+	path, snap := filepath.Join(dir, "state.db"), filepath.Join(dir, "snapshot.db")
+	s := mustOpen(t, path, opstate.Options{SyncInterval: 500 * time.Millisecond})
+	events, err := s.Watch(t.Context(), "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSet(t, s, "ns", "x", "v0")
+	db := sqlDB(t, path)
+	if _, err := db.Exec(`INSERT INTO operational_state VALUES ('ns', 'a', 'v', '2026-01-01T00:00:00.000Z', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, events, 2*time.Second); ev.Key != "x" {
+		t.Fatalf("event %+v; want the Store's own Set of x", ev)
+	}
+	if ev := recv(t, events, 2*time.Second); ev.Key != "a" {
+		t.Fatalf("event %+v; want the insert of a: the Store has read the log past it", ev)
+	}
+	if _, err := db.Exec(`VACUUM INTO ?`, snap); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO operational_state VALUES ('ns', 'w', 'new', '2026-01-01T00:00:00.000Z', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	wantGet(t, s, "ns", "w", "new", true) // a miss: read from SQLite, and cached
+	restore(t, path, snap)
+	if _, err := db.Exec(insertRowsSQL(20, "k")); err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, s, "ns", "w", "")
 	waitReset(t, events)
 }
