@@ -96,6 +96,12 @@ func TestWatchRacingDormancy(t *testing.T) {
 			watching <- ch
 		})
 	})
+	// The poller may have gone to sleep before the hook was set (20
+	// checks of 1ms, while other opened): a read wakes it, and it
+	// decides again.
+	if _, err := s.Get("flags", "nothing"); err != nil {
+		t.Fatal(err)
+	}
 	var events <-chan opstate.Event
 	select {
 	case events = <-watching:
