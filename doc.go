@@ -105,6 +105,35 @@
 //     the values of at most [MaxPendingEvents] keys, shared).
 //   - Namespaces are isolated: no byte of a namespace or key is a separator
 //     or wildcard. Any Go string round-trips byte for byte.
+//   - A namespace and a key are TEXT. A row written by hand whose namespace
+//     or key SQLite stores as another type (a BLOB: CAST('k' AS BLOB),
+//     x'6b') is no key of the Store, whatever text its bytes spell: Get
+//     reports it absent, List and Namespaces leave it out, watchers hear
+//     nothing of it, and so does the opstate command; DeleteNamespace and
+//     the sweep delete such rows with the others of the namespace, or the
+//     other expired ones, without reporting them. A number written into
+//     those columns is stored as its text (they have TEXT affinity: 5 is
+//     "5") and is a key like any other; NULL is refused by SQLite.
+//   - A backup or snapshot restored into the file while Stores have it
+//     open — the sqlite3 shell's .restore, SQLite's backup API from any
+//     connection — is seen by each Store within [Options.SyncInterval]
+//     (by one whose poller sleeps, at its next read, before it answers):
+//     it empties its cache and sends every watcher an OpReset, and serves
+//     what the file holds from then on, however far the file was taken
+//     back and whatever was written to it since. The change log, restored
+//     with the file, reuses the positions a Store had read, so the Store
+//     tells a restore from the file's schema cookie, which every such
+//     rewind changes; so does any other schema change, which is handled
+//     the same way (see Caveats).
+//   - Open checks the schema objects opstate relies on — the change log,
+//     its triggers, the expiry index — and puts back, in one transaction,
+//     what was dropped or changed (a trigger dropped in the sqlite3 shell,
+//     say): without them, others' writes would go unseen. A table
+//     operational_state without opstate's columns as opstate made them is
+//     refused with [ErrSchema], untouched (columns an application added,
+//     nullable or with a default, are left alone). A Store running when the schema changes checks it at its
+//     next check and repairs it the same way, emptying its cache, since
+//     writes made meanwhile may not be in the log.
 //   - Every method is safe for concurrent use. [Store.Close] stops every
 //     goroutine the Store started before it returns.
 //   - Open touches nothing it refuses: a path that is no regular file (a
@@ -147,6 +176,28 @@
 //     64 keys of a namespace, that namespace), found in the file's change
 //     log; when the log cannot say (this Store fell more than 65536
 //     changes behind, or a check failed), the whole cache is dropped.
+//   - Any change of the file's schema — a restore, VACUUM, a CREATE,
+//     DROP or ALTER of any table, an application's own included — empties
+//     the cache of every Store on the file once, and sends their watchers
+//     an OpReset: a Store cannot tell it from a restore, after which the
+//     change log no longer says what changed. CREATE ... IF NOT EXISTS of
+//     what exists, writes to other tables and checkpoints change nothing.
+//   - Only rewinds made through SQLite are seen. A copy put in place of
+//     the file with file tools while a Store has it open (cp over it, a
+//     file-system snapshot rolled back under it) is not supported: it
+//     mixes the old file with the -wal of the new one. Stop the Stores
+//     first, or restore with the sqlite3 shell's .restore. Nor are writes
+//     below SQL seen (sqlite_dbpage, PRAGMA writable_schema), nor edits of
+//     the change log itself.
+//   - A connection that turns triggers off for itself (the sqlite3 shell's
+//     .dbconfig enable_trigger off, SQLITE_DBCONFIG_ENABLE_TRIGGER) writes
+//     without logging: no Store sees its writes until its cache drops
+//     the keys for another reason. Nothing in the file shows it, so no
+//     Store can detect it; do not turn triggers off on the file.
+//   - A file whose change log was dropped fails every write, by anyone
+//     (the triggers fail), until a Store puts it back: at Open, or at a
+//     running Store's next check, which a Store that nobody reads makes
+//     only at its next read.
 //   - The change log costs every write a trigger and, per transaction, one
 //     more page written to the write-ahead log (README.md, Performance).
 //     Checking for others' writes costs a query and a wake-up every

@@ -56,6 +56,20 @@ var (
 	// newer opstate.
 	ErrSchemaVersion = storage.ErrSchemaVersion
 
+	// ErrSchema is returned by [Open] for a file whose table
+	// operational_state lacks opstate's columns as opstate made them
+	// (TEXT, NOT NULL, keyed by namespace and key), or has another column
+	// in its key or one that an insert must name, or whose schema holds
+	// something else under the name of one of opstate's tables, indexes
+	// or triggers: opstate cannot put that back without losing data. The
+	// file is not modified. (Columns an application added that may be
+	// NULL or have a default are fine.) (What of opstate's own is
+	// merely missing or changed — a change-log trigger dropped, say — Open
+	// puts back.) A running Store that finds the same, after the file's
+	// schema changed under it, logs it at every check and empties its
+	// cache at each, as when a check fails, until the table is fixed.
+	ErrSchema = persist.ErrSchema
+
 	// ErrBusy is returned by a write that waited longer than
 	// [Options.BusyTimeout] for another process's write lock (over
 	// PostgreSQL, for another transaction's row lock, or a call the server

@@ -271,12 +271,13 @@ func randomWrites(s *opstate.Store, ns string, rng *rand.Rand, n, keys int, who 
 func TestWatchEvents(t *testing.T) {
 	path := dbPath(t)
 	clk := newClock()
-	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync, SweepInterval: -1, Clock: clk.Now})
 	other := mustOpen(t, path, opstate.Options{SyncInterval: -1, SweepInterval: -1, Clock: clk.Now})
 	db := sqlDB(t, path)
+	// Created before s opens the file: a schema change is a Reset.
 	if _, err := db.Exec(`CREATE TABLE app (id INTEGER PRIMARY KEY, note TEXT)`); err != nil {
 		t.Fatal(err)
 	}
+	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync, SweepInterval: -1, Clock: clk.Now})
 
 	set := func(st *opstate.Store, k, v string) func(string) error {
 		return func(ns string) error { return st.Set(ns, k, v) }
@@ -740,14 +741,15 @@ func state(ev opstate.Event) string {
 // Once the writes stop, each key's last event is what List holds.
 func TestWatchPerKeyOrder(t *testing.T) {
 	path := dbPath(t)
-	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
 	other := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
 	db := sqlDB(t, path)
+	// Created before s opens the file: a schema change is a Reset.
 	for _, q := range historySQL {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
+	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
 	ch := watch(t, s, "ns")
 	const keys, writes = 4, 400
 	var wg sync.WaitGroup
@@ -1279,11 +1281,17 @@ func drainUntilClosed(t *testing.T, ch <-chan opstate.Event, closed *atomic.Bool
 // SQLite once; writes to another table of the file drop nothing; another
 // connection's deletion of the other namespace (a namespace-wide change)
 // drops its 100 entries and none of the first namespace's. A watcher tells
-// when each foreign commit has been applied.
+// when each foreign commit has been applied. (The other table is created
+// before the Store opens the file: creating it is a schema change, which
+// empties the cache, TestChangesSchemaChange in persist.)
 func TestWatchPreciseInvalidation(t *testing.T) {
 	path := dbPath(t)
-	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
+	mustOpen(t, path, opstate.Options{SyncInterval: -1}).Close()
 	db := sqlDB(t, path)
+	if _, err := db.Exec(`CREATE TABLE app (id INTEGER PRIMARY KEY, note TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, path, opstate.Options{SyncInterval: watchSync})
 	hot := make([]string, 1000)
 	for i := range hot {
 		hot[i] = fmt.Sprint("k", i)

@@ -173,6 +173,20 @@ func TestCollectorMirrorsStats(t *testing.T) {
 	const ns = "flags"
 	clk := newClock()
 	path := filepath.Join(t.TempDir(), "state.db")
+	// The file, and the trigger that refuses writes 10-17, are made
+	// before the Store opens it: a schema change flushes a Store's cache.
+	pre, err := opstate.Open(path, opstate.Options{SweepInterval: -1, SyncInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Close()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mustExec(t, db, `CREATE TRIGGER refuse_poison BEFORE INSERT ON operational_state
+		WHEN NEW.key = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned key'); END`)
 	// No background sweeps; the default SyncInterval, so that the Store
 	// notices what the plain SQL connection below does to the file.
 	s, err := opstate.Open(path, opstate.Options{SweepInterval: -1, Clock: clk.Now, CacheBytes: evBudget})
@@ -180,11 +194,6 @@ func TestCollectorMirrorsStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	wctx, wcancel := context.WithCancel(context.Background())
 	defer wcancel()
 	watched, err := s.Watch(wctx, "watched")
@@ -215,9 +224,8 @@ func TestCollectorMirrorsStats(t *testing.T) {
 		t.Fatalf("DeleteExpired = %d, %v; want 6, nil", n, err)
 	}
 
-	// Writes 10-17, refused by SQLite: eight write errors.
-	mustExec(t, db, `CREATE TRIGGER refuse_poison BEFORE INSERT ON operational_state
-		WHEN NEW.key = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned key'); END`)
+	// Writes 10-17, refused by SQLite (the trigger refuse_poison): eight
+	// write errors.
 	for range 8 {
 		if err := s.Set(ns, "poison", "x"); err == nil {
 			t.Fatal("Set(poison) = nil; want the trigger's error")

@@ -96,27 +96,39 @@ func dropChangeLog(b *testing.B, path string) {
 	}
 }
 
-// BenchmarkChanges measures one call of DB.Changes when nobody else has
-// committed: what a Store pays every SyncInterval when idle (idle), or
-// after writes of its own (own: one own write before each call).
+// BenchmarkChanges measures one call of DB.Changes: when nobody else has
+// committed, what a Store pays every SyncInterval when idle (idle), or
+// after writes of its own (own: one own write before each call); and
+// after another connection's commit of one row (foreign), which it reads
+// from the log, with the schema cookie that tells a restored backup.
 func BenchmarkChanges(b *testing.B) {
-	for _, own := range []bool{false, true} {
-		b.Run(map[bool]string{false: "idle", true: "own"}[own], func(b *testing.B) {
-			db, err := persist.Open(filepath.Join(b.TempDir(), "state.db"), persist.Options{})
+	for _, mode := range []string{"idle", "own", "foreign"} {
+		b.Run(mode, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "state.db")
+			db, err := persist.Open(path, persist.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer db.Close()
+			other, err := sql.Open("sqlite", path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer other.Close()
 			ctx := context.Background()
 			w := &persist.Write{Kind: persist.Put, Namespace: "flags", Key: "k", Value: "v"}
-			for b.Loop() {
-				if own {
-					b.StopTimer()
-					if err := db.Apply(ctx, t0, []*persist.Write{w}); err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				switch mode {
+				case "own":
+					err = db.Apply(ctx, t0, []*persist.Write{w})
+				case "foreign":
+					_, err = other.Exec(`INSERT OR REPLACE INTO operational_state VALUES ('flags', ?, 'v', '2026-01-01T00:00:00.000Z', NULL)`, fmt.Sprint(i%100))
 				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
 				if _, err := db.Changes(ctx); err != nil {
 					b.Fatal(err)
 				}

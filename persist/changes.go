@@ -27,6 +27,18 @@ import (
 // this DB's rows for the other's, and the key is reported either way: a
 // key is reported exactly when someone else changed it. When data_version
 // shows no other commit, every new row is this DB's own and none is read.
+//
+// A position means something only in the log the DB read it from. A
+// backup restored into the file (the sqlite3 shell's .restore, or SQLite's
+// backup API from any connection) takes it back to an older log, whose
+// positions the next commits fill again with other rows: past those, the
+// log no longer says what changed since the DB last looked, nor can it
+// say what the DB read from the file or wrote to it in between. Every
+// such rewind through SQLite replaces the file's pages and bumps its
+// schema cookie (PRAGMA schema_version), as VACUUM and every CREATE, DROP
+// or ALTER do: when the cookie changed since the DB last looked, Changes
+// reports a Reset, and checks the schema the log relies on (schema.go)
+// before it reads the log again from where it stands then.
 
 // ChangesLimit is the most rows of the log [DB.Changes] reads at once;
 // past it, it reports a Reset instead.
@@ -60,8 +72,12 @@ type Changes = storage.Changes
 
 // logState is where a DB stands in the change log; guarded by DB.wmu.
 type logState struct {
-	seen    int64         // the last position accounted for
-	version int64         // data_version when seen was read
+	seen    int64 // the last position accounted for
+	version int64 // data_version when seen was read
+	schema  int64 // schema_version when seen was read
+	// recheck is set when the schema changed since: the next Changes
+	// checks it before it reads the log again (recheckLocked).
+	recheck bool
 	own     map[Key]int32 // rows after seen that this DB's commits appended, by key
 	owned   int           // their sum
 	// lost is set when own grew past ownLimit (nobody called Changes for
@@ -104,13 +120,24 @@ func (db *DB) startLog(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return wc.inRead(ctx, func() error {
-			if db.log.version, err = wc.int(ctx, wc.dataVersion); err != nil {
-				return err
-			}
-			db.log.seen, err = wc.int(ctx, wc.logMax)
+		return db.positionLocked(ctx, wc)
+	})
+}
+
+// positionLocked records where the log stands now, with the data_version
+// and schema_version of that moment.
+func (db *DB) positionLocked(ctx context.Context, wc *writeConn) error {
+	return wc.inRead(ctx, func() error {
+		var err error
+		st := &db.log
+		if st.version, err = wc.int(ctx, wc.dataVersion); err != nil {
 			return err
-		})
+		}
+		if st.schema, err = wc.int(ctx, wc.schemaVersion); err != nil {
+			return err
+		}
+		st.seen, err = wc.int(ctx, wc.logMax)
+		return err
 	})
 }
 
@@ -118,6 +145,12 @@ func (db *DB) startLog(ctx context.Context) error {
 // the last call, or since Open. A check that finds nothing new costs one
 // PRAGMA data_version. On an error, the position in the log is kept, so
 // that the next call that succeeds reports what this one could not.
+//
+// It reports a Reset when the file's schema changed since the last call
+// (a backup restored into it, VACUUM, any CREATE, DROP or ALTER), and
+// then first puts back what of opstate's schema is missing or differs
+// (schema.go): a file whose change-log trigger was dropped would hide
+// others' writes from then on.
 func (db *DB) Changes(ctx context.Context) (Changes, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -128,7 +161,7 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 			return err
 		}
 		v, err := wc.int(ctx, wc.dataVersion)
-		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost) {
+		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost && !db.log.recheck) {
 			return err
 		}
 		return wc.inRead(ctx, func() error {
@@ -136,6 +169,9 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 			return err
 		})
 	})
+	if err == nil && db.log.recheck {
+		err = db.recheckLocked(ctx)
+	}
 	if err != nil {
 		return Changes{}, db.classify(err)
 	}
@@ -149,11 +185,14 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 	if err != nil {
 		return Changes{}, err
 	}
-	last, err := wc.int(ctx, wc.logMax)
-	if err != nil {
-		return Changes{}, err
-	}
 	st := &db.log
+	if v != st.version && !st.recheck {
+		schema, err := wc.int(ctx, wc.schemaVersion)
+		if err != nil {
+			return Changes{}, err
+		}
+		st.recheck = schema != st.schema
+	}
 	lost := st.lost
 	defer func() {
 		// Every commit of this DB so far is in what was read.
@@ -161,6 +200,16 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 		st.owned = 0
 		st.lost = false
 	}()
+	if st.recheck {
+		// The log may be another one, or gone: Changes reads where it
+		// stands once it has checked the schema (recheckLocked).
+		st.version = v
+		return Changes{Foreign: true, Reset: true}, nil
+	}
+	last, err := wc.int(ctx, wc.logMax)
+	if err != nil {
+		return Changes{}, err
+	}
 	if v == st.version {
 		st.seen = last // nobody else committed: every row since is this DB's
 		return Changes{}, nil
@@ -187,6 +236,37 @@ func (db *DB) readLogLocked(ctx context.Context, wc *writeConn) (Changes, error)
 	return ch, nil
 }
 
+// recheckLocked checks the schema after it changed under the DB, puts
+// back what of it is missing or differs, and reads where the log stands
+// from then on. Another SQLite library found beside the DB keeps it from
+// writing a repair.
+func (db *DB) recheckLocked(ctx context.Context) error {
+	fix, err := schemaRepairs(ctx, db.w)
+	if err != nil {
+		return err
+	}
+	if len(fix) > 0 {
+		if err := db.guard.beforeWrite(); err != nil {
+			return err
+		}
+		// The file was in use until now: it is not read whole first.
+		if _, err := repairSchema(ctx, db.w, true); err != nil {
+			return err
+		}
+	}
+	err = db.w.Raw(func(dc any) error {
+		wc, err := db.writeConnLocked(dc)
+		if err != nil {
+			return err
+		}
+		return db.positionLocked(ctx, wc)
+	})
+	if err == nil {
+		db.log.recheck = false
+	}
+	return err
+}
+
 // foreignLocked returns the keys of rows that are not this DB's own,
 // deduplicated, the namespaces of which there are more than
 // SpaceThreshold, and the keys whose last such row is an expired delete.
@@ -197,6 +277,9 @@ func (db *DB) foreignLocked(rows []logRow) ([]Key, []string, map[Key]bool) {
 	seen := make(map[Key]bool)
 	perSpace := make(map[string]int)
 	for _, r := range rows {
+		if !r.text {
+			continue // no key; nor is it in own (writeConn.keys)
+		}
 		if own[r.Key] > 0 {
 			own[r.Key]--
 			continue
@@ -270,6 +353,9 @@ type logRow struct {
 	seq int64
 	Key
 	expired bool // the delete of a row that had expired
+	// text says that the row's namespace and key are TEXT: a key. Another
+	// type (a BLOB written by hand) names no key, and is not reported.
+	text bool
 }
 
 // readLog reads at most limit rows of the log after position after.
@@ -294,7 +380,9 @@ func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]log
 			return nil, fmt.Errorf("opstate: change log position is %T", dest[0])
 		}
 		expired, _ := dest[3].(int64)
-		out = append(out, logRow{seq: seq, Key: Key{Namespace: text(dest[1]), Key: text(dest[2])}, expired: expired == 1})
+		ns, nsText := dest[1].(string)
+		key, keyText := dest[2].(string)
+		out = append(out, logRow{seq: seq, Key: Key{Namespace: ns, Key: key}, expired: expired == 1, text: nsText && keyText})
 	}
 }
 

@@ -98,7 +98,11 @@ func TestChangesForeign(t *testing.T) {
 			persist.Changes{Foreign: true, Keys: keys("ns", "c", "ns", "z")}},
 		{"plain SQL delete", func() { exec(`DELETE FROM operational_state WHERE key = 'z'`) },
 			persist.Changes{Foreign: true, Keys: keys("ns", "z")}},
-		{"another table", func() { exec(`CREATE TABLE IF NOT EXISTS app (x); INSERT INTO app VALUES (1)`) },
+		// A schema change may be a backup restored into the file: the
+		// log cannot say what changed (rewind_test.go).
+		{"another table created", func() { exec(`CREATE TABLE IF NOT EXISTS app (x)`) },
+			persist.Changes{Foreign: true, Reset: true}},
+		{"another table written", func() { exec(`INSERT INTO app VALUES (1)`) },
 			persist.Changes{Foreign: true}},
 		{"own and foreign writes of one key", func() {
 			apply(t, db, t0, putW("ns", "a", "own", 0), putW("ns", "own-only", "1", 0))

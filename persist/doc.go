@@ -37,6 +37,25 @@
 //	-- AFTER INSERT, UPDATE, UPDATE OF namespace, key (the old name) and
 //	-- DELETE ON operational_state, one row each.
 //
+// A namespace and a key are TEXT. A row whose namespace or key is stored
+// as another type (a BLOB written by hand; the columns' TEXT affinity
+// turns numbers into text, and NOT NULL refuses NULL) names no key: [DB.Get]
+// with text arguments never finds it, [DB.List] and [DB.Namespaces] leave
+// it out, [DB.Changes] does not report its rows of the log, and
+// [DB.DeleteExpired] and a DeleteNamespace [Write] delete it without
+// returning or recording it.
+//
+// A position in the log means something only in the log it was read
+// from: a backup restored into the file (SQLite's backup API, the sqlite3
+// shell's .restore) brings back an older log, whose positions the next
+// commits reuse. Every such rewind changes the file's schema cookie
+// (PRAGMA schema_version), as VACUUM and every CREATE, DROP or ALTER do;
+// [DB.Changes] reads it whenever another connection has committed, and
+// reports a Reset when it changed. Writes that bypass the triggers — a
+// connection with triggers turned off (SQLITE_DBCONFIG_ENABLE_TRIGGER,
+// the shell's .dbconfig enable_trigger off), pages written through
+// sqlite_dbpage — change nothing a DB can see, and are not reported.
+//
 // # Files
 //
 // [Open] checks what is at the path before SQLite opens it, with stat and
@@ -67,6 +86,20 @@
 // [ErrSchemaVersion]. A file that needs a migration is read whole first
 // (quick_check) and migrated before it is switched to WAL, so that a
 // damaged one is refused untouched.
+//
+// A file at the current version may have lost what its migrations made:
+// Open then compares the change log, its triggers and the expiry index
+// with what the migrations create (schema.go), and puts back, in one
+// transaction, what is missing or differs — dropped, or created again
+// with another definition; a change log of other columns is rebuilt
+// empty. operational_state, which holds the data, is created if it is
+// missing and never rebuilt: one without opstate's columns as they were
+// made, or with another column in its key or one that an insert must
+// name, or an object of another kind under one of these names, is
+// refused with [ErrSchema], untouched. Columns added to either table that
+// may be NULL or have a default are left alone. The check reads sqlite_schema and takes no write lock on a
+// sound file. [DB.Changes] runs the same check and repair when the schema
+// changes under a running DB.
 //
 // # Writes
 //

@@ -17,8 +17,9 @@ var migrations = []func(ctx context.Context, c *sql.Conn) error{
 	migrateV2,
 }
 
-// migrate runs the migrations the database on c lacks and then switches it
-// to WAL mode. A file from a newer opstate is refused before anything is
+// migrate runs the migrations the database on c lacks, puts back what of
+// the schema was dropped or changed since (repairSchema), and then
+// switches it to WAL mode. A file from a newer opstate is refused before anything is
 // written to it. A file that needs migrating is rewritten by it, so it is
 // read whole first (PRAGMA quick_check, unless verified says the caller
 // has just done so) and refused with ErrCorrupt if damaged; the migration
@@ -38,6 +39,7 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration, verifi
 			if err := quickCheck(ctx, c); err != nil {
 				return err
 			}
+			verified = true
 		}
 		for {
 			done, err := migrateStep(ctx, c)
@@ -48,6 +50,12 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration, verifi
 				break
 			}
 		}
+	}
+	// What the migrations made may have been dropped or changed since
+	// (schema.go); a repair, like a migration, runs in the file's own
+	// journal mode.
+	if _, err := repairSchema(ctx, c, verified); err != nil {
+		return err
 	}
 	// Switching a file to WAL takes an exclusive lock without SQLite's busy
 	// handler: when several processes open a file in rollback mode at once,
@@ -176,10 +184,13 @@ func migrateV1(ctx context.Context, c *sql.Conn) error {
 			}
 		}
 	}
-	_, err := c.ExecContext(ctx, `CREATE INDEX operational_state_expiry
-		ON operational_state (julianday(expires_at)) WHERE expires_at IS NOT NULL`)
+	_, err := c.ExecContext(ctx, createExpiryIndex)
 	return err
 }
+
+// createExpiryIndex is the index of version 1, which the sweep walks.
+const createExpiryIndex = `CREATE INDEX operational_state_expiry
+	ON operational_state (julianday(expires_at)) WHERE expires_at IS NOT NULL`
 
 // changeLog is the schema of version 2: a log of the keys every commit
 // changed, whoever made it, filled by triggers in the writing transaction

@@ -29,6 +29,10 @@ var (
 	ErrReadOnly      = errors.New("opstate: database is read-only")
 	ErrSchemaVersion = storage.ErrSchemaVersion
 	ErrInvalidPath   = errors.New("opstate: invalid database path")
+	// ErrSchema: a table or another object of the name of one of
+	// opstate's is not what opstate made, and cannot be put back without
+	// losing data (see schema.go).
+	ErrSchema = errors.New("opstate: the database's schema is not opstate's: operational_state must be a table with the columns namespace, key, value, updated_at (TEXT NOT NULL) and expires_at (TEXT), keyed by namespace and key, and any other column of it nullable or with a default")
 	// ErrForeignSQLite: code outside this package's copy of SQLite has the
 	// database's files open in this process (see foreign.go).
 	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
@@ -278,9 +282,13 @@ func (db *DB) init() error {
 		*dst, err = p.PrepareContext(ctx, query)
 	}
 	prep(&db.get, db.pool, `SELECT value, `+expiryMillis+` FROM operational_state WHERE namespace = ? AND key = ?`)
-	prep(&db.list, db.pool, `SELECT key, value, `+expiryMillis+` FROM operational_state WHERE namespace = ? ORDER BY key`)
+	// A row whose namespace or key is not TEXT is no key: Get's text
+	// arguments never equal it, and List and Namespaces leave it out.
+	prep(&db.list, db.pool, `SELECT key, value, `+expiryMillis+` FROM operational_state
+		WHERE namespace = ? AND typeof(key) = 'text' ORDER BY key`)
 	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
-		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
+		WHERE typeof(namespace) = 'text' AND typeof(key) = 'text'
+		AND (julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?))
 		GROUP BY namespace ORDER BY namespace`)
 	return err
 }

@@ -63,6 +63,7 @@ type writeConn struct {
 	putIfAbsent, swap       driver.Stmt
 	deleteIf, held          driver.Stmt
 	dataVersion             driver.Stmt
+	schemaVersion           driver.Stmt
 	logMax, logRead, prune  driver.Stmt
 	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
@@ -198,7 +199,12 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	var err error
 	prep := func(dst *driver.Stmt, query string) {
 		if err == nil {
-			*dst, err = prepare(conn, query)
+			// Kept only when prepared: the driver's failed statement is a
+			// nil pointer in a non-nil interface, which close would call.
+			var st driver.Stmt
+			if st, err = prepare(conn, query); err == nil {
+				*dst = st
+			}
 		}
 	}
 	prep(&wc.begin, "BEGIN IMMEDIATE")
@@ -215,6 +221,7 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.logRead, logReadSQL)
 	prep(&wc.prune, pruneSQL)
 	prep(&wc.dataVersion, `PRAGMA data_version`)
+	prep(&wc.schemaVersion, `PRAGMA schema_version`)
 	prep(&wc.sweep, sweepSQL)
 	if err != nil {
 		wc.close()
@@ -234,7 +241,7 @@ func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
 // close closes every prepared statement.
 func (wc *writeConn) close() {
 	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep,
-		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
+		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.schemaVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
@@ -457,7 +464,8 @@ func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Va
 }
 
 // keys runs st and returns the rows it returns, namespace and key, as
-// keys.
+// keys, leaving out those whose namespace or key is not TEXT, which name
+// no key (a BLOB written by hand; see logRow).
 func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Value) ([]Key, error) {
 	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(vals...))
 	if err != nil {
@@ -474,7 +482,11 @@ func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Va
 		if err != nil {
 			return nil, err
 		}
-		keys = append(keys, Key{Namespace: text(dest[0]), Key: text(dest[1])})
+		ns, nsText := dest[0].(string)
+		key, keyText := dest[1].(string)
+		if nsText && keyText {
+			keys = append(keys, Key{Namespace: ns, Key: key})
+		}
 	}
 }
 

@@ -111,6 +111,13 @@
 // Verb flags go between the verb and its arguments. A namespace or key that
 // begins with "-" follows "--": opstate get -- -ns key.
 //
+// A row written into the file by hand whose namespace or key SQLite stores
+// as a BLOB (CAST('k' AS BLOB), x'6b') is no key, as for the library:
+// get does not find it, list and ns leave it out, watch prints nothing for
+// it, and drop and sweep delete it with the namespace's other rows, or the
+// other expired ones, without counting it. A number written there is
+// stored as its text and is a key like any other.
+//
 // # Output format
 //
 // The text output of list, ns and watch is line-oriented and unambiguous:
