@@ -146,8 +146,8 @@ func start(b storage.Backend, opts Options) (*Store, error) {
 	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
 	s.db, _ = b.(*persist.DB)
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
-	s.committer = committer{be: b, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.committer = committer{be: b, ctx: s.ctx, cache: s.cache, now: s.now, feed: &s.feed}
 	n, listens := b.(storage.Notifier)
 	switch {
 	case s.db != nil && opts.SyncInterval > 0 && !s.db.Private(): // nobody else writes a private database

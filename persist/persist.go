@@ -101,9 +101,9 @@ type DB struct {
 	pool    *sql.DB
 	w       *sql.Conn // the one connection that writes
 
-	get, list, namespaces *sql.Stmt // prepared on pool
-	verify                bool      // run quick_check in init
-	busyTimeout           time.Duration
+	get, list, namespaces *sql.Stmt     // prepared on pool
+	verify                bool          // run quick_check in init
+	busyTimeout           time.Duration // Options.BusyTimeout, in whole milliseconds
 
 	// wmu serializes Apply and the end of Checkpoint, and guards wc; in a
 	// private database, the reads take it too (beginRead).
@@ -192,6 +192,7 @@ func (o Options) withDefaults(path string) (_ Options, busyMS int64, _ error) {
 	if busyMS > math.MaxInt32 {
 		return o, 0, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, o.BusyTimeout, math.MaxInt32)
 	}
+	o.BusyTimeout = time.Duration(busyMS) * time.Millisecond // what SQLite waits, and so waitLock
 	if o.Readers <= 0 {
 		o.Readers = 4
 	}
@@ -282,6 +283,13 @@ func (db *DB) init() error {
 	prep(&db.namespaces, db.pool, `SELECT namespace, count(*) FROM operational_state
 		WHERE julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?)
 		GROUP BY namespace ORDER BY namespace`)
+	if err != nil {
+		return err
+	}
+	// From here on, the writer waits for others' locks in Go, where its
+	// owner's context can end the wait (lockwait.go). Open itself, which
+	// nothing can interrupt, waited in SQLite's busy handler.
+	_, err = w.ExecContext(ctx, "PRAGMA busy_timeout = 0")
 	return err
 }
 
