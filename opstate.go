@@ -262,6 +262,17 @@ func (s *Store) checkpointer() {
 // progress, and closes the database. Every method called after Close
 // returns [ErrClosed]; a second Close returns nil once the first has
 // finished.
+//
+// A write waiting for a lock another connection holds (another process's
+// write lock on SQLite, another transaction's row lock on PostgreSQL)
+// does not hold Close up for its BusyTimeout: it stops waiting at once
+// and fails with an error matching ErrClosed, as do the writes queued
+// behind it and the background sweep; none of them is applied, then or
+// later. On PostgreSQL the Store asks the server to cancel the write, and
+// reports the server's answer: ErrClosed once it rolled the write back,
+// nil if it had committed it. What Close does wait for is the statement
+// in progress: a commit under way, a read, a batch of a sweep, and a
+// Backup, which copies the whole file in one statement.
 func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
