@@ -97,6 +97,9 @@ func (db *DB) waitLock(ctx context.Context, try func() error) error {
 // isBusy reports whether err is SQLite's SQLITE_BUSY, with any extended
 // code: a lock another connection holds.
 func isBusy(err error) bool {
+	if err == nil {
+		return false // before errors.As, whose target would escape: no allocation on success
+	}
 	var se *sqlite.Error
-	return err != nil && errors.As(err, &se) && se.Code()&0xff == 5
+	return errors.As(err, &se) && se.Code()&0xff == 5
 }
