@@ -339,12 +339,22 @@ func (db *DB) Close() error {
 // Row is the stored state of one key.
 type Row = storage.Row
 
+// Reads and contexts: a read in WAL mode waits for no other connection's
+// lock (only, briefly, for one recovering the log after a crash), so a
+// context has no wait to end. A read whose context has ended fails
+// before it begins, with the context's error; one that has begun runs on
+// a context that does not end, to its end, since a context that can end
+// costs every statement goroutines of database/sql and of the driver.
+
 // Get returns the row of ns and key, expired or not, and whether it exists.
 func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Row{}, false, err
+	}
 	var r Row
 	var exp sql.NullInt64
 	g := db.beginRead()
-	err := db.get.QueryRowContext(ctx, ns, key).Scan(&r.Value, &exp)
+	err := db.get.QueryRowContext(context.Background(), ns, key).Scan(&r.Value, &exp)
 	db.endRead(g)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, false, nil
@@ -359,8 +369,11 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 // List returns every row of ns whose expiry is after now (Unix
 // milliseconds), keyed by key.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	defer db.endRead(db.beginRead())
-	rows, err := db.list.QueryContext(ctx, ns)
+	rows, err := db.list.QueryContext(context.Background(), ns)
 	if err != nil {
 		return nil, db.classify(err)
 	}
@@ -389,8 +402,11 @@ type NamespaceCount = storage.NamespaceCount
 // Namespaces returns every namespace with live keys at now (Unix
 // milliseconds), sorted by name.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	defer db.endRead(db.beginRead())
-	rows, err := db.namespaces.QueryContext(ctx, formatTime(now))
+	rows, err := db.namespaces.QueryContext(context.Background(), formatTime(now))
 	if err != nil {
 		return nil, db.classify(err)
 	}

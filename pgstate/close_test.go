@@ -184,3 +184,83 @@ func tableRows(t *testing.T, c *pgx.Conn) map[string]string {
 	}
 	return m
 }
+
+// TestCloseDuringTableLock attacks the same promise for reads: another
+// session holds operational_state locked (LOCK TABLE, as TRUNCATE or an
+// ALTER TABLE in an open transaction do), so that a read the cache cannot
+// answer waits on the server; Close must return well within the busy
+// timeout, and the read fail with an error matching ErrClosed. A write
+// waiting for the table lock is cut short as one waiting for a row lock.
+func TestCloseDuringTableLock(t *testing.T) {
+	reads := []struct {
+		name string
+		read func(s *opstate.Store) error
+	}{
+		{"Get", func(s *opstate.Store) error { _, err := s.Get("ns", "k"); return err }},
+		{"List", func(s *opstate.Store) error { _, err := s.List("ns"); return err }},
+		{"Namespaces", func(s *opstate.Store) error { _, err := s.Namespaces(); return err }},
+		{"Set", func(s *opstate.Store) error { return s.Set("ns", "k", "new") }},
+	}
+	for _, r := range reads {
+		t.Run(r.name, func(t *testing.T) {
+			dsn := pgtest.Schema(t)
+			b := make([]byte, 6)
+			rand.Read(b)
+			app := "opstate_close_" + hex.EncodeToString(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := pgstate.Open(ctx, pgtest.WithParam(dsn, "application_name", app), opstate.Options{BusyTimeout: closeBusy, CacheBytes: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			set(t, s, "ns", "k", "old")
+			raw := rawConn(t, dsn)
+			before := tableRows(t, raw)
+			tx, err := raw.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(context.Background())
+			if _, err := tx.Exec(ctx, `LOCK TABLE operational_state IN ACCESS EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.read(s) }()
+			watch := rawConn(t, dsn)
+			for deadline := time.Now().Add(10 * time.Second); sessions(t, watch, app, "AND wait_event_type = 'Lock'") == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the call never waited for the table lock")
+				}
+			}
+			start := time.Now()
+			if err := s.Close(); err != nil {
+				t.Errorf("Close = %v", err)
+			}
+			took := time.Since(start)
+			if took > closePrompt {
+				t.Errorf("Close took %v while a %s waited for another session's table lock; want it within %v (BusyTimeout %v)", took, r.name, closePrompt, closeBusy)
+			}
+			t.Logf("Close took %v", took)
+			select {
+			case err := <-done:
+				if !errors.Is(err, opstate.ErrClosed) {
+					t.Errorf("%s cut short by Close = %v; want an error matching ErrClosed", r.name, err)
+				}
+			case <-time.After(2 * closeBusy):
+				t.Fatalf("%s had not returned %v after Close", r.name, 2*closeBusy)
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); sessions(t, watch, app, "") > 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("sessions of the closed Store still on the server 10s after the lock was released")
+				}
+			}
+			if after := tableRows(t, raw); !maps.Equal(after, before) {
+				t.Errorf("after Close and the other session's rollback, the table holds %v; want %v", after, before)
+			}
+		})
+	}
+}
