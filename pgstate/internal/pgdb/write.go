@@ -215,13 +215,18 @@ func (db *DB) run(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cctx, cancel := db.bound(context.WithoutCancel(ctx))
-	defer cancel()
-	c, err := db.pool.Acquire(cctx)
+	// Nothing is sent while a connection is awaited: ctx may end that
+	// wait.
+	actx, acancel := db.bound(ctx)
+	c, err := db.pool.Acquire(actx)
+	err = db.timedOut(actx, err)
+	acancel()
 	if err != nil {
-		return db.timedOut(cctx, err)
+		return err
 	}
 	defer c.Release()
+	cctx, cancel := db.bound(context.WithoutCancel(ctx))
+	defer cancel()
 	sent := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(sent)
