@@ -97,6 +97,17 @@ func BenchmarkGet(b *testing.B) {
 			})
 		})
 	}
+	// Every Get reads SQLite: the read path below the cache.
+	b.Run("uncached", func(b *testing.B) {
+		s := warmStore(b, opstate.Options{CacheBytes: -1})
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			if _, err := s.Get("flags", benchOrder[i%benchKeys]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func BenchmarkSet(b *testing.B) {

@@ -48,7 +48,10 @@ type request struct {
 // committed them: two racing Sets cannot leave the cache and SQLite holding
 // different values.
 type committer struct {
-	be    storage.Backend
+	be storage.Backend
+	// ctx is the Store's lifetime, given to every Apply: Close ends a
+	// batch's wait for another connection's lock (see apply).
+	ctx   context.Context
 	cache *cache.Cache
 	now   func() (int64, error) // Unix milliseconds, or the panic of Options.Clock
 	feed  *feed                 // where the changes of every batch are sent
@@ -179,9 +182,10 @@ func (cm *committer) commit(batch []*request) {
 	// A batch can fail for one write's sake (a value SQLite refuses, a
 	// trigger an operator added): then each write runs alone, and fails
 	// alone. Not for a lock held elsewhere, which would fail them all
-	// again, each after the full busy timeout, and not for damage, which
-	// the writes on sound pages would then be written around.
-	retried := err != nil && len(batch) > 1 && !errors.Is(err, storage.ErrBusy) && !errors.Is(err, storage.ErrCorrupt)
+	// again, each after the full busy timeout, not for damage, which
+	// the writes on sound pages would then be written around, and not
+	// once Close has begun.
+	retried := err != nil && len(batch) > 1 && !errors.Is(err, storage.ErrBusy) && !errors.Is(err, storage.ErrCorrupt) && !errors.Is(err, ErrClosed)
 	if retried {
 		for i, r := range batch {
 			if r.err = cm.refuseDamaged(); r.err == nil {
@@ -252,9 +256,21 @@ func (r *request) event() (Event, bool) {
 	}
 }
 
+// errClosedWaiting is the error of a batch that Close cut short, while it
+// waited for another connection's lock or before it began: nothing of it
+// was applied.
+var errClosedWaiting = fmt.Errorf("%w before the write could commit; it was not applied", ErrClosed)
+
 // apply commits ws. A panic in Options.Clock or in the driver becomes an
 // error that names it, so that the batch fails and every writer waiting on
 // it is answered.
+//
+// The backend is given the Store's context, which Close ends: a batch
+// that waits for a lock another connection holds then fails at once,
+// without being applied, as does one that has not begun; the backend
+// says so with the context's error ([storage.Backend]'s Apply), reported
+// as ErrClosed. A batch that the backend was already committing
+// completes, and Close waits for it.
 func (cm *committer) apply(ws []*storage.Write) (err error) {
 	now, err := cm.now()
 	if err != nil {
@@ -265,7 +281,11 @@ func (cm *committer) apply(ws []*storage.Write) (err error) {
 			err = fmt.Errorf("opstate: storage driver panicked: %v", r)
 		}
 	}()
-	return cm.be.Apply(context.Background(), now, ws)
+	err = cm.be.Apply(cm.ctx, now, ws)
+	if err != nil && cm.ctx.Err() != nil && errors.Is(err, cm.ctx.Err()) {
+		return errClosedWaiting
+	}
+	return err
 }
 
 func (r *request) key() storage.Key { return storage.Key{Namespace: r.Namespace, Key: r.Key} }

@@ -136,6 +136,10 @@
 //     writes made meanwhile may not be in the log.
 //   - Every method is safe for concurrent use. [Store.Close] stops every
 //     goroutine the Store started before it returns.
+//   - Close returns within the statement in progress, whatever
+//     [Options.BusyTimeout]: a write that waits for another process's
+//     lock stops waiting and fails with [ErrClosed], and is not applied,
+//     then or later (TestCloseDuringLockWait).
 //   - Open touches nothing it refuses: a path that is no regular file (a
 //     directory, device, FIFO or socket), a file with several hard links,
 //     a file mounted on its own (on Linux: a bind mount of one file, such

@@ -13,7 +13,10 @@ import (
 // SQLite are wrapped with the matching sentinel where there is one and keep
 // the driver's error in their chain.
 var (
-	// ErrClosed is returned by every method called after [Store.Close].
+	// ErrClosed is returned by every method called after [Store.Close],
+	// and by a write that Close cut short: one that was waiting for a lock
+	// another connection holds, or queued behind one. Such a write did
+	// not happen, and will not.
 	ErrClosed = errors.New("opstate: store closed")
 
 	// ErrEmptyName is returned for an empty namespace or key, by writes and

@@ -146,8 +146,8 @@ func start(b storage.Backend, opts Options) (*Store, error) {
 	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
 	s.db, _ = b.(*persist.DB)
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
-	s.committer = committer{be: b, cache: s.cache, now: s.now, feed: &s.feed}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.committer = committer{be: b, ctx: s.ctx, cache: s.cache, now: s.now, feed: &s.feed}
 	n, listens := b.(storage.Notifier)
 	switch {
 	case s.db != nil && opts.SyncInterval > 0 && !s.db.Private(): // nobody else writes a private database
@@ -262,6 +262,19 @@ func (s *Store) checkpointer() {
 // progress, and closes the database. Every method called after Close
 // returns [ErrClosed]; a second Close returns nil once the first has
 // finished.
+//
+// A write waiting for a lock another connection holds (another process's
+// write lock on SQLite, another transaction's row lock on PostgreSQL)
+// does not hold Close up for its BusyTimeout: it stops waiting at once
+// and fails with an error matching ErrClosed, as do the writes queued
+// behind it and the background sweep; none of them is applied, then or
+// later. On PostgreSQL the Store asks the server to cancel the write, and
+// reports the server's answer: ErrClosed once it rolled the write back,
+// nil if it had committed it; a read waiting there for a lock (a table
+// another session locked) fails with ErrClosed too. What Close does wait
+// for is the statement in progress: a commit under way, a read on SQLite
+// (which waits for no lock), a batch of a sweep, and a Backup, which
+// copies the whole file in one statement.
 func (s *Store) Close() error {
 	first := false
 	s.closeOnce.Do(func() {
@@ -401,6 +414,19 @@ func (s *Store) read(ns, key string) (string, bool, error) {
 	return s.visible(e)
 }
 
+// readError is what a read that failed with err reports: ErrClosed once
+// Close has begun, since Close ends the reads that wait on the server (a
+// table another session locks, on PostgreSQL: the Store's context, given
+// to every read, ends); otherwise err, noted if it says the file is
+// damaged.
+func (s *Store) readError(err error) error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	s.noteDamage(err)
+	return err
+}
+
 // get reads a key from storage, as the entry to cache, counting a miss.
 func (s *Store) get(ns, key string) (cache.Entry, error) {
 	var row storage.Row
@@ -408,13 +434,12 @@ func (s *Store) get(ns, key string) (cache.Entry, error) {
 	var err error
 	if err := s.using(func() {
 		s.counters.misses.Add(1)
-		row, found, err = s.be.Get(context.Background(), ns, key)
+		row, found, err = s.be.Get(s.ctx, ns, key)
 	}); err != nil {
 		return cache.Entry{}, err
 	}
 	if err != nil {
-		s.noteDamage(err)
-		return cache.Entry{}, wrapf(err, "get %q/%q", ns, key)
+		return cache.Entry{}, wrapf(s.readError(err), "get %q/%q", ns, key)
 	}
 	return cache.Entry{Value: row.Value, ExpiresAt: row.ExpiresAt, Absent: !found}, nil
 }
@@ -514,10 +539,9 @@ func (s *Store) List(namespace string) (map[string]string, error) {
 	if err != nil {
 		return map[string]string{}, err
 	}
-	m, err := s.be.List(context.Background(), namespace, now)
+	m, err := s.be.List(s.ctx, namespace, now)
 	if err != nil {
-		s.noteDamage(err)
-		return map[string]string{}, wrapf(err, "list %q", namespace)
+		return map[string]string{}, wrapf(s.readError(err), "list %q", namespace)
 	}
 	return m, nil
 }
@@ -566,10 +590,9 @@ func (s *Store) Namespaces() ([]Namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	ncs, err := s.be.Namespaces(context.Background(), now)
+	ncs, err := s.be.Namespaces(s.ctx, now)
 	if err != nil {
-		s.noteDamage(err)
-		return nil, wrapf(err, "namespaces")
+		return nil, wrapf(s.readError(err), "namespaces")
 	}
 	out := make([]Namespace, len(ncs))
 	for i, nc := range ncs {

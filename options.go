@@ -66,11 +66,12 @@ type Options struct {
 	Durability Durability
 
 	// BusyTimeout is how long a write waits for another process holding the
-	// database's write lock before failing with [ErrBusy]. Zero means
-	// DefaultBusyTimeout (5s). SQLite counts it in whole milliseconds: a
-	// timeout that is not a whole number of them is rounded up (a
-	// nanosecond waits a millisecond), and one beyond MaxBusyTimeout, or
-	// negative, is refused with [ErrInvalidOption].
+	// database's write lock before failing with [ErrBusy]; [Store.Close]
+	// ends the wait at once, and the write fails with [ErrClosed],
+	// unapplied. Zero means DefaultBusyTimeout (5s). SQLite counts it in
+	// whole milliseconds: a timeout that is not a whole number of them is
+	// rounded up (a nanosecond waits a millisecond), and one beyond
+	// MaxBusyTimeout, or negative, is refused with [ErrInvalidOption].
 	BusyTimeout time.Duration
 
 	// SyncInterval bounds how long a write committed by anyone else —

@@ -1,7 +1,6 @@
 package opstate
 
 import (
-	"context"
 	"time"
 
 	"github.com/d8da9184/opstate/storage"
@@ -105,7 +104,7 @@ func (s *Store) current(k storage.Key, swept bool) Event {
 	if swept {
 		ev.Op = OpExpire
 	}
-	row, found, err := s.be.Get(context.Background(), k.Namespace, k.Key)
+	row, found, err := s.be.Get(s.ctx, k.Namespace, k.Key)
 	if err == nil && found && row.ExpiresAt != 0 {
 		var now int64
 		if now, err = s.now(); err == nil && now >= row.ExpiresAt {

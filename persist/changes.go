@@ -144,7 +144,8 @@ func (db *DB) positionLocked(ctx context.Context, wc *writeConn) error {
 // Changes returns what others have committed to operational_state since
 // the last call, or since Open. A check that finds nothing new costs one
 // PRAGMA data_version. On an error, the position in the log is kept, so
-// that the next call that succeeds reports what this one could not.
+// that the next call that succeeds reports what this one could not. ctx
+// ends a wait for another connection's lock, as it ends [DB.Apply]'s.
 //
 // It reports a Reset when the file's schema changed since the last call
 // (a backup restored into it, VACUUM, any CREATE, DROP or ALTER), and
@@ -160,13 +161,17 @@ func (db *DB) Changes(ctx context.Context) (Changes, error) {
 		if err != nil {
 			return err
 		}
-		v, err := wc.int(ctx, wc.dataVersion)
-		if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost && !db.log.recheck) {
-			return err
-		}
-		return wc.inRead(ctx, func() error {
-			ch, err = db.readLogLocked(ctx, wc)
-			return err
+		// It only reads, so a try that met a lock is tried again whole.
+		return db.waitLock(ctx, func() error {
+			bg := context.Background()
+			v, err := wc.int(bg, wc.dataVersion)
+			if err != nil || (v == db.log.version && db.log.owned == 0 && !db.log.lost && !db.log.recheck) {
+				return err
+			}
+			return wc.inRead(bg, func() error {
+				ch, err = db.readLogLocked(bg, wc)
+				return err
+			})
 		})
 	})
 	if err == nil && db.log.recheck {
@@ -249,8 +254,15 @@ func (db *DB) recheckLocked(ctx context.Context) error {
 		if err := db.guard.beforeWrite(); err != nil {
 			return err
 		}
-		// The file was in use until now: it is not read whole first.
-		if _, err := repairSchema(ctx, db.w, true); err != nil {
+		// The file was in use until now: it is not read whole first. The
+		// repair is idempotent, so a try that met another connection's
+		// lock is tried again whole; its statements run without ctx,
+		// which ends only the wait (see waitLock).
+		err := db.waitLock(ctx, func() error {
+			_, err := repairSchema(context.Background(), db.w, true)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -329,7 +341,8 @@ func (db *DB) foreignLocked(rows []logRow) ([]Key, []string, map[Key]bool) {
 // that are more than keep rows behind its last, and returns how many it
 // deleted. A DB that falls behind by more than keep rows learns of it
 // ([Changes.Reset]). The last row always stays (keep is at least 1): the
-// next row's position follows it, so positions never go back.
+// next row's position follows it, so positions never go back. ctx ends a
+// wait for another connection's lock, as it ends [DB.Apply]'s.
 func (db *DB) PruneChanges(ctx context.Context, keep, limit int) (int, error) {
 	keep = max(keep, 1)
 	db.waitCheckpoint()
@@ -342,8 +355,10 @@ func (db *DB) PruneChanges(ctx context.Context, keep, limit int) (int, error) {
 			return err
 		}
 		defer wc.loggedLocked(db)
-		n, err = wc.exec(ctx, wc.prune, int64(keep), int64(limit))
-		return err
+		return db.waitLock(ctx, func() error {
+			n, err = wc.exec(context.Background(), wc.prune, int64(keep), int64(limit))
+			return err
+		})
 	})
 	return int(n), db.classify(err)
 }

@@ -112,6 +112,15 @@
 // Reads ([DB.Get], [DB.List], [DB.Namespaces]) use a separate pool of
 // connections and never wait for a writer.
 //
+// A write waits up to [Options.BusyTimeout] for a lock another connection
+// holds (another process's write, a checkpoint that truncates the log),
+// then fails with [ErrBusy]. The write connection waits in Go rather than
+// in SQLite's busy handler (its busy_timeout is 0 once Open is done;
+// lockwait.go), on SQLite's own schedule of retries, so that the caller's
+// context ends the wait at once: the write then fails with the context's
+// error and nothing of it is applied. The context never interrupts a
+// statement that runs, so an error never hides a commit.
+//
 // # Private databases
 //
 // [Open] of ":memory:" opens a private in-memory database (SQLite's memdb

@@ -3,7 +3,6 @@ package persist
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -64,7 +63,7 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration, verifi
 	// writes nothing and takes no write lock, so that Open works while
 	// another process writes.
 	var mode string
-	err := retryBusy(ctx, busyTimeout, func() error {
+	err := waitLock(ctx, busyTimeout, func() error {
 		return c.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
 	})
 	if err != nil {
@@ -74,27 +73,6 @@ func migrate(ctx context.Context, c *sql.Conn, busyTimeout time.Duration, verifi
 		return fmt.Errorf("cannot switch to WAL journal mode: still %q", mode)
 	}
 	return nil
-}
-
-// retryBusy runs f until it returns something other than a busy error, or
-// timeout has passed, with waits growing from 1ms to 50ms.
-func retryBusy(ctx context.Context, timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		err := f()
-		if err == nil || !errors.Is(withSentinel(err), ErrBusy) || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
 }
 
 // migrateStep runs the next migration, if any, and reports whether the

@@ -105,9 +105,9 @@ type DB struct {
 	pool    *sql.DB
 	w       *sql.Conn // the one connection that writes
 
-	get, list, namespaces *sql.Stmt // prepared on pool
-	verify                bool      // run quick_check in init
-	busyTimeout           time.Duration
+	get, list, namespaces *sql.Stmt     // prepared on pool
+	verify                bool          // run quick_check in init
+	busyTimeout           time.Duration // Options.BusyTimeout, in whole milliseconds
 
 	// wmu serializes Apply and the end of Checkpoint, and guards wc; in a
 	// private database, the reads take it too (beginRead).
@@ -196,6 +196,7 @@ func (o Options) withDefaults(path string) (_ Options, busyMS int64, _ error) {
 	if busyMS > math.MaxInt32 {
 		return o, 0, fmt.Errorf("opstate: open %s: busy timeout %v is beyond SQLite's %d ms", path, o.BusyTimeout, math.MaxInt32)
 	}
+	o.BusyTimeout = time.Duration(busyMS) * time.Millisecond // what SQLite waits, and so waitLock
 	if o.Readers <= 0 {
 		o.Readers = 4
 	}
@@ -290,6 +291,13 @@ func (db *DB) init() error {
 		WHERE typeof(namespace) = 'text' AND typeof(key) = 'text'
 		AND (julianday(expires_at) IS NULL OR julianday(expires_at) > julianday(?))
 		GROUP BY namespace ORDER BY namespace`)
+	if err != nil {
+		return err
+	}
+	// From here on, the writer waits for others' locks in Go, where its
+	// owner's context can end the wait (lockwait.go). Open itself, which
+	// nothing can interrupt, waited in SQLite's busy handler.
+	_, err = w.ExecContext(ctx, "PRAGMA busy_timeout = 0")
 	return err
 }
 
@@ -339,12 +347,22 @@ func (db *DB) Close() error {
 // Row is the stored state of one key.
 type Row = storage.Row
 
+// Reads and contexts: a read in WAL mode waits for no other connection's
+// lock (only, briefly, for one recovering the log after a crash), so a
+// context has no wait to end. A read whose context has ended fails
+// before it begins, with the context's error; one that has begun runs on
+// a context that does not end, to its end, since a context that can end
+// costs every statement goroutines of database/sql and of the driver.
+
 // Get returns the row of ns and key, expired or not, and whether it exists.
 func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Row{}, false, err
+	}
 	var r Row
 	var exp sql.NullInt64
 	g := db.beginRead()
-	err := db.get.QueryRowContext(ctx, ns, key).Scan(&r.Value, &exp)
+	err := db.get.QueryRowContext(context.Background(), ns, key).Scan(&r.Value, &exp)
 	db.endRead(g)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Row{}, false, nil
@@ -359,8 +377,11 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 // List returns every row of ns whose expiry is after now (Unix
 // milliseconds), keyed by key.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	defer db.endRead(db.beginRead())
-	rows, err := db.list.QueryContext(ctx, ns)
+	rows, err := db.list.QueryContext(context.Background(), ns)
 	if err != nil {
 		return nil, db.classify(err)
 	}
@@ -389,8 +410,11 @@ type NamespaceCount = storage.NamespaceCount
 // Namespaces returns every namespace with live keys at now (Unix
 // milliseconds), sorted by name.
 func (db *DB) Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	defer db.endRead(db.beginRead())
-	rows, err := db.namespaces.QueryContext(ctx, formatTime(now))
+	rows, err := db.namespaces.QueryContext(context.Background(), formatTime(now))
 	if err != nil {
 		return nil, db.classify(err)
 	}

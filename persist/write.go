@@ -81,6 +81,12 @@ type writeConn struct {
 // Put. While the last pass of a [DB.Checkpoint] holds writes off, Apply
 // waits for it.
 //
+// Apply waits up to BusyTimeout for a lock another connection holds, then
+// fails with [ErrBusy]. ctx ends that wait: Apply then fails at once with
+// an error that matches ctx.Err(), and nothing of ws is applied; so it
+// does, without beginning, when ctx has ended already. A statement in
+// progress is never interrupted, so that an error never hides a commit.
+//
 // Once another SQLite library was found beside this DB (see
 // [ErrForeignSQLite]), Apply fails with that error and writes nothing. A
 // transaction during which one opened or closed the file fails with it
@@ -105,26 +111,29 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 			w.Changed, w.Held, w.Found = false, Row{}, false
 		}
 		wc.changed = wc.changed[:0]
+		// Statements run on a context that does not end: ctx ends only
+		// the waits for locks (lockwait.go).
+		bg := context.Background()
 		// A conditional write that changes nothing reads the row it
 		// found in the same transaction: it needs one even alone.
 		if len(ws) == 1 && !ws[0].Kind.Conditional() {
-			if err := wc.run(ctx, now, ws); err != nil {
+			if err := db.waitLock(ctx, func() error { return wc.run(bg, now, ws) }); err != nil {
 				return err
 			}
 			db.ownLocked(wc.changed)
 			return nil
 		}
-		if _, err := wc.exec(ctx, wc.begin); err != nil {
+		if err := db.waitLock(ctx, func() error { _, err := wc.exec(bg, wc.begin); return err }); err != nil {
 			return err
 		}
-		if err := wc.run(ctx, now, ws); err != nil {
-			wc.exec(context.Background(), wc.rollback)
+		if err := wc.run(bg, now, ws); err != nil {
+			wc.exec(bg, wc.rollback)
 			return err
 		}
-		if _, err := wc.exec(ctx, wc.commit); err != nil {
+		if err := db.waitLock(ctx, func() error { _, err := wc.exec(bg, wc.commit); return err }); err != nil {
 			// A failed COMMIT may have ended the transaction already;
 			// ROLLBACK then fails harmlessly.
-			wc.exec(context.Background(), wc.rollback)
+			wc.exec(bg, wc.rollback)
 			return err
 		}
 		db.ownLocked(wc.changed)
@@ -146,6 +155,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 // connection, and returns their keys. Like Apply, it waits for a batch in
 // progress and for the last pass of a checkpoint; a write waits for it as
 // for a batch, and fails as it does once another SQLite library was found.
+// ctx ends its wait for another connection's lock as it ends Apply's.
 func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, error) {
 	if err := db.guard.beforeWrite(); err != nil {
 		return nil, err
@@ -160,7 +170,10 @@ func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, e
 			return err
 		}
 		defer wc.loggedLocked(db)
-		keys, err = wc.deleteExpired(ctx, formatTime(now), limit)
+		err = db.waitLock(ctx, func() error {
+			keys, err = wc.deleteExpired(context.Background(), formatTime(now), limit)
+			return err
+		})
 		if err == nil {
 			db.ownLocked(keys)
 		}
@@ -251,7 +264,8 @@ func (wc *writeConn) close() {
 // DataVersion returns SQLite's data_version of the write connection. It
 // changes exactly when a connection other than this DB's writer (another
 // process, another DB on the same file, the sqlite3 shell) has committed
-// since the last call, and never for this DB's own writes.
+// since the last call, and never for this DB's own writes. ctx ends a
+// wait for another connection's lock.
 func (db *DB) DataVersion(ctx context.Context) (int64, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -261,8 +275,10 @@ func (db *DB) DataVersion(ctx context.Context) (int64, error) {
 		if err != nil {
 			return err
 		}
-		v, err = wc.int(ctx, wc.dataVersion)
-		return err
+		return db.waitLock(ctx, func() error {
+			v, err = wc.int(context.Background(), wc.dataVersion)
+			return err
+		})
 	})
 	return v, db.classify(err)
 }

@@ -103,6 +103,16 @@
 //     pg_cancel_backend). A write that the server's full notification
 //     queue refused fails with [ErrNotifyQueueFull] and applied nothing.
 //     All may be retried.
+//   - Close does not wait out a lock_timeout: a write waiting for a row
+//     or table lock (or queued behind one) when Close is called is
+//     canceled on the server (a cancel request, one round trip on a
+//     connection of its own), and Close waits for the server's answer,
+//     bounded by BusyTimeout plus 10 seconds. The write then fails with
+//     [opstate.ErrClosed] when the server rolled it back, and returns nil
+//     when it had committed first: ErrClosed means it was not applied,
+//     and will not be (TestCloseDuringRowLock). A read waiting for a table
+//     lock (LOCK TABLE, TRUNCATE or ALTER TABLE in another session's open
+//     transaction) fails with ErrClosed at once (TestCloseDuringTableLock).
 //   - A server idle_session_timeout, however short, costs no outage: the
 //     listener checks within half of it, and the pool pings a connection
 //     idle for half of it before handing it out, replacing one the server

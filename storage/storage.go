@@ -28,12 +28,21 @@ type Backend interface {
 	// Held, Found) once the batch committed, and clears them when it
 	// fails. A write the backend cannot store (see [ErrInvalidText]) fails
 	// the batch.
+	//
+	// ctx is the Store's lifetime, which ends at Close. A batch still
+	// waiting then (for a lock another connection or transaction holds)
+	// must stop waiting promptly and fail with an error that matches
+	// ctx.Err(), which the Store reports as ErrClosed; that error promises
+	// that nothing of ws is applied, now or later. A batch that commits
+	// regardless returns nil, and one whose fate is unknown (a connection
+	// lost during the commit) must not return ctx's error.
 	Apply(ctx context.Context, now int64, ws []*Write) error
 
 	// DeleteExpired deletes at most limit rows that expired at or before
 	// now, earliest first, in one transaction, and returns their keys.
 	// Concurrent sweeps of one database, from any number of Stores, must
-	// each return only the rows they deleted.
+	// each return only the rows they deleted. ctx ends it as it ends
+	// Apply.
 	DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, error)
 
 	// Close releases the backend. The Store calls it once, last.

@@ -40,9 +40,9 @@ func classify(err error) error {
 	case "55P03", // lock_not_available: lock_timeout
 		"40P01", // deadlock_detected: two batches locked keys in opposite orders
 		// query_canceled: the server canceled the statement, for its
-		// statement_timeout or an operator's pg_cancel_backend. (A
-		// context that ends does not ask the server to cancel: pgx closes
-		// the connection.)
+		// statement_timeout or an operator's pg_cancel_backend. (A batch
+		// that the DB's caller canceled is reported with the context's
+		// error instead: see run.)
 		"57014":
 		return fmt.Errorf("%w: %w", storage.ErrBusy, err)
 	case "54000": // program_limit_exceeded: of many limits, the queue's is the one in async.c

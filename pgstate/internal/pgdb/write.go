@@ -2,10 +2,12 @@ package pgdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // expiresSQL is the expires_at of a write whose expiry is $4 milliseconds
@@ -196,16 +198,60 @@ func putArgs(now int64, puts []*storage.Write) []any {
 
 // run sends b as one pipeline on a connection of the pool and reads its
 // results with read; the batch's implicit transaction commits at its end
-// unless a statement failed.
+// unless a statement failed. A batch that ctx has ended before it begins
+// is not sent: run returns ctx's error.
+//
+// When ctx ends while the batch runs (a Store's Close, while the batch
+// waits for a row another transaction locks), run asks the server to
+// cancel it and waits for the server's verdict, which the batch's results
+// give: a batch the server canceled was rolled back, and run returns an
+// error that matches ctx.Err(); one that had committed already returns
+// nil. pgx, given ctx itself, would return ctx's error at once and close
+// the connection, whatever the server did next: the batch could commit
+// after all, its client gone. The wait for the verdict is bounded by the
+// DB's CallTimeout; the connection is not used again, since the cancel
+// request could still reach its next statement.
 func (db *DB) run(ctx context.Context, b *pgx.Batch, read func(pgx.BatchResults) error) error {
-	ctx, cancel := db.bound(ctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Nothing is sent while a connection is awaited: ctx may end that
+	// wait.
+	actx, acancel := db.bound(ctx)
+	c, err := db.pool.Acquire(actx)
+	err = db.timedOut(actx, err)
+	acancel()
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	cctx, cancel := db.bound(context.WithoutCancel(ctx))
 	defer cancel()
-	br := db.pool.SendBatch(ctx, b)
-	err := read(br)
+	sent := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(sent)
+		c.Conn().PgConn().CancelRequest(cctx)
+	})
+	br := c.SendBatch(cctx, b)
+	err = read(br)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return db.timedOut(ctx, err)
+	if !stop() { // the cancel request was sent, or is being sent
+		<-sent
+		c.Conn().Close(cctx) // Release then drops it from the pool
+		if canceled(err) {
+			return fmt.Errorf("opstate: batch canceled and rolled back: %w", ctx.Err())
+		}
+	}
+	return db.timedOut(cctx, err)
+}
+
+// canceled reports whether err is the server's query_canceled: the
+// statement was canceled, and its transaction rolled back.
+func canceled(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "57014"
 }
 
 // check refuses a write that would store a string text cannot hold.
