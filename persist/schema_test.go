@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/d8da9184/opstate/persist"
 )
@@ -264,4 +265,36 @@ func TestOpenRefusesForeignSchema(t *testing.T) {
 			t.Errorf("second Changes() = %v; want ErrSchema", err)
 		}
 	})
+}
+
+// TestRepairWaitsForLock checks that a running DB's repair of a dropped
+// trigger waits for another connection's write lock, as writes do, instead
+// of failing the check at once: the writer's own busy handler is off, and
+// the repair must go through the DB's wait.
+func TestRepairWaitsForLock(t *testing.T) {
+	db := mustOpen(t, "")
+	path := db.Path()
+	apply(t, db, t0, putW("ns", "a", "1", 0))
+	changes(t, db)
+	execRaw(t, path, `DROP TRIGGER operational_state_changes_update`)
+	other := rawDB(t, path)
+	other.SetMaxOpenConns(1)
+	tx, err := other.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`CREATE TABLE IF NOT EXISTS held (x)`); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		tx.Rollback()
+	}()
+	if ch := changes(t, db); !ch.Reset {
+		t.Errorf("Changes() after the trigger was dropped = %+v; want a Reset", ch)
+	}
+	execRaw(t, path, `UPDATE operational_state SET value = 'later' WHERE key = 'a'`)
+	if ch := changes(t, db); ch.Reset || !slices.Equal(ch.Keys, keys("ns", "a")) {
+		t.Errorf("Changes() after a later write = %+v; want ns/a alone: the trigger put back", ch)
+	}
 }
