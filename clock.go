@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // The Store keeps time as Unix milliseconds, the precision of what it

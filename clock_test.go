@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // wallClock is a settable Options.Clock that holds any time.Time, the

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/internal/cache"
 	"github.com/d8da9184/opstate/storage"
 )
 

@@ -25,7 +25,7 @@
 // # Reads
 //
 // [Store.Get] looks the key up in a bounded in-memory cache (package
-// [github.com/d8da9184/opstate/cache]); a key found there costs no I/O, no
+// [github.com/d8da9184/opstate/internal/cache]); a key found there costs no I/O, no
 // allocation and no exclusive lock. A miss reads SQLite once and caches the
 // answer, including the answer "absent", so a hot lookup of a toggle that is
 // not set reaches SQLite once. [Store.List] and [Store.Namespaces] always

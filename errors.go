@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 	"github.com/d8da9184/opstate/storage"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/d8da9184/opstate/cache"
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/cache"
+	"github.com/d8da9184/opstate/internal/persist"
 	"github.com/d8da9184/opstate/storage"
 )
 

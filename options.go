@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // Durability selects what a nil error from a write promises.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
-	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/internal/cache"
 )
 
 // namespaceOverhead is what the cache charges a namespace that holds

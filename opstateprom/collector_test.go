@@ -15,7 +15,7 @@ import (
 	"unicode"
 
 	"github.com/d8da9184/opstate"
-	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/internal/cache"
 	"github.com/d8da9184/opstate/opstateprom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // maxValue is the longest value set reads from standard input: the most

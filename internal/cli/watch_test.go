@@ -15,7 +15,7 @@ import (
 
 	"github.com/d8da9184/opstate"
 	"github.com/d8da9184/opstate/internal/cli/clitest"
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // startWatch starts opstate -db db watch args in a child process, and

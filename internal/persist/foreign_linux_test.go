@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // These tests play a second SQLite library in the process with what such a

@@ -9,7 +9,7 @@ import (
 
 	"modernc.org/sqlite"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // restoreFile copies the database at src into the file at path, open or

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // assertNoFiles fails the test if anything is at path or at the name of one

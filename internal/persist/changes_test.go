@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // changes calls db.Changes, failing the test on error, with its keys

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/internal/cache"
 )
 
 // TestInsertIsCached checks that an entry that fits, once Put or reported

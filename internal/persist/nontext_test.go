@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // TestNonTextRows checks persist's side of the rule that a row whose

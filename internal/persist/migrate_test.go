@@ -17,7 +17,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // originalSchema is the table of the first, SQLite-only opstate.

@@ -3,7 +3,7 @@ package persist_test
 import (
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // TestConditional runs each conditional write against each state a key can

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // walBackstop is the size of a -wal file holding SQLite's autocheckpoint

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/d8da9184/opstate/cache"
+	"github.com/d8da9184/opstate/internal/cache"
 )
 
 // TestPending walks a write through the protocol the Store drives: Begin

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // TestMaxLength checks MaxLength against the length limit SQLite reports

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // schemaOf returns opstate's objects in the file at path, as sqlite_schema

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // t0 is the "now" of most tests.

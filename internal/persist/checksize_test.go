@@ -9,7 +9,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/d8da9184/opstate/persist"
+	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // TestSizeCheckBesideJournal attacks "a file longer than its header says
