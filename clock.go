@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/d8da9184/opstate/internal/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // The Store keeps time as Unix milliseconds, the precision of what it
@@ -37,10 +37,10 @@ func (s *Store) now() (int64, error) {
 // millis returns t in Unix milliseconds, clamped to the years 0000-9999.
 func millis(t time.Time) int64 {
 	switch sec := t.Unix(); {
-	case sec < persist.EarliestMillis/1000:
-		return persist.EarliestMillis
-	case sec > persist.LatestMillis/1000:
-		return persist.LatestMillis
+	case sec < storage.EarliestMillis/1000:
+		return storage.EarliestMillis
+	case sec > storage.LatestMillis/1000:
+		return storage.LatestMillis
 	default:
 		return sec*1000 + int64(t.Nanosecond())/int64(time.Millisecond)
 	}
@@ -51,7 +51,7 @@ func millis(t time.Time) int64 {
 func expiry(t time.Time, ttl time.Duration) int64 {
 	const ms = int64(time.Millisecond)
 	now, sub := millis(t), int64(0)
-	if now > persist.EarliestMillis && now < persist.LatestMillis {
+	if now > storage.EarliestMillis && now < storage.LatestMillis {
 		sub = int64(t.Nanosecond()) % ms // how far t is past now
 	}
 	// d = ceil((sub + ttl) / ms), computed without overflow.
@@ -59,8 +59,8 @@ func expiry(t time.Time, ttl time.Duration) int64 {
 	if r := int64(ttl)%ms + sub; r > 0 {
 		d += (r + ms - 1) / ms
 	}
-	if d > persist.LatestMillis-now {
-		return persist.LatestMillis
+	if d > storage.LatestMillis-now {
+		return storage.LatestMillis
 	}
 	exp := now + d
 	if exp == 0 {

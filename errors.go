@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/d8da9184/opstate/internal/persist"
 	"github.com/d8da9184/opstate/storage"
 )
 
@@ -36,7 +35,7 @@ var (
 	// do not open, creating nothing: an empty path, and a path beginning
 	// with "file:", which SQLite would read as a URI (pass a file path, or
 	// ":memory:" for an in-memory store).
-	ErrInvalidPath = persist.ErrInvalidPath
+	ErrInvalidPath = storage.ErrInvalidPath
 
 	// ErrNotDatabase is returned by [Open] for a path that is a directory
 	// or a file that is not an SQLite database, and for a file that two
@@ -46,7 +45,7 @@ var (
 	// makes; mount the directory instead). So is a database whose -wal,
 	// -shm or -journal is not a regular file, is a symbolic link or is a
 	// mount point. The message says which. The file is not modified.
-	ErrNotDatabase = persist.ErrNotDatabase
+	ErrNotDatabase = storage.ErrNotDatabase
 
 	// ErrCorrupt is returned when SQLite finds the database file malformed:
 	// by Open for damage it sees there (with [Options.VerifyOnOpen], damage
@@ -71,7 +70,7 @@ var (
 	// puts back.) A running Store that finds the same, after the file's
 	// schema changed under it, logs it at every check and empties its
 	// cache at each, as when a check fails, until the table is fixed.
-	ErrSchema = persist.ErrSchema
+	ErrSchema = storage.ErrSchema
 
 	// ErrBusy is returned by a write that waited longer than
 	// [Options.BusyTimeout] for another process's write lock (over
@@ -94,7 +93,7 @@ var (
 	// ErrDiskFull is returned by a write that did not fit on the disk. The
 	// write did not happen. (A disk that fills up just as SQLite must grow
 	// the WAL index gives [ErrIO] instead: see there.)
-	ErrDiskFull = persist.ErrDiskFull
+	ErrDiskFull = storage.ErrDiskFull
 
 	// ErrIO is returned when the operating system reported an I/O error,
 	// including a write beyond the process's file-size limit
@@ -104,7 +103,7 @@ var (
 	// with it is not served; if the error came while committing (a failed
 	// fsync, that WAL index), the write may still be on disk and appear
 	// later (see the package's Caveats).
-	ErrIO = persist.ErrIO
+	ErrIO = storage.ErrIO
 
 	// ErrReadOnly is returned by a write ([Store.Set], [Store.SetWithTTL],
 	// [Store.Delete], [Store.DeleteNamespace], [Store.DeleteExpired]) that
@@ -118,7 +117,7 @@ var (
 	// tells it. A file system that turned read-only under an open Store
 	// makes SQLite's writes fail with an I/O error, so the error matches
 	// [ErrIO] as well.
-	ErrReadOnly = persist.ErrReadOnly
+	ErrReadOnly = storage.ErrReadOnly
 
 	// ErrForeignSQLite is returned, on Linux, by [Open] and [NewStore] for
 	// a file that the process has open outside modernc.org/sqlite, the
@@ -135,7 +134,7 @@ var (
 	// once reopened. Open the file only through modernc.org/sqlite, or
 	// give the other code a file of its own. Nothing returns it on other
 	// systems (see the package's Caveats).
-	ErrForeignSQLite = persist.ErrForeignSQLite
+	ErrForeignSQLite = storage.ErrForeignSQLite
 )
 
 // callError is the error of a call that failed: "opstate: CALL: CAUSE",

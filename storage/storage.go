@@ -174,4 +174,33 @@ var (
 	// backend cannot hold byte for byte (PostgreSQL's text: a NUL byte or
 	// invalid UTF-8). Nothing is stored.
 	ErrInvalidText = errors.New("opstate: string not storable as text (NUL byte or invalid UTF-8)")
+	// ErrNotDatabase: the path names something other than a database the
+	// backend can open (a directory, a device, a file of another kind).
+	ErrNotDatabase = errors.New("opstate: not an SQLite database")
+	// ErrInvalidPath: the path or address is malformed for the backend.
+	ErrInvalidPath = errors.New("opstate: invalid database path")
+	// ErrDiskFull: the database's storage is full; the write did not happen.
+	ErrDiskFull = errors.New("opstate: disk full")
+	// ErrIO: the storage failed a read or write (see the Store's Caveats
+	// for what a failed commit may leave).
+	ErrIO = errors.New("opstate: disk I/O error")
+	// ErrReadOnly: the database cannot be written; reads go on.
+	ErrReadOnly = errors.New("opstate: database is read-only")
+	// ErrSchema: a table or another object of the name of one of
+	// opstate's is not what opstate made, and cannot be put back without
+	// losing data.
+	ErrSchema = errors.New("opstate: the database's schema is not opstate's: operational_state must be a table with the columns namespace, key, value, updated_at (TEXT NOT NULL) and expires_at (TEXT), keyed by namespace and key, and any other column of it nullable or with a default")
+	// ErrForeignSQLite: code outside the SQLite library the backend uses
+	// has the database's files open in this process, and writes can be
+	// lost.
+	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
+)
+
+// EarliestMillis and LatestMillis are the first and the last millisecond
+// of the years 0000 to 9999, in Unix milliseconds: the times SQLite's date
+// functions read, and so the range of every time that crosses the seam. A
+// Store keeps its clock's readings within it.
+const (
+	EarliestMillis = -62167219200000 // 0000-01-01T00:00:00.000Z
+	LatestMillis   = 253402300799999 // 9999-12-31T23:59:59.999Z
 )

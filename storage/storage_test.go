@@ -30,7 +30,9 @@ func TestConditional(t *testing.T) {
 
 // TestErrors checks that the sentinels are distinct and speak as opstate.
 func TestErrors(t *testing.T) {
-	errs := []error{storage.ErrBusy, storage.ErrCorrupt, storage.ErrSchemaVersion, storage.ErrInvalidText}
+	errs := []error{storage.ErrBusy, storage.ErrCorrupt, storage.ErrSchemaVersion, storage.ErrInvalidText,
+		storage.ErrNotDatabase, storage.ErrInvalidPath, storage.ErrDiskFull, storage.ErrIO, storage.ErrReadOnly,
+		storage.ErrSchema, storage.ErrForeignSQLite}
 	for i, a := range errs {
 		if !strings.HasPrefix(a.Error(), "opstate: ") {
 			t.Errorf("%q does not begin with \"opstate: \"", a)

@@ -21,21 +21,18 @@ import (
 // Errors returned by this package, matchable with errors.Is. The opstate
 // package exports the same values.
 var (
-	ErrNotDatabase   = errors.New("opstate: not an SQLite database")
+	ErrNotDatabase   = storage.ErrNotDatabase
 	ErrCorrupt       = storage.ErrCorrupt
 	ErrBusy          = storage.ErrBusy
-	ErrDiskFull      = errors.New("opstate: disk full")
-	ErrIO            = errors.New("opstate: disk I/O error")
-	ErrReadOnly      = errors.New("opstate: database is read-only")
+	ErrDiskFull      = storage.ErrDiskFull
+	ErrIO            = storage.ErrIO
+	ErrReadOnly      = storage.ErrReadOnly
 	ErrSchemaVersion = storage.ErrSchemaVersion
-	ErrInvalidPath   = errors.New("opstate: invalid database path")
-	// ErrSchema: a table or another object of the name of one of
-	// opstate's is not what opstate made, and cannot be put back without
-	// losing data (see schema.go).
-	ErrSchema = errors.New("opstate: the database's schema is not opstate's: operational_state must be a table with the columns namespace, key, value, updated_at (TEXT NOT NULL) and expires_at (TEXT), keyed by namespace and key, and any other column of it nullable or with a default")
-	// ErrForeignSQLite: code outside this package's copy of SQLite has the
-	// database's files open in this process (see foreign.go).
-	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
+	ErrInvalidPath   = storage.ErrInvalidPath
+	// ErrSchema: see schema.go.
+	ErrSchema = storage.ErrSchema
+	// ErrForeignSQLite: see foreign.go.
+	ErrForeignSQLite = storage.ErrForeignSQLite
 )
 
 // Sync selects SQLite's synchronous setting for the write connection.
@@ -87,8 +84,8 @@ const timeLayout = "2006-01-02T15:04:05.000Z"
 // functions read, and so the range of every time this package takes and
 // returns. A time outside it formats to text SQLite cannot read.
 const (
-	EarliestMillis = -62167219200000 // 0000-01-01T00:00:00.000Z
-	LatestMillis   = 253402300799999 // 9999-12-31T23:59:59.999Z
+	EarliestMillis = storage.EarliestMillis // 0000-01-01T00:00:00.000Z
+	LatestMillis   = storage.LatestMillis   // 9999-12-31T23:59:59.999Z
 )
 
 // expiryMillis is expires_at as Unix milliseconds, or NULL for no expiry.
