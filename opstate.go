@@ -565,10 +565,11 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 		return err
 	}
 	defer s.inFlight.RUnlock()
-	if s.db == nil {
+	b, ok := s.be.(storage.Backuper)
+	if !ok {
 		return wrapf(ErrUnsupported, "backup to %s", path)
 	}
-	if err := s.noteDamage(s.db.Backup(ctx, path)); err != nil {
+	if err := s.noteDamage(b.Backup(ctx, path)); err != nil {
 		return wrapf(err, "backup to %s", path)
 	}
 	return nil

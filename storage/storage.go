@@ -76,6 +76,17 @@ type Listener interface {
 	Close() error
 }
 
+// Backuper is implemented by a backend that can write a consistent copy
+// of its database to a file that the same backend opens (SQLite's VACUUM
+// INTO); a Store over another backend reports ErrUnsupported for Backup.
+type Backuper interface {
+	// Backup writes the copy, as of one moment, to a new file at path,
+	// with mode 0600, while reads and writes go on. path must not exist
+	// (an error matching fs.ErrExist, and what is there is left alone);
+	// on failure no file is left at path. ctx ends it early.
+	Backup(ctx context.Context, path string) error
+}
+
 // Row is the stored state of one key.
 type Row struct {
 	Value string
