@@ -11,7 +11,13 @@ func (s *Store) Batches() (batches, writes uint64) {
 // Checkpoints returns how many complete checkpoints the background
 // checkpointer ran, and the longest any checkpoint held writes off.
 func (s *Store) Checkpoints() (complete uint64, heldMax time.Duration) {
-	return s.checkpoints.Load(), time.Duration(s.heldMax.Load())
+	c, ok := s.be.(interface {
+		Checkpoints() (uint64, time.Duration)
+	})
+	if !ok {
+		return 0, 0
+	}
+	return c.Checkpoints()
 }
 
 // SetAfterApply sets a function the committer runs between each commit and

@@ -61,9 +61,6 @@ type Store struct {
 	// beforeDormant is a test hook: the poller runs it once it has decided
 	// to sleep, before it does.
 	beforeDormant atomic.Pointer[func()]
-
-	checkpoints atomic.Uint64 // complete checkpoints run by checkpointer
-	heldMax     atomic.Int64  // the longest a checkpoint held writes off, in ns
 }
 
 // NewStore opens the store at path with default [Options], creating the
@@ -106,7 +103,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen}
+	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen, Maintain: true, Logger: opts.Logger}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}
@@ -166,10 +163,6 @@ func start(b storage.Backend, opts Options) (*Store, error) {
 	if opts.SweepInterval > 0 {
 		s.every(opts.SweepInterval, s.sweepInBackground)
 	}
-	if s.db != nil {
-		s.wg.Add(1)
-		go s.checkpointer()
-	}
 	return s, nil
 }
 
@@ -202,60 +195,6 @@ func (s *Store) guard(f func()) {
 		}
 	}()
 	f()
-}
-
-// After a checkpoint that stayed incomplete (another connection
-// checkpointing, or reading frames of the log), the checkpointer tries
-// again checkpointAgain later, twice as late after each such checkpoint up
-// to checkpointRetry; after one that failed, checkpointRetry later.
-const (
-	checkpointAgain = 2 * time.Millisecond
-	checkpointRetry = 100 * time.Millisecond
-)
-
-// checkpointer copies the write-ahead log into the database file whenever
-// this Store's writes have grown it enough ([persist.DB.CheckpointDue]),
-// so that writes do not pay for checkpoints, until Close.
-func (s *Store) checkpointer() {
-	defer s.wg.Done()
-	again := checkpointAgain
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.db.CheckpointDue():
-		}
-		var r persist.Checkpointed
-		var err error
-		if s.using(func() { r, err = s.db.Checkpoint(s.ctx) }) != nil {
-			return
-		}
-		if int64(r.Held) > s.heldMax.Load() {
-			s.heldMax.Store(int64(r.Held)) // only this goroutine stores
-		}
-		wait := again
-		switch {
-		case r.Complete:
-			s.checkpoints.Add(1)
-			again = checkpointAgain
-			continue
-		case err != nil:
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.guard(func() { s.log.Warn("opstate: checkpoint failed", "err", err) })
-			wait = checkpointRetry
-		default:
-			again = min(2*again, checkpointRetry)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-s.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Close stops the Store's goroutines, waits for the operations in

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"github.com/d8da9184/opstate/storage"
+	"log/slog"
 
 	"context"
 	"database/sql"
@@ -60,6 +61,11 @@ type Options struct {
 	// file, and refuses it with ErrCorrupt if SQLite finds it damaged. It
 	// reads the whole file.
 	Verify bool
+	// Maintain runs a goroutine of the DB's own, from Open until Close,
+	// that checkpoints the write-ahead log whenever [DB.CheckpointDue]
+	// says so, and reports failures to Logger (default slog.Default()).
+	Maintain bool
+	Logger   *slog.Logger
 }
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
@@ -128,6 +134,10 @@ type DB struct {
 	log logState // the change log (changes.go); guarded by wmu
 
 	guard *guard // watches for other SQLite libraries (foreign.go); nil for a private database
+
+	maint       *maintainer   // the checkpointer (maintain.go); nil without Options.Maintain
+	checkpoints atomic.Uint64 // complete checkpoints run by the checkpointer
+	heldMax     atomic.Int64  // the longest one of them held writes off, in ns
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -233,6 +243,9 @@ func open(path, dsn string, db *DB, opts Options) (*DB, error) {
 		}
 		db.guard = g
 	}
+	if opts.Maintain {
+		db.startMaintainer(opts.Logger)
+	}
 	return db, nil
 }
 
@@ -327,6 +340,7 @@ func quickCheck(ctx context.Context, c *sql.Conn) error {
 
 // Close closes every connection. It is safe to call on a partly opened DB.
 func (db *DB) Close() error {
+	db.stopMaintainer()
 	db.guard.close()
 	db.closeWriteConn()
 	for _, st := range []*sql.Stmt{db.get, db.list, db.namespaces} {
