@@ -79,10 +79,11 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 			return total, wrapf(err, "delete expired")
 		}
 		if n < sweepBatch {
-			if s.db == nil {
-				return total, nil // only SQLite has a change log to prune
+			p, ok := s.be.(storage.Pruner)
+			if !ok {
+				return total, nil // no change log to prune
 			}
-			return total, s.pruneChangeLog(ctx)
+			return total, s.pruneChangeLog(ctx, p)
 		}
 		if s.committer.writes.Load() == writes {
 			continue // nobody else is writing: go on at full speed
@@ -155,15 +156,15 @@ const changeLogKeep = 65536
 // pruneBatch is how many rows of the change log one transaction deletes.
 const pruneBatch = 4096
 
-// pruneChangeLog deletes the rows of the change log older than the newest
+// pruneChangeLog deletes, through p, the rows of the change log older than the newest
 // changeLogKeep, batch by batch, until none is left or ctx ends.
-func (s *Store) pruneChangeLog(ctx context.Context) error {
+func (s *Store) pruneChangeLog(ctx context.Context, p storage.Pruner) error {
 	for ctx.Err() == nil {
 		var n int
 		var err error
 		if uerr := s.using(func() {
 			if err = s.refuseDamaged(); err == nil {
-				n, err = s.db.PruneChanges(ctx, changeLogKeep, pruneBatch)
+				n, err = p.PruneChanges(ctx, changeLogKeep, pruneBatch)
 			}
 		}); uerr != nil {
 			return uerr

@@ -87,6 +87,16 @@ type Backuper interface {
 	Backup(ctx context.Context, path string) error
 }
 
+// Pruner is implemented by a backend that keeps a log of changes in the
+// database for its Stores to read (SQLite's change log), which grows with
+// every write: a Store's sweep prunes it after deleting expired rows.
+type Pruner interface {
+	// PruneChanges deletes at most limit of the log's oldest entries
+	// beyond the newest keep, in one transaction, and returns how many it
+	// deleted. ctx ends it as it ends [Backend.Apply].
+	PruneChanges(ctx context.Context, keep, limit int) (int, error)
+}
+
 // Row is the stored state of one key.
 type Row struct {
 	Value string

@@ -11,7 +11,10 @@ import (
 	"github.com/d8da9184/opstate/storage"
 )
 
-var _ storage.Backuper = (*DB)(nil)
+var (
+	_ storage.Backuper = (*DB)(nil)
+	_ storage.Pruner   = (*DB)(nil)
+)
 
 // Backup writes a consistent copy of the database, as one read transaction
 // sees it, to a new file at dest with mode 0600, by SQLite's VACUUM INTO
