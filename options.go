@@ -2,11 +2,10 @@ package opstate
 
 import (
 	"fmt"
+	"github.com/d8da9184/opstate/storage"
 	"log/slog"
 	"math"
 	"time"
-
-	"github.com/d8da9184/opstate/internal/persist"
 )
 
 // Durability selects what a nil error from a write promises.
@@ -36,7 +35,7 @@ func (d Durability) String() string {
 const (
 	DefaultCacheBytes    = 32 << 20
 	DefaultSweepInterval = time.Minute
-	DefaultBusyTimeout   = persist.DefaultBusyTimeout
+	DefaultBusyTimeout   = storage.DefaultBusyTimeout
 	DefaultSyncInterval  = 5 * time.Millisecond
 )
 

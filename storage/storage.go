@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Backend is a database a Store keeps its rows in. Its methods must be
@@ -216,6 +217,10 @@ var (
 	// lost.
 	ErrForeignSQLite = errors.New("opstate: the database is open in this process outside modernc.org/sqlite (another SQLite library, or code that opens its files), and writes can be lost: reach the file only through modernc.org/sqlite, the copy opstate uses, or give the other code a file of its own")
 )
+
+// DefaultBusyTimeout is how long a write waits for another connection's
+// lock when the Store's Options leave BusyTimeout zero, on every backend.
+const DefaultBusyTimeout = 5 * time.Second
 
 // EarliestMillis and LatestMillis are the first and the last millisecond
 // of the years 0000 to 9999, in Unix milliseconds: the times SQLite's date

@@ -69,7 +69,7 @@ type Options struct {
 }
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
-const DefaultBusyTimeout = 5 * time.Second
+const DefaultBusyTimeout = storage.DefaultBusyTimeout
 
 // MaxLength is the most bytes SQLite stores in one string and in one row:
 // its SQLITE_MAX_LENGTH, as modernc.org/sqlite is built. A write whose

@@ -16,7 +16,7 @@ import (
 )
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
-const DefaultBusyTimeout = 5 * time.Second
+const DefaultBusyTimeout = storage.DefaultBusyTimeout
 
 // DefaultPingInterval is the PingInterval of zero Options.
 const DefaultPingInterval = time.Second
