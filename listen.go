@@ -15,8 +15,9 @@ const (
 
 // listen follows the change stream of a backend that pushes changes
 // ([storage.Notifier]), from its first listener l, until Close. Each
-// report drops the keys it names from the cache and goes to the watchers,
-// as a poll of SQLite's change log does (applyForeign).
+// report drops the keys it names from the cache and goes to the watchers
+// (applyForeign), whether the backend pushes them (PostgreSQL's LISTEN)
+// or the listener polls for them (SQLite's change log).
 //
 // The stream is lossy: when a listener fails, what was committed since its
 // last report may never be reported. From the failure until a new listener
@@ -50,7 +51,20 @@ func (s *Store) listen(n storage.Notifier, l storage.Listener) {
 
 // follow applies l's reports until it fails, and returns its error, with
 // reads set to bypass the cache from the moment it fails.
+//
+// A listener that polls ([storage.Poller]) costs a query every interval,
+// which matters only to reads served from the cache and to watchers: when
+// it has found no read and no watcher for dormantAfter reports in a row,
+// follow stops calling Next, and costs nothing while the Store is idle.
+// The next Lookup (or Watch) then checks at once, in resume, and wakes
+// it. No read is thus served from a cache older than one interval plus
+// the check itself.
 func (s *Store) follow(l storage.Listener) error {
+	p, polls := l.(storage.Poller)
+	s.syncMu.Lock()
+	s.poller = p
+	s.syncMu.Unlock()
+	idle, reads := 0, s.reads()
 	for {
 		ch, err := l.Next(s.ctx)
 		if err != nil {
@@ -65,9 +79,50 @@ func (s *Store) follow(l storage.Listener) error {
 			}
 			return err
 		}
-		if s.using(func() { s.applyForeign(ch) }) != nil {
+		if ch.Foreign && s.using(func() { s.applyForeign(ch) }) != nil {
 			return ErrClosed
 		}
+		if !polls {
+			continue
+		}
+		if r := s.reads(); r != reads || s.feed.active() {
+			idle, reads = 0, r
+			continue
+		}
+		if idle++; idle < dormantAfter {
+			continue
+		}
+		if !s.sleep() {
+			return s.ctx.Err()
+		}
+		idle, reads = 0, s.reads()
+	}
+}
+
+// sleep marks the poller dormant and waits for resume to wake it; it
+// returns false at Close, and at once, true, when a watcher arrived as it
+// decided to sleep.
+func (s *Store) sleep() bool {
+	if f := s.beforeDormant.Load(); f != nil {
+		(*f)()
+	}
+	s.syncMu.Lock()
+	s.state.Or(stateDormant)
+	// A Watch that found the poller awake may have counted its watcher
+	// since feed.active said none: it checks for dormancy after counting,
+	// this checks for watchers after marking, so one of the two sees the
+	// other (see Watch).
+	if s.feed.active() {
+		s.state.And(^uint32(stateDormant))
+		s.syncMu.Unlock()
+		return true
+	}
+	s.syncMu.Unlock()
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-s.wake:
+		return true
 	}
 }
 

@@ -219,8 +219,8 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 
 // TestMemoryStoreNoPolling checks that an in-memory store runs no check
 // for other writers, which could never find one: with the sweeper off, a
-// file store runs that check in syncLoop, and an in-memory store does
-// not.
+// file store's listener polls the change log (persist's poller), and an
+// in-memory store's does not.
 func TestMemoryStoreNoPolling(t *testing.T) {
 	opts := opstate.Options{SweepInterval: -1, SyncInterval: time.Millisecond}
 	// A goroutine Open started (in start) that has not run yet shows in
@@ -240,19 +240,28 @@ func TestMemoryStoreNoPolling(t *testing.T) {
 				}
 			}
 			if !pending || time.Now().After(deadline) {
-				return strings.Count(stacks, "opstate.(*Store).syncLoop")
+				n := 0
+				for _, g := range strings.Split(stacks, "\n\n") {
+					// the goroutine that follows a listener that polls
+					// (persist's poller), polling or asleep; a listener
+					// that reports nothing (persist's quiet) does not
+					if strings.Contains(g, "opstate.(*Store).follow") && !strings.Contains(g, "persist.quiet") {
+						n++
+					}
+				}
+				return n
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
 	file := mustOpen(t, dbPath(t), opts)
 	if n := tickers(); n != 1 {
-		t.Fatalf("a file store runs %d syncLoop goroutines; want 1, its check for other writers (is the test out of date?)", n)
+		t.Fatalf("a file store runs %d polling goroutines; want 1, its check for other writers (is the test out of date?)", n)
 	}
 	file.Close()
 	openMemory(t, opts)
 	if n := tickers(); n != 0 {
-		t.Errorf("an in-memory store runs %d syncLoop goroutines; want none", n)
+		t.Errorf("an in-memory store runs %d polling goroutines; want none", n)
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 // release it with [Store.Close].
 type Store struct {
 	be         storage.Backend // where the rows are kept
-	db         *persist.DB     // be, when it is an SQLite file; nil otherwise
 	serveStale bool            // Options.ServeStaleOnOutage
 	cache      *cache.Cache    // with a zero budget when Options.CacheBytes < 0
 	committer  committer
@@ -52,9 +51,10 @@ type Store struct {
 
 	feed feed // Watch's (watch.go)
 
-	// syncMu serializes the ends of dormancy (resume); wake tells the
-	// sleeping poller that one ended.
+	// syncMu serializes the ends of dormancy (resume) and guards poller;
+	// wake tells the sleeping listener that one ended.
 	syncMu   sync.Mutex
+	poller   storage.Poller // the listener, when it polls; nil otherwise
 	wake     chan struct{}
 	counters counters // Stats' (stats.go)
 
@@ -103,7 +103,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen, Maintain: true, Logger: opts.Logger}
+	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen, Maintain: true,
+		PollInterval: opts.SyncInterval, Logger: opts.Logger}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}
@@ -141,22 +142,16 @@ func OpenBackend(b storage.Backend, opts Options) (*Store, error) {
 // defaults.
 func start(b storage.Backend, opts Options) (*Store, error) {
 	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
-	s.db, _ = b.(*persist.DB)
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.committer = committer{be: b, ctx: s.ctx, cache: s.cache, now: s.now, feed: &s.feed}
-	n, listens := b.(storage.Notifier)
-	switch {
-	case s.db != nil && opts.SyncInterval > 0 && !s.db.Private(): // nobody else writes a private database
-		s.wake = make(chan struct{}, 1)
-		s.wg.Add(1)
-		go s.syncLoop(opts.SyncInterval)
-	case s.db == nil && listens && opts.SyncInterval > 0:
+	if n, ok := b.(storage.Notifier); ok && opts.SyncInterval > 0 {
 		l, err := n.Listen(s.ctx)
 		if err != nil {
 			s.cancel()
 			return nil, errors.Join(wrapf(err, "listen"), b.Close())
 		}
+		s.wake = make(chan struct{}, 1)
 		s.wg.Add(1)
 		go s.listen(n, l)
 	}

@@ -113,7 +113,7 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	var err error
 	if uerr := s.using(func() {
 		// Entered before the feed's lock, as a write does (see
-		// syncForeign).
+		// applyForeign).
 		s.feed.mu.Lock()
 		defer s.feed.mu.Unlock()
 		defer func() { s.expiredLocked(keys) }()

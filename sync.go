@@ -1,49 +1,8 @@
 package opstate
 
 import (
-	"time"
-
 	"github.com/d8da9184/opstate/storage"
 )
-
-// syncForeign brings the cache and the watchers up to date with what other
-// connections committed to the file since the last call; run every
-// SyncInterval. Only the keys they changed are dropped from the cache (or,
-// when they changed many keys of a namespace, that namespace); a commit to
-// other tables of the file drops nothing. The whole cache is dropped when
-// the change log cannot say what changed, and when the check fails, so that
-// staleness stays bounded by the interval while checks fail; watchers are
-// then sent an OpReset, since what a failed check read may be lost.
-//
-// It runs inside one s.using, which it enters before the feed's lock, as a
-// write does: a Close waiting for the operations in progress blocks new
-// ones, so taking the feed's lock first and entering after could wait
-// forever on a write that holds its place and waits for the lock.
-func (s *Store) syncForeign() {
-	var ch storage.Changes
-	var err error
-	s.using(func() {
-		ch, err = s.db.Changes(s.ctx)
-		switch {
-		case err != nil && s.ctx.Err() != nil:
-			err = nil // Close interrupted the check: nothing to report
-		case err != nil:
-			// The check may have failed after it read the log (its read
-			// transaction's end), and then what it read is lost to the
-			// watchers: they re-read instead.
-			s.feed.mu.Lock()
-			s.cache.Clear()
-			s.counters.flushes.Add(1)
-			s.feed.resetAllLocked()
-			s.feed.mu.Unlock()
-		case ch.Foreign:
-			s.applyForeign(ch)
-		}
-	})
-	if err != nil {
-		s.log.Warn("opstate: checking for other writers failed; cache emptied", "err", err)
-	}
-}
 
 // applyForeign reads the current value of each key others changed from
 // SQLite, drops the keys from the cache, then sends their values to the
@@ -126,72 +85,27 @@ func (s *Store) current(k storage.Key, swept bool) Event {
 // since the one before, and nobody watching, put the poller to sleep.
 const dormantAfter = 20
 
-// syncLoop calls syncForeign every interval until Close: the poller of
-// others' writes. A check matters only to reads served from the cache and
-// to watchers, so a Store that has neither for dormantAfter intervals
-// stops checking, and costs nothing while idle: the poller sleeps, and the
-// next Lookup (or Watch) first checks at once, in resume, then wakes it.
-// No read is thus served from a cache older than one interval plus the
-// check itself.
-func (s *Store) syncLoop(interval time.Duration) {
-	defer s.wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	idle, reads := 0, s.reads()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.guard(s.syncForeign)
-		if r := s.reads(); r != reads || s.feed.active() {
-			idle, reads = 0, r
-			continue
-		}
-		if idle++; idle < dormantAfter {
-			continue
-		}
-		t.Stop()
-		if f := s.beforeDormant.Load(); f != nil {
-			(*f)()
-		}
-		s.syncMu.Lock()
-		s.state.Or(stateDormant)
-		// A Watch that found the poller awake may have counted its
-		// watcher since feed.active said none: it checks for dormancy
-		// after counting, this checks for watchers after marking, so one
-		// of the two sees the other (see Watch).
-		if s.feed.active() {
-			s.state.And(^uint32(stateDormant))
-			s.syncMu.Unlock()
-			idle = 0
-			t.Reset(interval)
-			continue
-		}
-		s.syncMu.Unlock()
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.wake:
-		}
-		idle, reads = 0, s.reads()
-		t.Reset(interval)
-	}
-}
-
 // reads returns how many Lookups this Store has answered.
 func (s *Store) reads() uint64 { return s.counters.hits.load() + s.counters.misses.Load() }
 
 // resume ends the poller's sleep: it checks for others' writes, then lets
 // reads go on and wakes the poller. Concurrent callers wait for the first.
+// The check runs inside s.using, which it enters before the feed's lock,
+// as a write does (see applyForeign); once Close has begun it does not
+// run.
 func (s *Store) resume() {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	if s.state.Load()&stateDormant == 0 {
 		return
 	}
-	s.guard(s.syncForeign)
+	if p := s.poller; p != nil {
+		s.using(func() {
+			if ch, err := p.Poll(s.ctx); err == nil && ch.Foreign {
+				s.applyForeign(ch)
+			}
+		})
+	}
 	s.state.And(^uint32(stateDormant))
 	select {
 	case s.wake <- struct{}{}:

@@ -126,7 +126,7 @@ func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, erro
 	}
 	// A watcher needs the poller. Checked after the watcher is counted
 	// (feed.add), as the poller checks for watchers after it marks itself
-	// dormant (syncLoop): one of the two sees the other. Not inside using,
+	// dormant (Store.sleep): one of the two sees the other. Not inside using,
 	// as resume enters.
 	if s.state.Load()&stateDormant != 0 {
 		s.resume()

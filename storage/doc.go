@@ -26,10 +26,10 @@
 //
 // A backend that others write without the Store's knowledge tells it what
 // they changed, so that the Store drops just those keys from its cache:
-// by implementing [Notifier], whose listener pushes every change as it
-// commits. (The SQLite backend is polled instead, by the Store, which
-// knows it.) A backend that does neither is served as if the Store were
-// its only writer.
+// by implementing [Notifier], whose listener either reports every change
+// as it commits (PostgreSQL's LISTEN) or polls for them (SQLite's change
+// log, a listener that is also a [Poller]). A backend that does neither is
+// served as if the Store were its only writer.
 //
 // The protocol is tested in this module's storetest package, which runs
 // the Store's semantic tests over any backend.

@@ -77,6 +77,18 @@ type Listener interface {
 	Close() error
 }
 
+// Poller is implemented by a [Listener] that finds changes by polling
+// the database (SQLite's change log) rather than having them pushed. Such
+// a listener's Next returns after every check, with [Changes.Foreign]
+// false when nothing was found, and a check that fails is a Reset, not an
+// error: the stream goes on. Polling costs a query every interval, so a
+// Store that nobody reads or watches stops calling Next, and calls Poll,
+// which checks at once, before it serves the next read. Poll is never
+// called while Next runs.
+type Poller interface {
+	Poll(ctx context.Context) (Changes, error)
+}
+
 // Backuper is implemented by a backend that can write a consistent copy
 // of its database to a file that the same backend opens (SQLite's VACUUM
 // INTO); a Store over another backend reports ErrUnsupported for Backup.

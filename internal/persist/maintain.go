@@ -2,7 +2,6 @@ package persist
 
 import (
 	"context"
-	"log/slog"
 	"time"
 )
 
@@ -20,18 +19,14 @@ const (
 // ([DB.CheckpointDue]), so that writes do not pay for checkpoints. It runs
 // from Open, with [Options.Maintain], until Close.
 type maintainer struct {
-	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// startMaintainer starts db's checkpointer, reporting failures to log.
-func (db *DB) startMaintainer(log *slog.Logger) {
-	if log == nil {
-		log = slog.Default()
-	}
+// startMaintainer starts db's checkpointer.
+func (db *DB) startMaintainer() {
 	ctx, cancel := context.WithCancel(context.Background())
-	db.maint = &maintainer{log: log, cancel: cancel, done: make(chan struct{})}
+	db.maint = &maintainer{cancel: cancel, done: make(chan struct{})}
 	go db.checkpointer(ctx)
 }
 
@@ -89,9 +84,9 @@ func (db *DB) checkpointer(ctx context.Context) {
 	}
 }
 
-// warn reports msg to the maintainer's Logger; a Logger that panics is
-// recovered from, since nobody could catch it.
+// warn reports msg to the DB's Logger; a Logger that panics is recovered
+// from, since nobody could catch it.
 func (db *DB) warn(msg string, args ...any) {
 	defer func() { recover() }()
-	db.maint.log.Warn(msg, args...)
+	db.logger.Warn(msg, args...)
 }

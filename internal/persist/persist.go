@@ -63,9 +63,14 @@ type Options struct {
 	Verify bool
 	// Maintain runs a goroutine of the DB's own, from Open until Close,
 	// that checkpoints the write-ahead log whenever [DB.CheckpointDue]
-	// says so, and reports failures to Logger (default slog.Default()).
+	// says so.
 	Maintain bool
-	Logger   *slog.Logger
+	// PollInterval is how often the listener of [DB.Listen] reads the
+	// change log; zero or negative: it reports nothing.
+	PollInterval time.Duration
+	// Logger is where the DB's goroutines report failures; default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
@@ -135,9 +140,11 @@ type DB struct {
 
 	guard *guard // watches for other SQLite libraries (foreign.go); nil for a private database
 
-	maint       *maintainer   // the checkpointer (maintain.go); nil without Options.Maintain
-	checkpoints atomic.Uint64 // complete checkpoints run by the checkpointer
-	heldMax     atomic.Int64  // the longest one of them held writes off, in ns
+	logger       *slog.Logger  // Options.Logger
+	pollInterval time.Duration // Options.PollInterval
+	maint        *maintainer   // the checkpointer (maintain.go); nil without Options.Maintain
+	checkpoints  atomic.Uint64 // complete checkpoints run by the checkpointer
+	heldMax      atomic.Int64  // the longest one of them held writes off, in ns
 }
 
 // Open opens the database at path, creating it with mode 0600 when it does
@@ -243,8 +250,12 @@ func open(path, dsn string, db *DB, opts Options) (*DB, error) {
 		}
 		db.guard = g
 	}
+	db.logger, db.pollInterval = opts.Logger, opts.PollInterval
+	if db.logger == nil {
+		db.logger = slog.Default()
+	}
 	if opts.Maintain {
-		db.startMaintainer(opts.Logger)
+		db.startMaintainer()
 	}
 	return db, nil
 }
