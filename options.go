@@ -50,18 +50,19 @@ type Options struct {
 	// CacheBytes bounds the memory of the read cache: keys, values and
 	// per-entry overhead of all namespaces together, negative entries
 	// included. Zero means DefaultCacheBytes (32 MiB); a negative value
-	// disables the cache, so that every Get reads SQLite.
+	// disables the cache, so that every Get reads SQLite. Every backend.
 	CacheBytes int64
 
 	// SweepInterval is how often the background sweeper runs
 	// [Store.DeleteExpired]. The first sweep runs one interval after Open.
 	// Zero means DefaultSweepInterval (one minute); a negative value
 	// disables the background sweeper (expired keys are still never
-	// served, and DeleteExpired can be called by hand).
+	// served, and DeleteExpired can be called by hand). Every backend.
 	SweepInterval time.Duration
 
 	// Durability is what a nil error from a write promises; default
-	// DurabilityNormal.
+	// DurabilityNormal. SQLite only: over PostgreSQL the server's
+	// synchronous_commit decides, and pgstate.Open refuses nothing here.
 	Durability Durability
 
 	// BusyTimeout is how long a write waits for another process holding the
@@ -71,6 +72,7 @@ type Options struct {
 	// whole milliseconds: a timeout that is not a whole number of them is
 	// rounded up (a nanosecond waits a millisecond), and one beyond
 	// MaxBusyTimeout, or negative, is refused with [ErrInvalidOption].
+	// Every backend: over PostgreSQL it is the server's lock_timeout.
 	BusyTimeout time.Duration
 
 	// SyncInterval bounds how long a write committed by anyone else —
@@ -97,7 +99,7 @@ type Options struct {
 	// with [ErrCorrupt]. Without it, Open catches a truncated file or a
 	// damaged header, and damage inside the file surfaces as ErrCorrupt
 	// from the reads and writes that reach it. It costs a read of the
-	// whole file at every Open.
+	// whole file at every Open. SQLite only; pgstate.Open ignores it.
 	VerifyOnOpen bool
 
 	// Clock returns the current time; default time.Now. Expiry is computed
@@ -107,7 +109,9 @@ type Options struct {
 	// functions read), and reads a clock outside them as the nearest end,
 	// where time stands still. Leases are judged by this clock too: two
 	// Stores whose clocks disagree by d may both see themselves holding
-	// one for d (see the lease Example).
+	// one for d (see the lease Example). Every backend; over PostgreSQL
+	// the server's clock judges expiry in the database, and this clock
+	// the entries cached.
 	Clock func() time.Time
 
 	// ServeStaleOnOutage keeps reads served from the cache while the
@@ -123,7 +127,9 @@ type Options struct {
 	// to a caller: failed sweeps, checkpoints and checks for other writers,
 	// at level Warn, and sweep counts, at Debug. Default slog.Default(). A
 	// Logger that panics does not stop the Store or the process: the panic
-	// is recovered and the report is lost.
+	// is recovered and the report is lost. Every backend; the SQLite
+	// backend's own goroutines (its checkpointer and its poll of the
+	// change log) report to it too.
 	Logger *slog.Logger
 }
 
