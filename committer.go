@@ -20,9 +20,10 @@ const maxBatch = 256
 type request struct {
 	storage.Write
 
-	// err is written by the leader that commits the request, before it
-	// sends on next.
+	// err, and res when err is nil, are written by the leader that
+	// commits the request, before it sends on next.
 	err error
+	res storage.Result
 
 	// next receives false once the request is done, or true when its
 	// goroutine is handed the lead. It is nil for a request whose caller
@@ -62,7 +63,7 @@ type committer struct {
 	// lastSize is how many requests the last batch held.
 	lastSize int
 
-	scratch []*storage.Write // the leader's, for the writes of a batch
+	scratch []storage.Write // the leader's, for the writes of a batch
 
 	batches, writes atomic.Uint64 // transactions committed or failed, and their writes
 	writeErrors     atomic.Uint64 // of writes, those that failed; added to before their callers are answered
@@ -165,7 +166,7 @@ func (cm *committer) commit(batch []*request) {
 	defer cm.feed.mu.Unlock()
 	ws := cm.scratch[:0]
 	for _, r := range batch {
-		ws = append(ws, &r.Write)
+		ws = append(ws, r.Write)
 		if r.Kind == storage.DeleteNamespace {
 			r.pending = cm.cache.BeginNamespace(r.Namespace)
 		} else {
@@ -173,11 +174,16 @@ func (cm *committer) commit(batch []*request) {
 		}
 	}
 	err := cm.refuseDamaged()
+	var res []storage.Result
 	if err == nil {
-		err = cm.noteDamage(cm.apply(ws))
+		res, err = cm.apply(ws)
+		err = cm.noteDamage(err)
 	}
-	for _, r := range batch {
+	for i, r := range batch {
 		r.err = err
+		if err == nil {
+			r.res = res[i]
+		}
 	}
 	// A batch can fail for one write's sake (a value SQLite refuses, a
 	// trigger an operator added): then each write runs alone, and fails
@@ -189,7 +195,10 @@ func (cm *committer) commit(batch []*request) {
 	if retried {
 		for i, r := range batch {
 			if r.err = cm.refuseDamaged(); r.err == nil {
-				r.err = cm.noteDamage(cm.apply(ws[i : i+1]))
+				res, err := cm.apply(ws[i : i+1])
+				if r.err = cm.noteDamage(err); r.err == nil {
+					r.res = res[0]
+				}
 			}
 		}
 	}
@@ -212,11 +221,12 @@ func (cm *committer) commit(batch []*request) {
 		}
 		// After a retry, which write of a key SQLite holds depends on
 		// which succeeded: the keys stay uncached.
-		var e *cache.Entry
 		if r.err == nil && !retried && (last == nil || last[r.key()] == i) {
-			e = r.entry()
+			e := r.entry()
+			cm.cache.End(r.pending, &e)
+		} else {
+			cm.cache.End(r.pending, nil)
 		}
-		cm.cache.End(r.pending, e)
 	}
 	if cm.feed.active() {
 		for _, r := range batch {
@@ -229,16 +239,16 @@ func (cm *committer) commit(batch []*request) {
 
 // entry returns what the key of r, a committed write of one key, holds
 // after it.
-func (r *request) entry() *cache.Entry {
+func (r *request) entry() cache.Entry {
 	switch {
-	case r.Kind == storage.Put || r.Changed && (r.Kind == storage.PutIfAbsent || r.Kind == storage.Swap):
-		return &cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt}
-	case r.Kind == storage.Delete || r.Changed && r.Kind == storage.DeleteIf:
-		return &cache.Entry{Absent: true}
-	case r.Found: // a conditional write that changed nothing: what it found
-		return &cache.Entry{Value: r.Held.Value, ExpiresAt: r.Held.ExpiresAt}
+	case r.Kind == storage.Put || r.res.Changed && (r.Kind == storage.PutIfAbsent || r.Kind == storage.Swap):
+		return cache.Entry{Value: r.Value, ExpiresAt: r.ExpiresAt}
+	case r.Kind == storage.Delete || r.res.Changed && r.Kind == storage.DeleteIf:
+		return cache.Entry{Absent: true}
+	case r.res.Found: // a conditional write that changed nothing: what it found
+		return cache.Entry{Value: r.res.Held.Value, ExpiresAt: r.res.Held.ExpiresAt}
 	default:
-		return &cache.Entry{Absent: true}
+		return cache.Entry{Absent: true}
 	}
 }
 
@@ -247,7 +257,7 @@ func (r *request) event() (Event, bool) {
 	switch {
 	case r.Kind == storage.DeleteNamespace:
 		return Event{Namespace: r.Namespace, Op: OpReset}, true
-	case !r.Changed:
+	case !r.res.Changed:
 		return Event{}, false
 	case r.Kind == storage.Delete || r.Kind == storage.DeleteIf:
 		return Event{Namespace: r.Namespace, Key: r.Key, Op: OpDelete}, true
@@ -261,7 +271,7 @@ func (r *request) event() (Event, bool) {
 // was applied.
 var errClosedWaiting = fmt.Errorf("%w before the write could commit; it was not applied", ErrClosed)
 
-// apply commits ws. A panic in Options.Clock or in the driver becomes an
+// apply commits ws and returns what each write did. A panic in Options.Clock or in the driver becomes an
 // error that names it, so that the batch fails and every writer waiting on
 // it is answered.
 //
@@ -271,21 +281,26 @@ var errClosedWaiting = fmt.Errorf("%w before the write could commit; it was not 
 // says so with the context's error ([storage.Backend]'s Apply), reported
 // as ErrClosed. A batch that the backend was already committing
 // completes, and Close waits for it.
-func (cm *committer) apply(ws []*storage.Write) (err error) {
+func (cm *committer) apply(ws []storage.Write) (res []storage.Result, err error) {
 	now, err := cm.now()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("opstate: storage driver panicked: %v", r)
+			res, err = nil, fmt.Errorf("opstate: storage driver panicked: %v", r)
 		}
 	}()
-	err = cm.be.Apply(cm.ctx, now, ws)
-	if err != nil && cm.ctx.Err() != nil && errors.Is(err, cm.ctx.Err()) {
-		return errClosedWaiting
+	res, err = cm.be.Apply(cm.ctx, now, ws)
+	switch {
+	case err != nil && cm.ctx.Err() != nil && errors.Is(err, cm.ctx.Err()):
+		return nil, errClosedWaiting
+	case err != nil:
+		return nil, err
+	case len(res) != len(ws):
+		return nil, fmt.Errorf("opstate: storage returned %d results for %d writes", len(res), len(ws))
 	}
-	return err
+	return res, nil
 }
 
 func (r *request) key() storage.Key { return storage.Key{Namespace: r.Namespace, Key: r.Key} }

@@ -424,7 +424,7 @@ func (s *Store) DeleteNamespace(namespace string) error {
 }
 
 // write commits pw through the committer and reports whether it changed
-// a row ([storage.Write.Changed]); op names the call in errors.
+// a row ([storage.Result.Changed]); op names the call in errors.
 func (s *Store) write(pw storage.Write, op string) (bool, error) {
 	r := &request{Write: pw}
 	var err error
@@ -437,7 +437,7 @@ func (s *Store) write(pw storage.Write, op string) (bool, error) {
 	}
 	switch {
 	case err == nil:
-		return r.Changed, nil
+		return r.res.Changed, nil
 	case pw.Key != "":
 		return false, wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
 	default:

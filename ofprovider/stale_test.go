@@ -74,10 +74,11 @@ func (b *flakyBackend) Namespaces(context.Context, int64) ([]storage.NamespaceCo
 }
 
 // Apply does the unconditional writes, which are all these tests make.
-func (b *flakyBackend) Apply(_ context.Context, _ int64, ws []*storage.Write) error {
+func (b *flakyBackend) Apply(_ context.Context, _ int64, ws []storage.Write) ([]storage.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, w := range ws {
+	res := make([]storage.Result, len(ws))
+	for i, w := range ws {
 		k := storage.Key{Namespace: w.Namespace, Key: w.Key}
 		switch w.Kind {
 		case storage.Put:
@@ -85,11 +86,11 @@ func (b *flakyBackend) Apply(_ context.Context, _ int64, ws []*storage.Write) er
 		case storage.Delete:
 			delete(b.rows, k)
 		default:
-			return errors.New("Apply: only Put and Delete in this test backend")
+			return nil, errors.New("Apply: only Put and Delete in this test backend")
 		}
-		w.Changed = true
+		res[i].Changed = true
 	}
-	return nil
+	return res, nil
 }
 
 func (b *flakyBackend) DeleteExpired(context.Context, int64, int) ([]storage.Key, error) {

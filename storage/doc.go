@@ -20,7 +20,7 @@
 // passed to the calls that judge expiry as now. A backend that judges
 // expiry by a clock of its own (PostgreSQL's now(), so that agents with
 // skewed clocks agree) may ignore now, but must then report every expiry
-// it returns, in [Row.ExpiresAt] and [Write.Held], as an instant of the
+// it returns, in [Row.ExpiresAt] and [Result.Held], as an instant of the
 // Store's clock: the Store caches what it returns and compares it with its
 // own clock.
 //

@@ -23,12 +23,11 @@ type Backend interface {
 	Namespaces(ctx context.Context, now int64) ([]NamespaceCount, error)
 
 	// Apply commits ws in one transaction, in order, and returns when the
-	// commit is durable; when it returns an error, nothing of ws is
-	// applied. now is the batch's time: what PutIfAbsent, Swap and
-	// DeleteIf judge expiry by. Apply sets each write's outputs (Changed,
-	// Held, Found) once the batch committed, and clears them when it
-	// fails. A write the backend cannot store (see [ErrInvalidText]) fails
-	// the batch.
+	// commit is durable, with one [Result] per write: results[i] is
+	// ws[i]'s. When it returns an error, results are nil and nothing of ws
+	// is applied. now is the batch's time: what PutIfAbsent, Swap and
+	// DeleteIf judge expiry by. A write the backend cannot store (see
+	// [ErrInvalidText]) fails the batch.
 	//
 	// ctx is the Store's lifetime, which ends at Close. A batch still
 	// waiting then (for a lock another connection or transaction holds)
@@ -37,7 +36,7 @@ type Backend interface {
 	// that nothing of ws is applied, now or later. A batch that commits
 	// regardless returns nil, and one whose fate is unknown (a connection
 	// lost during the commit) must not return ctx's error.
-	Apply(ctx context.Context, now int64, ws []*Write) error
+	Apply(ctx context.Context, now int64, ws []Write) ([]Result, error)
 
 	// DeleteExpired deletes at most limit rows that expired at or before
 	// now, earliest first, in one transaction, and returns their keys.
@@ -153,18 +152,20 @@ const (
 // because its condition fails: PutIfAbsent, Swap and DeleteIf.
 func (k WriteKind) Conditional() bool { return k >= PutIfAbsent }
 
-// Write is one write of a batch given to [Backend.Apply]. Apply reads its
-// first fields and sets the last ones.
+// Write is one write of a batch given to [Backend.Apply].
 type Write struct {
 	Kind                  WriteKind
 	Namespace, Key, Value string
 	Old                   string // Swap, DeleteIf: the value the key must hold
 	ExpiresAt             int64  // Put, PutIfAbsent, Swap: Unix milliseconds of the Store's clock; 0 means never
+}
 
-	// Changed is set by Apply once the batch committed: the write changed
-	// a row (every Put does; a Delete of a missing key, a DeleteNamespace of
-	// an empty namespace, and a conditional write whose condition failed
-	// do not).
+// Result is what one [Write] of a committed batch did, as [Backend.Apply]
+// returns it.
+type Result struct {
+	// Changed reports that the write changed a row (every Put does; a
+	// Delete of a missing key, a DeleteNamespace of an empty namespace,
+	// and a conditional write whose condition failed do not).
 	Changed bool
 	// Held is the key's row, and Found whether it exists, right after a
 	// conditional write that changed nothing, read in the same transaction:

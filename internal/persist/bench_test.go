@@ -41,11 +41,11 @@ func BenchmarkApply(b *testing.B) {
 							dropChangeLog(b, path)
 						}
 						ctx := context.Background()
-						var fill []*persist.Write
+						var fill []persist.Write
 						for i := range keys {
-							fill = append(fill, &persist.Write{Kind: persist.Put, Namespace: "flags", Key: key(i), Value: fmt.Sprintf("value-%026d", i)})
+							fill = append(fill, persist.Write{Kind: persist.Put, Namespace: "flags", Key: key(i), Value: fmt.Sprintf("value-%026d", i)})
 							if len(fill) == 256 || i == keys-1 {
-								if err := db.Apply(ctx, t0, fill); err != nil {
+								if _, err := db.Apply(ctx, t0, fill); err != nil {
 									b.Fatal(err)
 								}
 								fill = fill[:0]
@@ -54,21 +54,21 @@ func BenchmarkApply(b *testing.B) {
 						// The keys and values of the timed writes, built before
 						// timing: key j of the sequence is scattered (a stride
 						// coprime with keys) or follows j-1.
-						seq := make([]*persist.Write, 4*keys)
+						seq := make([]persist.Write, 4*keys)
 						for j := range seq {
 							k := j % keys
 							if layout == "scattered" {
 								k = j * 7919 % keys
 							}
-							seq[j] = &persist.Write{Kind: persist.Put, Namespace: "flags", Key: key(k), Value: fmt.Sprintf("other-%026d", j)}
+							seq[j] = persist.Write{Kind: persist.Put, Namespace: "flags", Key: key(k), Value: fmt.Sprintf("other-%026d", j)}
 						}
-						batch := make([]*persist.Write, rows)
+						batch := make([]persist.Write, rows)
 						b.ResetTimer()
 						for j := 0; j < b.N; j += rows {
 							for r := range batch {
 								batch[r] = seq[(j+r)%len(seq)]
 							}
-							if err := db.Apply(ctx, t0, batch); err != nil {
+							if _, err := db.Apply(ctx, t0, batch); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -116,12 +116,12 @@ func BenchmarkChanges(b *testing.B) {
 			}
 			defer other.Close()
 			ctx := context.Background()
-			w := &persist.Write{Kind: persist.Put, Namespace: "flags", Key: "k", Value: "v"}
+			w := persist.Write{Kind: persist.Put, Namespace: "flags", Key: "k", Value: "v"}
 			for i := 0; b.Loop(); i++ {
 				b.StopTimer()
 				switch mode {
 				case "own":
-					err = db.Apply(ctx, t0, []*persist.Write{w})
+					_, err = db.Apply(ctx, t0, []persist.Write{w})
 				case "foreign":
 					_, err = other.Exec(`INSERT OR REPLACE INTO operational_state VALUES ('flags', ?, 'v', '2026-01-01T00:00:00.000Z', NULL)`, fmt.Sprint(i%100))
 				}

@@ -56,9 +56,9 @@ func TestChangesOwnWritesUnreported(t *testing.T) {
 	db := mustOpen(t, "")
 	apply(t, db, t0, putW("ns", "a", "1", 0))
 	apply(t, db, t0, putW("ns", "b", "1", 0), putW("ns", "a", "2", 0), deleteW("ns", "b"))
-	apply(t, db, t0, &persist.Write{Kind: persist.PutIfAbsent, Namespace: "ns", Key: "c", Value: "1"})
-	apply(t, db, t0, &persist.Write{Kind: persist.Swap, Namespace: "ns", Key: "c", Old: "1", Value: "2"})
-	apply(t, db, t0, &persist.Write{Kind: persist.DeleteIf, Namespace: "ns", Key: "c", Old: "2"})
+	apply(t, db, t0, persist.Write{Kind: persist.PutIfAbsent, Namespace: "ns", Key: "c", Value: "1"})
+	apply(t, db, t0, persist.Write{Kind: persist.Swap, Namespace: "ns", Key: "c", Old: "1", Value: "2"})
+	apply(t, db, t0, persist.Write{Kind: persist.DeleteIf, Namespace: "ns", Key: "c", Old: "2"})
 	apply(t, db, t0, putW("ns", "e", "1", t0+1))
 	sweep(t, db, t0+1, 10)
 	apply(t, db, t0, deleteNamespaceW("ns"))
@@ -132,7 +132,7 @@ func TestChangesForeign(t *testing.T) {
 func TestChangesNamespaceWide(t *testing.T) {
 	db := mustOpen(t, "")
 	other := mustOpen(t, db.Path())
-	var ws []*persist.Write
+	var ws []persist.Write
 	for i := range persist.SpaceThreshold + 1 {
 		ws = append(ws, putW("wide", fmt.Sprint(i), "v", 0))
 	}
@@ -204,7 +204,7 @@ func TestChangesModel(t *testing.T) {
 				target = other
 			}
 			k := keySet[rng.IntN(len(keySet))]
-			var w *persist.Write
+			var w persist.Write
 			switch rng.IntN(4) {
 			case 0:
 				w = deleteW("ns", k)
@@ -212,12 +212,11 @@ func TestChangesModel(t *testing.T) {
 					w = putW("ns", k, "v", 0)
 				}
 			case 1:
-				w = &persist.Write{Kind: persist.PutIfAbsent, Namespace: "ns", Key: k, Value: "v"}
+				w = persist.Write{Kind: persist.PutIfAbsent, Namespace: "ns", Key: k, Value: "v"}
 			default:
 				w = putW("ns", k, fmt.Sprint(step), 0)
 			}
-			apply(t, target, t0, w)
-			if w.Changed {
+			if apply(t, target, t0, w)[0].Changed {
 				exists[k] = w.Kind != persist.Delete
 				if !mine {
 					changed[k] = true
@@ -244,7 +243,7 @@ func TestChangesOwnRecordBounded(t *testing.T) {
 	db := mustOpen(t, "")
 	other := mustOpen(t, db.Path())
 	write := func(n int) {
-		var ws []*persist.Write
+		var ws []persist.Write
 		for i := range n {
 			ws = append(ws, putW("ns", fmt.Sprint(i), "v", 0))
 			if len(ws) == 256 || i == n-1 {

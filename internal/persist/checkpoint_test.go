@@ -42,7 +42,7 @@ func TestLogged(t *testing.T) {
 		}},
 		{"batches", func(t *testing.T, db *persist.DB) {
 			for b := range 20 {
-				var ws []*persist.Write
+				var ws []persist.Write
 				for i := range 30 {
 					ws = append(ws, putW("ns", key(b*30+i), "v", t0+int64(i)*ms))
 				}
@@ -120,7 +120,7 @@ func TestCheckpointUnderWrites(t *testing.T) {
 				return
 			default:
 			}
-			if err := db.Apply(t.Context(), t0, []*persist.Write{putW("ns", fmt.Sprintf("k%07d", i), value, 0)}); err != nil {
+			if _, err := db.Apply(t.Context(), t0, []persist.Write{putW("ns", fmt.Sprintf("k%07d", i), value, 0)}); err != nil {
 				t.Error(err)
 				return
 			}

@@ -62,7 +62,7 @@ func TestSizeCheckBesideJournal(t *testing.T) {
 	db, err = persist.Open(path, persist.Options{})
 	if err == nil {
 		// What a Store would do next: write.
-		werr := db.Apply(t.Context(), t0, []*persist.Write{putW("other", "k", "v", 0)})
+		_, werr := db.Apply(t.Context(), t0, []persist.Write{putW("other", "k", "v", 0)})
 		db.Close()
 		t.Errorf("Open(file of %d pages whose header says %d, beside a PERSIST -journal) succeeded (then a write: %v); want ErrCorrupt", pages, pages/2, werr)
 	} else if !errors.Is(err, persist.ErrCorrupt) {

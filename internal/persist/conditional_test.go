@@ -60,13 +60,13 @@ func TestConditional(t *testing.T) {
 				}
 				w := tt.w
 				w.Namespace, w.Key = "ns", "k"
-				ws := []*persist.Write{&w}
+				ws := []persist.Write{w}
 				if batched {
 					ws = append(ws, putW("ns", "other", "x", 0))
 				}
-				apply(t, db, now, ws...)
-				if w.Changed != tt.changed {
-					t.Errorf("Changed = %v; want %v", w.Changed, tt.changed)
+				r := apply(t, db, now, ws...)[0]
+				if r.Changed != tt.changed {
+					t.Errorf("Changed = %v; want %v", r.Changed, tt.changed)
 				}
 				var want *persist.Row
 				if tt.after.exists {
@@ -75,10 +75,10 @@ func TestConditional(t *testing.T) {
 				checkGet(t, db, "ns", "k", want)
 				// A write that changed nothing reports what it found.
 				if !tt.changed {
-					if w.Found != tt.before.exists || (w.Found && w.Held != (persist.Row{Value: tt.before.value, ExpiresAt: tt.before.exp})) {
-						t.Errorf("Found, Held = %v, %+v; want %v, the row before", w.Found, w.Held, w.Found)
+					if r.Found != tt.before.exists || (r.Found && r.Held != (persist.Row{Value: tt.before.value, ExpiresAt: tt.before.exp})) {
+						t.Errorf("Found, Held = %v, %+v; want %v, the row before", r.Found, r.Held, tt.before.exists)
 					}
-				} else if w.Found {
+				} else if r.Found {
 					t.Errorf("Found = true after a write that changed its row")
 				}
 			})
@@ -95,9 +95,8 @@ func TestConditionalForeignTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ key, old string }{{"n", "42"}, {"b", "hi"}} {
-		w := &persist.Write{Kind: persist.Swap, Namespace: "ns", Key: c.key, Old: c.old, Value: "new"}
-		apply(t, db, t0, w)
-		if !w.Changed {
+		w := persist.Write{Kind: persist.Swap, Namespace: "ns", Key: c.key, Old: c.old, Value: "new"}
+		if !apply(t, db, t0, w)[0].Changed {
 			t.Errorf("Swap(%q, old %q) of a hand-written value changed nothing", c.key, c.old)
 		}
 	}

@@ -43,7 +43,8 @@ func lockShm(t *testing.T, fd int, typ int16) {
 
 // put writes key k, as one batch.
 func put(db *persist.DB, k string) error {
-	return db.Apply(context.Background(), t0, []*persist.Write{putW("ns", k, k, 0)})
+	_, err := db.Apply(context.Background(), t0, []persist.Write{putW("ns", k, k, 0)})
+	return err
 }
 
 // waitRefused writes until a write fails, for 5s at most, and checks that

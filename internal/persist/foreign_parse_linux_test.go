@@ -51,7 +51,7 @@ func BenchmarkForeignCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Apply(b.Context(), 0, []*Write{{Kind: Put, Namespace: "ns", Key: "k", Value: "v"}}); err != nil {
+	if _, err := db.Apply(b.Context(), 0, []Write{{Kind: Put, Namespace: "ns", Key: "k", Value: "v"}}); err != nil {
 		b.Fatal(err)
 	}
 	sc := db.guard.sc

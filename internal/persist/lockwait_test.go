@@ -211,17 +211,22 @@ func TestWaitLockCanceled(t *testing.T) {
 // and, once the lock is released, the file must hold nothing of it. With
 // a short BusyTimeout, the same writes fail with ErrBusy, as before.
 func TestLockWaitEndsWithContext(t *testing.T) {
-	put := func(k string) *Write { return &Write{Kind: Put, Namespace: "ns", Key: k, Value: "new"} }
+	put := func(k string) Write { return Write{Kind: Put, Namespace: "ns", Key: k, Value: "new"} }
 	writes := []struct {
 		name string
 		run  func(ctx context.Context, db *DB) error
 	}{
-		{"Apply of one Put", func(ctx context.Context, db *DB) error { return db.Apply(ctx, lockNow, []*Write{put("k")}) }},
+		{"Apply of one Put", func(ctx context.Context, db *DB) error {
+			_, err := db.Apply(ctx, lockNow, []Write{put("k")})
+			return err
+		}},
 		{"Apply of a batch", func(ctx context.Context, db *DB) error {
-			return db.Apply(ctx, lockNow, []*Write{put("k"), put("fresh"), {Kind: Delete, Namespace: "ns", Key: "other"}})
+			_, err := db.Apply(ctx, lockNow, []Write{put("k"), put("fresh"), {Kind: Delete, Namespace: "ns", Key: "other"}})
+			return err
 		}},
 		{"Apply of a conditional write", func(ctx context.Context, db *DB) error {
-			return db.Apply(ctx, lockNow, []*Write{{Kind: Swap, Namespace: "ns", Key: "k", Old: "old", Value: "new"}})
+			_, err := db.Apply(ctx, lockNow, []Write{{Kind: Swap, Namespace: "ns", Key: "k", Old: "old", Value: "new"}})
+			return err
 		}},
 		{"DeleteExpired", func(ctx context.Context, db *DB) error {
 			_, err := db.DeleteExpired(ctx, lockNow+3600_000, 10)
@@ -289,7 +294,7 @@ func lockedDB(t *testing.T, path string, busy time.Duration) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	err = db.Apply(context.Background(), lockNow, []*Write{
+	_, err = db.Apply(context.Background(), lockNow, []Write{
 		{Kind: Put, Namespace: "ns", Key: "k", Value: "old"},
 		{Kind: Put, Namespace: "ns", Key: "other", Value: "o"},
 		{Kind: Put, Namespace: "ns", Key: "expired", Value: "e", ExpiresAt: lockNow + 1},
@@ -338,11 +343,11 @@ func TestApplyErrorMeansNotApplied(t *testing.T) {
 	for i := range batches {
 		ctx, cancel := context.WithCancel(context.Background())
 		stop := time.AfterFunc(time.Duration(rng.IntN(60))*time.Microsecond, cancel)
-		var ws []*Write
+		var ws []Write
 		for j := range 1 + i%3 { // batches of one write and of several
-			ws = append(ws, &Write{Kind: Put, Namespace: "ns", Key: fmt.Sprintf("%d-%d", i, j), Value: "v"})
+			ws = append(ws, Write{Kind: Put, Namespace: "ns", Key: fmt.Sprintf("%d-%d", i, j), Value: "v"})
 		}
-		err := db.Apply(ctx, lockNow, ws)
+		_, err := db.Apply(ctx, lockNow, ws)
 		stop.Stop()
 		cancel()
 		ok[i] = err == nil

@@ -84,8 +84,8 @@ func TestMemoryOpen(t *testing.T) {
 	if got, want := sweep(t, db, t0, 10), []persist.Key{{Namespace: "ns", Key: "old"}}; !slices.Equal(got, want) {
 		t.Errorf("DeleteExpired() = %v; want %v", got, want)
 	}
-	bad := &persist.Write{Kind: persist.WriteKind(200), Namespace: "ns", Key: "a"}
-	if err := db.Apply(t.Context(), t0, []*persist.Write{deleteW("ns", "a"), putW("ns", "new", "v", 0), bad}); err == nil {
+	bad := persist.Write{Kind: persist.WriteKind(200), Namespace: "ns", Key: "a"}
+	if _, err := db.Apply(t.Context(), t0, []persist.Write{deleteW("ns", "a"), putW("ns", "new", "v", 0), bad}); err == nil {
 		t.Errorf("Apply(a batch ending in an unknown write kind) = nil; want an error")
 	}
 	if got, want := list(t, db, "ns", t0), map[string]string{"a": "1"}; !maps.Equal(got, want) {
@@ -169,7 +169,7 @@ func checkpointWorkload(t *testing.T, db *persist.DB) {
 	t.Helper()
 	v := strings.Repeat("v", 3900) // a page each
 	for i := range (persist.CheckpointFrames + 200) / 12 {
-		var ws []*persist.Write
+		var ws []persist.Write
 		for j := range 12 {
 			ws = append(ws, putW("ns", fmt.Sprint(i, "/", j), v, 0))
 		}
@@ -222,8 +222,8 @@ func TestMemoryConcurrent(t *testing.T) {
 		wg.Go(func() {
 			key := fmt.Sprint("w", w)
 			for i := 1; i <= rounds; i++ {
-				ws := []*persist.Write{putW("ns", key, strconv.Itoa(i), 0), putW("ttl", fmt.Sprint(key, "/", i), "x", t0-ms)}
-				if err := db.Apply(t.Context(), t0, ws); err != nil {
+				ws := []persist.Write{putW("ns", key, strconv.Itoa(i), 0), putW("ttl", fmt.Sprint(key, "/", i), "x", t0-ms)}
+				if _, err := db.Apply(t.Context(), t0, ws); err != nil {
 					t.Errorf("Apply = %v", err)
 					return
 				}

@@ -67,30 +67,36 @@ type row struct {
 	exp            int64 // Unix nanoseconds; 0 for none
 }
 
-// apply runs ws as one batch at now, failing the test on error.
-func apply(t *testing.T, db *persist.DB, now int64, ws ...*persist.Write) {
+// apply runs ws as one batch at now, failing the test on error, and
+// returns what each write did.
+func apply(t *testing.T, db *persist.DB, now int64, ws ...persist.Write) []persist.Result {
 	t.Helper()
-	if err := db.Apply(t.Context(), now, ws); err != nil {
+	res, err := db.Apply(t.Context(), now, ws)
+	if err != nil {
 		t.Fatalf("Apply(%d writes) = %v", len(ws), err)
 	}
+	if len(res) != len(ws) {
+		t.Fatalf("Apply(%d writes) returned %d results", len(ws), len(res))
+	}
+	return res
 }
 
-func putW(ns, key, value string, exp int64) *persist.Write {
-	return &persist.Write{Kind: persist.Put, Namespace: ns, Key: key, Value: value, ExpiresAt: exp}
+func putW(ns, key, value string, exp int64) persist.Write {
+	return persist.Write{Kind: persist.Put, Namespace: ns, Key: key, Value: value, ExpiresAt: exp}
 }
 
-func deleteW(ns, key string) *persist.Write {
-	return &persist.Write{Kind: persist.Delete, Namespace: ns, Key: key}
+func deleteW(ns, key string) persist.Write {
+	return persist.Write{Kind: persist.Delete, Namespace: ns, Key: key}
 }
 
-func deleteNamespaceW(ns string) *persist.Write {
-	return &persist.Write{Kind: persist.DeleteNamespace, Namespace: ns}
+func deleteNamespaceW(ns string) persist.Write {
+	return persist.Write{Kind: persist.DeleteNamespace, Namespace: ns}
 }
 
 // write puts rows in one batch, updated at t0.
 func write(t *testing.T, db *persist.DB, rows ...row) {
 	t.Helper()
-	var ws []*persist.Write
+	var ws []persist.Write
 	for _, r := range rows {
 		ws = append(ws, putW(r.ns, r.key, r.value, r.exp))
 	}
@@ -425,15 +431,15 @@ func TestDeleteNamespace(t *testing.T) {
 func TestApplyOrder(t *testing.T) {
 	tests := []struct {
 		name string
-		ws   []*persist.Write
+		ws   []persist.Write
 		want map[string]string // List("ns") afterwards
 	}{
 		{"empty batch", nil, map[string]string{"seed": "s"}},
-		{"last Put wins", []*persist.Write{putW("ns", "k", "v1", 0), putW("ns", "k", "v2", 0)}, map[string]string{"seed": "s", "k": "v2"}},
-		{"Put Delete Put", []*persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k"), putW("ns", "k", "v2", 0)}, map[string]string{"seed": "s", "k": "v2"}},
-		{"Put then Delete", []*persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k")}, map[string]string{"seed": "s"}},
-		{"Put DeleteNamespace Put", []*persist.Write{putW("ns", "a", "1", 0), deleteNamespaceW("ns"), putW("ns", "b", "2", 0)}, map[string]string{"b": "2"}},
-		{"Put expired then fresh", []*persist.Write{putW("ns", "k", "old", t0-ms), putW("ns", "k", "new", 0)}, map[string]string{"seed": "s", "k": "new"}},
+		{"last Put wins", []persist.Write{putW("ns", "k", "v1", 0), putW("ns", "k", "v2", 0)}, map[string]string{"seed": "s", "k": "v2"}},
+		{"Put Delete Put", []persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k"), putW("ns", "k", "v2", 0)}, map[string]string{"seed": "s", "k": "v2"}},
+		{"Put then Delete", []persist.Write{putW("ns", "k", "v1", 0), deleteW("ns", "k")}, map[string]string{"seed": "s"}},
+		{"Put DeleteNamespace Put", []persist.Write{putW("ns", "a", "1", 0), deleteNamespaceW("ns"), putW("ns", "b", "2", 0)}, map[string]string{"b": "2"}},
+		{"Put expired then fresh", []persist.Write{putW("ns", "k", "old", t0-ms), putW("ns", "k", "new", 0)}, map[string]string{"seed": "s", "k": "new"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -464,7 +470,7 @@ func TestApplyModel(t *testing.T) {
 	usedExp := make(map[int64]bool)
 	for batch := range 60 {
 		now := t0 + int64(batch)*time.Second.Milliseconds()
-		var ws []*persist.Write
+		var ws []persist.Write
 		for range rng.IntN(80) {
 			k := persist.Key{Namespace: spaces[rng.IntN(len(spaces))], Key: fmt.Sprint("k", rng.IntN(40))}
 			switch r := rng.IntN(100); {
@@ -545,21 +551,21 @@ func TestApplyAtomic(t *testing.T) {
 	db := mustOpen(t, "")
 	write(t, db, row{"ns", "kept", "v", 0}, row{"ns", "expired", "v", t0 - ms})
 
-	var puts []*persist.Write
+	var puts []persist.Write
 	for i := range 70 {
 		puts = append(puts, putW("ns", fmt.Sprint("new", i), "v", 0))
 	}
-	bad := &persist.Write{Kind: persist.WriteKind(200), Namespace: "ns", Key: "kept"}
+	bad := persist.Write{Kind: persist.WriteKind(200), Namespace: "ns", Key: "kept"}
 	tests := []struct {
 		name string
-		ws   []*persist.Write
+		ws   []persist.Write
 	}{
-		{"bad write alone", []*persist.Write{bad}},
+		{"bad write alone", []persist.Write{bad}},
 		{"bad write last", append(slices.Clone(puts), deleteW("ns", "kept"), deleteNamespaceW("ns"), bad)},
-		{"bad write first", append([]*persist.Write{bad}, puts...)},
+		{"bad write first", append([]persist.Write{bad}, puts...)},
 	}
 	for _, tt := range tests {
-		if err := db.Apply(t.Context(), t0, tt.ws); err == nil {
+		if _, err := db.Apply(t.Context(), t0, tt.ws); err == nil {
 			t.Errorf("%s: Apply = nil; want an error for an unknown write kind", tt.name)
 		}
 		if want := map[string]string{"kept": "v"}; !maps.Equal(list(t, db, "ns", t0), want) {
@@ -575,7 +581,7 @@ func TestApplyAtomic(t *testing.T) {
 	// A batch on a cancelled context either applies whole or not at all.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err := db.Apply(ctx, t0, []*persist.Write{deleteW("ns", "kept"), putW("ns", "cancelled", "v", 0)})
+	_, err := db.Apply(ctx, t0, []persist.Write{deleteW("ns", "kept"), putW("ns", "cancelled", "v", 0)})
 	_, kept, _ := db.Get(t.Context(), "ns", "kept")
 	_, put, _ := db.Get(t.Context(), "ns", "cancelled")
 	if applied := !kept && put; (err == nil) != applied || (err != nil && (!kept || put)) {
@@ -627,11 +633,11 @@ func TestBusy(t *testing.T) {
 	if _, err := conn.ExecContext(t.Context(), `BEGIN IMMEDIATE`); err != nil {
 		t.Fatal(err)
 	}
-	for _, ws := range [][]*persist.Write{
+	for _, ws := range [][]persist.Write{
 		{putW("ns", "k", "v", 0)},
 		{putW("ns", "k", "v", 0), deleteW("ns", "other")},
 	} {
-		if err := db.Apply(t.Context(), t0, ws); !errors.Is(err, persist.ErrBusy) {
+		if _, err := db.Apply(t.Context(), t0, ws); !errors.Is(err, persist.ErrBusy) {
 			t.Errorf("Apply(%d writes) while another connection writes = %v; want ErrBusy", len(ws), err)
 		}
 	}

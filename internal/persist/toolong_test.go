@@ -33,12 +33,12 @@ func TestTooLongWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, w := range []*persist.Write{
+	for _, w := range []persist.Write{
 		{Kind: persist.Put, Namespace: "ns", Key: "long value", Value: strings.Repeat("v", limit+1)},
 		{Kind: persist.Put, Namespace: "ns", Key: "long row", Value: strings.Repeat("v", limit-20)},
 		{Kind: persist.Put, Namespace: "ns", Key: strings.Repeat("k", limit+1), Value: "v"},
 	} {
-		err := db.Apply(ctx, t0, []*persist.Write{w})
+		_, err := db.Apply(ctx, t0, []persist.Write{w})
 		if want := fmt.Sprintf("at most %d bytes in a row", persist.MaxLength); err == nil || !strings.Contains(err.Error(), want) ||
 			!strings.Contains(err.Error(), "too big") {
 			t.Errorf("Apply(a %d-byte key, a %d-byte value) = %v; want SQLite's too big, saying %q", len(w.Key), len(w.Value), err, want)
@@ -47,8 +47,8 @@ func TestTooLongWrite(t *testing.T) {
 			t.Errorf("Get(%.20q) after the refused write = %v, %v; want absent", w.Key, ok, err)
 		}
 	}
-	fits := &persist.Write{Kind: persist.Put, Namespace: "ns", Key: "k", Value: strings.Repeat("v", limit/2)}
-	if err := db.Apply(ctx, t0, []*persist.Write{fits}); err != nil {
+	fits := persist.Write{Kind: persist.Put, Namespace: "ns", Key: "k", Value: strings.Repeat("v", limit/2)}
+	if _, err := db.Apply(ctx, t0, []persist.Write{fits}); err != nil {
 		t.Errorf("Apply(a value of %d bytes) = %v; want nil", len(fits.Value), err)
 	}
 }

@@ -18,9 +18,10 @@ import (
 type (
 	// WriteKind says what a [Write] does.
 	WriteKind = storage.WriteKind
-	// Write is one write of a batch given to [DB.Apply]. Apply reads its
-	// first fields and sets the last ones.
+	// Write is one write of a batch given to [DB.Apply].
 	Write = storage.Write
+	// Result is what one Write of a committed batch did.
+	Result = storage.Result
 	// Key names one row.
 	Key = storage.Key
 )
@@ -75,7 +76,8 @@ type writeConn struct {
 }
 
 // Apply runs ws in one transaction, in order, and returns when it has
-// committed; if anything fails, nothing of ws is applied. A batch of one
+// committed, with what each write did (results[i] is ws[i]'s); if anything
+// fails, it returns nil results and nothing of ws is applied. A batch of one
 // write runs as a single autocommit statement. Consecutive Puts share
 // multi-row statements. now (Unix milliseconds) is the updated_at of every
 // Put. While the last pass of a [DB.Checkpoint] holds writes off, Apply
@@ -91,13 +93,11 @@ type writeConn struct {
 // [ErrForeignSQLite]), Apply fails with that error and writes nothing. A
 // transaction during which one opened or closed the file fails with it
 // too, though it committed: that library may lose it.
-func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
+func (db *DB) Apply(ctx context.Context, now int64, ws []Write) ([]Result, error) {
 	if err := db.guard.beforeWrite(); err != nil {
-		for _, w := range ws {
-			w.Changed, w.Held, w.Found = false, Row{}, false
-		}
-		return err
+		return nil, err
 	}
+	res := make([]Result, len(ws))
 	db.waitCheckpoint()
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
@@ -107,9 +107,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 			return err
 		}
 		defer wc.loggedLocked(db)
-		for _, w := range ws {
-			w.Changed, w.Held, w.Found = false, Row{}, false
-		}
+		clear(res)
 		wc.changed = wc.changed[:0]
 		// Statements run on a context that does not end: ctx ends only
 		// the waits for locks (lockwait.go).
@@ -117,7 +115,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		// A conditional write that changes nothing reads the row it
 		// found in the same transaction: it needs one even alone.
 		if len(ws) == 1 && !ws[0].Kind.Conditional() {
-			if err := db.waitLock(ctx, func() error { return wc.run(bg, now, ws) }); err != nil {
+			if err := db.waitLock(ctx, func() error { return wc.run(bg, now, ws, res) }); err != nil {
 				return err
 			}
 			db.ownLocked(wc.changed)
@@ -126,7 +124,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		if err := db.waitLock(ctx, func() error { _, err := wc.exec(bg, wc.begin); return err }); err != nil {
 			return err
 		}
-		if err := wc.run(bg, now, ws); err != nil {
+		if err := wc.run(bg, now, ws, res); err != nil {
 			wc.exec(bg, wc.rollback)
 			return err
 		}
@@ -143,11 +141,9 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*Write) error {
 		err = db.guard.afterCommit()
 	}
 	if err != nil {
-		for _, w := range ws {
-			w.Changed, w.Held, w.Found = false, Row{}, false
-		}
+		return nil, db.classify(err)
 	}
-	return db.classify(err)
+	return res, nil
 }
 
 // DeleteExpired deletes at most limit rows whose expiry is at or before now
@@ -313,11 +309,11 @@ func (wc *writeConn) putStmt(n int) (driver.Stmt, error) {
 	return wc.puts[n], nil
 }
 
-// run executes ws in order.
-func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
+// run executes ws in order, and sets res[i] to what ws[i] did.
+func (wc *writeConn) run(ctx context.Context, now int64, ws []Write, res []Result) error {
 	stamp := formatTime(now)
 	for i := 0; i < len(ws); {
-		w := ws[i]
+		w, r := &ws[i], &res[i]
 		var err error
 		switch w.Kind {
 		case Put:
@@ -325,7 +321,7 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
 			for n < maxPutRows && i+n < len(ws) && ws[i+n].Kind == Put {
 				n++
 			}
-			err = wc.put(ctx, stamp, ws[i:i+n])
+			err = wc.put(ctx, stamp, ws[i:i+n], res[i:i+n])
 			i += n
 			if err != nil {
 				return err
@@ -334,14 +330,14 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
 		case Delete:
 			var n int64
 			n, err = wc.exec(ctx, wc.del, w.Namespace, w.Key)
-			wc.note(w, n > 0)
+			wc.note(w, r, n > 0)
 		case DeleteNamespace:
 			var keys []Key
 			keys, err = wc.keys(ctx, wc.delNS, w.Namespace)
 			wc.changed = append(wc.changed, keys...)
-			w.Changed = len(keys) > 0
+			r.Changed = len(keys) > 0
 		case PutIfAbsent, Swap, DeleteIf:
-			err = wc.conditional(ctx, stamp, w)
+			err = wc.conditional(ctx, stamp, w, r)
 		default:
 			err = fmt.Errorf("opstate: unknown write kind %d", w.Kind)
 		}
@@ -354,13 +350,14 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []*Write) error {
 }
 
 // put upserts the rows of puts, all of kind Put, in one statement.
-func (wc *writeConn) put(ctx context.Context, stamp string, puts []*Write) error {
+func (wc *writeConn) put(ctx context.Context, stamp string, puts []Write, res []Result) error {
 	st, err := wc.putStmt(len(puts))
 	if err != nil {
 		return err
 	}
 	args := wc.args[:0]
-	for _, w := range puts {
+	for i := range puts {
+		w := &puts[i]
 		var exp driver.Value
 		if w.ExpiresAt != 0 {
 			exp = formatTime(w.ExpiresAt)
@@ -377,16 +374,16 @@ func (wc *writeConn) put(ctx context.Context, stamp string, puts []*Write) error
 	_, err = st.(driver.StmtExecContext).ExecContext(ctx, args)
 	clear(args) // drop references to the values
 	if err == nil {
-		for _, w := range puts {
-			wc.note(w, true) // an upsert always changes its row
+		for i := range puts {
+			wc.note(&puts[i], &res[i], true) // an upsert always changes its row
 		}
 	}
 	return err
 }
 
-// note records whether w changed its row.
-func (wc *writeConn) note(w *Write, changed bool) {
-	w.Changed = changed
+// note records in r whether w changed its row.
+func (wc *writeConn) note(w *Write, r *Result, changed bool) {
+	r.Changed = changed
 	if changed {
 		wc.changed = append(wc.changed, Key{Namespace: w.Namespace, Key: w.Key})
 	}
@@ -394,8 +391,8 @@ func (wc *writeConn) note(w *Write, changed bool) {
 
 // conditional runs w, a conditional write, in one statement whose count of
 // changed rows is the answer; a write that changes nothing reads the row it
-// found into w.Held.
-func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write) error {
+// found into r.Held.
+func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write, r *Result) error {
 	var exp driver.Value
 	if w.ExpiresAt != 0 {
 		exp = formatTime(w.ExpiresAt)
@@ -413,7 +410,7 @@ func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write) er
 	if err != nil {
 		return err
 	}
-	wc.note(w, n > 0)
+	wc.note(w, r, n > 0)
 	if n > 0 {
 		return nil
 	}
@@ -429,10 +426,10 @@ func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write) er
 	case err != nil:
 		return err
 	}
-	w.Found = true
-	w.Held.Value = text(dest[0])
+	r.Found = true
+	r.Held.Value = text(dest[0])
 	if ms, ok := dest[1].(int64); ok {
-		w.Held.ExpiresAt = parseExpiry(sql.NullInt64{Int64: ms, Valid: true})
+		r.Held.ExpiresAt = parseExpiry(sql.NullInt64{Int64: ms, Valid: true})
 	}
 	return nil
 }

@@ -26,9 +26,9 @@ func TestBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := localNow()
-	for _, w := range []*storage.Write{putW("ns", "k", "new", 0, now), {Kind: storage.Swap, Namespace: "ns", Key: "k", Old: "v", Value: "x"}} {
+	for _, w := range []storage.Write{putW("ns", "k", "new", 0, now), {Kind: storage.Swap, Namespace: "ns", Key: "k", Old: "v", Value: "x"}} {
 		start := time.Now()
-		err := db.Apply(ctx, now, []*storage.Write{w})
+		_, err := db.Apply(ctx, now, []storage.Write{w})
 		if !errors.Is(err, storage.ErrBusy) {
 			t.Errorf("Apply(kind %d) on a locked row = %v; want ErrBusy", w.Kind, err)
 		}
@@ -65,7 +65,8 @@ func TestDeadlockBusy(t *testing.T) {
 	now := localNow()
 	done := make(chan error, 1)
 	go func() {
-		done <- db.Apply(ctx, now, []*storage.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)})
+		_, err := db.Apply(ctx, now, []storage.Write{putW("ns", "b", "batch", 0, now), putW("ns", "a", "batch", 0, now)})
+		done <- err
 	}()
 	// Wait until the batch waits for a.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {

@@ -46,7 +46,8 @@ func TestApplyCanceledVerdict(t *testing.T) {
 		value := fmt.Sprint("r", i)
 		done := make(chan error, 1)
 		go func() {
-			done <- db.Apply(actx, localNow(), []*storage.Write{putW("ns", "k", value, 0, localNow())})
+			_, err := db.Apply(actx, localNow(), []storage.Write{putW("ns", "k", value, 0, localNow())})
+			done <- err
 		}()
 		waitSessions(t, raw, app, "AND wait_event_type = 'Lock'", func(n int) bool { return n > 0 })
 		// Rollback and cancel, 0 to 2 ms apart, in either order.

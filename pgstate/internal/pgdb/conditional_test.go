@@ -74,26 +74,26 @@ func TestConditional(t *testing.T) {
 				if tt.ttl != 0 {
 					w.ExpiresAt = now + tt.ttl.Milliseconds()
 				}
-				ws := []*storage.Write{&w}
+				ws := []storage.Write{w}
 				if batched {
 					ws = append(ws, putW(ns, "other", "x", 0, now))
 				}
-				apply(t, db, now, ws...)
-				if w.Changed != tt.changed {
-					t.Errorf("Changed = %v; want %v", w.Changed, tt.changed)
+				r := apply(t, db, now, ws...)[0]
+				if r.Changed != tt.changed {
+					t.Errorf("Changed = %v; want %v", r.Changed, tt.changed)
 				}
 				checkState(t, raw, ns, "k", tt.after.exists, tt.after.value, tt.after.ttl)
 				// A write that changed nothing reports what it found.
 				switch {
-				case tt.changed && w.Found:
+				case tt.changed && r.Found:
 					t.Errorf("Found = true after a write that changed its row")
-				case !tt.changed && w.Found != tt.before.exists:
-					t.Errorf("Found = %v; want %v", w.Found, tt.before.exists)
-				case !tt.changed && w.Found:
-					if w.Held.Value != tt.before.value {
-						t.Errorf("Held.Value = %q; want %q", w.Held.Value, tt.before.value)
+				case !tt.changed && r.Found != tt.before.exists:
+					t.Errorf("Found = %v; want %v", r.Found, tt.before.exists)
+				case !tt.changed && r.Found:
+					if r.Held.Value != tt.before.value {
+						t.Errorf("Held.Value = %q; want %q", r.Held.Value, tt.before.value)
 					}
-					checkExpiry(t, raw, "Held.ExpiresAt", w.Held.ExpiresAt, tt.before.ttl)
+					checkExpiry(t, raw, "Held.ExpiresAt", r.Held.ExpiresAt, tt.before.ttl)
 				}
 			})
 		}

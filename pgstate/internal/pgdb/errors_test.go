@@ -63,7 +63,7 @@ func TestIndexRowTooBig(t *testing.T) {
 	rand.Read(b)
 	key := hex.EncodeToString(b) // incompressible: 6000 bytes in the index
 	now := localNow()
-	err := db.Apply(context.Background(), now, []*storage.Write{putW("ns", key, "v", 0, now)})
+	_, err := db.Apply(context.Background(), now, []storage.Write{putW("ns", key, "v", 0, now)})
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "54000" {
 		t.Fatalf("Apply of a %d-byte key = %v; want SQLSTATE 54000", len(key), err)

@@ -54,7 +54,7 @@ func TestListen(t *testing.T) {
 		{"hand-insert", func() { rawPut(t, raw, "ns", "b", "v", 0) }, want{keys: []storage.Key{key("ns", "b")}}},
 		{"hand-update", func() { rawExec(t, raw, `UPDATE operational_state SET value = 'w' WHERE key = 'b'`) }, want{keys: []storage.Key{key("ns", "b")}}},
 		{"hand-rename", func() { rawExec(t, raw, `UPDATE operational_state SET key = 'c' WHERE key = 'b'`) }, want{keys: []storage.Key{key("ns", "b"), key("ns", "c")}}},
-		{"delete", func() { apply(t, writer, now, &storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "c"}) }, want{keys: []storage.Key{key("ns", "c")}}},
+		{"delete", func() { apply(t, writer, now, storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "c"}) }, want{keys: []storage.Key{key("ns", "c")}}},
 		{"sweep", func() {
 			rawPut(t, raw, "ns", "dead", "v", -time.Second)
 			drain(t, ctx, l, 1) // the insert
@@ -149,14 +149,14 @@ func TestListenBigStatements(t *testing.T) {
 		do   func()
 	}{
 		{"puts", func() {
-			var ws []*storage.Write
+			var ws []storage.Write
 			for i := range n {
 				ws = append(ws, putW("ns", fmt.Sprintf("key-%04d", i), "v", 0, now))
 			}
 			apply(t, writer, now, ws...)
 		}},
 		{"delete namespace", func() {
-			apply(t, writer, now, &storage.Write{Kind: storage.DeleteNamespace, Namespace: "ns"})
+			apply(t, writer, now, storage.Write{Kind: storage.DeleteNamespace, Namespace: "ns"})
 		}},
 	} {
 		tc.do()
@@ -342,7 +342,7 @@ func TestCallTimeout(t *testing.T) {
 		{"Get", func() error { _, _, err := db.Get(ctx, "ns", "k"); return err }},
 		{"List", func() error { _, err := db.List(ctx, "ns", now); return err }},
 		{"Namespaces", func() error { _, err := db.Namespaces(ctx, now); return err }},
-		{"Apply", func() error { return db.Apply(ctx, now, []*storage.Write{putW("ns", "k", "w", 0, now)}) }},
+		{"Apply", func() error { _, err := db.Apply(ctx, now, []storage.Write{putW("ns", "k", "w", 0, now)}); return err }},
 		{"DeleteExpired", func() error { _, err := db.DeleteExpired(ctx, now, 10); return err }},
 		{"Listen", func() error { _, err := db.Listen(ctx); return err }},
 	}

@@ -18,7 +18,7 @@ func TestConditionalRace(t *testing.T) {
 	db1, dsn, raw := mustOpen(t)
 	db2 := openDSN(t, dsn, pgdbOptions())
 	dbs := []interface {
-		Apply(context.Context, int64, []*storage.Write) error
+		Apply(context.Context, int64, []storage.Write) ([]storage.Result, error)
 	}{db1, db2}
 	ctx := context.Background()
 	const racers, rounds = 8, 40
@@ -28,15 +28,19 @@ func TestConditionalRace(t *testing.T) {
 			if kind == storage.Swap {
 				rawPut(t, raw, "ns", key, "old", 0)
 			}
-			ws := make([]*storage.Write, racers)
+			ws := make([]storage.Write, racers)
 			errs := make([]error, racers)
+			res := make([]storage.Result, racers)
 			var wg sync.WaitGroup
 			start := make(chan struct{})
 			for i := range ws {
-				ws[i] = &storage.Write{Kind: kind, Namespace: "ns", Key: key, Old: "old", Value: fmt.Sprint("g", i)}
+				ws[i] = storage.Write{Kind: kind, Namespace: "ns", Key: key, Old: "old", Value: fmt.Sprint("g", i)}
 				wg.Go(func() {
 					<-start
-					errs[i] = dbs[i%2].Apply(ctx, localNow(), ws[i:i+1])
+					var rs []storage.Result
+					if rs, errs[i] = dbs[i%2].Apply(ctx, localNow(), ws[i:i+1]); errs[i] == nil {
+						res[i] = rs[0]
+					}
 				})
 			}
 			close(start)
@@ -46,7 +50,7 @@ func TestConditionalRace(t *testing.T) {
 				if errs[i] != nil {
 					t.Fatalf("round %s: Apply #%d: %v", key, i, errs[i])
 				}
-				if w.Changed {
+				if res[i].Changed {
 					if winner != "" {
 						t.Errorf("round %s: %s and %s both won", key, winner, w.Value)
 					}
@@ -56,9 +60,9 @@ func TestConditionalRace(t *testing.T) {
 			if winner == "" {
 				t.Fatalf("round %s: nobody won", key)
 			}
-			for _, w := range ws {
-				if !w.Changed && (!w.Found || w.Held.Value != winner) {
-					t.Errorf("round %s: loser %s saw Found %v, Held %q; want the winner's %q", key, w.Value, w.Found, w.Held.Value, winner)
+			for i, w := range ws {
+				if r := res[i]; !r.Changed && (!r.Found || r.Held.Value != winner) {
+					t.Errorf("round %s: loser %s saw Found %v, Held %q; want the winner's %q", key, w.Value, r.Found, r.Held.Value, winner)
 				}
 			}
 			checkState(t, raw, "ns", key, true, winner, 0)

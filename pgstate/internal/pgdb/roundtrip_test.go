@@ -39,8 +39,8 @@ func TestApplyOneRoundTrip(t *testing.T) {
 	db := openDSN(t, dsn, opts)
 	rawPut(t, raw, "ns", "held", "v", 0)
 	now := localNow()
-	batch := func() []*storage.Write {
-		return []*storage.Write{
+	batch := func() []storage.Write {
+		return []storage.Write{
 			putW("ns", "a", "1", 0, now),
 			{Kind: storage.Delete, Namespace: "ns", Key: "b"},
 			{Kind: storage.DeleteNamespace, Namespace: "gone"},
@@ -53,12 +53,12 @@ func TestApplyOneRoundTrip(t *testing.T) {
 	for range 3 {
 		before := writes.Load()
 		ws := batch()
-		apply(t, db, now, ws...)
+		res := apply(t, db, now, ws...)
 		if n := writes.Load() - before; n != 1 {
 			t.Errorf("a batch of %d writes took %d writes to the server; want 1", len(ws), n)
 		}
-		if !ws[3].Found || ws[3].Held.Value != "v" {
-			t.Errorf("PutIfAbsent in the batch: Found %v, Held %+v; want v", ws[3].Found, ws[3].Held)
+		if !res[3].Found || res[3].Held.Value != "v" {
+			t.Errorf("PutIfAbsent in the batch: Found %v, Held %+v; want v", res[3].Found, res[3].Held)
 		}
 	}
 }

@@ -55,15 +55,22 @@ func serverNow(t *testing.T, raw rawPool) int64 {
 	return ms
 }
 
-func apply(t *testing.T, db *pgdb.DB, now int64, ws ...*storage.Write) {
+// apply runs ws as one batch, failing the test on error, and returns
+// what each write did.
+func apply(t *testing.T, db *pgdb.DB, now int64, ws ...storage.Write) []storage.Result {
 	t.Helper()
-	if err := db.Apply(context.Background(), now, ws); err != nil {
+	res, err := db.Apply(context.Background(), now, ws)
+	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	if len(res) != len(ws) {
+		t.Fatalf("Apply(%d writes) returned %d results", len(ws), len(res))
+	}
+	return res
 }
 
-func putW(ns, key, value string, ttl time.Duration, now int64) *storage.Write {
-	w := &storage.Write{Kind: storage.Put, Namespace: ns, Key: key, Value: value}
+func putW(ns, key, value string, ttl time.Duration, now int64) storage.Write {
+	w := storage.Write{Kind: storage.Put, Namespace: ns, Key: key, Value: value}
 	if ttl != 0 {
 		w.ExpiresAt = now + ttl.Milliseconds()
 	}

@@ -30,7 +30,7 @@ func TestUnstorableRefused(t *testing.T) {
 		for _, kind := range []storage.WriteKind{storage.Put, storage.PutIfAbsent, storage.Swap} {
 			for _, field := range []string{"namespace", "key", "value"} {
 				t.Run(fmt.Sprintf("%s/kind%d/%s", name, kind, field), func(t *testing.T) {
-					w := &storage.Write{Kind: kind, Namespace: "ns", Key: "k", Value: "v", Old: "old"}
+					w := storage.Write{Kind: kind, Namespace: "ns", Key: "k", Value: "v", Old: "old"}
 					switch field {
 					case "namespace":
 						w.Namespace = bad
@@ -40,7 +40,7 @@ func TestUnstorableRefused(t *testing.T) {
 						w.Value = bad
 					}
 					good := putW("ns", "good", "g", 0, now)
-					err := db.Apply(context.Background(), now, []*storage.Write{good, w})
+					_, err := db.Apply(context.Background(), now, []storage.Write{good, w})
 					if !errors.Is(err, pgdb.ErrInvalidText) {
 						t.Fatalf("Apply = %v; want ErrInvalidText", err)
 					}
@@ -66,23 +66,23 @@ func TestUnstorableReads(t *testing.T) {
 				if _, found, err := db.Get(ctx, nk[0], nk[1]); found || err != nil {
 					t.Errorf("Get(%q, %q) = %v, %v; want not found", nk[0], nk[1], found, err)
 				}
-				del := &storage.Write{Kind: storage.Delete, Namespace: nk[0], Key: nk[1]}
-				delIf := &storage.Write{Kind: storage.DeleteIf, Namespace: nk[0], Key: nk[1], Old: "old"}
-				apply(t, db, now, del, delIf)
-				if del.Changed || delIf.Changed || delIf.Found {
-					t.Errorf("Delete, DeleteIf(%q, %q) = %v, %v (found %v); want nothing", nk[0], nk[1], del.Changed, delIf.Changed, delIf.Found)
+				del := storage.Write{Kind: storage.Delete, Namespace: nk[0], Key: nk[1]}
+				delIf := storage.Write{Kind: storage.DeleteIf, Namespace: nk[0], Key: nk[1], Old: "old"}
+				res := apply(t, db, now, del, delIf)
+				if res[0].Changed || res[1].Changed || res[1].Found {
+					t.Errorf("Delete, DeleteIf(%q, %q) = %v, %v (found %v); want nothing", nk[0], nk[1], res[0].Changed, res[1].Changed, res[1].Found)
 				}
 			}
 			if m, err := db.List(ctx, bad, now); err != nil || len(m) != 0 {
 				t.Errorf("List(%q) = %v, %v; want empty", bad, m, err)
 			}
-			apply(t, db, now, &storage.Write{Kind: storage.DeleteNamespace, Namespace: bad})
-			swap := &storage.Write{Kind: storage.Swap, Namespace: "ns", Key: "k", Old: bad, Value: "new"}
-			delIf := &storage.Write{Kind: storage.DeleteIf, Namespace: "ns", Key: "k", Old: bad}
-			apply(t, db, now, swap, delIf)
-			for _, w := range []*storage.Write{swap, delIf} {
-				if w.Changed || !w.Found || w.Held.Value != "old" {
-					t.Errorf("kind %d with Old %q: Changed %v, Found %v, Held %+v; want unchanged, holding old", w.Kind, bad, w.Changed, w.Found, w.Held)
+			apply(t, db, now, storage.Write{Kind: storage.DeleteNamespace, Namespace: bad})
+			swap := storage.Write{Kind: storage.Swap, Namespace: "ns", Key: "k", Old: bad, Value: "new"}
+			delIf := storage.Write{Kind: storage.DeleteIf, Namespace: "ns", Key: "k", Old: bad}
+			res := apply(t, db, now, swap, delIf)
+			for i, w := range []storage.Write{swap, delIf} {
+				if r := res[i]; r.Changed || !r.Found || r.Held.Value != "old" {
+					t.Errorf("kind %d with Old %q: Changed %v, Found %v, Held %+v; want unchanged, holding old", w.Kind, bad, r.Changed, r.Found, r.Held)
 				}
 			}
 			checkState(t, raw, "ns", "k", true, "old", 0)
@@ -100,7 +100,7 @@ func TestHostileRoundTrip(t *testing.T) {
 	hostile := []string{"", " ", "'", `"`, `\`, `\x00`, "a'; DROP TABLE operational_state; --", "\n\r\t\x01\x1f\x7f",
 		"☃ 日本 𝄞", "\u00e9", "e\u0301", "\ufeff", "%s%%", "[\"x\"]", strings.Repeat("k", 10000)}
 	for i, s := range hostile {
-		ws := []*storage.Write{
+		ws := []storage.Write{
 			putW(s, "k", "v", 0, now),
 			putW("ns", s, "v", 0, now),
 			putW("vals", fmt.Sprint(i), s, 0, now),

@@ -44,38 +44,38 @@ const (
 )
 
 // Apply runs ws in one transaction, in order, and returns when it has
-// committed; if anything fails, nothing of ws is applied. The batch goes
+// committed, with what each write did (results[i] is ws[i]'s); if
+// anything fails, it returns nil results and nothing of ws is applied. The batch goes
 // to the server in one round trip: one pipeline, which PostgreSQL runs as
 // one implicit transaction. Consecutive Puts share one statement (their
 // rows as arrays), so that the trigger runs, and notifies, once for them;
 // every other write has a statement of its own, whose affected rows
-// decide its Changed; a conditional write that changed nothing reads Held
-// and Found in the statement after it.
+// decide its result's Changed; a conditional write that changed nothing
+// reads Held and Found in the statement after it.
 //
 // now (Unix milliseconds, the caller's clock) only turns each ExpiresAt
 // into a duration from the server's now(). A write that would store a
 // string text cannot hold fails the whole batch with [ErrInvalidText]
 // before anything is sent.
-func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
-	for _, w := range ws {
-		w.Changed, w.Held, w.Found = false, storage.Row{}, false
-		if err := check(w); err != nil {
-			return err
+func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]storage.Result, error) {
+	for i := range ws {
+		if err := check(&ws[i]); err != nil {
+			return nil, err
 		}
 	}
+	res := make([]storage.Result, len(ws))
 	b := &pgx.Batch{}
 	b.Queue(originSQL, db.origin) // the batch's first statement: it names the transaction
-	// A step is the result of one statement: the write it decides, or the
-	// run of Puts of one statement, or (held) the row a conditional write
-	// found.
+	// A step is the result of one statement: that of the write it decides
+	// (res[i]), or those of the run of n Puts of one statement (res[i:i+n]),
+	// or (held) the row a conditional write found.
 	type step struct {
-		w    *storage.Write
-		puts []*storage.Write
+		i, n int
 		held bool
 	}
 	var steps []step
 	for i := 0; i < len(ws); i++ {
-		w := ws[i]
+		w := &ws[i]
 		var exp any // NULL: no expiry
 		if w.ExpiresAt != 0 {
 			exp = w.ExpiresAt - now
@@ -91,7 +91,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 			}
 			if n > 1 {
 				b.Queue(putManySQL, putArgs(now, ws[i:i+n])...)
-				steps = append(steps, step{puts: ws[i : i+n]})
+				steps = append(steps, step{i: i, n: n})
 				i += n - 1
 				continue
 			}
@@ -109,71 +109,70 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []*storage.Write) error {
 				} else {
 					b.Queue(deleteIfSQL, w.Namespace, w.Key, w.Old)
 				}
-				steps = append(steps, step{w: w})
+				steps = append(steps, step{i: i})
 			}
 			// An Old nothing can hold: the condition fails without asking.
 			b.Queue(heldSQL, w.Namespace, w.Key)
-			steps = append(steps, step{w: w, held: true})
+			steps = append(steps, step{i: i, held: true})
 			continue
 		default:
-			return fmt.Errorf("opstate: unknown write kind %d", w.Kind)
+			return nil, fmt.Errorf("opstate: unknown write kind %d", w.Kind)
 		}
-		steps = append(steps, step{w: w})
+		steps = append(steps, step{i: i})
 		if w.Kind == storage.PutIfAbsent {
 			b.Queue(heldSQL, w.Namespace, w.Key)
-			steps = append(steps, step{w: w, held: true})
+			steps = append(steps, step{i: i, held: true})
 		}
 	}
 	if len(steps) == 0 {
-		return nil
+		return res, nil
 	}
 	err := db.run(ctx, b, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
+		clear(res)
 		for _, s := range steps {
+			r := &res[s.i]
 			if !s.held {
 				tag, err := br.Exec()
 				if err != nil {
 					return err
 				}
-				if s.puts != nil {
-					for _, w := range s.puts {
-						w.Changed = true // an upsert always changes its row
+				if s.n > 0 {
+					for j := range s.n {
+						res[s.i+j].Changed = true // an upsert always changes its row
 					}
 					continue
 				}
-				s.w.Changed = tag.RowsAffected() > 0
+				r.Changed = tag.RowsAffected() > 0
 				continue
 			}
-			var r storage.Row
+			var row storage.Row
 			var exp *int64
 			var srv int64
-			err := br.QueryRow().Scan(&r.Value, &exp, &srv)
-			if err == pgx.ErrNoRows || s.w.Changed {
+			err := br.QueryRow().Scan(&row.Value, &exp, &srv)
+			if err == pgx.ErrNoRows || r.Changed {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			r.ExpiresAt = db.local(exp, srv)
-			s.w.Held, s.w.Found = r, true
+			row.ExpiresAt = db.local(exp, srv)
+			r.Held, r.Found = row, true
 		}
 		return nil
 	})
 	if err != nil {
-		for _, w := range ws {
-			w.Changed, w.Held, w.Found = false, storage.Row{}, false
-		}
-		return classify(err)
+		return nil, classify(err)
 	}
-	return nil
+	return res, nil
 }
 
 // putArgs returns the arguments of putManySQL for a run of Puts: each key
 // once, in the order of its first Put, with its last Put's value and
 // expiry, the only ones whose effect outlives the statement.
-func putArgs(now int64, puts []*storage.Write) []any {
+func putArgs(now int64, puts []storage.Write) []any {
 	nss := make([]string, 0, len(puts))
 	keys := make([]string, 0, len(puts))
 	vals := make([]string, 0, len(puts))

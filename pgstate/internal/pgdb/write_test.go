@@ -37,9 +37,8 @@ func TestWriteKinds(t *testing.T) {
 			rawPut(t, raw, ns+"/neighbour", "k", "n", 0)
 			w := tt.w
 			w.Namespace, w.Key = ns, "k"
-			apply(t, db, now, &w)
-			if w.Changed != tt.changed {
-				t.Errorf("Changed = %v; want %v", w.Changed, tt.changed)
+			if r := apply(t, db, now, w)[0]; r.Changed != tt.changed {
+				t.Errorf("Changed = %v; want %v", r.Changed, tt.changed)
 			}
 			want := ""
 			if tt.exists {
@@ -53,7 +52,7 @@ func TestWriteKinds(t *testing.T) {
 
 // TestApplyAtomic makes the third write of a batch fail on the server (a
 // CHECK constraint added behind the DB's back) and checks that nothing of
-// the batch was applied, and that the outputs were cleared.
+// the batch was applied, and that Apply returned no results.
 func TestApplyAtomic(t *testing.T) {
 	db, _, raw := mustOpen(t)
 	ctx := context.Background()
@@ -62,15 +61,14 @@ func TestApplyAtomic(t *testing.T) {
 	}
 	rawPut(t, raw, "ns", "gone", "here", 0)
 	now := localNow()
-	del := &storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "gone"}
-	ws := []*storage.Write{putW("ns", "a", "1", 0, now), del, putW("ns", "b", "bad", 0, now), putW("ns", "c", "3", 0, now)}
-	if err := db.Apply(ctx, now, ws); err == nil {
+	del := storage.Write{Kind: storage.Delete, Namespace: "ns", Key: "gone"}
+	ws := []storage.Write{putW("ns", "a", "1", 0, now), del, putW("ns", "b", "bad", 0, now), putW("ns", "c", "3", 0, now)}
+	res, err := db.Apply(ctx, now, ws)
+	if err == nil {
 		t.Fatal("Apply of a batch with a failing write = nil; want an error")
 	}
-	for _, w := range ws {
-		if w.Changed {
-			t.Errorf("Changed = true for %q after a failed batch", w.Key)
-		}
+	if res != nil {
+		t.Errorf("Apply of a failed batch returned results %+v; want nil", res)
 	}
 	checkState(t, raw, "ns", "a", false, "", 0)
 	checkState(t, raw, "ns", "gone", true, "here", 0)
@@ -161,12 +159,12 @@ func TestExpiryInCallersClock(t *testing.T) {
 	}
 	within("Get.ExpiresAt", r.ExpiresAt)
 	now := clock().UnixMilli()
-	w := &storage.Write{Kind: storage.PutIfAbsent, Namespace: "ns", Key: "k", Value: "other"}
-	apply(t, db, now, w)
-	if w.Changed || !w.Found {
-		t.Fatalf("PutIfAbsent on a live key: Changed %v, Found %v", w.Changed, w.Found)
+	w := storage.Write{Kind: storage.PutIfAbsent, Namespace: "ns", Key: "k", Value: "other"}
+	res := apply(t, db, now, w)[0]
+	if res.Changed || !res.Found {
+		t.Fatalf("PutIfAbsent on a live key: Changed %v, Found %v", res.Changed, res.Found)
 	}
-	within("Held.ExpiresAt", w.Held.ExpiresAt)
+	within("Held.ExpiresAt", res.Held.ExpiresAt)
 }
 
 // TestPutRunDuplicates checks a run of Puts that names a key twice, which
@@ -176,16 +174,15 @@ func TestExpiryInCallersClock(t *testing.T) {
 func TestPutRunDuplicates(t *testing.T) {
 	db, _, raw := mustOpen(t)
 	now := localNow()
-	ws := []*storage.Write{
+	ws := []storage.Write{
 		putW("ns", "a", "1", 0, now),
 		putW("ns", "b", "1", time.Hour, now),
 		putW("ns", "a", "2", time.Minute, now),
 		putW("ns", "b", "2", 0, now),
 		putW("ns", "a", "3", 0, now),
 	}
-	apply(t, db, now, ws...)
-	for i, w := range ws {
-		if !w.Changed {
+	for i, r := range apply(t, db, now, ws...) {
+		if !r.Changed {
 			t.Errorf("write %d: Changed false", i)
 		}
 	}
