@@ -25,7 +25,8 @@ type Backend interface {
 	// Apply commits ws in one transaction, in order, and returns when the
 	// commit is durable, with one [Result] per write: results[i] is
 	// ws[i]'s. When it returns an error, results are nil and nothing of ws
-	// is applied. now is the batch's time: what PutIfAbsent, Swap and
+	// is applied. The backend may reuse the results' memory: they are
+	// valid until Apply is called again. now is the batch's time: what PutIfAbsent, Swap and
 	// DeleteIf judge expiry by. A write the backend cannot store (see
 	// [ErrInvalidText]) fails the batch.
 	//

@@ -121,6 +121,8 @@ type DB struct {
 	// private database, the reads take it too (beginRead).
 	wmu sync.Mutex
 	wc  *writeConn // statements prepared on w's driver connection
+	// results is Apply's, returned to its caller and reused by the next.
+	results []Result
 
 	// The write-ahead log (checkpoint.go). logged counts the frames this
 	// DB's commits appended to it since the last complete checkpoint;

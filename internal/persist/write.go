@@ -97,10 +97,15 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []Write) ([]Result, error
 	if err := db.guard.beforeWrite(); err != nil {
 		return nil, err
 	}
-	res := make([]Result, len(ws))
 	db.waitCheckpoint()
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
+	// The results live in a buffer of the DB's own, reused by the next
+	// Apply (see storage.Backend): a lone write allocates nothing for them.
+	if cap(db.results) < len(ws) {
+		db.results = make([]Result, len(ws))
+	}
+	res := db.results[:len(ws)]
 	err := db.w.Raw(func(dc any) error {
 		wc, err := db.writeConnLocked(dc)
 		if err != nil {
