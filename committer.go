@@ -156,14 +156,15 @@ func (cm *committer) do(r *request) error {
 // request, unless another connection's lock or damage made it fail, so
 // that a write fails only for its own sake.
 //
-// The feed's lock is held from before the commit until the batch's changes
-// are sent to watchers, so that a change another connection made, which
-// is read and sent under the same lock, is sent either before this batch
+// servedOrder (order.go) is held from before the commit until the batch's
+// changes are sent to watchers, so that a change another connection made,
+// which is read and sent under it too, is sent either before this batch
 // committed or after its changes were sent: the changes of one key reach
-// watchers in commit order.
+// watchers in commit order. It runs inside Store.using (Store.write), as
+// the lock's rule asks.
 func (cm *committer) commit(batch []*request) {
-	cm.feed.mu.Lock()
-	defer cm.feed.mu.Unlock()
+	cm.feed.order.lock()
+	defer cm.feed.order.unlock()
 	ws := cm.scratch[:0]
 	for _, r := range batch {
 		ws = append(ws, r.Write)

@@ -71,11 +71,7 @@ func (s *Store) follow(l storage.Listener) error {
 			s.state.Or(stateBypass)
 			if s.ctx.Err() == nil {
 				s.counters.outages.Add(1)
-				s.using(func() {
-					s.feed.mu.Lock()
-					s.feed.staleAllLocked()
-					s.feed.mu.Unlock()
-				})
+				s.inOrder(s.feed.staleAllLocked)
 			}
 			return err
 		}
@@ -154,12 +150,11 @@ func (s *Store) relisten(n storage.Notifier) storage.Listener {
 
 // resync forgets everything cached and resets every watcher (the OpReset
 // that ends their OpStale), now that a new listener reports every later
-// change, then lets reads use the cache again. It holds the feed's lock, so that no batch of writes is half
-// applied to the cache meanwhile (see committer.commit).
+// change, then lets reads use the cache again. It holds servedOrder
+// (order.go), so that no batch of writes is half applied to the cache
+// meanwhile.
 func (s *Store) resync() {
-	s.using(func() {
-		s.feed.mu.Lock()
-		defer s.feed.mu.Unlock()
+	s.inOrder(func() {
 		s.cache.Clear()
 		s.counters.flushes.Add(1)
 		// Fresh before the OpReset is queued: a watcher that asks Stale

@@ -103,19 +103,12 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 // already: dropping them only frees memory, and a write of one of the keys
 // that commits meanwhile loses nothing but its cached copy.
 //
-// It holds the feed's lock from the delete until the keys' OpExpire events
-// are sent, as a batch of writes does (committer.commit), and takes it
-// inside [Store.using], as writes do: taken the other way round, a Close
-// waiting for a writer that waits for the feed's lock would block the
-// sweep's entry, and all three would wait forever.
+// It holds servedOrder (order.go) from the delete until the keys'
+// OpExpire events are sent, as a batch of writes does.
 func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 	var keys []storage.Key
 	var err error
-	if uerr := s.using(func() {
-		// Entered before the feed's lock, as a write does (see
-		// applyForeign).
-		s.feed.mu.Lock()
-		defer s.feed.mu.Unlock()
+	if uerr := s.inOrder(func() {
 		defer func() { s.expiredLocked(keys) }()
 		if err = s.refuseDamaged(); err != nil {
 			return
@@ -136,7 +129,7 @@ func (s *Store) sweepBatch(ctx context.Context) (int, error) {
 }
 
 // expiredLocked drops the keys a sweep deleted from the cache and sends
-// their OpExpire events; called with the feed's lock held.
+// their OpExpire events; called holding servedOrder (order.go).
 func (s *Store) expiredLocked(keys []storage.Key) {
 	for _, k := range keys {
 		s.cache.Remove(k.Namespace, k.Key)

@@ -6,21 +6,14 @@ import (
 
 // applyForeign reads the current value of each key others changed from
 // SQLite, drops the keys from the cache, then sends their values to the
-// watchers. It holds the feed's lock from before the reads until the
-// changes are sent, so that no watcher is sent a change before this
+// watchers. It holds servedOrder (order.go) from before the reads until
+// the changes are sent, so that no watcher is sent a change before this
 // Store's reads serve it, nor after a newer change of this Store to the
-// key.
-//
-// It runs inside [Store.using], which it never enters itself: the feed's
-// lock is taken after inFlight, as every write takes it (Store.write, then
-// committer.commit). Entering inFlight with the feed's lock held would
-// deadlock with Close: a writer holding inFlight waits for the feed's
-// lock, Close waits for the writer, and a waiting Close blocks every new
-// RLock of inFlight.
+// key. It runs inside [Store.using], as the lock's rule asks.
 func (s *Store) applyForeign(ch storage.Changes) {
 	f := &s.feed
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.order.lock()
+	defer f.order.unlock()
 	if ch.Reset {
 		s.cache.Clear()
 		s.counters.flushes.Add(1)
@@ -90,7 +83,7 @@ func (s *Store) reads() uint64 { return s.counters.hits.load() + s.counters.miss
 
 // resume ends the poller's sleep: it checks for others' writes, then lets
 // reads go on and wakes the poller. Concurrent callers wait for the first.
-// The check runs inside s.using, which it enters before the feed's lock,
+// The check runs inside s.using, which it enters before servedOrder (order.go),
 // as a write does (see applyForeign); once Close has begun it does not
 // run.
 func (s *Store) resume() {

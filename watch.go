@@ -140,18 +140,14 @@ type feed struct {
 	// none.
 	n atomic.Int32
 
-	// mu orders the changes sent: whoever sends holds it from the moment
-	// this Store's reads serve the change until it is sent, so that changes
-	// to one key are sent in the order the reads serve them. It guards
-	// byNS. It is taken inside the Store's inFlight (Store.using), never
-	// the other way round: see applyForeign.
-	mu   sync.Mutex
-	byNS map[string][]*watcher
+	// order orders the changes sent, and guards byNS: see order.go.
+	order servedOrder
+	byNS  map[string][]*watcher
 }
 
 func (f *feed) add(w *watcher) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.order.lock()
+	defer f.order.unlock()
 	if f.byNS == nil {
 		f.byNS = make(map[string][]*watcher)
 	}
@@ -160,8 +156,8 @@ func (f *feed) add(w *watcher) {
 }
 
 func (f *feed) remove(w *watcher) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.order.lock()
+	defer f.order.unlock()
 	ws := f.byNS[w.ns]
 	for i, o := range ws {
 		if o == w {

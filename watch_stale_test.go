@@ -36,9 +36,9 @@ func TestWatcherStaleQueue(t *testing.T) {
 			var f feed
 			w := &watcher{ns: "ns", wake: make(chan struct{}, 1), resets: new(atomic.Uint64)}
 			f.add(w)
-			f.mu.Lock()
+			f.order.lock()
 			tc.do(&f, w)
-			f.mu.Unlock()
+			f.order.unlock()
 			var got []Event
 			for {
 				e, ok := w.next()
