@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
-	"github.com/d8da9184/opstate/internal/persist"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // wallClock is a settable Options.Clock that holds any time.Time, the
@@ -102,9 +102,9 @@ func TestExpiryArithmetic(t *testing.T) {
 		{time.Time{}, time.Second, ms(time.Time{}) + 1000},
 		{time.Time{}, math.MaxInt64, ms(time.Time{}) + math.MaxInt64/int64(time.Millisecond) + 1},
 		{time.Unix(0, 0), math.MaxInt64, math.MaxInt64/int64(time.Millisecond) + 1},
-		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Hour, persist.LatestMillis},
-		{time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, persist.LatestMillis},
-		{time.Date(-300, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, persist.EarliestMillis + 1000},
+		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Hour, storage.LatestMillis},
+		{time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, storage.LatestMillis},
+		{time.Date(-300, 1, 1, 0, 0, 0, 0, time.UTC), time.Second, storage.EarliestMillis + 1000},
 		{time.Date(2026, 1, 1, 0, 0, 0, 999_999_999, time.UTC), math.MaxInt64,
 			ms(time.Date(2026, 1, 1, 0, 0, 0, 999_999_999, time.UTC)) + math.MaxInt64/int64(time.Millisecond) + 2},
 	}
