@@ -223,11 +223,6 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 // in-memory store's does not.
 func TestMemoryStoreNoPolling(t *testing.T) {
 	opts := opstate.Options{SweepInterval: -1, SyncInterval: time.Millisecond}
-	// A goroutine Open started (in start) that has not run yet shows in
-	// the stacks as start's wrapper of the go statement, as its top frame,
-	// not as its function: wait until none is left, so that the count
-	// sees every one. (A running goroutine may show the wrapper too, in a
-	// frame below its function.)
 	// pollers counts the goroutines that poll the change log: in the
 	// poller's Next or Poll (persist), or asleep between polls while
 	// nobody reads (Store.sleep). A file store's shows in one of them
