@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -224,19 +223,14 @@ func holdWriteLockUntil(t *testing.T, path string) (release func()) {
 	}
 }
 
-// writeLockEnv names the file the writelock child locks.
-const writeLockEnv = "OPSTATE_WRITELOCK_DB"
-
-func init() { childRoles["writelock"] = writeLockChild }
-
 // holdWriteLockInChild starts a child process that takes the write lock of
 // the file at path, and returns the function that makes it roll back and
 // waits for it to exit.
 func holdWriteLockInChild(t *testing.T, path string) (release func()) {
 	t.Helper()
-	c := startPipedChild(t, "writelock", writeLockEnv+"="+path)
+	c := startPipedChild(t, "lockholder-sql", lockChildEnv+"="+path)
 	if !c.out.Scan() || c.out.Text() != "locked" {
-		t.Fatalf("writelock child did not take the lock: %q, %v\n%s", c.out.Text(), c.out.Err(), c.stderr)
+		t.Fatalf("lockholder-sql child did not take the lock: %q, %v\n%s", c.out.Text(), c.out.Err(), c.stderr)
 	}
 	var once sync.Once
 	return func() {
@@ -246,34 +240,4 @@ func holdWriteLockInChild(t *testing.T, path string) (release func()) {
 			}
 		})
 	}
-}
-
-// writeLockChild is the writelock child: it takes the write lock of the
-// file named by writeLockEnv (BEGIN IMMEDIATE), says "locked", and rolls
-// back and exits once its standard input is closed.
-func writeLockChild() int {
-	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+os.Getenv(writeLockEnv)+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		return fail(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return fail(err)
-	}
-	fmt.Println("locked")
-	io.Copy(io.Discard, os.Stdin)
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		return fail(err)
-	}
-	return 0
 }

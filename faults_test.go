@@ -672,7 +672,8 @@ wait:
 
 func init() { childRoles["lockholder-sql"] = lockHolderSQL }
 
-// lockHolderSQL is the child of TestLockedByOtherProcess: it takes the write
+// lockHolderSQL is the child of TestLockedByOtherProcess and of
+// holdWriteLockInChild (close_test.go): it takes the write
 // lock of the file named by lockChildEnv, updates "ns"/"k" without
 // committing, prints "locked", and rolls back when its standard input is
 // closed (or after a minute).
@@ -682,7 +683,7 @@ func lockHolderSQL() int {
 		return 1
 	}
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", os.Getenv(lockChildEnv))
+	db, err := sql.Open("sqlite", "file:"+os.Getenv(lockChildEnv)+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		return fail(err)
 	}
