@@ -141,6 +141,16 @@ func testCloseDuringRowLock(t *testing.T, writers int, write func(*opstate.Store
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
+	wantUnchanged(t, watch, raw, app, before)
+}
+
+// sessions counts the server's sessions named app, with the condition
+// cond (SQL that begins with AND) on pg_stat_activity.
+// wantUnchanged waits, up to 10s, for every session of the closed Store
+// named app to end (one still waiting for a lock just released would now
+// run its write), then checks through raw that the table holds before.
+func wantUnchanged(t *testing.T, watch, raw *pgx.Conn, app string, before map[string]string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); sessions(t, watch, app, "") > 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("sessions of the closed Store still on the server 10s after the locks were released")
@@ -151,8 +161,6 @@ func testCloseDuringRowLock(t *testing.T, writers int, write func(*opstate.Store
 	}
 }
 
-// sessions counts the server's sessions named app, with the condition
-// cond (SQL that begins with AND) on pg_stat_activity.
 func sessions(t *testing.T, c *pgx.Conn, app, cond string) int {
 	t.Helper()
 	var n int
@@ -253,14 +261,7 @@ func TestCloseDuringTableLock(t *testing.T) {
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
-			for deadline := time.Now().Add(10 * time.Second); sessions(t, watch, app, "") > 0; time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("sessions of the closed Store still on the server 10s after the lock was released")
-				}
-			}
-			if after := tableRows(t, raw); !maps.Equal(after, before) {
-				t.Errorf("after Close and the other session's rollback, the table holds %v; want %v", after, before)
-			}
+			wantUnchanged(t, watch, raw, app, before)
 		})
 	}
 }
