@@ -46,7 +46,7 @@ type Store struct {
 	// and Close cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the Store starts: the listener's follower, the sweeper, DeleteExpired's
+	wg     sync.WaitGroup // every goroutine the Store starts: the listener's follower, watchers', the sweeper, DeleteExpired's
 	sweeps singleflight.Group
 
 	feed feed // Watch's (watch.go)
