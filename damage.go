@@ -34,7 +34,9 @@ func (cm *committer) noteDamage(err error) error {
 
 func (cm *committer) refuseDamaged() error {
 	if first := cm.damage.Load(); first != nil {
-		return fmt.Errorf("%w: writes refused since SQLite found damage (%v)", ErrCorrupt, *first)
+		// The first error is wrapped too: damage that another SQLite
+		// library in the process caused matches ErrForeignSQLite.
+		return fmt.Errorf("%w: writes refused since SQLite found damage (%w)", ErrCorrupt, *first)
 	}
 	return nil
 }

@@ -137,3 +137,17 @@ func TestDamageStopsGroupedWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestDamageKeepsItsCause checks that the writes a Store refuses after
+// damage still match the sentinel of the damage's cause: another SQLite
+// library in the process, whose open can corrupt what the Store reads
+// before any check saw it (the first failed write then names both).
+func TestDamageKeepsItsCause(t *testing.T) {
+	s := mustOpen(t, dbPath(t), opstate.Options{})
+	mustSet(t, s, "ns", "before", "v")
+	s.NoteDamage(fmt.Errorf("opstate: another library: %w; the write failed with: %w", opstate.ErrForeignSQLite, opstate.ErrCorrupt))
+	err := s.Set("ns", "after", "v")
+	if !errors.Is(err, opstate.ErrCorrupt) || !errors.Is(err, opstate.ErrForeignSQLite) {
+		t.Fatalf("Set after damage caused by another library = %v; want ErrCorrupt and ErrForeignSQLite", err)
+	}
+}

@@ -84,3 +84,7 @@ func (s *Store) HoldClose() (release func()) {
 
 // Closing reports whether Close has begun.
 func (s *Store) Closing() bool { return s.isClosed() }
+
+// NoteDamage records err as the Store's first sign of damage if it is one,
+// as a failed write does.
+func (s *Store) NoteDamage(err error) { s.noteDamage(err) }

@@ -77,3 +77,8 @@ func (db *DB) GuardRunning() bool {
 		return true
 	}
 }
+
+// Explain is what a write that failed with err returns: err, joined to
+// the finding of another SQLite library where err is damage and one is
+// found.
+func (db *DB) Explain(err error) error { return db.guard.explain(err) }

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +58,9 @@ import (
 // written for dormantAfter checks stops checking; its next write runs the
 // cheap checks itself before it begins, and wakes the goroutine. Once a
 // check finds another copy, every write fails with ErrForeignSQLite;
-// reads go on.
+// reads go on. A write that fails with damage of the kind another copy
+// causes runs every check at once (explain), so that its error names the
+// cause even where the damage came before any check saw the copy.
 const (
 	checkEvery   = 10 * time.Millisecond
 	fullShare    = 200 // the count of descriptors runs at most once per fullShare times its cost
@@ -252,6 +256,43 @@ func (g *guard) record(finding string) error {
 		return *g.found.Load()
 	}
 	return err
+}
+
+// explain returns err, the error of a failed write, joined to the finding
+// of another SQLite library when err is damage such a library causes (a
+// malformed file, an I/O error, a file that reads as no database) and a
+// check run at once, in full, finds one; otherwise err. Another library's
+// first open can damage what the DB reads before any check saw it, and
+// the Store stops writing on the damage: without this, the message would
+// name the damage and not its cause. It runs only on those errors.
+func (g *guard) explain(err error) error {
+	if g == nil || g.sc == nil || errors.Is(err, ErrForeignSQLite) ||
+		!errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrIO) && !errors.Is(err, ErrNotDatabase) {
+		return err
+	}
+	found := g.checkNow()
+	if found == nil {
+		return err
+	}
+	return fmt.Errorf("%w; the write failed with: %w", found, err)
+}
+
+// checkNow runs every check, the count of descriptors whether due or not,
+// and records and returns what it finds.
+func (g *guard) checkNow() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.found.Load(); p != nil {
+		return *p
+	}
+	finding := g.sc.quick()
+	if finding == "" {
+		finding = g.sc.full()
+	}
+	if finding == "" {
+		return nil
+	}
+	return g.record(finding)
 }
 
 // check runs the cheap checks and, if full and it is due, the count of

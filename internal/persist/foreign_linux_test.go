@@ -3,6 +3,7 @@ package persist_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -283,5 +284,37 @@ func TestForeignWatcherStops(t *testing.T) {
 	mem := openMemory(t, persist.Options{})
 	if mem.GuardRunning() {
 		t.Error("a private database runs a watcher")
+	}
+}
+
+// TestForeignExplainsDamage plays another library whose open damaged what
+// the DB reads before any check saw it: the write fails with ErrCorrupt,
+// ErrIO or ErrNotDatabase, and the Store stops writing on that. The error
+// must name the other library too, found by a check run at once; an error
+// of another kind, or damage with no other library in sight, stays as it
+// was.
+func TestForeignExplainsDamage(t *testing.T) {
+	path := tempPath(t)
+	db := mustOpen(t, path)
+	if err := put(db, "before"); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := fmt.Errorf("%w: database disk image is malformed", persist.ErrCorrupt)
+	if err := db.Explain(corrupt); err != corrupt {
+		t.Fatalf("Explain(damage) with no other library = %v; want the damage alone", err)
+	}
+	shmDescriptor(t, path)
+	busy := fmt.Errorf("%w: database is locked", persist.ErrBusy)
+	if err := db.Explain(busy); err != busy {
+		t.Errorf("Explain(busy) = %v; want it unchanged", err)
+	}
+	for _, damage := range []error{persist.ErrCorrupt, persist.ErrIO, persist.ErrNotDatabase} {
+		err := db.Explain(fmt.Errorf("%w: from SQLite", damage))
+		if !errors.Is(err, persist.ErrForeignSQLite) || !errors.Is(err, damage) {
+			t.Errorf("Explain(%v) beside a second descriptor of the -shm = %v; want ErrForeignSQLite and the damage", damage, err)
+		}
+	}
+	if err := put(db, "after"); !errors.Is(err, persist.ErrForeignSQLite) {
+		t.Errorf("a write after the finding = %v; want ErrForeignSQLite", err)
 	}
 }

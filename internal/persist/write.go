@@ -92,7 +92,10 @@ type writeConn struct {
 // Once another SQLite library was found beside this DB (see
 // [ErrForeignSQLite]), Apply fails with that error and writes nothing. A
 // transaction during which one opened or closed the file fails with it
-// too, though it committed: that library may lose it.
+// too, though it committed: that library may lose it. A write that fails
+// with damage such a library causes (ErrCorrupt, ErrIO, ErrNotDatabase)
+// looks for one at once, and its error matches ErrForeignSQLite as well
+// when one is found.
 func (db *DB) Apply(ctx context.Context, now int64, ws []Write) ([]Result, error) {
 	if err := db.guard.beforeWrite(); err != nil {
 		return nil, err
@@ -146,7 +149,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []Write) ([]Result, error
 		err = db.guard.afterCommit()
 	}
 	if err != nil {
-		return nil, db.classify(err)
+		return nil, db.guard.explain(db.classify(err))
 	}
 	return res, nil
 }
@@ -184,7 +187,7 @@ func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, e
 		err = db.guard.afterCommit()
 	}
 	if err != nil {
-		return nil, db.classify(err)
+		return nil, db.guard.explain(db.classify(err))
 	}
 	return keys, nil
 }
