@@ -2,6 +2,7 @@ package opstate
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"sync"
@@ -15,11 +16,11 @@ import (
 	"github.com/d8da9184/opstate/storage"
 )
 
-// Store is a namespaced key-value store backed by one SQLite file, or by
-// another database (PostgreSQL, with module
-// github.com/d8da9184/opstate/pgstate). Its methods are safe for
-// concurrent use. Create it with [NewStore], [Open] or [OpenBackend] and
-// release it with [Store.Close].
+// Store is a namespaced key-value store backed by one SQLite file (opened
+// by opstate, or through the application's own *sql.DB), or by another
+// database (PostgreSQL, with module github.com/d8da9184/opstate/pgstate).
+// Its methods are safe for concurrent use. Create it with [NewStore],
+// [Open], [OpenDB] or [OpenBackend] and release it with [Store.Close].
 type Store struct {
 	be         storage.Backend // where the rows are kept
 	serveStale bool            // Options.ServeStaleOnOutage
@@ -113,6 +114,53 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return start(db, opts)
+}
+
+// OpenDB returns a Store over db, the application's own handle on an
+// SQLite database in a file, through whichever database/sql driver of
+// SQLite the application uses (modernc.org/sqlite,
+// github.com/mattn/go-sqlite3, github.com/ncruces/go-sqlite3): the safe
+// way to keep the Store's table in a file the application reaches through
+// another SQLite library than opstate's, since two copies of SQLite in one
+// process lose each other's writes (see [ErrForeignSQLite]). It migrates
+// the schema as Open does, and switches the file to WAL mode, which
+// persists in the file. The application may keep tables of its own in the
+// file and write them through db while the Store works.
+//
+// The Store does not own db: its Close leaves db open, and the application
+// closes db after it. The Store takes one connection of db for its life,
+// its writer, configured by Durability and BusyTimeout, and closed by
+// Close rather than given back; its reads that miss the cache use db's
+// pool as the application's queries do. A pool that allows only one
+// connection is refused, as is a database that is not a file (in memory,
+// or temporary). OpenDB waits up to BusyTimeout for a connection.
+//
+// Every guarantee of a Store opened with Open holds, except these, which
+// need opstate's own copy of SQLite or its own connections:
+//   - It does not watch for a second SQLite library on the file
+//     ([ErrForeignSQLite]): the application, which chose the driver, must
+//     keep every other copy of SQLite away from the file.
+//   - No checkpointer runs in the background: SQLite checkpoints the log
+//     itself when a commit, the Store's or the application's, finds it
+//     past wal_autocheckpoint pages (1000 by default), and that commit
+//     pays for the copy.
+//   - The file's place and kind are checked once, at OpenDB; the file's
+//     mode is whatever the application created it with.
+func OpenDB(db *sql.DB, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen,
+		PollInterval: opts.SyncInterval, Logger: opts.Logger}
+	if opts.Durability == DurabilityFull {
+		popts.Sync = persist.SyncFull
+	}
+	b, err := persist.OpenDB(db, popts)
+	if err != nil {
+		return nil, err
+	}
+	return start(b, opts)
 }
 
 // OpenBackend returns a Store that keeps its rows in b, a backend of

@@ -375,7 +375,7 @@ type logRow struct {
 
 // readLog reads at most limit rows of the log after position after.
 func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]logRow, error) {
-	rows, err := wc.logRead.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(after, int64(limit)))
+	rows, err := query(ctx, wc.logRead, wc.bind(after, int64(limit)))
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +403,7 @@ func (wc *writeConn) readLog(ctx context.Context, after int64, limit int) ([]log
 
 // int runs st, a query of one integer.
 func (wc *writeConn) int(ctx context.Context, st driver.Stmt) (int64, error) {
-	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nil)
+	rows, err := query(ctx, st, nil)
 	if err != nil {
 		return 0, err
 	}

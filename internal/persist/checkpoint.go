@@ -210,9 +210,10 @@ func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 // they reach checkpointFrames. SQLite counts them itself (a transaction's
 // dirty pages, SQLITE_DBSTATUS_CACHE_WRITE); a transaction that rolled back
 // counts too, which only makes the checkpoint come a little early. A
-// private database has no log, and counts nothing. The caller holds db.wmu.
+// private database has no log, and a DB over another driver's connections
+// ([OpenDB]) has no counters: neither counts anything. The caller holds db.wmu.
 func (wc *writeConn) loggedLocked(db *DB) {
-	if db.private {
+	if db.private || wc.status == nil {
 		return
 	}
 	n, _, err := wc.status.Status(sqlite.DBStatusCacheWrite, true)

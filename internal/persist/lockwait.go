@@ -2,11 +2,8 @@ package persist
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"modernc.org/sqlite"
 )
 
 // The write connection waits for other connections' locks in Go, not in
@@ -100,6 +97,6 @@ func isBusy(err error) bool {
 	if err == nil {
 		return false // before errors.As, whose target would escape: no allocation on success
 	}
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == 5
+	code, ok := sqliteCode(err)
+	return ok && code&0xff == 5
 }

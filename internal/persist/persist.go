@@ -1,13 +1,12 @@
 package persist
 
 import (
-	"github.com/d8da9184/opstate/storage"
-	"log/slog"
-
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/url"
 	"path/filepath"
@@ -16,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"modernc.org/sqlite"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // Errors returned by this package, matchable with errors.Is. The opstate
@@ -109,6 +108,7 @@ const expiryMillis = `CAST(round((julianday(expires_at) - 2440587.5) * 86400000)
 type DB struct {
 	path    string // absolute; ":memory:" for a private database
 	private bool   // opened from ":memory:": see Private
+	shared  bool   // pool is the application's (OpenDB): not configured, not closed
 	memName string // a private database's name in the memdb VFS
 	pool    *sql.DB
 	w       *sql.Conn // the one connection that writes
@@ -269,6 +269,14 @@ func (db *DB) init() error {
 		return err
 	}
 	db.w = w
+	return db.setup(ctx)
+}
+
+// setup checks and migrates the database through db.w, and prepares the
+// DB's statements.
+func (db *DB) setup(ctx context.Context) error {
+	w := db.w
+	var err error
 	if !db.private {
 		if err := checkSize(ctx, w, db.path); err != nil {
 			return err
@@ -279,7 +287,7 @@ func (db *DB) init() error {
 			return err
 		}
 	}
-	if !db.private {
+	if !db.private && !db.shared {
 		// A file in WAL mode has its -shm open now: refuse it before a
 		// migration writes, if another library has it open too.
 		if err := precheck(db.path); err != nil {
@@ -352,6 +360,10 @@ func quickCheck(ctx context.Context, c *sql.Conn) error {
 }
 
 // Close closes every connection. It is safe to call on a partly opened DB.
+//
+// Over an application's pool ([OpenDB]), Close closes the DB's own
+// connection (which its settings make unfit for the application's use) and
+// statements, and leaves the pool open.
 func (db *DB) Close() error {
 	db.stopMaintainer()
 	db.guard.close()
@@ -363,7 +375,17 @@ func (db *DB) Close() error {
 	}
 	var err error
 	if db.w != nil {
-		err = db.w.Close()
+		if db.shared {
+			// driver.ErrBadConn has database/sql close the connection
+			// rather than hand it back to the pool.
+			db.w.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		if err = db.w.Close(); errors.Is(err, sql.ErrConnDone) && db.shared {
+			err = nil
+		}
+	}
+	if db.shared {
+		return err
 	}
 	return errors.Join(err, db.pool.Close())
 }
@@ -484,12 +506,12 @@ func withSentinel(err error) error {
 	if err == nil {
 		return nil
 	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
+	code, ok := sqliteCode(err)
+	if !ok {
 		return err
 	}
 	var sentinel error
-	switch se.Code() & 0xff {
+	switch code & 0xff {
 	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 		sentinel = ErrBusy
 	case 8: // SQLITE_READONLY, with every extended code

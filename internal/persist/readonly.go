@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-
-	"modernc.org/sqlite"
 )
 
 // sqliteReadOnlyDBMoved is SQLITE_READONLY_DBMOVED: the database file was
@@ -27,14 +25,14 @@ func (db *DB) classify(err error) error {
 	if db.private {
 		return withSentinel(err)
 	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) || errors.Is(err, ErrReadOnly) {
+	code, ok := sqliteCode(err)
+	if !ok || errors.Is(err, ErrReadOnly) {
 		return withSentinel(err)
 	}
 	var cause string
-	switch se.Code() & 0xff {
+	switch code & 0xff {
 	case 8: // SQLITE_READONLY
-		if se.Code() == sqliteReadOnlyDBMoved {
+		if code == sqliteReadOnlyDBMoved {
 			cause = "the file was renamed or deleted while open"
 		} else {
 			cause = readOnlyCause(db.path)

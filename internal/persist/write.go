@@ -203,14 +203,18 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	if !ok {
 		return nil, fmt.Errorf("opstate: driver connection %T is not a driver.Conn", dc)
 	}
+	// Another driver's connection ([OpenDB]) has no counters: its DB
+	// counts no frames, and runs no checkpointer that would need them.
 	status, ok := dc.(sqlite.DBStatus)
-	if !ok {
+	if !ok && !db.shared {
 		return nil, fmt.Errorf("opstate: driver connection %T has no counters", dc)
 	}
 	// Count from here: what Open wrote (migrations, and a page of a new
 	// file written outside the log when it switches to WAL) is not Apply's.
-	if _, _, err := status.Status(sqlite.DBStatusCacheWrite, true); err != nil {
-		return nil, err
+	if ok {
+		if _, _, err := status.Status(sqlite.DBStatusCacheWrite, true); err != nil {
+			return nil, err
+		}
 	}
 	wc := &writeConn{conn: conn, status: status}
 	var err error
@@ -253,6 +257,19 @@ func prepare(conn driver.Conn, query string) (driver.Stmt, error) {
 		return cp.PrepareContext(context.Background(), query)
 	}
 	return conn.Prepare(query)
+}
+
+// query runs st and returns its rows, whose Columns it has called, as
+// database/sql does before the first Next: a driver may set up there how
+// it converts a row (github.com/ncruces/go-sqlite3 does; modernc's
+// returns a slice it holds).
+func query(ctx context.Context, st driver.Stmt, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	rows.Columns()
+	return rows, nil
 }
 
 // close closes every prepared statement.
@@ -422,7 +439,7 @@ func (wc *writeConn) conditional(ctx context.Context, stamp string, w *Write, r 
 	if n > 0 {
 		return nil
 	}
-	rows, err := wc.held.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(w.Namespace, w.Key))
+	rows, err := query(ctx, wc.held, wc.bind(w.Namespace, w.Key))
 	if err != nil {
 		return err
 	}
@@ -488,7 +505,7 @@ func (wc *writeConn) exec(ctx context.Context, st driver.Stmt, vals ...driver.Va
 // keys, leaving out those whose namespace or key is not TEXT, which name
 // no key (a BLOB written by hand; see logRow).
 func (wc *writeConn) keys(ctx context.Context, st driver.Stmt, vals ...driver.Value) ([]Key, error) {
-	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, wc.bind(vals...))
+	rows, err := query(ctx, st, wc.bind(vals...))
 	if err != nil {
 		return nil, err
 	}
