@@ -22,6 +22,13 @@
 // [OpenBackend] the constructor. What this documentation says of SQLite
 // holds of the Store on a file; pgstate's documentation says what differs.
 //
+// An application that already reaches its SQLite file through a
+// database/sql driver of its own (github.com/mattn/go-sqlite3,
+// github.com/ncruces/go-sqlite3, modernc.org/sqlite) gives its *sql.DB to
+// [OpenDB]: the Store then works through the application's copy of
+// SQLite, the one that may touch the file, and keeps every guarantee
+// below except the three OpenDB lists.
+//
 // # Reads
 //
 // [Store.Get] looks the key up in a bounded in-memory cache (package
@@ -250,7 +257,8 @@
 //     file: each copy keeps its own record of the process's locks, so they
 //     do not exclude each other, and acknowledged writes are lost and the
 //     file corrupted. Only modernc.org/sqlite, the copy opstate uses, may
-//     open the file in the process; give other code a file of its own. On
+//     open the file in the process; give other code a file of its own, or
+//     give the Store the application's *sql.DB with [OpenDB]. On
 //     Linux the Store watches for another copy (a second descriptor of the
 //     -shm, the Store's lock on the -shm taken over or released, a -wal or
 //     -shm deleted or replaced) at Open, after each commit, and in the

@@ -1,5 +1,11 @@
 // Package persist is the durable layer of opstate: one SQLite table,
-// operational_state, reached through modernc.org/sqlite (pure Go, no cgo).
+// operational_state, reached through modernc.org/sqlite (pure Go, no cgo)
+// on a file [Open] opens, or through an application's own database/sql
+// pool of any SQLite driver ([OpenDB], shared.go), with the same schema,
+// change log and migrations. What needs modernc.org/sqlite itself (frame
+// counts for the checkpointer, OFD locks, the watch for another SQLite
+// library) is left out over another driver; SQLite's result codes are
+// read from any driver's errors (errcode.go).
 //
 // # Schema
 //
