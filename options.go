@@ -44,8 +44,11 @@ const (
 // days.
 const MaxBusyTimeout = math.MaxInt32 * time.Millisecond
 
-// Options configures [Open]. The zero value gives the defaults that
-// [NewStore] uses; Open copies and validates it.
+// Options configures [Open], [OpenDB] and [OpenBackend]. The zero value
+// gives the defaults that [NewStore] uses; each constructor copies and
+// validates it. "SQLite" below means a Store of Open or of OpenDB; over
+// OpenDB, the settings SQLite keeps per connection apply to the Store's
+// own connection, not to the application's.
 type Options struct {
 	// CacheBytes bounds the memory of the read cache: keys, values and
 	// per-entry overhead of all namespaces together, negative entries
@@ -94,7 +97,7 @@ type Options struct {
 	// pings its connection (see pgstate.Open).
 	SyncInterval time.Duration
 
-	// VerifyOnOpen makes Open read the whole file with SQLite's
+	// VerifyOnOpen makes Open (and OpenDB) read the whole file with SQLite's
 	// quick_check before writing anything to it, and refuse a damaged file
 	// with [ErrCorrupt]. Without it, Open catches a truncated file or a
 	// damaged header, and damage inside the file surfaces as ErrCorrupt
