@@ -42,7 +42,7 @@ func appTables(t *testing.T, d Driver) {
 			for i := 0; time.Now().Before(deadline); i++ {
 				k, v := fmt.Sprintf("k%d-%d", g, i%50), fmt.Sprintf("v%d", i)
 				if err := s.Set("ns", k, v); err != nil {
-					fail(fmt.Errorf("Set %s: %w", k, err))
+					fail(fmt.Errorf("set %s: %w", k, err))
 					return
 				}
 				mu.Lock()
