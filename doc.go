@@ -210,7 +210,7 @@
 //     running Store's next check, which a Store that nobody reads makes
 //     only at its next read.
 //   - The change log costs every write a trigger and, per transaction, one
-//     more page written to the write-ahead log (README.md, Performance).
+//     more page written to the write-ahead log (docs/performance.md).
 //     Checking for others' writes costs a query and a wake-up every
 //     SyncInterval while the Store is read or watched; one that nobody
 //     has read or watched for 20 intervals stops checking, and its next
@@ -278,7 +278,7 @@
 //   - Open tells a file mounted on its own from the kernel's list of
 //     mounts (/proc/self/mountinfo), on Linux only, and reads it at every
 //     Open: a cost that grows with the number of mounts the process sees
-//     (README.md, BenchmarkCheckPlace in package persist). Where that list
+//     (docs/performance.md, BenchmarkCheckPlace in internal/persist). Where that list
 //     cannot be read (no /proc), and on other systems, such a file is not
 //     refused. Nor is a file reached under two names no check can see: a
 //     copy put in its place while a Store has it open, or one file shared
@@ -294,7 +294,7 @@
 //   - Under a stream of writes, the write-ahead log is checkpointed in the
 //     background every 1024 frames, and the last pass of each checkpoint
 //     holds this Store's writes, and its reads that go to SQLite, off for a
-//     few milliseconds (README.md, "What opstate does not promise").
+//     few milliseconds (docs/guarantees.md, "What it does not promise").
 //   - A write whose commit fails with an I/O error (a failed fsync, say)
 //     returns [ErrIO], yet its WAL frames may already be on disk: after a
 //     restart, or if SQLite read them back, the write can appear. The

@@ -3,8 +3,9 @@
 // types that cross it, and the errors a backend wraps so that the Store's
 // callers can match them.
 //
-// Two backends implement it: package persist (one SQLite file) and
-// module github.com/d8da9184/opstate/pgstate (PostgreSQL). A Store over
+// Two backends implement it: package internal/persist (SQLite: a file
+// opstate opens, or an application's own *sql.DB) and module
+// github.com/d8da9184/opstate/pgstate (PostgreSQL). A Store over
 // another backend is made with [github.com/d8da9184/opstate.OpenBackend].
 //
 // # The protocol
