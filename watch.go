@@ -3,7 +3,6 @@ package opstate
 import (
 	"context"
 	"strconv"
-	"sync"
 	"sync/atomic"
 )
 
@@ -58,9 +57,10 @@ type Event struct {
 	Value     string // the value set, for OpSet
 }
 
-// MaxPendingEvents is how many keys' events a watcher holds for a consumer
-// that does not keep up. Past it, they are replaced by one OpReset. It
-// bounds the memory of a watcher: see [Store.Watch].
+// MaxPendingEvents is how many keys' changes a watched namespace keeps for
+// consumers that do not keep up: a consumer behind by more keys than that
+// gets one OpReset in their place. It bounds the memory of watching: see
+// [Store.Watch].
 const MaxPendingEvents = 4096
 
 // Watch returns a channel of the changes to namespace committed after
@@ -77,19 +77,16 @@ const MaxPendingEvents = 4096
 // which the consumer re-reads the namespace with [Store.List]. No event is
 // dropped without an OpReset in its place.
 //
-// The events waiting for a consumer are held outside [Options.CacheBytes].
-// A watcher holds at most MaxPendingEvents of them, in a slot and an index
-// entry of about 100 bytes each on a 64-bit system: under 400 KB a
-// watcher, however far behind its consumer is and for as long as it
-// stays there, and about 4 KB (its goroutine and channels) once the
-// consumer has received them. Keys and values are not copied: a watcher
-// keeps alive the latest value of each key it holds an event for, at
-// most MaxPendingEvents values and one more being sent, which the cache
-// and the other watchers of the namespace share rather than copy, so a
-// thousand stalled watchers of one namespace hold each value once. They
-// are not bounded in bytes: what a consumer that got an OpReset instead
-// must re-read with [Store.List] is at least as large. Cancel the ctx of
-// a watch whose channel is no longer read.
+// What waits for consumers is held outside [Options.CacheBytes], once per
+// namespace however many watch it: the latest change of each of the last
+// MaxPendingEvents keys changed, a node of about 100 bytes each on a
+// 64-bit system, whose keys and values are the strings written, not
+// copies. A watcher adds its goroutine and channel, a few KB, and,
+// while its consumer is behind, a batch of at most 64 events it has
+// taken and not yet sent. A write's cost does not grow with the number of
+// watchers: it records the change once, and each watcher takes it on its
+// own goroutine. Cancel the ctx of a watch whose channel is no longer
+// read.
 //
 // Others' changes are read from the file's change log: each key another
 // connection changed arrives as the key's state when this Store read it
@@ -111,10 +108,17 @@ func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	w := &watcher{ns: namespace, ch: make(chan Event), wake: make(chan struct{}, 1), resets: &s.counters.watchResets}
+	w := &watcher{ch: make(chan Event), resets: &s.counters.watchResets}
 	if err := s.using(func() {
-		s.feed.add(w)
-		s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
+		first := s.feed.add(namespace, w)
+		if first {
+			s.wg.Add(1) // under inFlight, so Close cannot be waiting on wg yet
+			go func() {
+				defer s.wg.Done()
+				w.t.broadcast()
+			}()
+		}
+		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer close(w.ch)
@@ -134,154 +138,121 @@ func (s *Store) Watch(ctx context.Context, namespace string) (<-chan Event, erro
 	return w.ch, nil
 }
 
-// feed sends changes to the watchers of their namespaces.
+// feed sends changes to the watchers of their namespaces, through one
+// topic (topic.go) a watched namespace.
 type feed struct {
 	// n counts the watchers, so that writes skip the feed when there are
 	// none.
 	n atomic.Int32
 
-	// order orders the changes sent, and guards byNS: see order.go.
-	order servedOrder
-	byNS  map[string][]*watcher
+	// order orders the changes sent, and guards byNS and watchers: see
+	// order.go.
+	order    servedOrder
+	byNS     map[string]*topic
+	watchers map[*topic]int
 }
 
-func (f *feed) add(w *watcher) {
+// add makes w a watcher of ns, starting at the changes recorded from now
+// on, and reports whether it is the namespace's first: the caller then
+// starts the topic's broadcaster, which remove stops with the last.
+func (f *feed) add(ns string, w *watcher) (first bool) {
 	f.order.lock()
 	defer f.order.unlock()
 	if f.byNS == nil {
-		f.byNS = make(map[string][]*watcher)
+		f.byNS = make(map[string]*topic)
+		f.watchers = make(map[*topic]int)
 	}
-	f.byNS[w.ns] = append(f.byNS[w.ns], w)
+	t := f.byNS[ns]
+	if t == nil {
+		t, first = newTopic(ns), true
+		f.byNS[ns] = t
+	}
+	f.watchers[t]++
+	w.t, w.cur = t, t.start()
 	f.n.Add(1)
+	return first
 }
 
 func (f *feed) remove(w *watcher) {
 	f.order.lock()
 	defer f.order.unlock()
-	ws := f.byNS[w.ns]
-	for i, o := range ws {
-		if o == w {
-			ws = append(ws[:i], ws[i+1:]...)
-			break
-		}
-	}
-	if len(ws) == 0 {
-		delete(f.byNS, w.ns)
-	} else {
-		f.byNS[w.ns] = ws
+	if f.watchers[w.t]--; f.watchers[w.t] == 0 {
+		delete(f.watchers, w.t)
+		delete(f.byNS, w.t.ns)
+		close(w.t.done)
 	}
 	f.n.Add(-1)
 }
 
-// active reports whether anyone watches; a hint, read without mu.
+// active reports whether anyone watches; a hint, read without the lock.
 func (f *feed) active() bool { return f.n.Load() > 0 }
 
-// watchedLocked reports whether ns has watchers. Called with mu held.
-func (f *feed) watchedLocked(ns string) bool { return len(f.byNS[ns]) > 0 }
+// watchedLocked reports whether ns has watchers. Called under order.
+func (f *feed) watchedLocked(ns string) bool { return f.byNS[ns] != nil }
 
-// sendLocked queues ev for the watchers of its namespace. Called with mu
-// held; it never blocks.
+// sendLocked records ev for the watchers of its namespace, in a time that
+// does not depend on how many there are. Called under order; it never
+// blocks.
 func (f *feed) sendLocked(ev Event) {
-	for _, w := range f.byNS[ev.Namespace] {
-		w.push(ev)
+	t := f.byNS[ev.Namespace]
+	if t == nil {
+		return
 	}
-}
-
-// resetAllLocked queues an OpReset for every watcher.
-func (f *feed) resetAllLocked() {
-	for ns, ws := range f.byNS {
-		for _, w := range ws {
-			w.push(Event{Namespace: ns, Op: OpReset})
-		}
-	}
-}
-
-// staleAllLocked queues an OpStale for every watcher: the change stream is
-// down.
-func (f *feed) staleAllLocked() {
-	for ns, ws := range f.byNS {
-		for _, w := range ws {
-			w.push(Event{Namespace: ns, Op: OpStale})
-		}
-	}
-}
-
-// freshAllLocked queues for every watcher the OpReset that ends an
-// OpStale, dropping an OpStale not yet delivered: the stream is back.
-func (f *feed) freshAllLocked() {
-	for ns, ws := range f.byNS {
-		for _, w := range ws {
-			w.mu.Lock()
-			w.stale = false
-			w.mu.Unlock()
-			w.push(Event{Namespace: ns, Op: OpReset})
-		}
-	}
-}
-
-// watcher is one Watch call's queue of events and the goroutine that
-// delivers them.
-type watcher struct {
-	ns     string
-	ch     chan Event
-	wake   chan struct{} // capacity 1: something was queued
-	resets *atomic.Uint64
-
-	mu sync.Mutex // guards the fields below
-	// reset says an OpReset is due before the events of queue, and stale
-	// an OpStale, after the OpReset.
-	reset, stale bool
-	queue        backlog
-}
-
-// push queues ev, coalescing it with the event queued for its key.
-func (w *watcher) push(ev Event) {
-	w.mu.Lock()
 	switch ev.Op {
 	case OpReset:
-		w.queue.drop()
-		w.reset = true
+		t.reset()
 	case OpStale:
-		w.stale = true
+		t.stale()
 	default:
-		if !w.queue.put(pending{key: ev.Key, value: ev.Value, op: ev.Op}) {
-			w.queue.drop()
-			w.reset = true
-		}
-	}
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
+		t.put(ev.Key, ev.Value, ev.Op)
 	}
 }
 
-// next pops the next event to deliver.
-func (w *watcher) next() (Event, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.reset {
-		w.reset = false
-		return Event{Namespace: w.ns, Op: OpReset}, true
+// resetAllLocked records an OpReset for every watched namespace.
+func (f *feed) resetAllLocked() {
+	for _, t := range f.byNS {
+		t.reset()
 	}
-	if w.stale {
-		w.stale = false
-		return Event{Namespace: w.ns, Op: OpStale}, true
-	}
-	p, ok := w.queue.pop()
-	if !ok {
-		return Event{}, false
-	}
-	return Event{Namespace: w.ns, Key: p.key, Op: p.op, Value: p.value}, true
 }
 
-// deliver sends the queued events on w.ch until ctx or life ends.
+// staleAllLocked records an OpStale for every watched namespace: the
+// change stream is down.
+func (f *feed) staleAllLocked() {
+	for _, t := range f.byNS {
+		t.stale()
+	}
+}
+
+// freshAllLocked records for every watched namespace the OpReset that
+// ends an OpStale, cancelling an OpStale not yet taken: the stream is
+// back.
+func (f *feed) freshAllLocked() {
+	for _, t := range f.byNS {
+		t.fresh()
+	}
+}
+
+// watcher is one Watch call: its place in its namespace's topic, and the
+// goroutine that delivers what it is owed.
+type watcher struct {
+	t      *topic
+	cur    cursor // the deliver goroutine's, after add
+	ch     chan Event
+	resets *atomic.Uint64
+}
+
+// deliver sends what w is owed on w.ch, a batch at a time, until ctx or
+// life ends. What waits for a slow consumer waits in the topic, shared
+// with the namespace's other watchers; w holds one batch.
 func (w *watcher) deliver(ctx, life context.Context) {
+	var buf []owed
 	for {
-		ev, ok := w.next()
-		if !ok {
+		var changed <-chan struct{}
+		buf, changed = w.t.read(&w.cur, buf[:0])
+		if len(buf) == 0 {
+			buf = nil // an idle watcher holds no batch
 			select {
-			case <-w.wake:
+			case <-changed:
 				continue
 			case <-ctx.Done():
 				return
@@ -289,15 +260,21 @@ func (w *watcher) deliver(ctx, life context.Context) {
 				return
 			}
 		}
-		select {
-		case w.ch <- ev:
-			if ev.Op == OpReset {
-				w.resets.Add(1)
+		for _, o := range buf {
+			if o.c != nil && o.c.superseded.Load() {
+				continue // a newer change of the key follows
 			}
-		case <-ctx.Done():
-			return
-		case <-life.Done():
-			return
+			select {
+			case w.ch <- o.ev:
+				if o.ev.Op == OpReset {
+					w.resets.Add(1)
+				}
+			case <-ctx.Done():
+				return
+			case <-life.Done():
+				return
+			}
 		}
+		clear(buf) // the values sent are the consumer's now
 	}
 }

@@ -12,10 +12,12 @@ import (
 )
 
 // Bounds of TestStalledWatcherMemory, per watcher, with a margin over
-// Watch's documentation (under 400 KB while MaxPendingEvents wait, nearly
-// nothing once received) for what else the process allocates meanwhile.
+// Watch's documentation for what else the process allocates meanwhile:
+// a watcher holds its goroutine, its channel and a batch of at most 64
+// events, and its share of the namespace's MaxPendingEvents changes,
+// held once for all its watchers.
 const (
-	stalledBound  = 512 << 10
+	stalledBound  = 32 << 10
 	caughtUpBound = 16 << 10
 )
 
@@ -29,8 +31,8 @@ func TestStalledWatcherMemory(t *testing.T) {
 	const watchers = 100
 	s := mustOpen(t, dbPath(t), opstate.Options{SyncInterval: -1, CacheBytes: -1})
 	// One key more than MaxPendingEvents: each watcher's goroutine takes
-	// the first event it is woken for off the backlog, and waits to send
-	// it; the others fill the backlog, exactly.
+	// the first event it is woken for, and waits to send it; the others
+	// fill the namespace's changes, exactly.
 	n := opstate.MaxPendingEvents + 1
 	keys, values := make([]string, n), make([]string, n)
 	for i := range n {

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestWatcherStaleQueue checks how a watcher's queue orders OpStale
+// TestWatcherStaleQueue checks how a watcher's topic orders OpStale
 // against OpReset for a consumer that is slow: a stream that went down
 // and came back before the consumer looked is one OpReset (it is fresh
 // again); an OpReset of events lost (the queue's bound) leaves a pending
@@ -34,18 +34,20 @@ func TestWatcherStaleQueue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f feed
-			w := &watcher{ns: "ns", wake: make(chan struct{}, 1), resets: new(atomic.Uint64)}
-			f.add(w)
+			w := &watcher{resets: new(atomic.Uint64)}
+			f.add("ns", w)
 			f.order.lock()
 			tc.do(&f, w)
 			f.order.unlock()
 			var got []Event
 			for {
-				e, ok := w.next()
-				if !ok {
+				batch, _ := w.t.read(&w.cur, nil)
+				if len(batch) == 0 {
 					break
 				}
-				got = append(got, e)
+				for _, o := range batch {
+					got = append(got, o.ev)
+				}
 			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("delivered %v; want %v", got, tc.want)

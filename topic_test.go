@@ -1,0 +1,172 @@
+package opstate
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// reader is a watcher's consumer in TestTopicModel: it takes a batch from
+// the topic and sends it one event at a time, as watcher.deliver does,
+// and builds the namespace from what it receives.
+type reader struct {
+	cur   cursor
+	batch []owed // taken, not yet sent
+	state map[string]string
+	last  map[string]int // the counter of the last value received per key
+	got   int
+}
+
+// TestTopicModel drives a topic as a Store does — sets and deletes of a few
+// or many keys, resets, the change stream going down and coming back —
+// with readers that keep up, fall behind, or stop for long stretches, and
+// checks what Watch promises of what each receives: the events of a key in
+// the order of its changes, never one already superseded when it was
+// sent, an OpReset where a change was lost, and, once every reader has
+// caught up, a namespace built from the events (re-read on every OpReset)
+// that equals the truth.
+func TestTopicModel(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keys  int
+		paces []float64 // per reader: the chance that it takes a step after each write
+	}{
+		{"few keys", 20, []float64{1, 0.3, 0.01}},
+		{"many keys", 3 * MaxPendingEvents, []float64{1, 0.5, 0.001}},
+		{"at the bound", MaxPendingEvents, []float64{1, 0.05, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, uint64(tc.keys)))
+			tp := newTopic("ns")
+			truth := map[string]string{}
+			readers := make([]*reader, len(tc.paces))
+			for i := range readers {
+				readers[i] = &reader{cur: tp.start(), state: map[string]string{}, last: map[string]int{}}
+			}
+			counter := 0
+			step := func(r *reader) bool {
+				if len(r.batch) == 0 {
+					r.batch, _ = tp.read(&r.cur, r.batch[:0])
+					if len(r.batch) == 0 {
+						return false
+					}
+				}
+				o := r.batch[0]
+				r.batch = r.batch[1:]
+				if o.c != nil && o.c.superseded.Load() {
+					return true
+				}
+				r.receive(t, o.ev, truth)
+				return true
+			}
+			for range 10 * tc.keys {
+				counter++
+				k := "k" + strconv.Itoa(rng.IntN(tc.keys))
+				switch x := rng.IntN(1000); {
+				case x < 2:
+					tp.reset()
+					truth = map[string]string{} // DeleteNamespace
+				case x < 4:
+					tp.stale()
+				case x < 6:
+					tp.fresh()
+				case x < 150:
+					delete(truth, k)
+					tp.put(k, "", OpDelete)
+				default:
+					v := strconv.Itoa(counter)
+					truth[k] = v
+					tp.put(k, v, OpSet)
+				}
+				for i, r := range readers {
+					for rng.Float64() < tc.paces[i] && step(r) {
+					}
+				}
+			}
+			for i, r := range readers {
+				for step(r) {
+				}
+				if !maps.Equal(r.state, truth) {
+					t.Errorf("reader %d (pace %v): built %d keys from %d events, truth has %d", i, tc.paces[i], len(r.state), r.got, len(truth))
+				}
+			}
+		})
+	}
+}
+
+// receive applies ev to r's namespace, checking that a key's events come in
+// the order of its changes.
+func (r *reader) receive(t *testing.T, ev Event, truth map[string]string) {
+	t.Helper()
+	r.got++
+	switch ev.Op {
+	case OpReset:
+		r.state = maps.Clone(truth) // the consumer re-reads the namespace
+		clear(r.last)
+	case OpStale:
+	case OpSet:
+		n, _ := strconv.Atoi(ev.Value)
+		if n <= r.last[ev.Key] {
+			t.Fatalf("%s=%s received after a value written later (%d)", ev.Key, ev.Value, r.last[ev.Key])
+		}
+		r.last[ev.Key] = n
+		r.state[ev.Key] = ev.Value
+	case OpDelete:
+		delete(r.state, ev.Key)
+	default:
+		t.Fatalf("unexpected %v", ev.Op)
+	}
+}
+
+// TestTopicBound checks the bound of what waits for a reader: behind by
+// MaxPendingEvents keys it gets every change and no OpReset; behind by one
+// more, an OpReset first. And the topic itself keeps MaxPendingEvents
+// changes at most, however many keys change.
+func TestTopicBound(t *testing.T) {
+	for _, tc := range []struct {
+		keys      int
+		wantReset bool
+	}{
+		{MaxPendingEvents, false},
+		{MaxPendingEvents + 1, true},
+	} {
+		t.Run(fmt.Sprint(tc.keys), func(t *testing.T) {
+			tp := newTopic("ns")
+			cur := tp.start()
+			for i := range tc.keys {
+				tp.put(fmt.Sprint("k", i), "v", OpSet)
+				tp.put(fmt.Sprint("k", i), "w", OpSet) // coalesced: one change a key
+			}
+			if tp.n > MaxPendingEvents {
+				t.Fatalf("the topic keeps %d changes; want at most %d", tp.n, MaxPendingEvents)
+			}
+			var all []Event
+			for {
+				batch, _ := tp.read(&cur, nil)
+				if len(batch) == 0 {
+					break
+				}
+				if len(batch) > batchSize+2 {
+					t.Fatalf("a batch of %d; want at most %d changes and an OpReset and OpStale", len(batch), batchSize)
+				}
+				for _, o := range batch {
+					all = append(all, o.ev)
+				}
+			}
+			gotReset := len(all) > 0 && all[0].Op == OpReset
+			if gotReset != tc.wantReset {
+				t.Fatalf("behind by %d keys: first event %v; want an OpReset: %v", tc.keys, all[0], tc.wantReset)
+			}
+			if !tc.wantReset && len(all) != tc.keys {
+				t.Errorf("behind by %d keys: %d events; want one a key", tc.keys, len(all))
+			}
+			for _, ev := range all {
+				if ev.Op == OpSet && ev.Value != "w" {
+					t.Fatalf("%s=%s; want the latest value, w", ev.Key, ev.Value)
+				}
+			}
+		})
+	}
+}
