@@ -28,13 +28,16 @@ import (
 	"github.com/d8da9184/opstate"
 )
 
-// Environment of the child processes of this file's tests; each is set
-// only in the child.
+// Environment of the disk-full child process; each is set only in the
+// child.
 const (
 	diskFullChildEnv = "OPSTATE_DISKFULL_CHILD" // database path
 	diskFullCacheEnv = "OPSTATE_DISKFULL_CACHE" // "off": the child's Store has no cache
-	lockChildEnv     = "OPSTATE_LOCK_CHILD"     // database path
 )
+
+// lockChildEnv, set only in the environment of the child lockHolderSQL,
+// is the path of the database whose write lock it holds.
+const lockChildEnv = "OPSTATE_LOCK_CHILD"
 
 // diskFullHeadroom is how far above the largest file the child's
 // file-size limit lies: room for a few writes before they fail.
