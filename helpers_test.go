@@ -2,6 +2,7 @@ package opstate_test
 
 import (
 	"database/sql"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -76,4 +77,16 @@ func sqlDB(t testing.TB, path string) *sql.DB {
 func cacheModes(t *testing.T, f func(t *testing.T, opts opstate.Options)) {
 	t.Run("cached", func(t *testing.T) { f(t, opstate.Options{}) })
 	t.Run("uncached", func(t *testing.T) { f(t, opstate.Options{CacheBytes: -1}) })
+}
+
+// sidecars returns the names of the -wal, -shm and -journal files beside
+// path.
+func sidecars(path string) []string {
+	var found []string
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if _, err := os.Lstat(path + suffix); err == nil {
+			found = append(found, filepath.Base(path+suffix))
+		}
+	}
+	return found
 }
