@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,25 +154,18 @@ func processesChild() int {
 		return 1
 	}
 	defer s.Close()
-	var failed atomic.Bool
-	errorf := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-		failed.Store(true)
-	}
+	var c childChecks
 	switch steps := os.Getenv(processesChildSteps); steps {
 	case "flip":
 		if err := s.Set("flags", "dark_mode", "on"); err != nil {
-			errorf("%v", err)
+			c.Errorf("%v", err)
 		}
 	case "race":
-		raceWorkload(errorf, s, "child")
+		raceWorkload(c.Errorf, s, "child")
 	default:
-		errorf("%s=%q: no such steps", processesChildSteps, steps)
+		c.Errorf("%s=%q: no such steps", processesChildSteps, steps)
 	}
-	if failed.Load() {
-		return 1
-	}
-	return 0
+	return c.status()
 }
 
 // raceWorkload writes and reads the keys shared by the processes of

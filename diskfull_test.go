@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -55,7 +54,7 @@ func fileSize(path string) int64 {
 	return fi.Size()
 }
 
-// TestDiskFull runs a child process (TestDiskFullChild) whose file-size
+// TestDiskFull runs a child process (diskFullChild) whose file-size
 // limit (RLIMIT_FSIZE) lies a little above the store's files, so that its
 // writes start failing as the WAL grows, as they would on a full disk. The
 // child's writers (growWriters) write ever larger values, concurrently,
@@ -77,11 +76,11 @@ func TestDiskFull(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.count=1", "-test.v=false")
-		cmd.Env = append(os.Environ(), diskFullChildEnv+"="+path)
+		env := []string{diskFullChildEnv + "=" + path}
 		if opts.CacheBytes < 0 {
-			cmd.Env = append(cmd.Env, diskFullCacheEnv+"=off")
+			env = append(env, diskFullCacheEnv+"=off")
 		}
+		cmd := childCommand(t, "diskfull", env...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -184,8 +183,9 @@ type growOutcome struct {
 // reads the key, so that a cached Store holds the old value (or holds the
 // key as absent) when the write fails, and checks that a failed write is
 // not served: Lookup returns what the writer's last acknowledged write of
-// the key stored, and so does List once the writer is done.
-func growWriters(t testing.TB, s *opstate.Store) []growOutcome {
+// the key stored, and so does List once the writer is done. It reports
+// what goes wrong with errorf.
+func growWriters(errorf func(format string, args ...any), s *opstate.Store) []growOutcome {
 	var mu sync.Mutex // guards out
 	var out []growOutcome
 	record := func(o growOutcome) {
@@ -201,7 +201,9 @@ func growWriters(t testing.TB, s *opstate.Store) []growOutcome {
 			// served checks what Lookup returns for key.
 			served := func(key string) {
 				old, ok := want[key]
-				wantGet(t, s, "grow", key, old, ok)
+				if err := checkLookup(s, "grow", key, old, ok); err != nil {
+					errorf("%v", err)
+				}
 			}
 			failedAt := -1
 			for i := 0; i < diskFullSteps && (failedAt < 0 || i <= failedAt+3); i++ {
@@ -229,12 +231,12 @@ func growWriters(t testing.TB, s *opstate.Store) []growOutcome {
 			served(k0)
 			got, err := s.List("grow")
 			if err != nil {
-				t.Errorf("List(grow): %v", err)
+				errorf("List(grow): %v", err)
 				return
 			}
 			for k, v := range want {
 				if got[k] != v {
-					t.Errorf("List(grow)[%s] = %.20q; want %.20q", k, got[k], v)
+					errorf("List(grow)[%s] = %.20q; want %.20q", k, got[k], v)
 				}
 			}
 		})
@@ -243,16 +245,23 @@ func growWriters(t testing.TB, s *opstate.Store) []growOutcome {
 	return out
 }
 
-// TestDiskFullChild is the process of TestDiskFull. It runs only with
-// OPSTATE_DISKFULL_CHILD set. It runs growWriters under a file-size limit
-// and prints "ack KEY I" for a Set and "deleted KEY" for a Delete that
-// returned nil, "fail KEY I KIND" for one that failed, where KIND is
-// "diskfull" or "io", and the text of the first error.
-func TestDiskFullChild(t *testing.T) {
-	path := os.Getenv(diskFullChildEnv)
-	if path == "" {
-		t.Skip("run by TestDiskFull")
-	}
+func init() { childRoles["diskfull"] = diskFullChild }
+
+// diskFullChild is the process of TestDiskFull, on the file named by
+// diskFullChildEnv. It runs growWriters under a file-size limit and prints
+// "ack KEY I" for a Set and "deleted KEY" for a Delete that returned nil,
+// "fail KEY I KIND" for one that failed, where KIND is "diskfull" or "io",
+// and the text of the first error. It exits with status 1 if a check
+// failed.
+func diskFullChild() int {
+	var c childChecks
+	diskFullWrites(c.Errorf, os.Getenv(diskFullChildEnv))
+	return c.status()
+}
+
+// diskFullWrites is diskFullChild's work on the file at path, reporting
+// failed checks with errorf.
+func diskFullWrites(errorf func(format string, args ...any), path string) {
 	// No check for other writers: emptying the cache could hide a failed
 	// write that was cached.
 	opts := opstate.Options{SyncInterval: -1}
@@ -264,28 +273,32 @@ func TestDiskFullChild(t *testing.T) {
 	limit := uint64(max(fileSize(path), fileSize(path+"-wal"), 32<<10) + diskFullHeadroom)
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
-		t.Fatal(err)
+		errorf("%v", err)
+		return
 	}
 	if rl.Max < limit {
-		t.Fatalf("hard RLIMIT_FSIZE %d is below the limit %d this test needs", rl.Max, limit)
+		errorf("hard RLIMIT_FSIZE %d is below the limit %d this test needs", rl.Max, limit)
+		return
 	}
 	// Beyond the limit the kernel sends SIGXFSZ, which kills the process
 	// unless ignored; ignored, write(2) fails with EFBIG.
 	signal.Ignore(syscall.SIGXFSZ)
 	rl.Cur = limit
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil {
-		t.Fatal(err)
+		errorf("%v", err)
+		return
 	}
 	fmt.Printf("limit %d bytes; database %d, WAL %d\n", limit, fileSize(path), fileSize(path+"-wal"))
 
 	s, err := opstate.Open(path, opts)
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		errorf("Open: %v", err)
+		return
 	}
 	defer func() { fmt.Printf("close %v\n", s.Close()) }()
 
 	var firstErr error
-	for _, o := range growWriters(t, s) {
+	for _, o := range growWriters(errorf, s) {
 		switch {
 		case o.Err == nil && o.Delete:
 			fmt.Printf("deleted %s\n", o.Key)
@@ -299,7 +312,7 @@ func TestDiskFullChild(t *testing.T) {
 			case errors.Is(o.Err, opstate.ErrIO):
 				kind = "io"
 			default:
-				t.Errorf("write of grow/%s over the file-size limit = %v; want ErrDiskFull or ErrIO", o.Key, o.Err)
+				errorf("write of grow/%s over the file-size limit = %v; want ErrDiskFull or ErrIO", o.Key, o.Err)
 			}
 			fmt.Printf("fail %s %d %s\n", o.Key, o.I, kind)
 			if firstErr == nil {
@@ -311,7 +324,7 @@ func TestDiskFullChild(t *testing.T) {
 	batches, writes := s.Batches()
 	fmt.Printf("batches: %d writes in %d transactions\n", writes, batches)
 	if firstErr == nil {
-		t.Errorf("no write failed with the file-size limit at %d bytes; the WAL is %d bytes", limit, fileSize(path+"-wal"))
+		errorf("no write failed with the file-size limit at %d bytes; the WAL is %d bytes", limit, fileSize(path+"-wal"))
 	}
 }
 
@@ -335,7 +348,7 @@ func TestDiskFullENOSPC(t *testing.T) {
 		seed, want := diskFullSeed(t, s)
 
 		acks, fails := 0, 0
-		for _, o := range growWriters(t, s) {
+		for _, o := range growWriters(t.Errorf, s) {
 			switch {
 			case o.Err == nil && o.Delete:
 				delete(want, o.Key)

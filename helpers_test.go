@@ -2,6 +2,7 @@ package opstate_test
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -54,10 +55,19 @@ func mustSet(t testing.TB, s *opstate.Store, ns, key, value string) {
 
 func wantGet(t testing.TB, s *opstate.Store, ns, key, want string, wantOK bool) {
 	t.Helper()
+	if err := checkLookup(s, ns, key, want, wantOK); err != nil {
+		t.Error(err)
+	}
+}
+
+// checkLookup is wantGet for code without a testing.TB, such as a child
+// process: it returns the mismatch as an error.
+func checkLookup(s *opstate.Store, ns, key, want string, wantOK bool) error {
 	got, ok, err := s.Lookup(ns, key)
 	if err != nil || got != want || ok != wantOK {
-		t.Errorf("Lookup(%q, %q) = %.40q, %v, %v; want %.40q, %v, nil", ns, key, got, ok, err, want, wantOK)
+		return fmt.Errorf("Lookup(%q, %q) = %.40q, %v, %v; want %.40q, %v, nil", ns, key, got, ok, err, want, wantOK)
 	}
+	return nil
 }
 
 // sqlDB opens the store's file with plain database/sql, as an operator's
