@@ -27,7 +27,7 @@ type sustainedLoad struct {
 	value   func(j int) string // and its value
 }
 
-// sustainedLoads are the loads of issue 8, under which the write-ahead log
+// sustainedLoads are the loads under which the write-ahead log once
 // outgrew the backstop: new keys of 1 KiB values, and 32-byte overwrites
 // of keys scattered over 10,000.
 var sustainedLoads = []sustainedLoad{

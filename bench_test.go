@@ -120,7 +120,7 @@ func BenchmarkSet(b *testing.B) {
 				}
 			}
 		})
-		// 8 goroutines on 2 cores: SetParallelism(4) × GOMAXPROCS.
+		// 8 goroutines: SetParallelism(8/GOMAXPROCS) × GOMAXPROCS.
 		b.Run(d.String()+"-8goroutines", func(b *testing.B) {
 			s := warmStore(b, opstate.Options{Durability: d})
 			// The warm-up's writes ran one per transaction: count only
@@ -399,9 +399,9 @@ func BenchmarkBareUpsert(b *testing.B) {
 	}
 }
 
-// setsFrom8Goroutines times set from 8 goroutines (SetParallelism × the 2
-// cores here), each writing a range of 1,000 keys of its own, and stops the
-// timer when they are done.
+// setsFrom8Goroutines times set from 8 goroutines (SetParallelism ×
+// GOMAXPROCS, where GOMAXPROCS divides 8), each writing a range of 1,000
+// keys of its own, and stops the timer when they are done.
 func setsFrom8Goroutines(b *testing.B, set func(key, value string) error) {
 	b.ReportAllocs()
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))

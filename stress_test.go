@@ -160,7 +160,7 @@ func runStress(t *testing.T, opts opstate.Options, readers, minRounds int, d tim
 						if w.err = w.readShared(); w.err != nil {
 							return
 						}
-						runtime.Gosched() // leave the writers their share of two cores
+						runtime.Gosched() // leave the writers their share of the CPU
 					}
 				})
 				continue
