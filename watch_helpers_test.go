@@ -12,7 +12,7 @@ import (
 	"github.com/d8da9184/opstate"
 )
 
-// watchSync is the SyncInterval of the Stores of these tests, none of
+// watchSync is the SyncInterval of the Stores of the watch tests, none of
 // which is about its default: foreign writes reach watchers within a few
 // milliseconds.
 const watchSync = 5 * time.Millisecond
