@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -32,6 +33,25 @@ func runChildRole() (code int, ran bool) {
 		return 2, true
 	}
 	return f(), true
+}
+
+// childChecks collects the failed checks of a child role, which has no
+// testing.T: each is written to its standard error, and the role exits
+// with status 1 if there was any.
+type childChecks struct{ failed atomic.Bool }
+
+// Errorf reports a failed check; it may be called from any goroutine.
+func (c *childChecks) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	c.failed.Store(true)
+}
+
+// status is the role's exit status: 1 if a check failed, else 0.
+func (c *childChecks) status() int {
+	if c.failed.Load() {
+		return 1
+	}
+	return 0
 }
 
 // childCommand returns the command that runs this test binary as a child

@@ -136,59 +136,70 @@ func TestOwnWritesKeepCache(t *testing.T) {
 	}
 }
 
-// TestChildProcess is the child of TestProcesses: it opens the file
-// named by OPSTATE_CHILD_DB and performs the steps in OPSTATE_CHILD_STEPS.
-func TestChildProcess(t *testing.T) {
-	path := os.Getenv("OPSTATE_CHILD_DB")
-	if path == "" {
-		t.Skip("runs only as the child of TestProcesses")
-	}
-	s, err := opstate.Open(path, opstate.Options{})
+// The child role "processes" is the other process of TestProcesses: it
+// opens the file named by processesChildDB and performs the steps named
+// by processesChildSteps: "flip" sets flags/dark_mode to "on", "race"
+// runs raceWorkload.
+const (
+	processesChildDB    = "OPSTATE_CHILD_DB"
+	processesChildSteps = "OPSTATE_CHILD_STEPS"
+)
+
+func init() { childRoles["processes"] = processesChild }
+
+func processesChild() int {
+	s, err := opstate.Open(os.Getenv(processesChildDB), opstate.Options{})
 	if err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	defer s.Close()
-	switch os.Getenv("OPSTATE_CHILD_STEPS") {
+	var c childChecks
+	switch steps := os.Getenv(processesChildSteps); steps {
 	case "flip":
 		if err := s.Set("flags", "dark_mode", "on"); err != nil {
-			t.Fatal(err)
+			c.Errorf("%v", err)
 		}
 	case "race":
-		raceWorkload(t, s, "child")
+		raceWorkload(c.Errorf, s, "child")
+	default:
+		c.Errorf("%s=%q: no such steps", processesChildSteps, steps)
 	}
+	return c.status()
 }
 
 // raceWorkload writes and reads the keys shared by the processes of
 // TestProcesses: each process writes its own name and a counter into the
-// same keys, and checks that it never reads a value nobody wrote.
-func raceWorkload(t *testing.T, s *opstate.Store, who string) {
+// same keys, and checks that it never reads a value nobody wrote. It
+// reports what goes wrong with errorf.
+func raceWorkload(errorf func(format string, args ...any), s *opstate.Store, who string) {
 	for i := range 300 {
 		key := fmt.Sprint("k", i%5)
 		if err := s.Set("shared", key, fmt.Sprintf("%s-%d", who, i)); err != nil {
-			t.Errorf("Set: %v", err)
+			errorf("Set: %v", err)
 			return
 		}
 		// A key only this process writes: every one must survive.
 		if err := s.Set("own-"+who, fmt.Sprint(i), fmt.Sprint(i)); err != nil {
-			t.Errorf("Set: %v", err)
+			errorf("Set: %v", err)
 			return
 		}
 		v, err := s.Get("shared", fmt.Sprint("k", (i+2)%5))
 		if err != nil {
-			t.Errorf("Get: %v", err)
+			errorf("Get: %v", err)
 			return
 		}
 		if v != "" && !strings.HasPrefix(v, "parent-") && !strings.HasPrefix(v, "child-") {
-			t.Errorf("Get = %q, a value nobody wrote", v)
+			errorf("Get = %q, a value nobody wrote", v)
 			return
 		}
 	}
 }
 
+// childProcess returns the command that runs the "processes" child on
+// the file at path, performing steps.
 func childProcess(t *testing.T, path, steps string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "OPSTATE_CHILD_DB="+path, "OPSTATE_CHILD_STEPS="+steps)
-	return cmd
+	return childCommand(t, "processes", processesChildDB+"="+path, processesChildSteps+"="+steps)
 }
 
 // TestProcesses runs real separate processes on one file: a child flips a
@@ -216,7 +227,7 @@ func TestProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { raceWorkload(t, s, "parent") })
+	wg.Go(func() { raceWorkload(t.Errorf, s, "parent") })
 	wg.Wait()
 	if err := child.Wait(); err != nil {
 		t.Fatalf("child: %v\n%s", err, childOut.String())

@@ -53,8 +53,9 @@ func (m condModel) live(now int64) map[string]string {
 // TestConditionalStress runs six workers that mix SetIfAbsent,
 // SetIfAbsentWithTTL, CompareAndSwap, CompareAndSwapWithTTL and
 // CompareAndDelete with Get, Lookup, Set, SetWithTTL and Delete on one
-// Store whose cache holds a third of the keys (2 KiB: about 60% of the
-// reads miss it, and keys are read from SQLite again after eviction)
+// Store whose cache holds a third of the keys (2 KiB: most reads miss it,
+// and keys are read from SQLite again after eviction; the test logs how
+// many reads went to SQLite)
 // while the background sweeper runs every millisecond. Each worker alone writes the keys of its own namespace, so
 // a plain model of them is exact. The injected clock moves only between
 // phases, when no call is in flight, by 10ms; TTLs expire before, on and

@@ -288,7 +288,8 @@
 //     checks (header, size, schema) cannot see is found only when a read
 //     or write reaches it; until then writes to sound pages succeed and
 //     change the file. VerifyOnOpen reads the whole file at every Open
-//     (117 ms for a million rows on the development machine, BenchmarkOpenLarge).
+//     (BenchmarkOpenLarge measures what that costs a file of a million
+//     rows).
 //   - Values are stored as SQLite TEXT without validation; bytes that are
 //     not UTF-8 round-trip through opstate but may display oddly in tools.
 //   - Under a stream of writes, the write-ahead log is checkpointed in the

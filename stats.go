@@ -118,7 +118,8 @@ type stripe struct {
 func (c *striped) add() {
 	// A variable of size zero has an address in the frame, and no store
 	// initializes it: the atomic add would wait for such a store, just
-	// issued, to drain, which cost a cached Get about 0.3 ns in the bench.
+	// issued, to drain, which makes a cached Get measurably slower
+	// (BenchmarkGet).
 	// (A compiler that gave every such variable one address would send
 	// every add to one stripe: slower, still exact. TestStripesSpread
 	// checks.)

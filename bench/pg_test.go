@@ -10,13 +10,14 @@ import (
 )
 
 // testPG returns the PostgreSQL server of the tests, or skips the test
-// without one, unless OPSTATE_REQUIRE_PG=1 (as pgstate's tests do).
+// without one, unless OPSTATE_REQUIRE_PG=1 or CI=true (as pgstate's tests
+// do).
 func testPG(t *testing.T) *pgServer {
 	t.Helper()
 	pg, err := connectPG()
 	if err != nil {
-		if os.Getenv("OPSTATE_REQUIRE_PG") == "1" {
-			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1): %v", err)
+		if os.Getenv("OPSTATE_REQUIRE_PG") == "1" || os.Getenv("CI") == "true" {
+			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1 or CI=true): %v", err)
 		}
 		t.Skipf("no PostgreSQL server (set %s or PG*, or run under pg_virtualenv): %v", pgDSNEnv, err)
 	}

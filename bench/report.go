@@ -360,7 +360,7 @@ func printTargets(w io.Writer, results []*summary) {
 			target{wl + ": opstate ns/op ÷ otter ns/op", ns(wl, "opstate") / ns(wl, "otter"), "<=", 1, formatRatio})
 	}
 	// A lone Set pays for the change log (a trigger and one more page a
-	// transaction), which the bare upsert does not have: issue 10 allows
+	// transaction), which the bare upsert does not have: the target allows
 	// it 1.5 times the bare upsert (1.1 before the log).
 	for _, wl := range []string{"set-normal", "set-full"} {
 		ts = append(ts, target{wl + ": opstate ns/op ÷ sqlite-only ns/op", ns(wl, "opstate") / ns(wl, "sqlite-only"), "<=", 1.5, formatRatio})

@@ -51,10 +51,9 @@ func mustOpenPath(t *testing.T, path string, opts opstate.Options) *opstate.Stor
 //     unrelated keys in the checked namespaces and in a third one, so that
 //     the checked keys are evicted and read from SQLite again, racing
 //     writes; the variant fails if nothing was evicted. 768 bytes hold a
-//     few entries: in a copy of opstate instrumented to count them, about
-//     half the reads of checked keys missed the cache (a sixth at 1 KiB);
-//     much less, and an entry plus its namespace no longer fits in half
-//     the budget, so nothing is cached at all;
+//     few entries, so that many reads of checked keys miss the cache (far
+//     fewer at 1 KiB); much less, and an entry plus its namespace no
+//     longer fits in half the budget, so nothing is cached at all;
 //   - sweeper: the background sweeper every millisecond and a goroutine
 //     calling DeleteExpired without pause, while TTLs expire at the phase
 //     boundaries, with the read-heavy expiring workload; the variant fails

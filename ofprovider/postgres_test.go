@@ -19,8 +19,8 @@ import (
 // pgAdmin connects to the test server, as module pgstate's tests do:
 // OPSTATE_PG_DSN, or libpq's PG* variables when it is empty (what
 // pg_virtualenv sets). Without a server the test skips, unless
-// OPSTATE_REQUIRE_PG=1 (which .ci/run sets). It returns the connection,
-// closed at cleanup, and the connection string.
+// OPSTATE_REQUIRE_PG=1 (which .ci/run sets) or CI=true. It returns the
+// connection, closed at cleanup, and the connection string.
 func pgAdmin(t *testing.T) (*pgx.Conn, string) {
 	t.Helper()
 	dsn := os.Getenv("OPSTATE_PG_DSN")
@@ -28,8 +28,8 @@ func pgAdmin(t *testing.T) (*pgx.Conn, string) {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		if os.Getenv("OPSTATE_REQUIRE_PG") == "1" {
-			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1): %v", err)
+		if os.Getenv("OPSTATE_REQUIRE_PG") == "1" || os.Getenv("CI") == "true" {
+			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1 or CI=true): %v", err)
 		}
 		t.Skipf("no PostgreSQL server (set OPSTATE_PG_DSN or PGHOST..., or run under pg_virtualenv): %v", err)
 	}

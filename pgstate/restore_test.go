@@ -20,7 +20,7 @@ func tool(t *testing.T, name string) string {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if pgtest.Required() {
-			t.Fatalf("no %s (OPSTATE_REQUIRE_PG=1): %v", name, err)
+			t.Fatalf("no %s (OPSTATE_REQUIRE_PG=1 or CI=true): %v", name, err)
 		}
 		t.Skipf("no %s: %v", name, err)
 	}

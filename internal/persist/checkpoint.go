@@ -36,8 +36,8 @@ const (
 	maxPasses  = 8
 	// stopFrames is the length of the log from which writes wait for a
 	// checkpoint that is running, rather than take the log to the
-	// backstop: the checkpoint is falling behind (on this machine, when
-	// the goroutine that copies gets too little CPU). For a log that a
+	// backstop: the checkpoint is falling behind (as when the goroutine
+	// that copies gets too little CPU). For a log that a
 	// reader outside this DB kept from being copied, it is that many
 	// frames more than the log had when the checkpoint began.
 	stopFrames = 3072
@@ -172,10 +172,10 @@ func (db *DB) Checkpoint(ctx context.Context) (Checkpointed, error) {
 	t0 := time.Now()
 	prev := done
 	// Reads wait too: beside it they would compete for the CPU with this
-	// pass, which writes wait for (measured with 2 goroutines reading
-	// without pause on 2 cores: writes held off for 12 ms at the median
-	// run's worst, 7 ms with reads waiting), and begin transactions that
-	// keep the log from starting over.
+	// pass, which writes wait for (with reads waiting, writes are held
+	// off for less: BenchmarkSustainedWrites, the rows with readers,
+	// held-max-µs), and begin transactions that keep the log from
+	// starting over.
 	gate := make(chan struct{})
 	db.readGate.Store(&gate)
 	defer func() {

@@ -9,11 +9,11 @@ import (
 )
 
 // BenchmarkCheckPlace measures what Open pays to tell a mounted database
-// file or sidecar: checkPlace on a database of this machine (four lstats
-// and the read of this process's list of mounts, with mounts/op the
-// length of the list), and the scan of lists as long as container hosts
-// have, where every pod adds a few mounts; and, to compare, the whole Open
-// and Close of a database.
+// file or sidecar: checkPlace on a database of the machine it runs on
+// (four lstats and the read of this process's list of mounts, with
+// mounts/op the length of the list), and the scan of lists as long as
+// container hosts have, where every pod adds a few mounts; and, to
+// compare, the whole Open and Close of a database.
 func BenchmarkCheckPlace(b *testing.B) {
 	b.Run("open-and-close", func(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "state.db")

@@ -20,9 +20,9 @@ const (
 // descriptor of one would drop the process's locks on it): statfs(2) and
 // access(2) look at paths, and the one file it creates is an unnamed one
 // (O_TMPFILE), gone when closed, because a file system that the kernel
-// stopped writing to after an error (ext4 mounted errors=remount-ro, on
-// Linux 6.18 at least) still says it is writable to statfs and access, yet
-// refuses to create a file with EROFS.
+// stopped writing to after an error (ext4 mounted errors=remount-ro, as
+// TestFileSystemTurnsReadOnly makes one) can still say it is writable to
+// statfs and access, yet refuse to create a file with EROFS.
 func readOnlyCause(path string) string {
 	const rofs = "read-only file system"
 	dir := filepath.Dir(path)

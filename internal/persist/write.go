@@ -48,9 +48,9 @@ const sweepSQL = `DELETE FROM operational_state WHERE (namespace, key) IN (
 // maxPutRows bounds the rows of one multi-row upsert statement. SQLite
 // copies every page such a statement changes into a statement journal,
 // which it moves to a temporary file once it passes 64 KiB: 12 rows of
-// scattered keys on 4 KiB pages stay below that. Measured by BenchmarkApply
-// (NORMAL, 32 scattered rows a transaction): 9.6-10.0 us a row in
-// statements of 12 rows, 11.8-14.1 in one statement of 32.
+// scattered keys on 4 KiB pages stay below that, and cost less a row than
+// one statement of 32 (BenchmarkApply, NORMAL/scattered/32-rows, with
+// maxPutRows 12 and 32).
 const maxPutRows = 12
 
 // writeConn holds the statements of the write connection, prepared on the

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 
 // schemaURL returns a postgres:// URL, as -db takes one, of a fresh
 // schema of the test's own (pgtest.Schema); the test skips without a
-// server, unless OPSTATE_REQUIRE_PG=1.
+// server, unless pgtest.Required.
 func schemaURL(t *testing.T) string {
 	t.Helper()
 	dsn := pgtest.Schema(t)

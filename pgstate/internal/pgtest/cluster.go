@@ -38,7 +38,7 @@ func NewCluster(t testing.TB) *Cluster {
 	bin := serverBin()
 	if bin == "" {
 		if Required() {
-			t.Fatal("no PostgreSQL server binaries (initdb, pg_ctl) (OPSTATE_REQUIRE_PG=1)")
+			t.Fatal("no PostgreSQL server binaries (initdb, pg_ctl) (OPSTATE_REQUIRE_PG=1 or CI=true)")
 		}
 		t.Skip("no PostgreSQL server binaries (initdb, pg_ctl): install the postgresql package")
 	}

@@ -19,8 +19,11 @@ import (
 func BaseDSN() string { return os.Getenv("OPSTATE_PG_DSN") }
 
 // Required reports whether a missing server fails the tests instead of
-// skipping them (OPSTATE_REQUIRE_PG=1, which .ci/run sets).
-func Required() bool { return os.Getenv("OPSTATE_REQUIRE_PG") == "1" }
+// skipping them: with OPSTATE_REQUIRE_PG=1, which .ci/run sets, or
+// CI=true.
+func Required() bool {
+	return os.Getenv("OPSTATE_REQUIRE_PG") == "1" || os.Getenv("CI") == "true"
+}
 
 // WithParam appends a runtime parameter to dsn, a URL or key=value form.
 func WithParam(dsn, k, v string) string {
@@ -44,7 +47,7 @@ func Schema(t testing.TB) string {
 	admin, err := pgx.Connect(ctx, BaseDSN())
 	if err != nil {
 		if Required() {
-			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1): %v", err)
+			t.Fatalf("no PostgreSQL server (OPSTATE_REQUIRE_PG=1 or CI=true): %v", err)
 		}
 		t.Skipf("no PostgreSQL server (set OPSTATE_PG_DSN or PGHOST..., or run under pg_virtualenv): %v", err)
 	}
