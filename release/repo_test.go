@@ -109,8 +109,8 @@ func copyRepo(t *testing.T) string {
 	return dst
 }
 
-// A module is a module of the repository.
-type module struct {
+// A repoModule is a module of the repository.
+type repoModule struct {
 	dir  string // slash path relative to the repository's top, "." for the root
 	path string // module path
 }
@@ -118,9 +118,9 @@ type module struct {
 // modules returns the modules of the repository in root: each directory
 // with a go.mod, but testdata and the directories whose names start with
 // "." or "_", which the go command ignores.
-func modules(t *testing.T, root string) []module {
+func modules(t *testing.T, root string) []repoModule {
 	t.Helper()
-	var mods []module
+	var mods []repoModule
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -142,7 +142,7 @@ func modules(t *testing.T, root string) []module {
 		if err != nil {
 			return err
 		}
-		mods = append(mods, module{dir: filepath.ToSlash(rel), path: modfile.ModulePath(data)})
+		mods = append(mods, repoModule{dir: filepath.ToSlash(rel), path: modfile.ModulePath(data)})
 		return nil
 	})
 	if err != nil {

@@ -72,7 +72,7 @@ func TestTag(t *testing.T) {
 	}
 	slices.Sort(all)
 	for _, p := range publicModules {
-		if !slices.ContainsFunc(mods, func(m module) bool { return m.path == p }) {
+		if !slices.ContainsFunc(mods, func(m repoModule) bool { return m.path == p }) {
 			t.Fatalf("no module %s in the repository", p)
 		}
 	}
