@@ -54,7 +54,7 @@ func writeProxy(t *testing.T, root, dir, version string) {
 			t.Fatal(err)
 		}
 		for name, data := range map[string][]byte{
-			"list":             []byte(version + "\n"),
+			"list":            []byte(version + "\n"),
 			version + ".info": info,
 			version + ".mod":  gomod,
 		} {
