@@ -7,8 +7,8 @@ replace github.com/d8da9184/opstate => ../
 replace github.com/d8da9184/opstate/pgstate => ../pgstate
 
 require (
-	github.com/d8da9184/opstate v0.0.0
-	github.com/d8da9184/opstate/pgstate v0.0.0
+	github.com/d8da9184/opstate v0.19.0
+	github.com/d8da9184/opstate/pgstate v0.19.0
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/maypok86/otter/v2 v2.4.0

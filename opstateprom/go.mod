@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/d8da9184/opstate => ../
 
 require (
-	github.com/d8da9184/opstate v0.0.0
+	github.com/d8da9184/opstate v0.19.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	modernc.org/sqlite v1.62.0

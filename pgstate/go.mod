@@ -5,7 +5,7 @@ go 1.26.0
 replace github.com/d8da9184/opstate => ../
 
 require (
-	github.com/d8da9184/opstate v0.0.0
+	github.com/d8da9184/opstate v0.19.0
 	github.com/jackc/pgx/v5 v5.12.0
 )
 

@@ -1,4 +1,4 @@
-package ofprovider_test
+package pgtest_test
 
 import (
 	"context"
