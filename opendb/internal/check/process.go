@@ -153,7 +153,8 @@ func writerChild(d Driver, path string) int {
 
 // kill attacks "no acknowledged write is lost": a child sets keys from
 // four goroutines through a Store over its handle, and says each one whose
-// Set returned; after 400 ms it is killed with SIGKILL mid-write. A new
+// Set returned; 400 ms after its first, it is killed with SIGKILL
+// mid-write. A new
 // handle on the file must find every acknowledged key, with its value,
 // in a sound file. Three rounds on one file.
 func kill(t *testing.T, d Driver) {
@@ -163,16 +164,26 @@ func kill(t *testing.T, d Driver) {
 		cmd, _, out := child(t, "killed", path)
 		var mu sync.Mutex
 		done := make(chan struct{})
+		first := make(chan struct{}) // closed at the child's first acknowledgement
 		go func() {
 			defer close(done)
+			var once sync.Once
 			for out.Scan() {
 				if k, ok := strings.CutPrefix(out.Text(), "acked "); ok {
 					mu.Lock()
 					acked[k] = true
 					mu.Unlock()
+					once.Do(func() { close(first) })
 				}
 			}
 		}()
+		// Killed 400 ms into its writes, however long it took to start
+		// (a loaded machine can take longer than that to open a Store).
+		select {
+		case <-first:
+		case <-done:
+		case <-time.After(time.Minute):
+		}
 		time.Sleep(400 * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-done // every line written before the kill is read
