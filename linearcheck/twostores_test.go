@@ -41,9 +41,10 @@ type read struct {
 //     TestLinearizable);
 //   - through the other Store, it returns the last write that returned at
 //     least SyncInterval + slack before the read was called, or a later one.
-//     The slack, 250ms as in the root module's coherence tests, absorbs scheduling delays under the race detector
-//     on a loaded 2-core machine; the tight bound is measured by opstate's
-//     BenchmarkForeignWriteStaleness, not here.
+//     The slack, 250ms as in the root module's coherence tests, absorbs
+//     scheduling delays under the race detector on a loaded machine; the
+//     tight bound is measured by opstate's BenchmarkForeignWriteStaleness,
+//     not here.
 //
 // Both writers also write a shared key. Once everything has returned and
 // one bound has passed, both Stores and a third one opened afterwards must
