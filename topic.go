@@ -3,6 +3,7 @@ package opstate
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // A topic is one watched namespace's changes, shared by all its watchers:
@@ -48,6 +49,13 @@ type topic struct {
 
 	kick chan struct{} // capacity 1: something was recorded
 	done chan struct{} // closed when the last watcher leaves: the broadcaster returns
+
+	// work is the time the watchers spent taking and sending what they
+	// were owed since the broadcaster last looked, in nanoseconds: what
+	// waking them cost (see broadcast).
+	work atomic.Int64
+	// watchers counts the topic's watchers; changed under servedOrder.
+	watchers atomic.Int32
 }
 
 // change is the latest change of one key in a topic.
@@ -166,16 +174,51 @@ func (t *topic) notify() {
 	}
 }
 
+// watcherShare is the share of one processor that waking a namespace's
+// watchers may take, on average, while writes keep coming: the rest stays
+// the writers'. wakeCost is what waking one watcher and its consumer costs
+// the scheduler besides the work a watcher measures itself.
+const (
+	watcherShare = 0.5
+	wakeCost     = 2 * time.Microsecond
+)
+
 // broadcast wakes the topic's watchers after every kick until done, on a
 // goroutine of its own, so that a writer's cost does not grow with the
-// watchers it wakes.
+// watchers it wakes. A wake of N watchers costs them N times the work of
+// taking and sending what they are owed, and keeps the processors from
+// the writers meanwhile: so that the watchers take at most watcherShare
+// of a processor, the next wake waits, after the last one began, for
+// their work since (what they measured, and wakeCost each) divided by
+// watcherShare. A topic whose watchers are
+// few, or whose writes are rare, never waits; one of many watchers under
+// a flood of writes wakes them in waves, each taking more changes
+// (coalesced per key) at once.
 func (t *topic) broadcast() {
+	var pace *time.Timer
+	var last time.Time
 	for {
 		select {
 		case <-t.done:
 			return
 		case <-t.kick:
 		}
+		work := time.Duration(t.work.Swap(0)) + time.Duration(t.watchers.Load())*wakeCost
+		if gap := time.Duration(float64(work) / watcherShare); !last.IsZero() {
+			if wait := time.Until(last.Add(gap)); wait > 0 {
+				if pace == nil {
+					pace = time.NewTimer(wait)
+				} else {
+					pace.Reset(wait)
+				}
+				select {
+				case <-t.done:
+					return
+				case <-pace.C:
+				}
+			}
+		}
+		last = time.Now()
 		t.mu.Lock()
 		ch := t.changed
 		t.changed = make(chan struct{})

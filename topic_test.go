@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // reader is a watcher's consumer in TestTopicModel: it takes a batch from
@@ -167,6 +168,49 @@ func TestTopicBound(t *testing.T) {
 					t.Fatalf("%s=%s; want the latest value, w", ev.Key, ev.Value)
 				}
 			}
+		})
+	}
+}
+
+// TestTopicPacing checks how the broadcaster paces wakes: a topic of one
+// watcher is woken at once for a second change, while one of 10,000
+// watchers waits after a wake for their cost (wakeCost each) over
+// watcherShare before the next, so that under a flood of writes the
+// watchers take a bounded share of the machine.
+func TestTopicPacing(t *testing.T) {
+	for _, tc := range []struct {
+		watchers int32
+		atLeast  time.Duration
+	}{
+		{1, 0},
+		{10000, time.Duration(float64(10000*wakeCost) / watcherShare)},
+	} {
+		t.Run(fmt.Sprint(tc.watchers), func(t *testing.T) {
+			tp := newTopic("ns")
+			tp.watchers.Store(tc.watchers)
+			go tp.broadcast()
+			defer close(tp.done)
+			wake := func() time.Time {
+				tp.mu.RLock()
+				ch := tp.changed
+				tp.mu.RUnlock()
+				tp.put("k", "v", OpSet)
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Second):
+					t.Fatal("no wake within 10s of a change")
+				}
+				return time.Now()
+			}
+			first := wake()
+			gap := wake().Sub(first)
+			if gap < tc.atLeast {
+				t.Errorf("%d watchers woken again %v after a wake; want at least %v", tc.watchers, gap, tc.atLeast)
+			}
+			if tc.atLeast == 0 && gap > time.Second {
+				t.Errorf("one watcher woken again %v after a wake; want at once", gap)
+			}
+			t.Logf("%d watchers: woken again after %v", tc.watchers, gap)
 		})
 	}
 }
