@@ -50,10 +50,10 @@ type topic struct {
 	kick chan struct{} // capacity 1: something was recorded
 	done chan struct{} // closed when the last watcher leaves: the broadcaster returns
 
-	// work is the time the watchers spent taking and sending what they
-	// were owed since the broadcaster last looked, in nanoseconds: what
-	// waking them cost (see broadcast).
-	work atomic.Int64
+	// sent counts the events the watchers sent since the broadcaster last
+	// looked: with the number of watchers, what waking them cost (see
+	// broadcast).
+	sent atomic.Int64
 	// watchers counts the topic's watchers; changed under servedOrder.
 	watchers atomic.Int32
 }
@@ -176,11 +176,16 @@ func (t *topic) notify() {
 
 // watcherShare is the share of one processor that waking a namespace's
 // watchers may take, on average, while writes keep coming: the rest stays
-// the writers'. wakeCost is what waking one watcher and its consumer costs
-// the scheduler besides the work a watcher measures itself.
+// the writers'. wakeCost is what waking one watcher costs, taking what it
+// is owed included, and sendCost what sending one event costs, its
+// consumer's wake and receive included: estimates, rounded up, of what
+// BenchmarkSetWatched spends. (The watchers' own clocks would not do: a
+// watcher woken with thousands of others spends most of its time waiting
+// for a processor, which is no cost of its own.)
 const (
 	watcherShare = 0.5
 	wakeCost     = 2 * time.Microsecond
+	sendCost     = 1 * time.Microsecond
 )
 
 // broadcast wakes the topic's watchers after every kick until done, on a
@@ -189,8 +194,8 @@ const (
 // taking and sending what they are owed, and keeps the processors from
 // the writers meanwhile: so that the watchers take at most watcherShare
 // of a processor, the next wake waits, after the last one began, for
-// their work since (what they measured, and wakeCost each) divided by
-// watcherShare. A topic whose watchers are
+// their work since (wakeCost a watcher and sendCost an event sent)
+// divided by watcherShare. A topic whose watchers are
 // few, or whose writes are rare, never waits; one of many watchers under
 // a flood of writes wakes them in waves, each taking more changes
 // (coalesced per key) at once.
@@ -203,7 +208,7 @@ func (t *topic) broadcast() {
 			return
 		case <-t.kick:
 		}
-		work := time.Duration(t.work.Swap(0)) + time.Duration(t.watchers.Load())*wakeCost
+		work := time.Duration(t.watchers.Load())*wakeCost + time.Duration(t.sent.Swap(0))*sendCost
 		if gap := time.Duration(float64(work) / watcherShare); !last.IsZero() {
 			if wait := time.Until(last.Add(gap)); wait > 0 {
 				if pace == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"sync/atomic"
-	"time"
 )
 
 // Op says what an [Event] reports.
@@ -247,19 +246,13 @@ type watcher struct {
 // with the namespace's other watchers; w holds one batch.
 func (w *watcher) deliver(ctx, life context.Context) {
 	var buf []owed
-	// start is when w began the work the topic's broadcaster paces wakes
-	// by (topic.work): taking a batch and sending it to a consumer that is
-	// ready; a consumer that is not is waited for off the clock.
-	start := time.Now()
 	for {
 		var changed <-chan struct{}
 		buf, changed = w.t.read(&w.cur, buf[:0])
 		if len(buf) == 0 {
 			buf = nil // an idle watcher holds no batch
-			w.t.work.Add(int64(time.Since(start)))
 			select {
 			case <-changed:
-				start = time.Now()
 				continue
 			case <-ctx.Done():
 				return
@@ -267,27 +260,24 @@ func (w *watcher) deliver(ctx, life context.Context) {
 				return
 			}
 		}
+		sent := 0
 		for _, o := range buf {
 			if o.c != nil && o.c.superseded.Load() {
 				continue // a newer change of the key follows
 			}
 			select {
 			case w.ch <- o.ev:
-			default:
-				w.t.work.Add(int64(time.Since(start)))
-				select {
-				case w.ch <- o.ev:
-				case <-ctx.Done():
-					return
-				case <-life.Done():
-					return
-				}
-				start = time.Now()
+			case <-ctx.Done():
+				return
+			case <-life.Done():
+				return
 			}
+			sent++
 			if o.ev.Op == OpReset {
 				w.resets.Add(1)
 			}
 		}
+		w.t.sent.Add(int64(sent))
 		clear(buf) // the values sent are the consumer's now
 	}
 }
