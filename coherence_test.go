@@ -13,8 +13,8 @@ import (
 	"github.com/d8da9184/opstate"
 )
 
-// documentedSyncInterval is the default Options.SyncInterval as README and
-// the package docs state it. The tests below open their Stores with the
+// documentedSyncInterval is the default Options.SyncInterval as README.md,
+// docs/options.md and the package docs state it. The tests below open their Stores with the
 // default, and compare with this figure rather than with
 // opstate.DefaultSyncInterval, so that a change to the default fails them
 // until the documentation changes with it.

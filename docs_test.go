@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,7 +21,9 @@ import (
 // heading's id), and each test, benchmark, fuzz target or example cited in
 // backquotes (`TestXxx`, `BenchmarkXxx/sub`, a `go test -bench
 // BenchmarkXxx` command) is a func of some *_test.go file in the
-// repository. File names cited in prose are not checked.
+// repository. Where a list of such citations is followed by a test file's
+// name in parentheses (`TestA`, `TestB` (a_test.go)), each is a func of
+// that file. Other file names in prose are not checked.
 func TestDocs(t *testing.T) {
 	docs, err := filepath.Glob(filepath.Join("docs", "*.md"))
 	if err != nil {
@@ -53,6 +56,7 @@ func TestDocsCheckFindsBreakage(t *testing.T) {
 		return p
 	}
 	write("x_test.go", "package x\n\nfunc TestThere(t *testing.T) {}\nfunc BenchmarkThere(b *testing.B) {}\nfunc (s) TestMethod() {}\n")
+	write("sub/y_test.go", "package y\n\nfunc TestElsewhere(t *testing.T) {}\n")
 	write("docs/other.md", "# Other\n\n## Part one\n\n## Part one\n")
 	good := write("good.md", strings.Join([]string{
 		"# Good page",
@@ -62,6 +66,14 @@ func TestDocsCheckFindsBreakage(t *testing.T) {
 		"See [other](docs/other.md#part-one-1), [here](#what-its-for-code-and-more),",
 		"[web](https://example.com/#nothing), `TestThere`, `BenchmarkThere/sub`, `TestTh*` and",
 		"`go test -run '^$' -bench BenchmarkThere .`.",
+		"`TestThere` and `BenchmarkThere/sub` (x_test.go), `TestElsewhere` (y_test.go: any",
+		"directory), `TestTh*`, `BenchmarkThere`,",
+		"`TestThere` (x_test.go) and `TestElsewhere`",
+		"(sub/y_test.go, its path); `TestThere` (not a file name) and `TestElsewhere` (sub/y_test.go).",
+		"",
+		"| test | file |",
+		"| --- | --- |",
+		"| `TestThere` | (x_test.go) |",
 		"",
 		"```sh",
 		"# not a heading: [no link](missing.md)",
@@ -81,6 +93,12 @@ func TestDocsCheckFindsBreakage(t *testing.T) {
 		{name: "a method is no test", line: "`TestMethod`", want: "TestMethod"},
 		{name: "no func of a cited prefix", line: "`TestWhere*`", want: "TestWhere*"},
 		{name: "missing benchmark in a code block", line: "```sh\ngo test -bench BenchmarkNowhere .\n```", want: "BenchmarkNowhere", at: 5},
+		{name: "test in another file", line: "`TestElsewhere` (x_test.go)", want: "TestElsewhere"},
+		{name: "one of a list in another file", line: "`TestThere`, `BenchmarkThere` and `TestElsewhere` (x_test.go)", want: "TestElsewhere"},
+		{name: "one of a wrapped list in another file", line: "`TestThere`,\n`TestElsewhere` (x_test.go)", want: "TestElsewhere", at: 5},
+		{name: "no file of the name", line: "`TestThere` (gone_test.go)", want: "gone_test.go"},
+		{name: "wrong path", line: "`TestThere` (sub/x_test.go)", want: "sub/x_test.go"},
+		{name: "no func of a cited prefix in the file", line: "`TestEls*` (x_test.go)", want: "TestEls*"},
 	}
 	funcs, err := testFuncs(dir)
 	if err != nil {
@@ -101,12 +119,13 @@ func TestDocsCheckFindsBreakage(t *testing.T) {
 	}
 }
 
-// testFuncs returns the names of the top-level funcs whose names begin
-// with Test, Benchmark, Fuzz or Example in every *_test.go file under
-// root, .git left out.
-func testFuncs(root string) (map[string]bool, error) {
+// testFuncs returns the top-level funcs whose names begin with Test,
+// Benchmark, Fuzz or Example in every *_test.go file under root, .git
+// left out: for each name, the paths of the files that declare it,
+// relative to root, with slashes.
+func testFuncs(root string) (map[string][]string, error) {
 	decl := regexp.MustCompile(`(?m)^func\s+((?:Test|Benchmark|Fuzz|Example)\w*)\s*[\[(]`)
-	funcs := map[string]bool{}
+	funcs := map[string][]string{}
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -121,8 +140,12 @@ func testFuncs(root string) (map[string]bool, error) {
 		if err != nil {
 			return err
 		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
 		for _, m := range decl.FindAllSubmatch(src, -1) {
-			funcs[string(m[1])] = true
+			funcs[string(m[1])] = append(funcs[string(m[1])], filepath.ToSlash(rel))
 		}
 		return nil
 	})
@@ -147,6 +170,11 @@ var (
 	bare = map[string]bool{"Test": true, "Benchmark": true, "Fuzz": true, "Example": true}
 	// scheme matches a link target with a URL scheme: not a file here.
 	scheme = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
+	// fileAfter matches, right after a code span, a parenthesis that
+	// opens with the name of a test file: `TestX` (x_test.go...
+	fileAfter = regexp.MustCompile(`^\s+\(([\w./-]+_test\.go)\b`)
+	// listSep matches what separates the code spans of a list.
+	listSep = regexp.MustCompile(`^(?:,\s+and\s+|,\s+|\s+and\s+)$`)
 )
 
 // docLine is one line of a Markdown file, and whether it is inside a
@@ -236,7 +264,7 @@ func slug(text string) string {
 // directory) against funcs, the test functions of the repository, and
 // returns one message for each broken link or unknown test, as
 // "file:line: ...".
-func checkDocs(docs []string, funcs map[string]bool) []string {
+func checkDocs(docs []string, funcs map[string][]string) []string {
 	var problems []string
 	report := func(path string, line int, format string, args ...any) {
 		problems = append(problems, fmt.Sprintf("%s:%d: ", path, line)+fmt.Sprintf(format, args...))
@@ -258,6 +286,7 @@ func checkDocs(docs []string, funcs map[string]bool) []string {
 			problems = append(problems, err.Error())
 			continue
 		}
+		problems = append(problems, checkFileCitations(doc, lines, funcs)...)
 		for i, l := range lines {
 			n := i + 1
 			var spans []string
@@ -321,17 +350,86 @@ func checkDocs(docs []string, funcs map[string]bool) []string {
 
 // cited reports whether name, or with a '*' after it every func it
 // begins, names a func of funcs.
-func cited(funcs map[string]bool, name string) bool {
+func cited(funcs map[string][]string, name string) bool {
+	return len(citedIn(funcs, name)) > 0
+}
+
+// citedIn returns the files that declare name, or with a '*' after it a
+// func it begins.
+func citedIn(funcs map[string][]string, name string) []string {
 	prefix, glob := strings.CutSuffix(name, "*")
 	if !glob {
 		return funcs[name]
 	}
-	for f := range funcs {
+	var files []string
+	for f, in := range funcs {
 		if strings.HasPrefix(f, prefix) {
-			return true
+			files = append(files, in...)
 		}
 	}
-	return false
+	return files
+}
+
+// checkFileCitations checks, in the paragraphs of the Markdown file doc
+// (fenced code left out), every list of code spans followed by a test
+// file's name in parentheses, `TestA`, `TestB` and `TestC` (a_test.go):
+// each test, benchmark, fuzz target or example the list cites must be a
+// func of a file of that name (anywhere in the repository), or at that
+// path from the repository's root when the name has a '/'. It returns one
+// message, "doc:line: ...", for each that is not.
+func checkFileCitations(doc string, lines []docLine, funcs map[string][]string) []string {
+	var problems []string
+	// The text of each paragraph, its lines joined by newlines, and the
+	// number of its first line.
+	var paras []string
+	var starts []int
+	for i := 0; i < len(lines); i++ {
+		if lines[i].fence || strings.TrimSpace(lines[i].text) == "" {
+			continue
+		}
+		start := i
+		for i < len(lines) && !lines[i].fence && strings.TrimSpace(lines[i].text) != "" {
+			i++
+		}
+		var text []string
+		for _, l := range lines[start:i] {
+			text = append(text, l.text)
+		}
+		paras = append(paras, strings.Join(text, "\n"))
+		starts = append(starts, start+1)
+	}
+	for k, p := range paras {
+		spans := codeSpan.FindAllStringIndex(p, -1)
+		for i, span := range spans {
+			m := fileAfter.FindStringSubmatchIndex(p[span[1]:])
+			if m == nil {
+				continue
+			}
+			file := p[span[1]+m[2] : span[1]+m[3]]
+			line := starts[k] + strings.Count(p[:span[1]+m[2]], "\n")
+			first := i
+			for first > 0 && listSep.MatchString(p[spans[first-1][1]:spans[first][0]]) {
+				first--
+			}
+			for _, s := range spans[first : i+1] {
+				for _, name := range citedFunc.FindAllString(p[s[0]:s[1]], -1) {
+					if bare[name] {
+						continue
+					}
+					in := citedIn(funcs, name)
+					if len(in) == 0 {
+						continue // reported as no func at all
+					}
+					if !slices.ContainsFunc(in, func(f string) bool {
+						return f == file || !strings.Contains(file, "/") && path.Base(f) == file
+					}) {
+						problems = append(problems, fmt.Sprintf("%s:%d: %s is cited in %s but is a func of %s", doc, line, name, file, strings.Join(in, ", ")))
+					}
+				}
+			}
+		}
+	}
+	return problems
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -21,8 +21,8 @@ import (
 // a device and to a directory, a dangling symbolic link, and a database
 // whose -journal is a directory or whose -wal, -shm or -journal is a
 // symbolic link, beside an existing database or a new one. Open must
-// refuse each with ErrNotDatabase (the dangling link too, as README
-// promises), and leave the directory exactly as it was: SQLite must not
+// refuse each with ErrNotDatabase (the dangling link too, as
+// docs/guarantees.md promises), and leave the directory exactly as it was: SQLite must not
 // have opened the path, which for a device creates a world-writable
 // NAME-journal beside it, and for a FIFO can block.
 func TestNotRegularFiles(t *testing.T) {
@@ -69,7 +69,7 @@ func TestNotRegularFiles(t *testing.T) {
 		}, opstate.ErrNotDatabase},
 		{"dangling symlink", func(t *testing.T, path string) bool {
 			return os.Symlink(path+".nowhere", path) == nil
-		}, opstate.ErrNotDatabase}, // as README's Guarantees table promises
+		}, opstate.ErrNotDatabase}, // as docs/guarantees.md promises
 		{"-journal is a directory", func(t *testing.T, path string) bool {
 			s := mustOpen(t, path, opstate.Options{})
 			mustSet(t, s, "ns", "k", "v")

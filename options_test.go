@@ -220,12 +220,12 @@ func TestDeleteExpiredClosedFirst(t *testing.T) {
 	}
 }
 
-// TestPanickingClockInCalls attacks README's "a Clock that panics never
-// takes the process down; the error names the Clock" in the calls that
-// read the Clock in the caller's goroutine: SetWithTTL, Get of a key with
-// a TTL, List and Namespaces. Each must return an error naming
-// Options.Clock instead of panicking, and the Store must go on working
-// once the Clock does.
+// TestPanickingClockInCalls attacks the promise of docs/guarantees.md that
+// a Clock that panics never takes the process down and the error names
+// the Clock, in the calls that read the Clock in the caller's goroutine:
+// SetWithTTL, Get of a key with a TTL, List and Namespaces. Each must
+// return an error naming Options.Clock instead of panicking, and the
+// Store must go on working once the Clock does.
 func TestPanickingClockInCalls(t *testing.T) {
 	now, broken := breakableClock()
 	s := mustOpen(t, dbPath(t), opstate.Options{Clock: now})

@@ -20,8 +20,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// documentedSyncInterval is the default Options.SyncInterval as README and
-// the opstate package document it.
+// documentedSyncInterval is the default Options.SyncInterval as README.md,
+// docs/options.md and the opstate package document it.
 const documentedSyncInterval = 5 * time.Millisecond
 
 // syncSlack is the scheduling delay allowed on top of SyncInterval before a
@@ -89,7 +89,7 @@ func TestBinary(t *testing.T) {
 	}
 
 	// An operator flips a toggle with the command while an agent's Store
-	// has it cached: README's Guarantees cite this test for the Store
+	// has it cached: docs/guarantees.md cites this test for the Store
 	// serving the new value within its SyncInterval. The agent opens with
 	// the default options, so the bound is the documented default
 	// SyncInterval, and a change to DefaultSyncInterval is caught.
