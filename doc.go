@@ -106,10 +106,11 @@
 //     once.
 //   - Memory is bounded: keys, values and per-entry overhead of all
 //     namespaces share one budget ([Options.CacheBytes], 32 MiB by
-//     default). Evicted keys are read from SQLite again. The events a
-//     watcher holds for a consumer that falls behind are outside the
-//     budget, and bounded per watcher ([Store.Watch]: under 400 KB, and
-//     the values of at most [MaxPendingEvents] keys, shared).
+//     default). Evicted keys are read from SQLite again. The changes held
+//     for watchers that fall behind are outside the budget, and bounded:
+//     the latest change of at most [MaxPendingEvents] keys a watched
+//     namespace, held once for all its watchers, and a batch of at most
+//     64 events a watcher ([Store.Watch]).
 //   - Namespaces are isolated: no byte of a namespace or key is a separator
 //     or wildcard. Any Go string round-trips byte for byte.
 //   - A namespace and a key are TEXT. A row written by hand whose namespace
