@@ -1,0 +1,4 @@
+package serve
+
+// OpenStreams returns how many event streams s has open.
+func (s *Server) OpenStreams() int64 { return s.streams.Load() }
