@@ -35,15 +35,24 @@ func (s Scope) String() string {
 	return fmt.Sprintf("Scope(%d)", int(s))
 }
 
-// ParseScope returns the Scope named "read" or "write".
+// ParseScope returns the Scope named "read" or "write", or an error
+// matching [ErrTokenFile].
 func ParseScope(name string) (Scope, error) {
+	sc, err := parseScope(name)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrTokenFile, err)
+	}
+	return sc, nil
+}
+
+func parseScope(name string) (Scope, error) {
 	switch name {
 	case "read":
 		return ScopeRead, nil
 	case "write":
 		return ScopeWrite, nil
 	}
-	return 0, fmt.Errorf("%w: unknown scope %q (want read or write)", ErrTokenFile, name)
+	return 0, fmt.Errorf("unknown scope %q (want read or write)", name)
 }
 
 // ErrTokenFile is returned by [LoadTokens] and [ParseTokens] for a token
@@ -128,7 +137,7 @@ func ParseTokens(r io.Reader, name string) (*Tokens, error) {
 		}
 		tok, err := parseLine(fields)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			return nil, fmt.Errorf("%w: %s:%d: %w", ErrTokenFile, name, n, err)
 		}
 		if first, dup := seen[tok.name]; dup {
 			return nil, fmt.Errorf("%w: %s:%d: token %q is named on line %d already", ErrTokenFile, name, n, tok.name, first)
@@ -152,17 +161,17 @@ func parseLine(f []string) (token, error) {
 		return token{}, err
 	}
 	var err error
-	if tok.scope, err = ParseScope(f[1]); err != nil {
+	if tok.scope, err = parseScope(f[1]); err != nil {
 		return token{}, err
 	}
 	h, ok := strings.CutPrefix(f[2], hashPrefix)
 	if !ok {
-		return token{}, fmt.Errorf("%w: the third field of token %q is not sha256:HEX "+
-			"(a plain secret does not go in the file: its line is printed by opstate token)", ErrTokenFile, tok.name)
+		return token{}, fmt.Errorf("the third field of token %q is not sha256:HEX "+
+			"(a plain secret does not go in the file: its line is printed by opstate token)", tok.name)
 	}
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) != sha256.Size {
-		return token{}, fmt.Errorf("%w: the hash of token %q is not 64 hexadecimal digits", ErrTokenFile, tok.name)
+		return token{}, fmt.Errorf("the hash of token %q is not 64 hexadecimal digits", tok.name)
 	}
 	copy(tok.hash[:], b)
 	tok.ticket = sha256.Sum256([]byte(ticketOf(tok.hash)))
@@ -174,7 +183,7 @@ func parseLine(f []string) (token, error) {
 func checkName(name string) error {
 	if name == "" || len(name) > 64 || strings.HasPrefix(name, "#") ||
 		strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r > '~' }) {
-		return fmt.Errorf("%w: a token name is 1 to 64 printable ASCII characters, without spaces, not beginning with #", ErrTokenFile)
+		return errors.New("a token name is 1 to 64 printable ASCII characters, without spaces, not beginning with #")
 	}
 	return nil
 }
@@ -184,7 +193,7 @@ func checkName(name string) error {
 // it with scope: "NAME SCOPE sha256:HEX".
 func NewToken(name string, scope Scope) (secret, line string, err error) {
 	if err := checkName(name); err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("%w: %w", ErrTokenFile, err)
 	}
 	if scope != ScopeRead && scope != ScopeWrite {
 		return "", "", fmt.Errorf("%w: unknown scope %v", ErrTokenFile, scope)
