@@ -26,11 +26,22 @@ type verb struct {
 	// creates is whether the verb creates the database when it is
 	// missing; every other verb fails on a missing database.
 	creates bool
+	// sweeps is whether the verb's Store runs the background sweeper.
+	sweeps bool
 	// define adds the verb's flags to fs, storing them in inv.
 	define func(fs *flag.FlagSet, inv *invocation)
+	// check, when not nil, checks the parsed flags and arguments: its
+	// error is bad usage.
+	check func(fs *flag.FlagSet, inv *invocation) error
+	// prepare, when not nil, runs before the database is opened, for what
+	// can fail without it (reading a file, listening); its error means
+	// exitFail, and release is called once the verb is done.
+	prepare func(inv *invocation) (release func(), err error)
 	// exec runs the verb on s and returns the exit status; a non-nil error
 	// means exitFail.
 	exec func(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error)
+	// run, for a verb that opens no database, runs it instead of exec.
+	run func(inv *invocation, stdout, stderr io.Writer) (int, error)
 }
 
 func (v *verb) synopsis() string {
@@ -113,6 +124,8 @@ var verbs = []*verb{
 			"SQLite only: copy a PostgreSQL database with pg_dump",
 		exec: execBackup,
 	},
+	serveVerb,
+	tokenVerb,
 	{
 		name: "help",
 		help: "print this help",

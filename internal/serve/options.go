@@ -185,3 +185,7 @@ func checkOrigin(origin string) error {
 	}
 	return nil
 }
+
+// CheckOrigin returns an error matching [ErrInvalidOption] unless origin
+// is one that Options.CORSOrigins takes.
+func CheckOrigin(origin string) error { return checkOrigin(origin) }
