@@ -185,10 +185,11 @@ the first such key; use the text output or get for those. watch -json
 likewise fails (exit 1) at the first change whose key or value is not
 valid UTF-8, having printed the changes before it.
 
-Exit status: 0 on success, for help, and for watch ended by SIGINT or
-SIGTERM; 1 if get finds no live key (and prints nothing) or the command
-fails (message on standard error), as when a verb other than set finds no
-database at PATH or PostgreSQL cannot be reached or refuses the login; 2
+Exit status: 0 on success, for help, and for watch and serve ended by
+SIGINT or SIGTERM; 1 if get finds no live key (and prints nothing) or the
+command fails (message on standard error), as when a verb other than set
+and serve finds no database at PATH or PostgreSQL cannot be reached or
+refuses the login; 2
 for bad usage, in which case the database is neither
 opened nor created.
 `)
