@@ -355,3 +355,17 @@ func TestSlowReader(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamOutlivesTimeouts checks that an event stream lives past
+// ReadTimeout and WriteTimeout, which bound ordinary requests: it still
+// reports a change made after both have passed.
+func TestStreamOutlivesTimeouts(t *testing.T) {
+	f := start(t, serve.Options{ReadHeaderTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond,
+		WriteTimeout: 100 * time.Millisecond, Heartbeat: time.Hour})
+	c := openEvents(t, f, "/v1/namespaces/ns/events", nil)
+	time.Sleep(500 * time.Millisecond)
+	if err := f.store.Set("ns", "k", "late"); err != nil {
+		t.Fatal(err)
+	}
+	checkEvent(t, c.nextEvent(t), map[string]any{"op": "set", "namespace": "ns", "key": "k", "value": "late"})
+}

@@ -41,7 +41,10 @@ func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.
 		return nil, nil, nil, false
 	}
 	st = &stream{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
-	// The request has no body: the stream lives past ReadTimeout.
+	// The request has no body, and the stream lives past ReadTimeout.
+	// (net/http does not apply ReadTimeout once such a request is read;
+	// the stream does not rely on it.) Each send sets its own write
+	// deadline, past WriteTimeout's for the whole answer.
 	st.rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
