@@ -3,10 +3,13 @@ package serve_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,41 @@ import (
 	"github.com/d8da9184/opstate"
 	"github.com/d8da9184/opstate/internal/serve"
 )
+
+// TestMain fails the run if a goroutine of the server or of a Store is
+// still running once every test has stopped its server and closed its
+// Store: handlers, event streams, watchers, the answering of excess
+// connections.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := leftover(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines outlived their server or Store:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leftover waits up to timeout for the goroutines running this module's
+// code to end, and returns the stacks of those still running.
+func leftover(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n")[1:] { // [0] is this goroutine
+			if strings.Contains(g, "github.com/d8da9184/opstate") && !strings.Contains(g, "serve_test.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // wait bounds each wait for something a test expects to happen: the
 // tests run with -race on a shared machine.
