@@ -116,8 +116,8 @@ func LoadTokens(path string) (*Tokens, error) {
 // a line whose first non-blank character is '#' and a blank line are
 // skipped. A line of any other form — among them one holding a plain
 // secret —, an unknown scope and a name given twice are refused with an
-// error naming the line by its number (never quoting it, as it may hold
-// a secret). An empty file is refused too: it would let nobody in.
+// error naming the line by its number, never quoting it, as it may hold
+// a secret (but for the name given twice, on a line that is a token's). An empty file is refused too: it would let nobody in.
 func ParseTokens(r io.Reader, name string) (*Tokens, error) {
 	t := &Tokens{}
 	seen := map[string]int{}
@@ -160,18 +160,20 @@ func parseLine(f []string) (token, error) {
 	if err := checkName(tok.name); err != nil {
 		return token{}, err
 	}
+	// The errors quote no field: a line that is not a token's may hold a
+	// secret in any of them.
 	var err error
 	if tok.scope, err = parseScope(f[1]); err != nil {
-		return token{}, err
+		return token{}, errors.New("the second field is not a scope (read or write)")
 	}
 	h, ok := strings.CutPrefix(f[2], hashPrefix)
 	if !ok {
-		return token{}, fmt.Errorf("the third field of token %q is not sha256:HEX "+
-			"(a plain secret does not go in the file: its line is printed by opstate token)", tok.name)
+		return token{}, errors.New("the third field is not sha256:HEX " +
+			"(a plain secret does not go in the file: its line is printed by opstate token)")
 	}
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) != sha256.Size {
-		return token{}, fmt.Errorf("the hash of token %q is not 64 hexadecimal digits", tok.name)
+		return token{}, errors.New("the hash is not 64 hexadecimal digits")
 	}
 	copy(tok.hash[:], b)
 	tok.ticket = sha256.Sum256([]byte(ticketOf(tok.hash)))
