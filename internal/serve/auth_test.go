@@ -111,14 +111,12 @@ func TestSetTokens(t *testing.T) {
 
 // TestAuthTiming checks that the time to refuse a wrong secret does not
 // tell its sender anything about the right ones: not their length (a
-// wrong secret of the right length against shorter and longer ones), not
-// whether a prefix is right, nor which of many tokens it is compared
-// with. Each candidate's time is measured in-process, the candidates
-// interleaved round after round, and their medians must agree within a
-// generous factor: a check that returned early on a length or a prefix
-// would differ by several times. The lengths stay within one 64-byte
-// block of SHA-256, the one cost that does grow with what the sender
-// sends.
+// wrong secret of the right length against shorter and longer ones, up
+// to MaxSecret and past it), nor whether a prefix is right. Each
+// candidate's time is measured in-process, the candidates interleaved
+// round after round, and their medians must agree within a generous
+// factor: a check that returned early on a length or a prefix, or hashed
+// a long secret's extra blocks alone, would differ by twice or more.
 func TestAuthTiming(t *testing.T) {
 	var lines []string
 	for i := range 16 {
@@ -138,9 +136,12 @@ func TestAuthTiming(t *testing.T) {
 	}{
 		{"right length", strings.Repeat("w", len(readSecret))},
 		{"right length, right prefix", readSecret[:len(readSecret)-1] + "!"},
-		{"shorter", "w"},
+		{"shorter, 1", "w"},
 		{"shorter, 16", strings.Repeat("w", 16)},
 		{"longer, 55", strings.Repeat("w", 55)},
+		{"longer, 100", strings.Repeat("w", 100)},
+		{"longest, MaxSecret", strings.Repeat("w", serve.MaxSecret)},
+		{"too long", strings.Repeat("w", 10*serve.MaxSecret)},
 	}
 	const rounds, calls = 201, 200
 	times := make([][]time.Duration, len(candidates))
