@@ -71,9 +71,9 @@ func parseRoute(escaped string) (route, *routeError) {
 		}
 		segs[i] = u
 	}
-	notFound := &routeError{http.StatusNotFound, "no such endpoint"}
+	// The fixed segments are matched as sent: %76%31 is not v1.
 	switch {
-	case len(segs) >= 2 && segs[0] == "v1" && segs[1] == "namespaces" && raw[0] == "v1" && raw[1] == "namespaces":
+	case len(raw) >= 2 && raw[0] == "v1" && raw[1] == "namespaces":
 		switch {
 		case len(segs) == 2:
 			return route{kind: routeNamespaces}, nil
@@ -94,5 +94,5 @@ func parseRoute(escaped string) (route, *routeError) {
 	case len(raw) == 3 && raw[0] == "ofrep" && raw[1] == "v1" && raw[2] == "events":
 		return route{kind: routeFlagEvents}, nil
 	}
-	return route{}, notFound
+	return route{}, &routeError{http.StatusNotFound, "no such endpoint"}
 }
