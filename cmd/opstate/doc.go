@@ -105,6 +105,37 @@
 //	    has open: cp of the file, or of the file and its -wal, can catch a
 //	    commit or checkpoint halfway and copy a damaged database. SQLite
 //	    only: on PostgreSQL it fails (exit 1), and pg_dump copies.
+//	serve [-addr HOST:PORT] [-flags NAMESPACE] [-tokens FILE] [-cors ORIGIN]... [-max-value BYTES]
+//	    Serve the database over HTTP until SIGINT or SIGTERM, which end it
+//	    with exit status 0 once the requests in flight are answered (for
+//	    10 seconds at most) and the event streams are ended; print
+//	    "serving http://ADDR" on standard output once listening. It serves
+//	    OFREP, the OpenFeature Remote Evaluation Protocol, for feature-flag
+//	    clients in any language, the flags being the keys of NAMESPACE
+//	    (default flags), and a key-value API with Server-Sent Events
+//	    streams of changes: docs/serve.md in the repository lists the
+//	    endpoints. -addr defaults to 127.0.0.1:8047. Without -tokens, serve
+//	    admits every request and so listens on a loopback address only
+//	    (127.0.0.1, ::1, localhost: any other is bad usage). With -tokens
+//	    FILE, every request needs the secret of a token of FILE, in
+//	    Authorization: Bearer SECRET or X-API-Key: SECRET; FILE holds lines
+//	    NAME SCOPE sha256:HEX (SCOPE read or write; # comments), as opstate
+//	    token prints them, and must not be readable by group or others.
+//	    SIGHUP reads FILE again: requests after it use the new tokens, and
+//	    a FILE then refused leaves the tokens as they were (a message says
+//	    so on standard error). -cors ORIGIN, repeatable, lets the browser
+//	    pages of ORIGIN (https://app.example.com) call the server.
+//	    -max-value bounds a request body (default 1048576 bytes). serve
+//	    creates the database if it is missing, and runs the library's
+//	    background sweeper, so that expired keys are deleted and reported
+//	    to event streams as they expire. No TLS: put it behind a proxy that
+//	    terminates TLS.
+//	token NAME SCOPE
+//	    Print a new random secret (256 bits, 43 characters) on standard
+//	    output and, on standard error, the line of serve's token file that
+//	    admits it with SCOPE (read, or write, which includes read):
+//	    opstate token ci read 2>>tokens appends the line to the file tokens.
+//	    It opens no database.
 //	help
 //	    Print the usage on standard output.
 //
@@ -146,21 +177,24 @@
 // # Exit status
 //
 //	0  success; also for -h, -help and help, which print the usage on
-//	   standard output, and for watch ended by SIGINT or SIGTERM
+//	   standard output, and for watch and serve ended by SIGINT or SIGTERM
 //	1  get found no live key (nothing is printed), or the command failed:
 //	   the database could not be opened (the path is a directory, lies in a
 //	   missing directory, or is not an SQLite database, or a verb other
-//	   than set found nothing at the path; PostgreSQL could not be reached
+//	   than set and serve found nothing at the path; PostgreSQL could not be reached
 //	   within 10 seconds or refused the login; this command speaks SQLite
 //	   only), standard input could not be read or held a value longer
 //	   than 1,000,000,000 bytes, list -json or watch -json
 //	   met a key or value that is not valid UTF-8, or a read or write
 //	   failed (watch's output included: a pipe whose reader has gone ends
-//	   it so); a message is printed on standard error
+//	   it so), or serve could not read its token file, refused it, or
+//	   could not listen; a message is printed on standard error
 //	2  bad usage: a missing or unknown verb, a wrong number of arguments, an
 //	   empty namespace, key or -db path, a key=value connection string in
 //	   -db or OPSTATE_DB, an unknown flag, a -ttl that is not a positive
-//	   duration, or watch -json of a namespace that is not valid UTF-8; a
+//	   duration, watch -json of a namespace that is not valid UTF-8, serve
+//	   without -tokens on an address that is not loopback, or token with a
+//	   scope other than read or write; a
 //	   message is printed on standard error, nothing on standard output,
 //	   and the database is not opened (nor created)
 //
@@ -173,4 +207,6 @@
 //	OPSTATE_DB=postgres://app@db1/ops opstate ns     # the pgstate build
 //	opstate watch flags                         # set<TAB>dark_mode<TAB>off ...
 //	opstate set certs site.pem - < site.pem
+//	opstate token dashboard read 2>>tokens      # prints the secret
+//	opstate serve -addr 0.0.0.0:8047 -tokens tokens
 package main

@@ -38,11 +38,15 @@ const (
 
 // An Opener opens the Store that db, the value of -db (or of [DBEnv]),
 // names, for one run of the command; create reports whether the verb may
-// create the database (set does, every other verb fails on a database
-// that does not exist). db is never empty, and is a file path or, as
-// [IsPostgresURL] tells, a PostgreSQL URL. The error is printed as it is,
-// on a line of its own: it must not hold the URL's password.
-type Opener func(db string, create bool) (*opstate.Store, error)
+// create the database (set and serve do, every other verb fails on a
+// database that does not exist), and sweep whether the Store runs its
+// background sweeper (serve does, running for long: expired keys are
+// then deleted, and reported to watchers, as they expire; every other
+// verb opens the Store without one). db is never empty, and is a file
+// path or, as [IsPostgresURL] tells, a PostgreSQL URL. The error is
+// printed as it is, on a line of its own: it must not hold the URL's
+// password.
+type Opener func(db string, create, sweep bool) (*opstate.Store, error)
 
 // Main runs the command line args (without the program name) with the
 // given standard streams, opening its database with open, and returns the
@@ -63,6 +67,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 		return exitUsage
 	}
 
+	if inv.verb.run != nil { // a verb that opens no database
+		code, err := inv.verb.run(inv, stdout, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+		return code
+	}
+	if inv.verb.prepare != nil {
+		release, err := inv.verb.prepare(inv)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+		defer release()
+	}
+	inv.stderr = stderr
+
 	if inv.fromStdin {
 		v, err := readValue(stdin, maxValue)
 		if err != nil {
@@ -72,7 +94,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 		inv.args[2] = v
 	}
 
-	s, err := open(inv.db, inv.verb.creates)
+	s, err := open(inv.db, inv.verb.creates, inv.verb.sweeps)
 	if err != nil {
 		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..." or "opstate: open postgres: ..."
 		return exitFail
@@ -96,6 +118,8 @@ type invocation struct {
 	ttl       time.Duration // set: 0 means no expiry
 	json      bool          // list, watch
 	fromStdin bool          // set: args[2] is to be read from standard input
+	serve     serveConfig   // serve
+	stderr    io.Writer     // for the messages of a verb that runs on
 }
 
 // usageError is bad usage, reported with exit status 2.
@@ -195,6 +219,11 @@ func parse(args []string, env string) (*invocation, error) {
 			"watch without -json", inv.args[0])
 	}
 	inv.fromStdin = name == "set" && inv.args[2] == "-"
+	if v.check != nil {
+		if err := v.check(vfs, inv); err != nil {
+			return nil, usagef(v, "%s: %v", name, err)
+		}
+	}
 	return inv, nil
 }
 

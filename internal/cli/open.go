@@ -8,17 +8,19 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/d8da9184/opstate"
 )
 
 // OpenSQLite is the [Opener] of SQLite database files, the root module's
-// command's: it opens the file db with no background sweeper. Unless
-// create, a path that holds nothing is refused, creating nothing, so that
-// a mistyped -db fails loudly instead of creating an empty file and
-// reporting a missing key. A PostgreSQL URL is refused, creating nothing,
-// with a message that names the command that speaks PostgreSQL.
-func OpenSQLite(db string, create bool) (*opstate.Store, error) {
+// command's: it opens the file db, with the background sweeper if sweep
+// and none otherwise. Unless create, a path that holds nothing is
+// refused, creating nothing, so that a mistyped -db fails loudly instead
+// of creating an empty file and reporting a missing key. A PostgreSQL
+// URL is refused, creating nothing, with a message that names the command
+// that speaks PostgreSQL.
+func OpenSQLite(db string, create, sweep bool) (*opstate.Store, error) {
 	if IsPostgresURL(db) {
 		return nil, fmt.Errorf("opstate: open %s: this opstate command speaks SQLite only; "+
 			"PostgreSQL is spoken by %s", redact(db), postgresCommand)
@@ -27,12 +29,21 @@ func OpenSQLite(db string, create bool) (*opstate.Store, error) {
 		// os.Stat opens no descriptor of the file.
 		if _, err := os.Stat(db); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("opstate: open %s: no such database (only set creates one)", db)
+				return nil, fmt.Errorf("opstate: open %s: no such database (only set and serve create one)", db)
 			}
 			return nil, fmt.Errorf("opstate: open %s: %w", db, err)
 		}
 	}
-	return opstate.Open(db, opstate.Options{SweepInterval: -1})
+	return opstate.Open(db, opstate.Options{SweepInterval: SweepInterval(sweep)})
+}
+
+// SweepInterval returns the Options.SweepInterval of a Store that runs
+// the background sweeper if sweep: the default interval, or none.
+func SweepInterval(sweep bool) time.Duration {
+	if sweep {
+		return 0
+	}
+	return -1
 }
 
 // postgresCommand says how to get the opstate command that speaks

@@ -26,11 +26,22 @@ type verb struct {
 	// creates is whether the verb creates the database when it is
 	// missing; every other verb fails on a missing database.
 	creates bool
+	// sweeps is whether the verb's Store runs the background sweeper.
+	sweeps bool
 	// define adds the verb's flags to fs, storing them in inv.
 	define func(fs *flag.FlagSet, inv *invocation)
+	// check, when not nil, checks the parsed flags and arguments: its
+	// error is bad usage.
+	check func(fs *flag.FlagSet, inv *invocation) error
+	// prepare, when not nil, runs before the database is opened, for what
+	// can fail without it (reading a file, listening); its error means
+	// exitFail, and release is called once the verb is done.
+	prepare func(inv *invocation) (release func(), err error)
 	// exec runs the verb on s and returns the exit status; a non-nil error
 	// means exitFail.
 	exec func(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error)
+	// run, for a verb that opens no database, runs it instead of exec.
+	run func(inv *invocation, stdout, stderr io.Writer) (int, error)
 }
 
 func (v *verb) synopsis() string {
@@ -113,6 +124,8 @@ var verbs = []*verb{
 			"SQLite only: copy a PostgreSQL database with pg_dump",
 		exec: execBackup,
 	},
+	serveVerb,
+	tokenVerb,
 	{
 		name: "help",
 		help: "print this help",
@@ -172,10 +185,11 @@ the first such key; use the text output or get for those. watch -json
 likewise fails (exit 1) at the first change whose key or value is not
 valid UTF-8, having printed the changes before it.
 
-Exit status: 0 on success, for help, and for watch ended by SIGINT or
-SIGTERM; 1 if get finds no live key (and prints nothing) or the command
-fails (message on standard error), as when a verb other than set finds no
-database at PATH or PostgreSQL cannot be reached or refuses the login; 2
+Exit status: 0 on success, for help, and for watch and serve ended by
+SIGINT or SIGTERM; 1 if get finds no live key (and prints nothing) or the
+command fails (message on standard error), as when a verb other than set
+and serve finds no database at PATH or PostgreSQL cannot be reached or
+refuses the login; 2
 for bad usage, in which case the database is neither
 opened nor created.
 `)

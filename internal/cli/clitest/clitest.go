@@ -251,3 +251,29 @@ func (p *Process) Exit(t *testing.T) (code int, stderr string) {
 	}
 	return p.code, p.stderr.String()
 }
+
+// Serving returns the base URL, http://ADDR, of the process, opstate
+// serve, from the line it prints once listening; it fails the test if
+// the first line is another.
+func (p *Process) Serving(t *testing.T) string {
+	t.Helper()
+	line := p.Next(t)
+	addr, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "serving http://")
+	if !ok {
+		t.Fatalf("%q printed %q first; want serving http://ADDR", p.Args, line)
+	}
+	return "http://" + addr
+}
+
+// Kill kills the process (SIGKILL) and waits for it to end.
+func (p *Process) Kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill %q: %v", p.Args, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(Wait):
+		t.Fatalf("%q did not end within %v of SIGKILL", p.Args, Wait)
+	}
+}

@@ -1,0 +1,92 @@
+// Package serve is an [opstate.Store] over HTTP: the OpenFeature Remote
+// Evaluation Protocol (OFREP) for feature-flag clients in any language,
+// a key-value API with a live event stream, and bearer tokens. It is the
+// server of the opstate command's serve verb, built on net/http alone.
+//
+// [New] returns a [Server], an http.Handler; [Server.Serve] runs it on a
+// listener with the limits of its [Options] until its context ends.
+//
+// # Endpoints
+//
+// OFREP (the protocol's service/openapi.yaml, v0.3.0), the flags being
+// the keys of one namespace, Options.FlagsNamespace ("flags"):
+//
+//	POST /ofrep/v1/evaluate/flags/{key}  one flag: 200, 400 PARSE_ERROR or INVALID_CONTEXT, 404 FLAG_NOT_FOUND, 500
+//	POST /ofrep/v1/evaluate/flags        every flag, with an ETag; If-None-Match: 304
+//	GET  /ofrep/v1/events                Server-Sent Events: refetchEvaluation at each change
+//
+// The key-value API; names are percent-encoded path segments, any bytes:
+//
+//	GET    /v1/namespaces                  {"NS": LIVE_KEYS, ...}
+//	GET    /v1/namespaces/{ns}             {"KEY": "VALUE", ...}
+//	DELETE /v1/namespaces/{ns}             every key of ns
+//	GET    /v1/namespaces/{ns}/keys/{key}  the value, byte for byte, with an ETag
+//	PUT    /v1/namespaces/{ns}/keys/{key}  the body is the value; ?ttl=DURATION
+//	DELETE /v1/namespaces/{ns}/keys/{key}
+//	GET    /v1/namespaces/{ns}/events      Server-Sent Events: each change
+//
+// Errors of the key-value API are {"error": "..."}: 400 for bad input
+// (an empty name, a bad ttl, a bad header), 401 and 403, 404, 405, 412
+// for a failed precondition, 413 for a body over Options.MaxValueBytes,
+// 503 when the Store is busy (ErrBusy) or closed, 507 for a full disk
+// (ErrDiskFull), 500 otherwise. docs/serve.md in the repository shows
+// each with curl.
+//
+// # Guarantees
+//
+//   - A PUT or DELETE answered 2xx is committed as the Store's own write
+//     is ([opstate.Store.Set]): it survives a crash of the process.
+//   - A value is stored and served byte for byte, whatever its bytes, and
+//     so are names, percent-encoded in the path ('/' as %2F, '%' as %25).
+//     A path segment "." or ".." as sent, not encoded, is refused (400)
+//     rather than resolved.
+//   - A key's ETag is the SHA-256 of its value. If-None-Match: * on PUT
+//     is [opstate.Store.SetIfAbsent]; If-Match: "ETAG" on PUT is
+//     [opstate.Store.CompareAndSwap] of the value the ETag tags, and on
+//     DELETE [opstate.Store.CompareAndDelete]: the write happens only if
+//     the value is still that one when it commits, else 412 and nothing
+//     changes.
+//   - The bulk evaluation's ETag is the SHA-256 of the namespace's keys
+//     and values: it changes when and only when a flag does (a key set,
+//     deleted or expired).
+//   - An event stream sends each change that [opstate.Store.Watch]
+//     reports, as soon as the Watch does; a heartbeat comment whenever
+//     nothing was sent for Options.Heartbeat; and, when the Store closes
+//     or the server shuts down, an "end" event saying which, before the
+//     stream ends.
+//   - A slow reader never slows writers: the Watch coalesces what waits
+//     for it (an OpReset in the end, see [opstate.Store.Watch]), and a
+//     write that cannot complete within Options.WriteTimeout disconnects
+//     the client. Nothing is buffered for a client without bound.
+//   - With tokens, every request but a CORS preflight needs one; secrets
+//     are compared in time that does not depend on the stored tokens
+//     (see [Tokens]), and no answer quotes a secret.
+//   - Without CORSOrigins no answer has a CORS header.
+//
+// # Caveats
+//
+//   - No targeting: the evaluation context is checked for form (an
+//     object, its targetingKey a string) and otherwise ignored; every
+//     evaluation's reason is STATIC, its metadata the namespace.
+//   - No TLS: put the server behind a proxy that terminates TLS. Tokens
+//     travel in headers, readable by anyone on the path without it.
+//   - Tokens are for the whole Store: a read token reads every namespace,
+//     a write token writes every one.
+//   - The OFREP event stream is announced with a path alone, which the
+//     provider joins to its own origin: behind a proxy, serve it at the
+//     root of its origin. Browsers' EventSource sends no header, so with
+//     tokens the announced URL carries a ticket: a secret derived from the
+//     token's hash that admits to that stream alone, valid for as long as
+//     the token is in the file. Proxies that log query strings log it.
+//   - The bulk evaluation reads the whole namespace from the database for
+//     each request, 304 included, and the key-value listing likewise.
+//   - Each event stream holds one Store.Watch, whose cost on the write
+//     path grows with the number of watchers of a namespace: mind
+//     Options.MaxStreams.
+//   - A name or value that is not valid UTF-8 cannot appear in a JSON
+//     answer exactly: the listings refuse (500, naming it) rather than
+//     alter it; events carry it base64-encoded in a field ending in
+//     "_base64"; the bulk evaluation leaves out such a flag key, and a
+//     flag whose value is neither JSON nor UTF-8 evaluates to
+//     PARSE_ERROR.
+package serve

@@ -1,0 +1,10 @@
+package serve
+
+// OpenStreams returns how many event streams s has open.
+func (s *Server) OpenStreams() int64 { return s.streams.Load() }
+
+// Authenticate returns the name of the token of t whose secret is secret.
+func Authenticate(t *Tokens, secret string) (name string, ok bool) {
+	tok, ok := t.authenticate(secret, false)
+	return tok.name, ok
+}

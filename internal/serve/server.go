@@ -1,0 +1,198 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/d8da9184/opstate"
+)
+
+// Server is a [opstate.Store] over HTTP: an http.Handler for the OFREP
+// and key-value endpoints, and [Server.Serve] to run it with the limits
+// of its [Options]. It does not close the Store.
+type Server struct {
+	store *opstate.Store
+	opts  Options
+
+	// tokens is the current *Tokens; nil admits everyone.
+	tokens atomic.Pointer[Tokens]
+
+	// streams counts the event streams open, against opts.MaxStreams.
+	streams atomic.Int64
+
+	// ending is closed when Serve begins to shut down: the event streams
+	// then end. endOnce closes it.
+	ending  chan struct{}
+	endOnce sync.Once
+}
+
+// New returns a Server of store configured by opts, or an error matching
+// [ErrInvalidOption] for options it cannot honour.
+func New(store *opstate.Store, opts Options) (*Server, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil Store", ErrInvalidOption)
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{store: store, opts: o, ending: make(chan struct{})}
+	s.tokens.Store(o.Tokens)
+	return s, nil
+}
+
+// SetTokens replaces the tokens the Server admits, for the requests that
+// begin after it returns; requests under way, event streams included, go
+// on. It refuses nil for a Server that has tokens: a server is not opened
+// to everyone while it runs.
+func (s *Server) SetTokens(t *Tokens) error {
+	if t == nil && s.tokens.Load() != nil {
+		return fmt.Errorf("%w: nil Tokens for a server that has tokens", ErrInvalidOption)
+	}
+	s.tokens.Store(t)
+	return nil
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, rerr := parseRoute(r.URL.EscapedPath())
+	if r.Method == http.MethodOptions {
+		s.preflight(w, r, rt)
+		return
+	}
+	s.cors(w, r)
+	tok, ok := s.authorize(w, r, rt)
+	if !ok {
+		return
+	}
+	if rerr != nil {
+		writeError(w, rerr.code, rerr.msg)
+		return
+	}
+	if !slices.Contains(rt.methods(), r.Method) {
+		w.Header().Set("Allow", strings.Join(append(rt.methods(), http.MethodOptions), ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed here", r.Method))
+		return
+	}
+	switch rt.kind {
+	case routeNamespaces:
+		s.namespaces(w, r)
+	case routeNamespace:
+		s.namespace(w, r, rt.ns)
+	case routeKey:
+		s.key(w, r, rt.ns, rt.key)
+	case routeEvents:
+		s.events(w, r, rt.ns)
+	case routeBulk:
+		s.bulk(w, r, tok)
+	case routeFlag:
+		s.flag(w, r, rt.key)
+	case routeFlagEvents:
+		s.flagEvents(w, r)
+	}
+}
+
+// authorize checks the request's credential, answering 401 or 403 and
+// returning false when it does not admit the request, and returns the
+// token that admits it (none when the Server has no tokens). It runs
+// before the path is checked, so that a caller without a credential
+// learns nothing of which paths exist. PUT and DELETE need ScopeWrite;
+// every other method ScopeRead.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*token, bool) {
+	t := s.tokens.Load()
+	if t == nil {
+		return nil, true
+	}
+	secret, ok := credential(r)
+	tok, found := token{}, false
+	if ok {
+		tok, found = t.authenticate(secret, false)
+	} else if rt.kind == routeFlagEvents && r.Method == http.MethodGet && len(r.URL.Query()["ticket"]) == 1 {
+		// A browser's EventSource sends no header of its own: the OFREP
+		// event stream takes the ticket that the bulk evaluation
+		// announced in its URL instead.
+		tok, found = t.authenticate(r.URL.Query().Get("ticket"), true)
+	}
+	if !found {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="opstate"`)
+		msg := "a token is required: Authorization: Bearer SECRET, or X-API-Key: SECRET"
+		if ok {
+			msg = "the token is not valid"
+		}
+		writeError(w, http.StatusUnauthorized, msg)
+		return nil, false
+	}
+	write := r.Method == http.MethodPut || r.Method == http.MethodDelete
+	if write && tok.scope != ScopeWrite {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has scope %s and may not write", tok.name, tok.scope))
+		return nil, false
+	}
+	return &tok, true
+}
+
+// credential returns the secret a request presents: the credentials of
+// "Authorization: Bearer SECRET" (the scheme in any case), or else the
+// value of X-API-Key. ok is false when it presents neither.
+func credential(r *http.Request) (secret string, ok bool) {
+	if a := r.Header.Get("Authorization"); a != "" {
+		scheme, cred, _ := strings.Cut(a, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return "", true // some other scheme: a credential, never valid
+		}
+		return strings.TrimSpace(cred), true
+	}
+	if k := r.Header.Get("X-API-Key"); k != "" {
+		return k, true
+	}
+	return "", false
+}
+
+// Serve accepts connections on l and answers them until ctx ends or l
+// fails, with the limits of the Server's Options: at most MaxConns
+// connections (beyond, 503 and close), the read, write and idle timeouts,
+// MaxHeaderBytes. When ctx ends it stops accepting, closes l, ends every
+// event stream (each sends its end event), waits up to ShutdownTimeout
+// for the requests in flight and then closes what is left, and returns
+// nil. It returns l's error if l fails first. Call it once.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+	}
+	hs.RegisterOnShutdown(s.endStreams)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(newLimitListener(l, s.opts.MaxConns)) }()
+	select {
+	case err := <-served:
+		s.endStreams()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// endStreams makes every event stream send its end event and return.
+func (s *Server) endStreams() {
+	s.endOnce.Do(func() { close(s.ending) })
+}

@@ -1,0 +1,117 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/d8da9184/opstate"
+)
+
+// Why an event stream ends, as its end event says.
+const (
+	endStoreClosed = "store closed"
+	endShutdown    = "server shutting down"
+)
+
+// stream is one open Server-Sent Events answer.
+type stream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration // for each write
+}
+
+// openStream opens an event stream on w, watching ns: it takes a slot of
+// MaxStreams (503 when none is free), starts the Watch (its error
+// answered as the Store's errors are), and sends the answer's headers.
+// The Watch ends with ctx; done frees the slot. ok is false when it has
+// answered the request instead.
+func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.Request, ns string) (st *stream, ch <-chan opstate.Event, done func(), ok bool) {
+	if s.streams.Add(1) > int64(s.opts.MaxStreams) {
+		s.streams.Add(-1)
+		writeError(w, http.StatusServiceUnavailable, "too many event streams: the server's cap is reached")
+		return nil, nil, nil, false
+	}
+	done = func() { s.streams.Add(-1) }
+	ch, err := s.store.Watch(ctx, ns)
+	if err != nil {
+		done()
+		writeStoreError(w, err)
+		return nil, nil, nil, false
+	}
+	st = &stream{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
+	// The request has no body, and the stream lives past ReadTimeout.
+	// (net/http does not apply ReadTimeout once such a request is read;
+	// the stream does not rely on it.) Each send sets its own write
+	// deadline, past WriteTimeout's for the whole answer.
+	st.rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass each event on at once
+	w.WriteHeader(http.StatusOK)
+	if err := st.send([]byte(": opstate event stream\n\n")); err != nil {
+		done()
+		return nil, nil, nil, false
+	}
+	return st, ch, done, true
+}
+
+// send writes b, one or more complete events or comments, and flushes
+// it, within the write timeout: a client that does not read is cut off
+// rather than waited for.
+func (st *stream) send(b []byte) error {
+	st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+	if _, err := st.w.Write(b); err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}
+
+// end sends the end event, saying why the stream ends.
+func (st *stream) end(reason string) {
+	st.send([]byte(`event: end` + "\n" + `data: {"reason":"` + reason + `"}` + "\n\n"))
+}
+
+// pump runs an event stream until the client goes (ctx ends), the Store
+// closes the Watch's channel (end event "store closed") or the server
+// shuts down (end event "server shutting down"), or a write fails or
+// times out. Each event of ch goes to encode, which appends what to send
+// for it, if anything, to b; next, when not nil, is called with each
+// event and may take more from ch first, to send one answer for a burst.
+// A heartbeat comment goes out whenever nothing was sent for Heartbeat.
+func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) {
+	beat := time.NewTimer(s.opts.Heartbeat)
+	defer beat.Stop()
+	var b bytes.Buffer
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				if ctx.Err() == nil {
+					st.end(endStoreClosed)
+				}
+				return
+			}
+			b.Reset()
+			encode(&b, ev)
+			if b.Len() == 0 {
+				continue
+			}
+			if st.send(b.Bytes()) != nil {
+				return
+			}
+		case <-beat.C:
+			if st.send([]byte(": heartbeat\n\n")) != nil {
+				return
+			}
+		case <-s.ending:
+			st.end(endShutdown)
+			return
+		case <-ctx.Done():
+			return
+		}
+		beat.Reset(s.opts.Heartbeat)
+	}
+}
