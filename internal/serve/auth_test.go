@@ -167,3 +167,43 @@ func TestAuthTiming(t *testing.T) {
 		t.Errorf("refusing a wrong secret takes %v to %v depending on the secret (medians %v); want them within 1.5x", lo, hi, medians)
 	}
 }
+
+// TestRebinding attacks the open server (no tokens, loopback only) as a web
+// page elsewhere would through DNS rebinding: its requests name the
+// page's host, which now resolves to 127.0.0.1. Reads, writes and event
+// streams naming any host but a loopback one are 403 and change nothing;
+// localhost, names under it and loopback addresses, with or without a
+// port, are served; with tokens, the token decides, whatever the host.
+func TestRebinding(t *testing.T) {
+	f := start(t, serve.Options{})
+	if err := f.store.Set("flags", "dark_mode", "true"); err != nil {
+		t.Fatal(err)
+	}
+	host := func(h string) map[string]string { return map[string]string{"Host": h} }
+	for _, h := range []string{"evil.example", "evil.example:8047", "127.0.0.1.evil.example", "localhost.evil.example",
+		"10.0.0.1", "[fe80::1]:8047", "0.0.0.0", "LOCALHOST.evil.example"} {
+		for _, req := range []request{
+			{method: "GET", path: keyPath("flags", "dark_mode"), header: host(h)},
+			{method: "PUT", path: keyPath("flags", "dark_mode"), body: "false", header: host(h)},
+			{method: "DELETE", path: "/v1/namespaces/flags", header: host(h)},
+			{method: "POST", path: "/ofrep/v1/evaluate/flags", body: "{}", header: host(h)},
+			{method: "GET", path: "/v1/namespaces/flags/events", header: host(h)},
+		} {
+			_, body := f.want(t, 403, req)
+			if strings.Contains(body, "true") {
+				t.Errorf("Host %q: %s %s answered with the value: %q", h, req.method, req.path, body)
+			}
+		}
+	}
+	if v, err := f.store.Get("flags", "dark_mode"); err != nil || v != "true" {
+		t.Fatalf("after the refused writes, dark_mode = %q, %v; want \"true\"", v, err)
+	}
+	for _, h := range []string{"localhost", "localhost:8047", "LocalHost:1", "app.localhost", "127.0.0.1", "127.0.0.2:8047", "[::1]:8047", "::1"} {
+		f.want(t, 200, request{method: "GET", path: keyPath("flags", "dark_mode"), header: host(h)})
+	}
+
+	g := start(t, serve.Options{Tokens: testTokens(t)})
+	g.want(t, 401, request{method: "GET", path: keyPath("flags", "dark_mode"), header: host("flags.example.com")})
+	g.want(t, 404, request{method: "GET", path: keyPath("flags", "dark_mode"),
+		header: map[string]string{"Host": "flags.example.com", "Authorization": "Bearer " + readSecret}})
+}

@@ -62,6 +62,10 @@
 //     are compared in time that does not depend on the stored tokens
 //     (see [Tokens]), and no answer quotes a secret.
 //   - Without CORSOrigins no answer has a CORS header.
+//   - Without tokens, a request must name a loopback host (localhost, a
+//     name under it, or a loopback address), else 403: a web page cannot
+//     reach an open server by making its own name resolve to 127.0.0.1
+//     (DNS rebinding).
 //
 // # Caveats
 //
@@ -80,9 +84,9 @@
 //     the token is in the file. Proxies that log query strings log it.
 //   - The bulk evaluation reads the whole namespace from the database for
 //     each request, 304 included, and the key-value listing likewise.
-//   - Each event stream holds one Store.Watch, whose cost on the write
-//     path grows with the number of watchers of a namespace: mind
-//     Options.MaxStreams.
+//   - Each event stream holds one Store.Watch: a goroutine and a batch of
+//     at most 64 events while it is behind; a namespace's watchers share
+//     its changes, and waking them is paced (see Store.Watch).
 //   - A name or value that is not valid UTF-8 cannot appear in a JSON
 //     answer exactly: the listings refuse (500, naming it) rather than
 //     alter it; events carry it base64-encoded in a field ending in

@@ -238,7 +238,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nhalf", keyPath("ns", "inflight"))
+	fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\nhalf", keyPath("ns", "inflight"))
 	time.Sleep(100 * time.Millisecond) // the server reads the headers and waits for the body
 	f.stop()
 	c.end(t, "server shutting down")
@@ -337,7 +337,7 @@ func TestSlowReader(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(4096)
-	fmt.Fprintf(conn, "GET /v1/namespaces/big/events HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /v1/namespaces/big/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	deadline := time.Now().Add(wait)
 	for f.srv.OpenStreams() != 1 {
 		if time.Now().After(deadline) {

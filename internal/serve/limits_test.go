@@ -37,7 +37,7 @@ func TestSlowClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "GET /v1/namespaces HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		fmt.Fprintf(c, "GET /v1/namespaces HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
 		start := time.Now()
 		f.want(t, 200, request{method: "GET", path: "/v1/namespaces"})
 		closedWithin(t, c)
@@ -49,7 +49,7 @@ func TestSlowClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b", keyPath("ns", "slow"))
+		fmt.Fprintf(c, "PUT %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nonly ten b", keyPath("ns", "slow"))
 		f.want(t, 204, request{method: "PUT", path: keyPath("ns", "fast"), body: "x"})
 		got := closedWithin(t, c)
 		if got != "" && !strings.HasPrefix(got, "HTTP/1.1 400 ") {
@@ -69,7 +69,7 @@ func TestLargeInput(t *testing.T) {
 	for _, h := range []string{"X-Big: ", "Authorization: Bearer "} {
 		// Raw: the server answers before it has read the headers, and
 		// net/http's client, still writing them, may see a reset first.
-		got := rawRequest(t, f.addr, "GET /v1/namespaces HTTP/1.1\r\nHost: x\r\n"+h+strings.Repeat("h", 100<<10)+"\r\n\r\n")
+		got := rawRequest(t, f.addr, "GET /v1/namespaces HTTP/1.1\r\nHost: localhost\r\n"+h+strings.Repeat("h", 100<<10)+"\r\n\r\n")
 		if !strings.HasPrefix(got, "HTTP/1.1 431 ") {
 			t.Errorf("headers of 100 KiB (%s...) got %q; want 431", h, trim(got))
 		}
@@ -124,7 +124,7 @@ func TestConnCap(t *testing.T) {
 	held = append(held, last)
 	lastR := bufio.NewReader(last)
 	ask := func() int {
-		fmt.Fprintf(last, "GET /v1/namespaces HTTP/1.1\r\nHost: x\r\n\r\n")
+		fmt.Fprintf(last, "GET /v1/namespaces HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		last.SetReadDeadline(time.Now().Add(wait))
 		resp, err := http.ReadResponse(lastR, nil)
 		if err != nil {
@@ -152,7 +152,7 @@ func TestConnCap(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			fmt.Fprintf(c, "GET /v1/namespaces HTTP/1.1\r\nHost: x\r\n\r\n")
+			fmt.Fprintf(c, "GET /v1/namespaces HTTP/1.1\r\nHost: localhost\r\n\r\n")
 			c.SetReadDeadline(time.Now().Add(wait))
 			b, _ := io.ReadAll(c)
 			status, _, _ := strings.Cut(string(b), "\r\n")
@@ -209,7 +209,7 @@ func TestManyStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		fmt.Fprintf(c, "GET /v1/namespaces/ns/events HTTP/1.1\r\nHost: x\r\n\r\n")
+		fmt.Fprintf(c, "GET /v1/namespaces/ns/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(wait))
 		if i == n-1 { // the last one is read below
 			break

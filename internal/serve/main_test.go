@@ -128,6 +128,10 @@ func (f *fixture) do(t *testing.T, req request) (*http.Response, string) {
 		t.Fatal(err)
 	}
 	for k, v := range req.header {
+		if k == "Host" {
+			r.Host = v
+			continue
+		}
 		r.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(r)

@@ -109,6 +109,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*token, bool) {
 	t := s.tokens.Load()
 	if t == nil {
+		// Open, and so on a loopback address alone: a request must
+		// name a loopback host too, or a web page elsewhere could reach
+		// the server through DNS rebinding (its name made to resolve to
+		// 127.0.0.1, the browser takes the server for the page's own
+		// origin).
+		if !loopbackHost(r.Host) {
+			writeError(w, http.StatusForbidden, "without tokens, serve answers only requests to a loopback host "+
+				"(Host: localhost, 127.0.0.1 or [::1]); run it with -tokens to serve other names, such as a proxy's")
+			return nil, false
+		}
 		return nil, true
 	}
 	secret, ok := credential(r)
@@ -195,4 +205,19 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 // endStreams makes every event stream send its end event and return.
 func (s *Server) endStreams() {
 	s.endOnce.Do(func() { close(s.ending) })
+}
+
+// loopbackHost reports whether host, a request's Host (with or without a
+// port), names this machine's loopback interface: localhost or a name
+// under it (RFC 6761), or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
