@@ -53,7 +53,12 @@ type line struct {
 	RequestMethod  string   `json:"requestMethod"`
 	RequestHeaders string   `json:"requestHeaders"` // preflight
 	Problems       []string `json:"problems"`       // preflight: why it refuses, if it does
+
+	raw string // the line as written
 }
+
+// String returns the line as the script wrote it.
+func (l line) String() string { return l.raw }
 
 // script is a running script of js/.
 type script struct {
@@ -95,8 +100,9 @@ func (e *clientEnv) node(t *testing.T, name string, env ...string) *script {
 		for sc.Scan() {
 			var l line
 			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				l = line{Kind: "unparsed", Message: sc.Text()}
+				l = line{Kind: "unparsed"}
 			}
+			l.raw = sc.Text()
 			s.mu.Lock()
 			s.lines = append(s.lines, l)
 			s.mu.Unlock()

@@ -49,7 +49,7 @@ func TestWebProvider(t *testing.T) {
 	page := e.node(t, "web.mjs", "OPSTATE_URL="+srv.url, "OPSTATE_TOKEN="+reader,
 		"PAGE_ORIGIN="+pageOrigin, "POLL_INTERVAL_MS="+pollInterval)
 	if r := page.ready(t); !r.OK {
-		t.Fatalf("web provider not ready: %+v\n%s", r, page.stderr)
+		t.Fatalf("web provider not ready: %v\n%s", r, page.stderr)
 	}
 	page.check(t, []evalCase{
 		{"boolean", "dark_mode", false, details{Value: true, Reason: "STATIC", FlagMetadata: staticFlags}},
@@ -60,26 +60,24 @@ func TestWebProvider(t *testing.T) {
 		{"boolean", "banner", false, details{Value: false, Reason: "ERROR", ErrorCode: "TYPE_MISMATCH"}},
 	})
 
-	// Three polls answered 304, then nothing but 304s since the first.
-	i := 0
-	for range 3 {
-		i, _ = page.await(t, "poll answered 304", i+1, func(l line) bool { return isBulk(l) && l.Status == http.StatusNotModified })
-	}
-	lines := page.snapshot()
-	var bulks []line
-	for _, l := range lines {
-		if isBulk(l) {
-			bulks = append(bulks, l)
-		}
-	}
-	first := bulks[0]
-	if first.Status != http.StatusOK || first.IfNoneMatch != "" || first.ETag == "" {
-		t.Fatalf("first bulk evaluation: %+v; want 200 with an ETag the page reads, no If-None-Match", first)
-	}
-	etag := first.ETag
-	for _, b := range bulks[1:] {
-		if b.Status != http.StatusNotModified || b.IfNoneMatch != etag {
-			t.Errorf("poll before any change: %+v; want If-None-Match %s answered 304", b, etag)
+	// The first bulk evaluation, then three polls: each sends its ETag
+	// and is answered 304. A preflight refused ends the polls at once.
+	var etag string
+	i := -1
+	for n := range 4 {
+		var l line
+		i, l = page.await(t, "bulk evaluation or refused preflight", i+1, func(l line) bool {
+			return isBulk(l) || (l.Kind == "preflight" && len(l.Problems) > 0)
+		})
+		switch {
+		case l.Kind == "preflight":
+			t.Fatalf("preflight refused: %v", l)
+		case n == 0 && (l.Status != http.StatusOK || l.IfNoneMatch != "" || l.ETag == ""):
+			t.Fatalf("first bulk evaluation: %v; want 200 with an ETag the page reads, no If-None-Match", l)
+		case n == 0:
+			etag = l.ETag
+		case l.Status != http.StatusNotModified || l.IfNoneMatch != etag:
+			t.Fatalf("poll before any change: %v; want If-None-Match %s answered 304", l, etag)
 		}
 	}
 	if status, _ := srv.bulk(t, reader, etag); status != http.StatusNotModified {
@@ -96,7 +94,7 @@ func TestWebProvider(t *testing.T) {
 	})
 	j, changed := page.await(t, "poll answered 200 after the flip", flip, func(l line) bool { return isBulk(l) && l.Status == http.StatusOK })
 	if changed.IfNoneMatch != etag || changed.ETag == "" || changed.ETag == etag {
-		t.Errorf("poll that saw the flip: %+v; want If-None-Match %s answered 200 with a new ETag", changed, etag)
+		t.Errorf("poll that saw the flip: %v; want If-None-Match %s answered 200 with a new ETag", changed, etag)
 	}
 	page.await(t, "poll with the new ETag answered 304", j+1, func(l line) bool {
 		return isBulk(l) && l.IfNoneMatch == changed.ETag && l.Status == http.StatusNotModified
@@ -113,14 +111,14 @@ func TestWebProvider(t *testing.T) {
 		case "preflight":
 			preflights++
 			if l.Status != http.StatusNoContent || l.AllowOrigin != pageOrigin || len(l.Problems) > 0 {
-				t.Errorf("preflight: %+v; want 204 allowing %s", l, pageOrigin)
+				t.Errorf("preflight: %v; want 204 allowing %s", l, pageOrigin)
 			}
 			if strings.Contains(l.RequestHeaders, "if-none-match") {
 				polls++
 			}
 		case "fetch":
 			if !l.Allowed || l.AllowOrigin != pageOrigin {
-				t.Errorf("request: %+v; want its answer allowed to %s", l, pageOrigin)
+				t.Errorf("request: %v; want its answer allowed to %s", l, pageOrigin)
 			}
 		}
 	}
@@ -157,7 +155,7 @@ func TestWebProviderRefused(t *testing.T) {
 				"PAGE_ORIGIN="+tt.origin, "POLL_INTERVAL_MS="+pollInterval)
 			r := page.ready(t)
 			if r.OK || r.Error != tt.error || r.Cause != tt.cause {
-				t.Errorf("ready: %+v; want not ready, error %s caused by %s", r, tt.error, tt.cause)
+				t.Errorf("ready: %v; want not ready, error %s caused by %s", r, tt.error, tt.cause)
 			}
 			page.check(t, []evalCase{
 				{"boolean", "dark_mode", false, details{Value: false, Reason: "ERROR", ErrorCode: tt.errorCode}},
@@ -170,9 +168,9 @@ func TestWebProviderRefused(t *testing.T) {
 			}
 			switch {
 			case !tt.sent && len(sent) > 0:
-				t.Errorf("bulk evaluations sent: %+v; want none (the preflight refuses)", sent)
+				t.Errorf("bulk evaluations sent: %v; want none (the preflight refuses)", sent)
 			case tt.sent && (len(sent) != 1 || sent[0].Status != tt.status || !sent[0].Allowed):
-				t.Errorf("bulk evaluations: %+v; want one, answered %d with CORS headers", sent, tt.status)
+				t.Errorf("bulk evaluations: %v; want one, answered %d with CORS headers", sent, tt.status)
 			}
 		})
 	}
