@@ -6,6 +6,6 @@
 // Its tests build the opstate command, start opstate serve on a database
 // of their own, install the packages that js/package-lock.json pins with
 // npm ci into a temporary directory, and run the scripts of js/ with
-// Node (20 or later) against the server. Without node or npm they skip,
+// Node (18 or later) against the server. Without node or npm they skip,
 // or fail when CI=true; -short skips them.
 package clients
