@@ -20,6 +20,15 @@ func isBulk(l line) bool {
 	return l.Kind == "fetch" && l.Method == http.MethodPost && l.Path == "/ofrep/v1/evaluate/flags"
 }
 
+// page starts web.mjs against srv with the token secret, as a page of
+// origin, with change detection mode (polling, sse) and a poll every
+// interval milliseconds (0: none).
+func (e *clientEnv) page(t *testing.T, srv *server, secret, origin, mode, interval string) *script {
+	t.Helper()
+	return e.node(t, "web.mjs", "OPSTATE_URL="+srv.url, "OPSTATE_TOKEN="+secret, "PAGE_ORIGIN="+origin,
+		"CHANGE_DETECTION="+mode, "POLL_INTERVAL_MS="+interval)
+}
+
 // webFlags stores the flags the web tests evaluate, with opstate set.
 func webFlags(t *testing.T, e *clientEnv, db string) {
 	t.Helper()
@@ -46,8 +55,7 @@ func TestWebProvider(t *testing.T) {
 	webFlags(t, e, db)
 	srv := e.serve(t, db, "-tokens", tokenFile(t, readLine), "-cors", pageOrigin)
 
-	page := e.node(t, "web.mjs", "OPSTATE_URL="+srv.url, "OPSTATE_TOKEN="+reader,
-		"PAGE_ORIGIN="+pageOrigin, "POLL_INTERVAL_MS="+pollInterval)
+	page := e.page(t, srv, reader, pageOrigin, "polling", pollInterval)
 	if r := page.ready(t); !r.OK {
 		t.Fatalf("web provider not ready: %v\n%s", r, page.stderr)
 	}
@@ -151,8 +159,7 @@ func TestWebProviderRefused(t *testing.T) {
 		{"wrong token", pageOrigin, "not-" + reader, "ProviderFatalError", "OFREPApiUnauthorizedError", "PROVIDER_FATAL", true, http.StatusUnauthorized},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			page := e.node(t, "web.mjs", "OPSTATE_URL="+srv.url, "OPSTATE_TOKEN="+tt.token,
-				"PAGE_ORIGIN="+tt.origin, "POLL_INTERVAL_MS="+pollInterval)
+			page := e.page(t, srv, tt.token, tt.origin, "polling", pollInterval)
 			r := page.ready(t)
 			if r.OK || r.Error != tt.error || r.Cause != tt.cause {
 				t.Errorf("ready: %v; want not ready, error %s caused by %s", r, tt.error, tt.cause)
@@ -173,5 +180,66 @@ func TestWebProviderRefused(t *testing.T) {
 				t.Errorf("bulk evaluations: %v; want one, answered %d with CORS headers", sent, tt.status)
 			}
 		})
+	}
+}
+
+// TestWebProviderEventStream runs the web provider as a page of
+// pageOrigin, as TestWebProvider does, but following the event stream
+// that the bulk evaluation announces, without polling: the stream, which
+// a browser's EventSource opens with no header of the page's (the ticket
+// in the announced URL admits it), is answered 200 and allowed to the
+// page; after opstate set flips a flag, the provider, told by the
+// stream, evaluates again (If-None-Match with the first ETag, answered
+// 200 with a new one), the page hears the change naming the flag and
+// evaluates it flipped. Before the flip, the first bulk evaluation was
+// the only one.
+func TestWebProviderEventStream(t *testing.T) {
+	e := setup(t)
+	db := filepath.Join(t.TempDir(), "state.db")
+	reader, readLine := e.token(t, "page", "read")
+	webFlags(t, e, db)
+	srv := e.serve(t, db, "-tokens", tokenFile(t, readLine), "-cors", pageOrigin)
+
+	page := e.page(t, srv, reader, pageOrigin, "sse", "0")
+	if r := page.ready(t); !r.OK {
+		t.Fatalf("web provider not ready: %v\n%s", r, page.stderr)
+	}
+	page.check(t, []evalCase{
+		{"boolean", "dark_mode", false, details{Value: true, Reason: "STATIC", FlagMetadata: staticFlags}},
+	})
+	_, first := page.await(t, "bulk evaluation", 0, isBulk)
+	if first.Status != http.StatusOK || first.ETag == "" {
+		t.Fatalf("first bulk evaluation: %v; want 200 with an ETag the page reads", first)
+	}
+	// The server answers the stream's headers once its Watch is set: every
+	// change after this line reaches the stream.
+	_, stream := page.await(t, "event stream's answer", 0, func(l line) bool {
+		return l.Kind == "fetch" && l.Method == http.MethodGet && l.Path == "/ofrep/v1/events"
+	})
+	if stream.Status != http.StatusOK || !stream.Allowed {
+		t.Fatalf("event stream: %v; want 200, allowed to %s", stream, pageOrigin)
+	}
+
+	flip := page.count()
+	e.opstate(t, db, "set", "flags", "dark_mode", "false")
+	page.await(t, "configuration change naming dark_mode", flip, func(l line) bool {
+		return l.Kind == "changed" && slices.Contains(l.Flags, "dark_mode")
+	})
+	page.check(t, []evalCase{
+		{"boolean", "dark_mode", true, details{Value: false, Reason: "STATIC", FlagMetadata: staticFlags}},
+	})
+	lines := page.snapshot()
+	var before int
+	for _, l := range lines[:flip] {
+		if isBulk(l) {
+			before++
+		}
+	}
+	if before != 1 {
+		t.Errorf("%d bulk evaluations before the flip; want 1 (no polling)", before)
+	}
+	_, again := page.await(t, "bulk evaluation after the flip", flip, isBulk)
+	if again.Status != http.StatusOK || again.IfNoneMatch != first.ETag || again.ETag == "" || again.ETag == first.ETag {
+		t.Errorf("bulk evaluation after the flip: %v; want If-None-Match %s answered 200 with a new ETag", again, first.ETag)
 	}
 }
