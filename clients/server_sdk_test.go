@@ -15,7 +15,8 @@ var staticFlags = map[string]any{"namespace": "flags"}
 // type, stored with opstate set or a PUT of the key-value API, is its
 // stored JSON with reason STATIC; a missing flag is the default with
 // FLAG_NOT_FOUND; a flag asked for as another type is the default with
-// TYPE_MISMATCH; a flag flipped with opstate set, another process, is
+// TYPE_MISMATCH; a key with '/', a space and a non-ASCII letter, which
+// the provider sends unencoded, is found; a flag flipped with opstate set, another process, is
 // served by the next evaluation once the server's Store has seen the
 // change; a wrong token gets the default and the provider's
 // unauthorized error.
@@ -29,6 +30,7 @@ func TestServerSDK(t *testing.T) {
 		{"banner", `"text"`},
 		{"plain", "text"}, // not JSON: the string itself
 		{"retries", "3"},
+		{"team/dark mode ü", "true"}, // the provider puts the key in the path unencoded
 	} {
 		e.opstate(t, db, "set", "flags", kv[0], kv[1])
 	}
@@ -45,6 +47,7 @@ func TestServerSDK(t *testing.T) {
 		{"number", "retries", 0, details{Value: 3.0, Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"number", "ratio", 0, details{Value: 2.5, Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"object", "limits", map[string]any{}, details{Value: map[string]any{"a": 1.0}, Reason: "STATIC", FlagMetadata: staticFlags}},
+		{"boolean", "team/dark mode ü", false, details{Value: true, Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"boolean", "missing", true, details{Value: true, Reason: "ERROR", ErrorCode: "FLAG_NOT_FOUND", ErrorName: "FlagNotFoundError"}},
 		{"boolean", "banner", false, details{Value: false, Reason: "ERROR", ErrorCode: "TYPE_MISMATCH", ErrorName: "TypeMismatchError"}},
 		{"number", "dark_mode", 7, details{Value: 7.0, Reason: "ERROR", ErrorCode: "TYPE_MISMATCH"}},

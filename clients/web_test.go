@@ -32,7 +32,7 @@ func (e *clientEnv) page(t *testing.T, srv *server, secret, origin, mode, interv
 // webFlags stores the flags the web tests evaluate, with opstate set.
 func webFlags(t *testing.T, e *clientEnv, db string) {
 	t.Helper()
-	for _, kv := range [][2]string{{"dark_mode", "true"}, {"banner", `"text"`}, {"retries", "3"}, {"limits", `{"a":1}`}} {
+	for _, kv := range [][2]string{{"dark_mode", "true"}, {"banner", `"text"`}, {"retries", "3"}, {"limits", `{"a":1}`}, {"team/dark mode ü", "true"}} {
 		e.opstate(t, db, "set", "flags", kv[0], kv[1])
 	}
 }
@@ -64,6 +64,7 @@ func TestWebProvider(t *testing.T) {
 		{"string", "banner", "none", details{Value: "text", Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"number", "retries", 0, details{Value: 3.0, Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"object", "limits", map[string]any{}, details{Value: map[string]any{"a": 1.0}, Reason: "STATIC", FlagMetadata: staticFlags}},
+		{"boolean", "team/dark mode ü", false, details{Value: true, Reason: "STATIC", FlagMetadata: staticFlags}},
 		{"boolean", "missing", true, details{Value: true, Reason: "ERROR", ErrorCode: "FLAG_NOT_FOUND"}},
 		{"boolean", "banner", false, details{Value: false, Reason: "ERROR", ErrorCode: "TYPE_MISMATCH"}},
 	})
