@@ -224,7 +224,11 @@ func (s *server) watch(t *testing.T, secret, ns string) *changes {
 		for {
 			line, err := r.ReadString('\n')
 			if d, ok := strings.CutPrefix(line, "data: "); ok {
-				c.data <- strings.TrimSpace(d)
+				select {
+				case c.data <- strings.TrimSpace(d):
+				case <-ctx.Done():
+					return
+				}
 			}
 			if err != nil {
 				return
