@@ -1,6 +1,7 @@
 // pageFetch(origin, record) returns a fetch that calls another origin as a
-// browser page of origin does, by the Fetch standard's CORS protocol
-// (requests without credentials, as OFREP's providers make them):
+// browser page of origin does, by the Fetch standard's CORS protocol, as
+// far as the requests of OFREP's providers and of an EventSource meet it
+// (without credentials, and with no cache of preflights):
 //
 //   - a request that is not simple (a method other than GET, HEAD and
 //     POST, or a header that is not CORS-safelisted: Authorization,
