@@ -188,6 +188,10 @@ const (
 	sendCost     = 1 * time.Microsecond
 )
 
+// maxWakeEvents is the most events a wake can make a watcher send: what
+// it can be owed, MaxPendingEvents changes, an OpReset and an OpStale.
+const maxWakeEvents = MaxPendingEvents + 2
+
 // broadcast wakes the topic's watchers after every kick until done, on a
 // goroutine of its own, so that a writer's cost does not grow with the
 // watchers it wakes. A wake of N watchers costs them N times the work of
@@ -199,6 +203,16 @@ const (
 // few, or whose writes are rare, never waits; one of many watchers under
 // a flood of writes wakes them in waves, each taking more changes
 // (coalesced per key) at once.
+//
+// A wake is charged for at most maxWakeEvents a watcher: what a watcher
+// sends beyond what it was owed when woken, it sends without waiting for
+// a wake (behind its writers, at its consumer's pace), which pacing can
+// neither cause nor slow. Charged for all of it, a wake would wait longer
+// the more such watchers sent during the wait before: once they sent
+// faster than watcherShare/sendCost events a second, each wait would be
+// longer than the last, for as long as the flood lasted. So the next wake
+// comes at most N × (wakeCost + maxWakeEvents × sendCost) / watcherShare
+// after the last (about 8 ms a watcher).
 func (t *topic) broadcast() {
 	var pace *time.Timer
 	var last time.Time
@@ -208,7 +222,9 @@ func (t *topic) broadcast() {
 			return
 		case <-t.kick:
 		}
-		work := time.Duration(t.watchers.Load())*wakeCost + time.Duration(t.sent.Swap(0))*sendCost
+		n := int64(t.watchers.Load())
+		sent := min(t.sent.Swap(0), n*maxWakeEvents)
+		work := time.Duration(n)*wakeCost + time.Duration(sent)*sendCost
 		if gap := time.Duration(float64(work) / watcherShare); !last.IsZero() {
 			if wait := time.Until(last.Add(gap)); wait > 0 {
 				if pace == nil {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -212,5 +213,83 @@ func TestTopicPacing(t *testing.T) {
 			}
 			t.Logf("%d watchers: woken again after %v", tc.watchers, gap)
 		})
+	}
+}
+
+// TestTopicPacingBehind checks that the events sent by watchers that do
+// not wait for wakes — behind their writers, each taking what it is owed
+// at its consumer's pace — cannot push a namespace's wakes ever further
+// apart. Pacing cannot slow those watchers; if the broadcaster charged a
+// wake for all they sent, then once they sent more than 1/(2 × sendCost)
+// events a second (500,000: a few hundred fast consumers of a bulk
+// import, on a machine of many processors), each gap would be longer
+// than the one before, for as long as they kept up the rate, and a
+// watcher that has caught up would wait ever longer for its next event.
+// Their sends are simulated on topic.sent, at 10 million a second so
+// that the gaps would grow 20-fold a wake and pass the bound within
+// seconds, with a change every 100 µs; after a second of it, a watcher
+// that has caught up must get each of three changes, recorded one after
+// the other, within a few seconds: a wake is charged for at most what it
+// can find owed, which bounds the gap of these 10 watchers to about
+// 2 × 10 × (wakeCost + (MaxPendingEvents+2) × sendCost) = 82 ms.
+func TestTopicPacingBehind(t *testing.T) {
+	const (
+		watchers = 10
+		rate     = 10_000_000 // events a second sent without a wake
+		bound    = 5 * time.Second
+	)
+	tp := newTopic("ns")
+	tp.watchers.Store(watchers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(tp.broadcast)
+	defer close(tp.done)
+	stop := make(chan struct{})
+	wg.Go(func() {
+		prev := time.Now()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			now := time.Now()
+			tp.sent.Add(int64(now.Sub(prev).Seconds() * rate))
+			prev = now
+			tp.put(fmt.Sprint("k", i%1000), "v", OpSet)
+			time.Sleep(100 * time.Microsecond)
+		}
+	})
+	defer close(stop)
+	time.Sleep(time.Second)
+
+	cur := tp.start()
+	var buf []owed
+	var changed <-chan struct{}
+	for probe := range 3 {
+		// Caught up: what comes next needs a wake.
+		for buf, changed = tp.read(&cur, buf[:0]); len(buf) > 0; buf, changed = tp.read(&cur, buf[:0]) {
+		}
+		key := fmt.Sprint("probe", probe)
+		put := time.Now()
+		tp.put(key, "v", OpSet)
+		deadline := time.NewTimer(bound)
+	wait:
+		for {
+			select {
+			case <-changed:
+			case <-deadline.C:
+				t.Fatalf("change %d not woken %v after it was recorded", probe, bound)
+			}
+			for buf, changed = tp.read(&cur, buf[:0]); len(buf) > 0; buf, changed = tp.read(&cur, buf[:0]) {
+				for _, o := range buf {
+					if o.ev.Key == key {
+						break wait
+					}
+				}
+			}
+		}
+		deadline.Stop()
+		t.Logf("change %d woken %v after it was recorded", probe, time.Since(put))
 	}
 }

@@ -88,8 +88,10 @@ const MaxPendingEvents = 4096
 // own goroutine. Waking a namespace's watchers is paced so that, under a
 // flood of writes, they take about half a processor at most: a namespace
 // of N watchers is woken again no sooner than about N×4µs after its last
-// wake (40 ms for 10,000), with every change since, coalesced per key; a
-// namespace of few watchers, or of rare writes, is woken at once. Cancel
+// wake (40 ms for 10,000), with every change since, coalesced per key, and
+// no later than about N×8ms (80 ms for 10), however many events its
+// watchers send meanwhile; a namespace of few watchers, or of rare
+// writes, is woken at once. Cancel
 // the ctx of a watch whose channel is no longer read.
 //
 // Others' changes are read from the file's change log: each key another

@@ -209,3 +209,56 @@ func drainUntilClosed(t *testing.T, ch <-chan opstate.Event, closed *atomic.Bool
 		}
 	}
 }
+
+// TestWatchTopicTurnover has two goroutines watch one namespace, each
+// round with a new Watch that it ends once it has received a Set it made
+// after Watch returned, so that the namespace's last watcher leaves and a
+// new one arrives again and again, now sharing a topic and now making a
+// new one while the old one's broadcaster stops: every watch must receive
+// its Set (a wake lost with the old topic would leave it waiting), and
+// once all have ended, no goroutine of Watch, the broadcasters included,
+// may be left.
+func TestWatchTopicTurnover(t *testing.T) {
+	s := mustOpen(t, dbPath(t), opstate.Options{SyncInterval: -1, SweepInterval: -1})
+	before := deliverers()
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			for round := range 300 {
+				ctx, cancel := context.WithCancel(context.Background())
+				ch, err := s.Watch(ctx, "ns")
+				if err != nil {
+					t.Error(err)
+					cancel()
+					return
+				}
+				key, value := fmt.Sprint("g", g), fmt.Sprint(round)
+				if err := s.Set("ns", key, value); err != nil {
+					t.Error(err)
+					cancel()
+					return
+				}
+				timer := time.NewTimer(eventBound)
+			wait:
+				for {
+					select {
+					case ev := <-ch:
+						if ev.Key == key && ev.Value == value {
+							break wait
+						}
+					case <-timer.C:
+						t.Errorf("goroutine %d, round %d: the Set not received within %v", g, round, eventBound)
+						cancel()
+						return
+					}
+				}
+				timer.Stop()
+				cancel()
+				for range ch {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wantDeliverers(t, before)
+}
