@@ -70,7 +70,7 @@ type fixture struct {
 
 // start serves a new Store with opts; the test's end stops the server
 // and closes the Store.
-func start(t *testing.T, opts serve.Options) *fixture {
+func start(t testing.TB, opts serve.Options) *fixture {
 	t.Helper()
 	s, err := opstate.Open(filepath.Join(t.TempDir(), "serve.db"), opstate.Options{SweepInterval: -1})
 	if err != nil {
@@ -82,7 +82,7 @@ func start(t *testing.T, opts serve.Options) *fixture {
 }
 
 // serveStore serves s with opts until the test's end.
-func serveStore(t *testing.T, s *opstate.Store, opts serve.Options) *fixture {
+func serveStore(t testing.TB, s *opstate.Store, opts serve.Options) *fixture {
 	t.Helper()
 	srv, err := serve.New(s, opts)
 	if err != nil {
