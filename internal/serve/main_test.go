@@ -18,11 +18,15 @@ import (
 	"github.com/d8da9184/opstate/internal/serve"
 )
 
-// TestMain fails the run if a goroutine of the server or of a Store is
-// still running once every test has stopped its server and closed its
-// Store: handlers, event streams, watchers, the answering of excess
-// connections.
+// TestMain runs the role of a child process (children_test.go) when it
+// is one. Else it runs the tests, and fails the run if a goroutine of the
+// server or of a Store is still running once every test has stopped its
+// server and closed its Store: handlers, event streams, watchers, the
+// answering of excess connections.
 func TestMain(m *testing.M) {
+	if code, ran := runChildRole(); ran {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := leftover(5 * time.Second); leaked != "" {
