@@ -44,7 +44,10 @@ import (
 // every client (fanout-ms, the time it takes to reach them all: an OFREP
 // client receives a refetchEvaluation, which carries no key, so only a
 // write made when all is quiet can be told apart). cpu-µs/set is the
-// server process's CPU time per timed Set, its streams' work included.
+// server process's CPU time per timed Set, its streams' work included;
+// sends/set and events/set count the server's writes to the streams and
+// the events in them, per timed Set, as the clients read them while the
+// Sets ran.
 //
 // 10,000 streams need about as many file descriptors in each process:
 // the benchmark raises RLIMIT_NOFILE, and skips the row if it cannot.
@@ -116,6 +119,9 @@ func BenchmarkSetStreams(b *testing.B) {
 				})
 			}
 
+			if c != nil {
+				c.ask(b, "count")
+			}
 			cpu := processCPU(b)
 			i := 0
 			for b.Loop() {
@@ -123,6 +129,14 @@ func BenchmarkSetStreams(b *testing.B) {
 				i++
 			}
 			b.ReportMetric(float64((processCPU(b)-cpu).Nanoseconds())/1e3/float64(i), "cpu-µs/set")
+			if c != nil {
+				var sends, events int64
+				if _, err := fmt.Sscan(c.ask(b, "count"), &sends, &events); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(sends)/float64(i), "sends/set")
+				b.ReportMetric(float64(events)/float64(i), "events/set")
+			}
 			for _, report := range memory {
 				report()
 			}
@@ -218,6 +232,9 @@ type streamClients struct {
 	lastData    atomic.Int64
 	seenN, dead atomic.Int64
 	readers     sync.WaitGroup
+	// sends counts the chunks the streams read, each a write of the
+	// server's, and events the events in them.
+	sends, events atomic.Int64
 }
 
 // open opens the N streams, 32 at a time, each once the server has sent
@@ -300,14 +317,33 @@ func (sc *streamClients) read(i int, br *bufio.Reader) {
 			sc.dead.Add(1)
 			return
 		}
+		if isChunkSize(line) {
+			sc.sends.Add(1)
+			continue
+		}
 		if !strings.HasPrefix(string(line), "data: ") {
 			continue
 		}
+		sc.events.Add(1)
 		sc.lastData.Store(time.Now().UnixNano())
 		if sc.armed.Load() && strings.Contains(string(line), sc.marker) && sc.seen[i].CompareAndSwap(false, true) {
 			sc.seenN.Add(1)
 		}
 	}
+}
+
+// isChunkSize reports whether line is the size line of a chunk.
+func isChunkSize(line []byte) bool {
+	hex, ok := strings.CutSuffix(string(line), "\r\n")
+	if !ok || hex == "" {
+		return false
+	}
+	for _, c := range []byte(hex) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // arm forgets which streams saw the marker.
@@ -358,7 +394,9 @@ func init() {
 	// streams ADDR PATH N MARKER opens N event streams at PATH on ADDR and
 	// takes commands, a line each, answering a line: open (the streams;
 	// "open" once all have their opening comment), quiet DURATION
-	// ("quiet" once no stream read an event for DURATION), arm (forget
+	// ("quiet" once no stream read an event for DURATION), count ("SENDS
+	// EVENTS": the writes of the server, chunks, and the events the
+	// streams read since the last count), arm (forget
 	// which streams saw MARKER: "armed"), wait DURATION ("converged"
 	// once every stream read an event holding MARKER since arm, else
 	// what was missing), close ("closed").
@@ -399,6 +437,8 @@ func init() {
 				fmt.Println("armed")
 			case "wait":
 				fmt.Println(sc.await(d))
+			case "count":
+				fmt.Println(sc.sends.Swap(0), sc.events.Swap(0))
 			case "close":
 				sc.close()
 				fmt.Println("closed")

@@ -223,7 +223,8 @@ const refetch = "event: message\ndata: {\"type\":\"refetchEvaluation\"}\n\n"
 
 // flagEvents answers GET /ofrep/v1/events, the OFREP event stream: a
 // refetchEvaluation event for each change to the flags namespace (a
-// reset included; not stale, which changes no flag). It carries no ETag:
+// reset included; not stale, which changes no flag), one for all the
+// changes of a burst. It carries no ETag:
 // computing one would read the whole namespace for every client at every
 // change, and providers evaluate again in any case.
 func (s *Server) flagEvents(w http.ResponseWriter, r *http.Request) {
@@ -235,7 +236,7 @@ func (s *Server) flagEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer done()
 	s.pump(ctx, st, ch, func(b *bytes.Buffer, ev opstate.Event) {
-		if ev.Op != opstate.OpStale {
+		if ev.Op != opstate.OpStale && b.Len() == 0 { // one refetch for a burst of changes
 			b.WriteString(refetch)
 		}
 	})

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,11 @@ type Server struct {
 	// streams counts the event streams open, against opts.MaxStreams.
 	streams atomic.Int64
 
+	// pace spaces the event streams' sends; bursts holds the buffers of
+	// their sends (*bytes.Buffer) between two.
+	pace   pacer
+	bursts sync.Pool
+
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
 	ending  chan struct{}
@@ -45,6 +51,7 @@ func New(store *opstate.Store, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{store: store, opts: o, ending: make(chan struct{})}
+	s.bursts.New = func() any { return new(bytes.Buffer) }
 	s.tokens.Store(o.Tokens)
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/d8da9184/opstate"
@@ -78,13 +79,15 @@ func (st *stream) end(reason string) {
 // closes the Watch's channel (end event "store closed") or the server
 // shuts down (end event "server shutting down"), or a write fails or
 // times out. Each event of ch goes to encode, which appends what to send
-// for it, if anything, to b; next, when not nil, is called with each
-// event and may take more from ch first, to send one answer for a burst.
-// A heartbeat comment goes out whenever nothing was sent for Heartbeat.
+// for it, if anything, to b. Sends are paced (see pacer): once an event
+// has come, the stream waits for its slot, then takes every event ch has
+// ready, up to maxBurst bytes, and sends them in one write, from a buffer
+// it holds only until then (Server.bursts). A heartbeat
+// comment goes out whenever nothing was sent for Heartbeat.
 func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) {
 	beat := time.NewTimer(s.opts.Heartbeat)
 	defer beat.Stop()
-	var b bytes.Buffer
+	var slot *time.Timer
 	for {
 		select {
 		case ev, ok := <-ch:
@@ -94,13 +97,42 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 				}
 				return
 			}
+			b := s.bursts.Get().(*bytes.Buffer)
 			b.Reset()
-			encode(&b, ev)
-			if b.Len() == 0 {
-				continue
+			encode(b, ev)
+			if wait := s.pace.reserve(); wait > 0 {
+				if slot == nil {
+					slot = time.NewTimer(wait)
+					defer slot.Stop()
+				} else {
+					slot.Reset(wait)
+				}
+				select {
+				case <-slot.C:
+				case <-s.ending:
+					st.end(endShutdown)
+					return
+				case <-ctx.Done():
+					return
+				}
 			}
-			if st.send(b.Bytes()) != nil {
+			n, open := burst(b, ch, encode)
+			s.pace.charge(n)
+			sent := b.Len() > 0
+			if sent && st.send(b.Bytes()) != nil {
 				return
+			}
+			if b.Cap() <= 2*maxBurst {
+				s.bursts.Put(b)
+			}
+			if !open {
+				if ctx.Err() == nil {
+					st.end(endStoreClosed)
+				}
+				return
+			}
+			if !sent {
+				continue
 			}
 		case <-beat.C:
 			if st.send([]byte(": heartbeat\n\n")) != nil {
@@ -114,4 +146,30 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 		}
 		beat.Reset(s.opts.Heartbeat)
 	}
+}
+
+// burst appends to b what the events ch has ready encode to, until b
+// holds maxBurst bytes, and returns how many it took and whether ch is
+// still open. The Watch's goroutine hands over one event at a time: when
+// none is ready, burst yields once to let it put the next one ready
+// before it stops.
+func burst(b *bytes.Buffer, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) (n int, open bool) {
+	for yielded := false; b.Len() < maxBurst; {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return n, false
+			}
+			encode(b, ev)
+			n, yielded = n+1, false
+			continue
+		default:
+		}
+		if yielded {
+			break
+		}
+		runtime.Gosched()
+		yielded = true
+	}
+	return n, true
 }

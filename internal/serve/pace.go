@@ -1,0 +1,63 @@
+package serve
+
+import (
+	"sync"
+	"time"
+)
+
+// streamShare is the share of one processor that the sends of a Server's
+// event streams may take together, on average, while changes keep coming:
+// the rest stays the writers'. sendCost is what one send costs, a write
+// and flush of the answer and the wake of the stream's goroutine
+// included, and eventCost what each event in it adds, taking it from the
+// Watch and encoding it: estimates, rounded up, of what
+// BenchmarkSetStreams spends (the figures are in docs/performance.md).
+const (
+	streamShare = 0.5
+	sendCost    = 10 * time.Microsecond
+	eventCost   = 2 * time.Microsecond
+)
+
+// maxBurst bounds what a stream sends at once, and so what it holds for
+// a slow client: the Watch coalesces what waits beyond it.
+const maxBurst = 64 << 10
+
+// pacer spaces the sends of a Server's event streams, so that, however
+// many streams follow a namespace, their work takes about streamShare of
+// a processor at most: each send takes the next free slot, slots being
+// its estimated cost divided by streamShare apart. A stream waiting for
+// its slot takes nothing from its Watch meanwhile, where the changes
+// owed to it are coalesced per key, and then sends them all at once. A
+// send finds its slot free at once unless others sent in the last few
+// slots: a few streams, or rare changes, are never held back.
+type pacer struct {
+	mu sync.Mutex
+	// next is when the next slot begins; a slot in the past is not
+	// owed to anyone (no credit builds up while the streams are idle).
+	next time.Time
+}
+
+// reserve takes the next slot for a send and returns how long to wait
+// for it.
+func (p *pacer) reserve() time.Duration {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	wait := p.next.Sub(now)
+	p.next = p.next.Add(time.Duration(float64(sendCost) / streamShare))
+	return wait
+}
+
+// charge moves the next slot later by the cost of n events more in the
+// send that reserved the last one.
+func (p *pacer) charge(n int) {
+	if n <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next = p.next.Add(time.Duration(float64(time.Duration(n)*eventCost) / streamShare))
+}
