@@ -105,7 +105,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, ns string) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st, ch, done, ok := s.openStream(ctx, w, r, ns)
+	var ch <-chan opstate.Event
+	st, done, ok := s.openStream(w, func() (err error) {
+		ch, err = s.store.Watch(ctx, ns)
+		return err
+	})
 	if !ok {
 		return
 	}

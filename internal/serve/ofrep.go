@@ -1,8 +1,6 @@
 package serve
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	"github.com/d8da9184/opstate"
@@ -222,22 +221,56 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, tok *token) {
 const refetch = "event: message\ndata: {\"type\":\"refetchEvaluation\"}\n\n"
 
 // flagEvents answers GET /ofrep/v1/events, the OFREP event stream: a
-// refetchEvaluation event for each change to the flags namespace (a
+// refetchEvaluation event after each change to the flags namespace (a
 // reset included; not stale, which changes no flag), one for all the
-// changes of a burst. It carries no ETag:
-// computing one would read the whole namespace for every client at every
-// change, and providers evaluate again in any case.
+// changes until it is sent, which waits for the stream's slot of the
+// pacer. The streams share one Watch (flagWatch). An event carries no
+// ETag: computing one would read the whole namespace for every client at
+// every change, and providers evaluate again in any case.
 func (s *Server) flagEvents(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	st, ch, done, ok := s.openStream(ctx, w, r, s.opts.FlagsNamespace)
+	ctx := r.Context()
+	var feed *flagFeed
+	var changed <-chan struct{}
+	st, done, ok := s.openStream(w, func() (err error) {
+		feed, changed, err = s.flagWatch.subscribe(s.store, s.opts.FlagsNamespace)
+		return err
+	})
+	if feed != nil {
+		defer s.flagWatch.unsubscribe(feed)
+	}
 	if !ok {
 		return
 	}
 	defer done()
-	s.pump(ctx, st, ch, func(b *bytes.Buffer, ev opstate.Event) {
-		if ev.Op != opstate.OpStale && b.Len() == 0 { // one refetch for a burst of changes
-			b.WriteString(refetch)
+	beat := time.NewTimer(s.opts.Heartbeat)
+	defer beat.Stop()
+	var slot pace
+	defer slot.stop()
+	for {
+		select {
+		case <-changed:
+			if !s.awaitSlot(ctx, st, &slot) {
+				return
+			}
+			// The refetch covers every change until now, those made
+			// while the stream waited for its slot included.
+			changed = feed.next()
+			if st.send([]byte(refetch)) != nil {
+				return
+			}
+		case <-feed.closed:
+			st.end(endStoreClosed)
+			return
+		case <-beat.C:
+			if st.send([]byte(": heartbeat\n\n")) != nil {
+				return
+			}
+		case <-s.ending:
+			st.end(endShutdown)
+			return
+		case <-ctx.Done():
+			return
 		}
-	})
+		beat.Reset(s.opts.Heartbeat)
+	}
 }

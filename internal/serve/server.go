@@ -34,6 +34,9 @@ type Server struct {
 	pace   pacer
 	bursts sync.Pool
 
+	// flagWatch is the Watch the OFREP event streams share.
+	flagWatch flagWatch
+
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
 	ending  chan struct{}

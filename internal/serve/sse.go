@@ -23,23 +23,22 @@ type stream struct {
 	timeout time.Duration // for each write
 }
 
-// openStream opens an event stream on w, watching ns: it takes a slot of
-// MaxStreams (503 when none is free), starts the Watch (its error
-// answered as the Store's errors are), and sends the answer's headers.
-// The Watch ends with ctx; done frees the slot. ok is false when it has
-// answered the request instead.
-func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.Request, ns string) (st *stream, ch <-chan opstate.Event, done func(), ok bool) {
+// openStream opens an event stream on w: it takes a slot of MaxStreams
+// (503 when none is free), calls watch, which starts what feeds the
+// stream (its error answered as the Store's errors are), and sends the
+// answer's headers and opening comment. done frees the slot. ok is false
+// when it has answered the request instead.
+func (s *Server) openStream(w http.ResponseWriter, watch func() error) (st *stream, done func(), ok bool) {
 	if s.streams.Add(1) > int64(s.opts.MaxStreams) {
 		s.streams.Add(-1)
 		writeError(w, http.StatusServiceUnavailable, "too many event streams: the server's cap is reached")
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	done = func() { s.streams.Add(-1) }
-	ch, err := s.store.Watch(ctx, ns)
-	if err != nil {
+	if err := watch(); err != nil {
 		done()
 		writeStoreError(w, err)
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	st = &stream{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
 	// The request has no body, and the stream lives past ReadTimeout.
@@ -54,9 +53,9 @@ func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.
 	w.WriteHeader(http.StatusOK)
 	if err := st.send([]byte(": opstate event stream\n\n")); err != nil {
 		done()
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
-	return st, ch, done, true
+	return st, done, true
 }
 
 // send writes b, one or more complete events or comments, and flushes
@@ -87,7 +86,8 @@ func (st *stream) end(reason string) {
 func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) {
 	beat := time.NewTimer(s.opts.Heartbeat)
 	defer beat.Stop()
-	var slot *time.Timer
+	var slot pace
+	defer slot.stop()
 	for {
 		select {
 		case ev, ok := <-ch:
@@ -100,21 +100,8 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 			b := s.bursts.Get().(*bytes.Buffer)
 			b.Reset()
 			encode(b, ev)
-			if wait := s.pace.reserve(); wait > 0 {
-				if slot == nil {
-					slot = time.NewTimer(wait)
-					defer slot.Stop()
-				} else {
-					slot.Reset(wait)
-				}
-				select {
-				case <-slot.C:
-				case <-s.ending:
-					st.end(endShutdown)
-					return
-				case <-ctx.Done():
-					return
-				}
+			if !s.awaitSlot(ctx, st, &slot) {
+				return
 			}
 			n, open := burst(b, ch, encode)
 			s.pace.charge(n)
@@ -172,4 +159,37 @@ func burst(b *bytes.Buffer, ch <-chan opstate.Event, encode func(b *bytes.Buffer
 		yielded = true
 	}
 	return n, true
+}
+
+// pace is a stream's timer for the pacer's slots, made at its first wait.
+type pace struct{ t *time.Timer }
+
+func (p *pace) stop() {
+	if p.t != nil {
+		p.t.Stop()
+	}
+}
+
+// awaitSlot takes the stream's next slot of the pacer and waits for it.
+// It returns false when the stream must end instead: the client went
+// (ctx), or the server shuts down, and then it has sent the end event.
+func (s *Server) awaitSlot(ctx context.Context, st *stream, p *pace) bool {
+	wait := s.pace.reserve()
+	if wait <= 0 {
+		return true
+	}
+	if p.t == nil {
+		p.t = time.NewTimer(wait)
+	} else {
+		p.t.Reset(wait)
+	}
+	select {
+	case <-p.t.C:
+		return true
+	case <-s.ending:
+		st.end(endShutdown)
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,0 +1,141 @@
+package serve_test
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/d8da9184/opstate/internal/serve"
+)
+
+// watchers returns how many Store.Watch calls of this process are
+// running: the goroutines delivering their events (once they have
+// begun).
+func watchers() int {
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "opstate.(*watcher).deliver(")
+}
+
+// waitFor waits up to wait for cond, and fails the test with what it
+// says if cond never holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", wait, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// isRefetch reports whether ev is OFREP's refetchEvaluation event.
+func isRefetch(ev sse) bool {
+	return ev.event == "message" && ev.data == `{"type":"refetchEvaluation"}`
+}
+
+// TestOFREPEventsShareOneWatch checks that the OFREP event streams share
+// one Store.Watch: with 20 streams open there is one, each stream still
+// gets its refetchEvaluation, the Watch ends with the last stream, and a
+// stream opened after that starts one again.
+func TestOFREPEventsShareOneWatch(t *testing.T) {
+	f := start(t, serve.Options{})
+	if n := watchers(); n != 0 {
+		t.Fatalf("%d watchers before any stream", n)
+	}
+	const n = 20
+	var clients []*sseClient
+	var cancels []context.CancelFunc
+	for range n {
+		ctx, cancel := context.WithCancel(context.Background())
+		clients = append(clients, openEventsContext(t, ctx, f, "/ofrep/v1/events", nil))
+		cancels = append(cancels, cancel)
+	}
+	// A watcher's goroutine may not have begun yet: wait for the count.
+	waitFor(t, strconv.Itoa(n)+" OFREP streams hold one watcher", func() bool { return watchers() == 1 })
+	if err := f.store.Set("flags", "a", "true"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if ev := c.nextEvent(t); !isRefetch(ev) {
+			t.Errorf("stream %d: %+v; want refetchEvaluation", i, ev)
+		}
+	}
+	for _, cancel := range cancels[1:] {
+		cancel()
+	}
+	waitFor(t, "one stream left open", func() bool { return f.srv.OpenStreams() == 1 })
+	if got := watchers(); got != 1 {
+		t.Errorf("one OFREP stream left holds %d watchers; want 1", got)
+	}
+	if err := f.store.Set("flags", "a", "false"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := clients[0].nextEvent(t); !isRefetch(ev) {
+		t.Errorf("the stream left: %+v; want refetchEvaluation", ev)
+	}
+	cancels[0]()
+	waitFor(t, "no watcher once the last stream closed", func() bool { return f.srv.OpenStreams() == 0 && watchers() == 0 })
+	c := openEvents(t, f, "/ofrep/v1/events", nil)
+	if err := f.store.Set("flags", "a", "true"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.nextEvent(t); !isRefetch(ev) {
+		t.Errorf("a stream opened again: %+v; want refetchEvaluation", ev)
+	}
+}
+
+// TestOFREPEventsConverge checks what an OFREP event stream promises its
+// clients under a flood of changes: a refetchEvaluation after the last
+// change. 30 streams each evaluate the flag again at every refetch while
+// 300 writes change it; once the writes are done, every client must come
+// to see the last value, which only a refetch sent after that write was
+// served can tell it to read.
+func TestOFREPEventsConverge(t *testing.T) {
+	f := start(t, serve.Options{})
+	const streams, writes = 30, 300
+	if err := f.store.Set("flags", "f", "0"); err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]atomic.Int64, streams) // the value each client last evaluated
+	var readers sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); readers.Wait() }()
+	for i := range streams {
+		c := openEventsContext(t, ctx, f, "/ofrep/v1/events", nil)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for ev := range c.events {
+				if !isRefetch(ev) {
+					continue
+				}
+				v, err := f.store.Get("flags", "f")
+				if err != nil {
+					return
+				}
+				n, _ := strconv.ParseInt(v, 10, 64)
+				seen[i].Store(n)
+			}
+		}()
+	}
+	for v := 1; v <= writes; v++ {
+		if err := f.store.Set("flags", "f", strconv.Itoa(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every client sees the last write", func() bool {
+		for i := range seen {
+			if seen[i].Load() != writes {
+				return false
+			}
+		}
+		return true
+	})
+}
