@@ -45,9 +45,10 @@ import (
 // client receives a refetchEvaluation, which carries no key, so only a
 // write made when all is quiet can be told apart). cpu-µs/set is the
 // server process's CPU time per timed Set, its streams' work included;
-// sends/set and events/set count the server's writes to the streams and
-// the events in them, per timed Set, as the clients read them while the
-// Sets ran.
+// chunks/set and events/set count the chunks of the streams' answers (a
+// write of the server's is one chunk, or a few when large) and the events
+// in them, per timed Set, as the clients read them while the Sets ran,
+// and client-cpu-µs/set is the child process's CPU time meanwhile.
 //
 // 10,000 streams need about as many file descriptors in each process:
 // the benchmark raises RLIMIT_NOFILE, and skips the row if it cannot.
@@ -130,12 +131,13 @@ func BenchmarkSetStreams(b *testing.B) {
 			}
 			b.ReportMetric(float64((processCPU(b)-cpu).Nanoseconds())/1e3/float64(i), "cpu-µs/set")
 			if c != nil {
-				var sends, events int64
-				if _, err := fmt.Sscan(c.ask(b, "count"), &sends, &events); err != nil {
+				var sends, events, clientCPU int64
+				if _, err := fmt.Sscan(c.ask(b, "count"), &sends, &events, &clientCPU); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(float64(sends)/float64(i), "sends/set")
+				b.ReportMetric(float64(sends)/float64(i), "chunks/set")
 				b.ReportMetric(float64(events)/float64(i), "events/set")
+				b.ReportMetric(float64(clientCPU)/float64(i), "client-cpu-µs/set")
 			}
 			for _, report := range memory {
 				report()
@@ -208,10 +210,12 @@ func ensureFiles(n uint64) error {
 	return nil
 }
 
-// processCPU returns the CPU time, user and system, the process has used.
+// processCPU returns the CPU time, user and system, the process has used;
+// b may be nil in a child process, which cannot fail (getrusage of the
+// process itself does not).
 func processCPU(b testing.TB) time.Duration {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil && b != nil {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -232,8 +236,8 @@ type streamClients struct {
 	lastData    atomic.Int64
 	seenN, dead atomic.Int64
 	readers     sync.WaitGroup
-	// sends counts the chunks the streams read, each a write of the
-	// server's, and events the events in them.
+	// sends counts the chunks the streams read (a write of the server's
+	// is one chunk, or a few when large), and events the events in them.
 	sends, events atomic.Int64
 }
 
@@ -394,9 +398,9 @@ func init() {
 	// streams ADDR PATH N MARKER opens N event streams at PATH on ADDR and
 	// takes commands, a line each, answering a line: open (the streams;
 	// "open" once all have their opening comment), quiet DURATION
-	// ("quiet" once no stream read an event for DURATION), count ("SENDS
-	// EVENTS": the writes of the server, chunks, and the events the
-	// streams read since the last count), arm (forget
+	// ("quiet" once no stream read an event for DURATION), count ("CHUNKS
+	// EVENTS CPU": the chunks and the events the streams read, and the
+	// process's CPU time in µs, since the last count), arm (forget
 	// which streams saw MARKER: "armed"), wait DURATION ("converged"
 	// once every stream read an event holding MARKER since arm, else
 	// what was missing), close ("closed").
@@ -411,6 +415,7 @@ func init() {
 			return 1
 		}
 		sc := &streamClients{addr: args[0], path: args[1], n: n, marker: args[3]}
+		var lastCPU time.Duration
 		defer sc.close()
 		in := bufio.NewScanner(os.Stdin)
 		for in.Scan() {
@@ -438,7 +443,9 @@ func init() {
 			case "wait":
 				fmt.Println(sc.await(d))
 			case "count":
-				fmt.Println(sc.sends.Swap(0), sc.events.Swap(0))
+				cpu := processCPU(nil)
+				fmt.Println(sc.sends.Swap(0), sc.events.Swap(0), (cpu - lastCPU).Microseconds())
+				lastCPU = cpu
 			case "close":
 				sc.close()
 				fmt.Println("closed")

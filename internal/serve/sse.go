@@ -104,7 +104,9 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 				return
 			}
 			n, open := burst(b, ch, encode)
-			s.pace.charge(n)
+			n++ // the event that began the burst
+			s.pace.charge(n - slot.events)
+			slot.events = n
 			sent := b.Len() > 0
 			if sent && st.send(b.Bytes()) != nil {
 				return
@@ -161,8 +163,13 @@ func burst(b *bytes.Buffer, ch <-chan opstate.Event, encode func(b *bytes.Buffer
 	return n, true
 }
 
-// pace is a stream's timer for the pacer's slots, made at its first wait.
-type pace struct{ t *time.Timer }
+// pace is a stream's timer for the pacer's slots, made at its first
+// wait, and the number of events its last send had, for which it reserves
+// its next slot.
+type pace struct {
+	t      *time.Timer
+	events int
+}
 
 func (p *pace) stop() {
 	if p.t != nil {
@@ -174,7 +181,7 @@ func (p *pace) stop() {
 // It returns false when the stream must end instead: the client went
 // (ctx), or the server shuts down, and then it has sent the end event.
 func (s *Server) awaitSlot(ctx context.Context, st *stream, p *pace) bool {
-	wait := s.pace.reserve()
+	wait := s.pace.reserve(p.events)
 	if wait <= 0 {
 		return true
 	}
