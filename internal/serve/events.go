@@ -1,8 +1,6 @@
 package serve
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"net/http"
 	"unicode/utf8"
@@ -98,27 +96,18 @@ func appendJSONString(b []byte, s string) []byte {
 
 // events answers GET /v1/namespaces/{ns}/events: a Server-Sent Events
 // stream of the changes to ns, one event a change, its data the JSON of
-// appendEvent, in the order and with the coalescing of [opstate.Store.Watch].
+// appendEvent, in the order of [opstate.Store.Watch], coalesced per key
+// while the stream is behind (feed).
 func (s *Server) events(w http.ResponseWriter, r *http.Request, ns string) {
 	if !noQuery(w, r) {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	var ch <-chan opstate.Event
-	st, done, ok := s.openStream(w, func() (err error) {
-		ch, err = s.store.Watch(ctx, ns)
-		return err
-	})
+	st, f, cur, done, ok := s.openFeed(w, ns)
 	if !ok {
 		return
 	}
 	defer done()
-	s.pump(ctx, st, ch, func(b *bytes.Buffer, ev opstate.Event) {
-		b.WriteString("data: ")
-		b.Write(appendEvent(b.AvailableBuffer(), ev))
-		b.WriteString("\n\n")
-	})
+	s.follow(r.Context(), st, f, cur, (*feed).take)
 }
 
 // noQuery answers 400 and returns false for a request with a query, on an

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 	"unicode/utf8"
 
 	"github.com/d8da9184/opstate"
@@ -224,53 +223,14 @@ const refetch = "event: message\ndata: {\"type\":\"refetchEvaluation\"}\n\n"
 // refetchEvaluation event after each change to the flags namespace (a
 // reset included; not stale, which changes no flag), one for all the
 // changes until it is sent, which waits for the stream's slot of the
-// pacer. The streams share one Watch (flagWatch). An event carries no
-// ETag: computing one would read the whole namespace for every client at
-// every change, and providers evaluate again in any case.
+// pacer. An event carries no ETag: computing one would read the whole
+// namespace for every client at every change, and providers evaluate
+// again in any case.
 func (s *Server) flagEvents(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	var feed *flagFeed
-	var changed <-chan struct{}
-	st, done, ok := s.openStream(w, func() (err error) {
-		feed, changed, err = s.flagWatch.subscribe(s.store, s.opts.FlagsNamespace)
-		return err
-	})
-	if feed != nil {
-		defer s.flagWatch.unsubscribe(feed)
-	}
+	st, f, cur, done, ok := s.openFeed(w, s.opts.FlagsNamespace)
 	if !ok {
 		return
 	}
 	defer done()
-	beat := time.NewTimer(s.opts.Heartbeat)
-	defer beat.Stop()
-	var slot pace
-	defer slot.stop()
-	for {
-		select {
-		case <-changed:
-			if !s.awaitSlot(ctx, st, &slot) {
-				return
-			}
-			// The refetch covers every change until now, those made
-			// while the stream waited for its slot included.
-			changed = feed.next()
-			if st.send([]byte(refetch)) != nil {
-				return
-			}
-		case <-feed.closed:
-			st.end(endStoreClosed)
-			return
-		case <-beat.C:
-			if st.send([]byte(": heartbeat\n\n")) != nil {
-				return
-			}
-		case <-s.ending:
-			st.end(endShutdown)
-			return
-		case <-ctx.Done():
-			return
-		}
-		beat.Reset(s.opts.Heartbeat)
-	}
+	s.follow(r.Context(), st, f, cur, (*feed).refetch)
 }

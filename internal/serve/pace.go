@@ -9,33 +9,27 @@ import (
 // event streams may take together, on average, while changes keep coming:
 // the rest stays the writers'. sendCost is what one send costs, a write
 // and flush of the answer and the wake of the stream's goroutine
-// included, and eventCost what each event in it adds, taking it from the
-// Watch and encoding it: estimates, rounded up, of what
-// BenchmarkSetStreams spends (the figures are in docs/performance.md).
+// included: an estimate, rounded up, of what BenchmarkSetStreams spends
+// (the figures are in docs/performance.md). The events in a send add
+// little: each was encoded once for all the streams (feed), and a send
+// copies their bytes.
 const (
 	streamShare = 0.5
 	sendCost    = 30 * time.Microsecond
-	eventCost   = 10 * time.Microsecond
 )
 
 // maxBurst bounds what a stream sends at once, and so what it holds for
-// a slow client: the Watch coalesces what waits beyond it.
+// a slow client: the feed keeps the rest, coalesced per key.
 const maxBurst = 64 << 10
 
 // pacer spaces the sends of a Server's event streams, so that, however
 // many streams follow a namespace, their work takes about streamShare of
-// a processor at most: each send takes the next free slot, a slot being
-// the send's estimated cost divided by streamShare. A stream waiting for
-// its slot takes nothing from its Watch meanwhile, where the changes owed
-// to it are coalesced per key, and then sends them all at once. A send
-// finds its slot free at once unless others sent in the last few slots:
-// a few streams, or rare changes, are never held back.
-//
-// A send's events are known only once its slot has come; a stream
-// reserves its slot for as many events as its last send had, and charges
-// the events beyond that afterwards. (Charging them all afterwards would
-// let every stream of a namespace send its first burst of a flood in
-// slots sized for none, before the charges delay anyone.)
+// a processor at most: each send takes the next free slot, slots being
+// sendCost divided by streamShare apart. A stream waiting for its slot
+// copies nothing meanwhile; the changes it is owed are coalesced per key
+// in its feed, and it then sends them all at once. A send finds its slot
+// free at once unless others sent in the last few slots: a few streams,
+// or rare changes, are never held back.
 type pacer struct {
 	mu sync.Mutex
 	// next is when the next slot begins; a slot in the past is not
@@ -43,14 +37,8 @@ type pacer struct {
 	next time.Time
 }
 
-// cost returns the length of the slot of a send of n events.
-func cost(events int) time.Duration {
-	return time.Duration(float64(sendCost+time.Duration(events)*eventCost) / streamShare)
-}
-
-// reserve takes the next slot, for a send of the given number of events,
-// and returns how long to wait for it.
-func (p *pacer) reserve(events int) time.Duration {
+// reserve takes the next slot and returns how long to wait for it.
+func (p *pacer) reserve() time.Duration {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -58,17 +46,6 @@ func (p *pacer) reserve(events int) time.Duration {
 		p.next = now
 	}
 	wait := p.next.Sub(now)
-	p.next = p.next.Add(cost(events))
+	p.next = p.next.Add(time.Duration(float64(sendCost) / streamShare))
 	return wait
-}
-
-// charge moves the next slot later by the cost of n events more than the
-// last slot was reserved for.
-func (p *pacer) charge(n int) {
-	if n <= 0 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.next = p.next.Add(cost(n) - cost(0))
 }

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,12 +29,10 @@ type Server struct {
 	streams atomic.Int64
 
 	// pace spaces the event streams' sends; bursts holds the buffers of
-	// their sends (*bytes.Buffer) between two.
+	// their sends (*[]byte) between two; feeds are the Watches they share.
 	pace   pacer
 	bursts sync.Pool
-
-	// flagWatch is the Watch the OFREP event streams share.
-	flagWatch flagWatch
+	feeds  feeds
 
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
@@ -54,7 +51,7 @@ func New(store *opstate.Store, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{store: store, opts: o, ending: make(chan struct{})}
-	s.bursts.New = func() any { return new(bytes.Buffer) }
+	s.bursts.New = func() any { return new([]byte) }
 	s.tokens.Store(o.Tokens)
 	return s, nil
 }

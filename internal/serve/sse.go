@@ -1,13 +1,9 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"runtime"
 	"time"
-
-	"github.com/d8da9184/opstate"
 )
 
 // Why an event stream ends, as its end event says.
@@ -58,6 +54,23 @@ func (s *Server) openStream(w http.ResponseWriter, watch func() error) (st *stre
 	return st, done, true
 }
 
+// openFeed opens an event stream on w that follows the feed of ns: an
+// openStream whose watch is the subscription. done frees the stream's
+// slot and leaves the feed.
+func (s *Server) openFeed(w http.ResponseWriter, ns string) (st *stream, f *feed, cur cursor, done func(), ok bool) {
+	st, free, ok := s.openStream(w, func() (err error) {
+		f, cur, err = s.feeds.subscribe(s.store, ns)
+		return err
+	})
+	if !ok {
+		if f != nil {
+			s.feeds.unsubscribe(f)
+		}
+		return nil, nil, cursor{}, nil, false
+	}
+	return st, f, cur, func() { s.feeds.unsubscribe(f); free() }, true
+}
+
 // send writes b, one or more complete events or comments, and flushes
 // it, within the write timeout: a client that does not read is cut off
 // rather than waited for.
@@ -74,55 +87,55 @@ func (st *stream) end(reason string) {
 	st.send([]byte(`event: end` + "\n" + `data: {"reason":"` + reason + `"}` + "\n\n"))
 }
 
-// pump runs an event stream until the client goes (ctx ends), the Store
-// closes the Watch's channel (end event "store closed") or the server
-// shuts down (end event "server shutting down"), or a write fails or
-// times out. Each event of ch goes to encode, which appends what to send
-// for it, if anything, to b. Sends are paced (see pacer): once an event
-// has come, the stream waits for its slot, then takes every event ch has
-// ready, up to maxBurst bytes, and sends them in one write, from a buffer
-// it holds only until then (Server.bursts). A heartbeat
-// comment goes out whenever nothing was sent for Heartbeat.
-func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) {
+// follow runs an event stream of feed f from cur until the client goes
+// (ctx ends), the Store closes (end event "store closed", after what the
+// feed still owes the stream), the server shuts down (end event "server
+// shutting down"), or a write fails or times out. take appends to a
+// buffer what the stream sends for what cur is owed, advancing cur, and
+// reports whether more is owed. Sends are paced (see pacer): once
+// something is recorded, the stream waits for its slot, then sends all it
+// is owed, up to maxBurst bytes, in one write, from a buffer it holds only
+// until then (Server.bursts). A heartbeat comment goes out whenever
+// nothing was sent for Heartbeat.
+func (s *Server) follow(ctx context.Context, st *stream, f *feed, cur cursor, take func(*feed, *cursor, []byte) ([]byte, bool)) {
 	beat := time.NewTimer(s.opts.Heartbeat)
 	defer beat.Stop()
 	var slot pace
 	defer slot.stop()
+	send := func() (more bool, err error) {
+		bp := s.bursts.Get().(*[]byte)
+		var b []byte
+		b, more = take(f, &cur, (*bp)[:0])
+		if len(b) > 0 {
+			err = st.send(b)
+		}
+		if cap(b) <= 2*maxBurst {
+			*bp = b
+			s.bursts.Put(bp)
+		}
+		return more, err
+	}
 	for {
 		select {
-		case ev, ok := <-ch:
-			if !ok {
-				if ctx.Err() == nil {
-					st.end(endStoreClosed)
+		case <-f.wait(cur):
+			for more := true; more; {
+				if !s.awaitSlot(ctx, st, &slot) {
+					return
 				}
-				return
-			}
-			b := s.bursts.Get().(*bytes.Buffer)
-			b.Reset()
-			encode(b, ev)
-			if !s.awaitSlot(ctx, st, &slot) {
-				return
-			}
-			n, open := burst(b, ch, encode)
-			n++ // the event that began the burst
-			s.pace.charge(n - slot.events)
-			slot.events = n
-			sent := b.Len() > 0
-			if sent && st.send(b.Bytes()) != nil {
-				return
-			}
-			if b.Cap() <= 2*maxBurst {
-				s.bursts.Put(b)
-			}
-			if !open {
-				if ctx.Err() == nil {
-					st.end(endStoreClosed)
+				var err error
+				if more, err = send(); err != nil {
+					return
 				}
-				return
 			}
-			if !sent {
-				continue
+		case <-f.closed:
+			for more := true; more; {
+				var err error
+				if more, err = send(); err != nil {
+					return
+				}
 			}
+			st.end(endStoreClosed)
+			return
 		case <-beat.C:
 			if st.send([]byte(": heartbeat\n\n")) != nil {
 				return
@@ -137,39 +150,9 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 	}
 }
 
-// burst appends to b what the events ch has ready encode to, until b
-// holds maxBurst bytes, and returns how many it took and whether ch is
-// still open. The Watch's goroutine hands over one event at a time: when
-// none is ready, burst yields once to let it put the next one ready
-// before it stops.
-func burst(b *bytes.Buffer, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) (n int, open bool) {
-	for yielded := false; b.Len() < maxBurst; {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				return n, false
-			}
-			encode(b, ev)
-			n, yielded = n+1, false
-			continue
-		default:
-		}
-		if yielded {
-			break
-		}
-		runtime.Gosched()
-		yielded = true
-	}
-	return n, true
-}
-
 // pace is a stream's timer for the pacer's slots, made at its first
-// wait, and the number of events its last send had, for which it reserves
-// its next slot.
-type pace struct {
-	t      *time.Timer
-	events int
-}
+// wait.
+type pace struct{ t *time.Timer }
 
 func (p *pace) stop() {
 	if p.t != nil {
@@ -181,7 +164,7 @@ func (p *pace) stop() {
 // It returns false when the stream must end instead: the client went
 // (ctx), or the server shuts down, and then it has sent the end event.
 func (s *Server) awaitSlot(ctx context.Context, st *stream, p *pace) bool {
-	wait := s.pace.reserve(p.events)
+	wait := s.pace.reserve()
 	if wait <= 0 {
 		return true
 	}

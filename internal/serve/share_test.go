@@ -40,55 +40,71 @@ func isRefetch(ev sse) bool {
 	return ev.event == "message" && ev.data == `{"type":"refetchEvaluation"}`
 }
 
-// TestOFREPEventsShareOneWatch checks that the OFREP event streams share
-// one Store.Watch: with 20 streams open there is one, each stream still
-// gets its refetchEvaluation, the Watch ends with the last stream, and a
-// stream opened after that starts one again.
-func TestOFREPEventsShareOneWatch(t *testing.T) {
+// TestStreamsShareOneWatch checks that the event streams of a namespace,
+// key-value and OFREP alike, share one Store.Watch: with 20 streams of the
+// flags namespace open there is one, and one more for another namespace's
+// streams; each stream still gets its events; a namespace's Watch ends
+// with its last stream, and a stream opened after that starts one again.
+func TestStreamsShareOneWatch(t *testing.T) {
 	f := start(t, serve.Options{})
 	if n := watchers(); n != 0 {
 		t.Fatalf("%d watchers before any stream", n)
 	}
-	const n = 20
-	var clients []*sseClient
-	var cancels []context.CancelFunc
-	for range n {
+	type client struct {
+		c      *sseClient
+		cancel context.CancelFunc
+		ofrep  bool
+	}
+	var flags []client
+	for i := range 20 {
 		ctx, cancel := context.WithCancel(context.Background())
-		clients = append(clients, openEventsContext(t, ctx, f, "/ofrep/v1/events", nil))
-		cancels = append(cancels, cancel)
+		path, ofrep := "/v1/namespaces/flags/events", i%2 == 0
+		if ofrep {
+			path = "/ofrep/v1/events"
+		}
+		flags = append(flags, client{openEventsContext(t, ctx, f, path, nil), cancel, ofrep})
 	}
 	// A watcher's goroutine may not have begun yet: wait for the count.
-	waitFor(t, strconv.Itoa(n)+" OFREP streams hold one watcher", func() bool { return watchers() == 1 })
+	waitFor(t, "20 streams of one namespace hold one watcher", func() bool { return watchers() == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	other := openEventsContext(t, ctx, f, "/v1/namespaces/other/events", nil)
+	waitFor(t, "streams of two namespaces hold two watchers", func() bool { return watchers() == 2 })
+	check := func(c client, what string) {
+		t.Helper()
+		ev := c.c.nextEvent(t)
+		if c.ofrep && !isRefetch(ev) || !c.ofrep && !strings.Contains(ev.data, `"key":"a"`) {
+			t.Errorf("%s: %+v; want the change of a", what, ev)
+		}
+	}
 	if err := f.store.Set("flags", "a", "true"); err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range clients {
-		if ev := c.nextEvent(t); !isRefetch(ev) {
-			t.Errorf("stream %d: %+v; want refetchEvaluation", i, ev)
-		}
+	for i, c := range flags {
+		check(c, "stream "+strconv.Itoa(i))
 	}
-	for _, cancel := range cancels[1:] {
-		cancel()
+	for _, c := range flags[1:] {
+		c.cancel()
 	}
-	waitFor(t, "one stream left open", func() bool { return f.srv.OpenStreams() == 1 })
-	if got := watchers(); got != 1 {
-		t.Errorf("one OFREP stream left holds %d watchers; want 1", got)
+	waitFor(t, "two streams left open", func() bool { return f.srv.OpenStreams() == 2 })
+	if got := watchers(); got != 2 {
+		t.Errorf("a stream of each namespace left: %d watchers; want 2", got)
 	}
 	if err := f.store.Set("flags", "a", "false"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := clients[0].nextEvent(t); !isRefetch(ev) {
-		t.Errorf("the stream left: %+v; want refetchEvaluation", ev)
+	check(flags[0], "the stream left")
+	if err := f.store.Set("other", "a", "1"); err != nil {
+		t.Fatal(err)
 	}
-	cancels[0]()
+	check(client{c: other}, "the other namespace's stream")
+	flags[0].cancel()
+	cancel()
 	waitFor(t, "no watcher once the last stream closed", func() bool { return f.srv.OpenStreams() == 0 && watchers() == 0 })
 	c := openEvents(t, f, "/ofrep/v1/events", nil)
 	if err := f.store.Set("flags", "a", "true"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := c.nextEvent(t); !isRefetch(ev) {
-		t.Errorf("a stream opened again: %+v; want refetchEvaluation", ev)
-	}
+	check(client{c: c, ofrep: true}, "a stream opened again")
 }
 
 // TestOFREPEventsConverge checks what an OFREP event stream promises its
