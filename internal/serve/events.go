@@ -1,77 +1,113 @@
 package serve
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"unicode/utf8"
 
 	"github.com/d8da9184/opstate"
 )
 
-// eventData is the JSON data of a key-value event: the fields of an
-// [opstate.Event], each string that is not valid UTF-8 (which JSON cannot
-// hold exactly) sent instead, base64-encoded, in the field of its name
-// with "_base64" added.
-type eventData struct {
-	Op              string  `json:"op"` // set, delete, expire, reset or stale
-	Namespace       string  `json:"namespace,omitempty"`
-	NamespaceBase64 string  `json:"namespace_base64,omitempty"`
-	Key             string  `json:"key,omitempty"` // absent for reset and stale
-	KeyBase64       string  `json:"key_base64,omitempty"`
-	Value           *string `json:"value,omitempty"` // set only; "" included
-	ValueBase64     *string `json:"value_base64,omitempty"`
-}
-
-// newEventData returns the JSON form of ev.
-func newEventData(ev opstate.Event) eventData {
-	d := eventData{Op: ev.Op.String()}
-	d.Namespace, d.NamespaceBase64 = exact(ev.Namespace)
-	if ev.Op != opstate.OpReset && ev.Op != opstate.OpStale {
-		d.Key, d.KeyBase64 = exact(ev.Key)
+// appendEvent appends the JSON data of a key-value event to b: the
+// fields of an [opstate.Event], {"op":"set","namespace":"NS","key":"KEY",
+// "value":"VALUE"}, key absent for reset and stale, value present for set
+// only ("" included). A string that is not valid UTF-8, which JSON cannot
+// hold exactly, goes instead, base64-encoded, in the field of its name
+// with "_base64" added. Strings are escaped as encoding/json escapes them
+// with HTML escaping off; written by hand because every stream encodes
+// every event, and reflection made it most of a stream's work.
+func appendEvent(b []byte, ev opstate.Event) []byte {
+	b = append(b, `{"op":"`...)
+	b = append(b, ev.Op.String()...)
+	b = append(b, '"')
+	if ev.Namespace != "" {
+		b = appendField(b, "namespace", ev.Namespace)
+	}
+	if ev.Op != opstate.OpReset && ev.Op != opstate.OpStale && ev.Key != "" {
+		b = appendField(b, "key", ev.Key)
 	}
 	if ev.Op == opstate.OpSet {
-		v, b := exact(ev.Value)
-		if utf8.ValidString(ev.Value) {
-			d.Value = &v
-		} else {
-			d.ValueBase64 = &b
-		}
+		b = appendField(b, "value", ev.Value)
 	}
-	return d
+	return append(b, '}')
 }
 
-// exact returns s as it is when it is valid UTF-8, else its base64.
-func exact(s string) (plain, b64 string) {
-	if utf8.ValidString(s) {
-		return s, ""
+// appendField appends ,"name":"s" to b, or ,"name_base64":"BASE64" when
+// s is not valid UTF-8.
+func appendField(b []byte, name, s string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	if !utf8.ValidString(s) {
+		b = append(b, `_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, []byte(s))
+		return append(b, '"')
 	}
-	return "", base64.StdEncoding.EncodeToString([]byte(s))
+	b = append(b, '"', ':')
+	return appendJSONString(b, s)
+}
+
+// appendJSONString appends s, valid UTF-8, to b as a JSON string: '"' and
+// '\' escaped, control characters as \n, \r, \t, \b, \f or \u00XX,
+// U+2028 and U+2029 as \u2028 and \u2029 (which JavaScript once took
+// for line ends), everything else as it is.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			start = i + size
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // events answers GET /v1/namespaces/{ns}/events: a Server-Sent Events
 // stream of the changes to ns, one event a change, its data the JSON of
-// eventData, in the order and with the coalescing of [opstate.Store.Watch].
+// appendEvent, in the order of [opstate.Store.Watch], coalesced per key
+// while the stream is behind (feed).
 func (s *Server) events(w http.ResponseWriter, r *http.Request, ns string) {
 	if !noQuery(w, r) {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	st, ch, done, ok := s.openStream(ctx, w, r, ns)
+	st, f, cur, done, ok := s.openFeed(w, ns)
 	if !ok {
 		return
 	}
 	defer done()
-	s.pump(ctx, st, ch, func(b *bytes.Buffer, ev opstate.Event) {
-		b.WriteString("data: ")
-		enc := json.NewEncoder(b)
-		enc.SetEscapeHTML(false)
-		enc.Encode(newEventData(ev)) // never fails: strings are valid UTF-8 by now
-		b.WriteString("\n")          // Encode ended the data line; this ends the event
-	})
+	s.follow(r.Context(), st, f, cur, (*feed).take)
 }
 
 // noQuery answers 400 and returns false for a request with a query, on an

@@ -20,8 +20,14 @@ import (
 // streamGet opens GET path on f as an event stream, its answer's body to
 // be read as it comes; the test's end closes it.
 func streamGet(t *testing.T, f *fixture, path string, header map[string]string) (*http.Response, error) {
+	return streamGetContext(t, context.Background(), f, path, header)
+}
+
+// streamGetContext is streamGet whose stream is closed when ctx ends, or
+// at the test's end.
+func streamGetContext(t *testing.T, ctx context.Context, f *fixture, path string, header map[string]string) (*http.Response, error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	r, err := http.NewRequestWithContext(ctx, "GET", f.url+path, nil)
 	if err != nil {
@@ -55,7 +61,14 @@ type sseClient struct {
 // reports every change.
 func openEvents(t *testing.T, f *fixture, path string, header map[string]string) *sseClient {
 	t.Helper()
-	resp, err := streamGet(t, f, path, header)
+	return openEventsContext(t, context.Background(), f, path, header)
+}
+
+// openEventsContext is openEvents whose stream is closed when ctx ends,
+// or at the test's end.
+func openEventsContext(t *testing.T, ctx context.Context, f *fixture, path string, header map[string]string) *sseClient {
+	t.Helper()
+	resp, err := streamGetContext(t, ctx, f, path, header)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,15 @@ import (
 	"github.com/d8da9184/opstate/internal/serve"
 )
 
-// TestMain fails the run if a goroutine of the server or of a Store is
-// still running once every test has stopped its server and closed its
-// Store: handlers, event streams, watchers, the answering of excess
-// connections.
+// TestMain runs the role of a child process (children_test.go) when it
+// is one. Else it runs the tests, and fails the run if a goroutine of the
+// server or of a Store is still running once every test has stopped its
+// server and closed its Store: handlers, event streams, watchers, the
+// answering of excess connections.
 func TestMain(m *testing.M) {
+	if code, ran := runChildRole(); ran {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := leftover(5 * time.Second); leaked != "" {
@@ -70,7 +74,7 @@ type fixture struct {
 
 // start serves a new Store with opts; the test's end stops the server
 // and closes the Store.
-func start(t *testing.T, opts serve.Options) *fixture {
+func start(t testing.TB, opts serve.Options) *fixture {
 	t.Helper()
 	s, err := opstate.Open(filepath.Join(t.TempDir(), "serve.db"), opstate.Options{SweepInterval: -1})
 	if err != nil {
@@ -82,7 +86,7 @@ func start(t *testing.T, opts serve.Options) *fixture {
 }
 
 // serveStore serves s with opts until the test's end.
-func serveStore(t *testing.T, s *opstate.Store, opts serve.Options) *fixture {
+func serveStore(t testing.TB, s *opstate.Store, opts serve.Options) *fixture {
 	t.Helper()
 	srv, err := serve.New(s, opts)
 	if err != nil {

@@ -1,8 +1,6 @@
 package serve
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -222,21 +220,17 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, tok *token) {
 const refetch = "event: message\ndata: {\"type\":\"refetchEvaluation\"}\n\n"
 
 // flagEvents answers GET /ofrep/v1/events, the OFREP event stream: a
-// refetchEvaluation event for each change to the flags namespace (a
-// reset included; not stale, which changes no flag). It carries no ETag:
-// computing one would read the whole namespace for every client at every
-// change, and providers evaluate again in any case.
+// refetchEvaluation event after each change to the flags namespace (a
+// reset included; not stale, which changes no flag), one for all the
+// changes until it is sent, which waits for the stream's slot of the
+// pacer. An event carries no ETag: computing one would read the whole
+// namespace for every client at every change, and providers evaluate
+// again in any case.
 func (s *Server) flagEvents(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	st, ch, done, ok := s.openStream(ctx, w, r, s.opts.FlagsNamespace)
+	st, f, cur, done, ok := s.openFeed(w, s.opts.FlagsNamespace)
 	if !ok {
 		return
 	}
 	defer done()
-	s.pump(ctx, st, ch, func(b *bytes.Buffer, ev opstate.Event) {
-		if ev.Op != opstate.OpStale {
-			b.WriteString(refetch)
-		}
-	})
+	s.follow(r.Context(), st, f, cur, (*feed).refetch)
 }

@@ -28,6 +28,12 @@ type Server struct {
 	// streams counts the event streams open, against opts.MaxStreams.
 	streams atomic.Int64
 
+	// pace spaces the event streams' sends; bursts holds the buffers of
+	// their sends (*[]byte) between two; feeds are the Watches they share.
+	pace   pacer
+	bursts sync.Pool
+	feeds  feeds
+
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
 	ending  chan struct{}
@@ -45,6 +51,7 @@ func New(store *opstate.Store, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{store: store, opts: o, ending: make(chan struct{})}
+	s.bursts.New = func() any { return new([]byte) }
 	s.tokens.Store(o.Tokens)
 	return s, nil
 }

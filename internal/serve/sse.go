@@ -1,12 +1,9 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"time"
-
-	"github.com/d8da9184/opstate"
 )
 
 // Why an event stream ends, as its end event says.
@@ -22,23 +19,22 @@ type stream struct {
 	timeout time.Duration // for each write
 }
 
-// openStream opens an event stream on w, watching ns: it takes a slot of
-// MaxStreams (503 when none is free), starts the Watch (its error
-// answered as the Store's errors are), and sends the answer's headers.
-// The Watch ends with ctx; done frees the slot. ok is false when it has
-// answered the request instead.
-func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.Request, ns string) (st *stream, ch <-chan opstate.Event, done func(), ok bool) {
+// openStream opens an event stream on w: it takes a slot of MaxStreams
+// (503 when none is free), calls watch, which starts what feeds the
+// stream (its error answered as the Store's errors are), and sends the
+// answer's headers and opening comment. done frees the slot. ok is false
+// when it has answered the request instead.
+func (s *Server) openStream(w http.ResponseWriter, watch func() error) (st *stream, done func(), ok bool) {
 	if s.streams.Add(1) > int64(s.opts.MaxStreams) {
 		s.streams.Add(-1)
 		writeError(w, http.StatusServiceUnavailable, "too many event streams: the server's cap is reached")
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	done = func() { s.streams.Add(-1) }
-	ch, err := s.store.Watch(ctx, ns)
-	if err != nil {
+	if err := watch(); err != nil {
 		done()
 		writeStoreError(w, err)
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	st = &stream{w: w, rc: http.NewResponseController(w), timeout: s.opts.WriteTimeout}
 	// The request has no body, and the stream lives past ReadTimeout.
@@ -53,9 +49,26 @@ func (s *Server) openStream(ctx context.Context, w http.ResponseWriter, r *http.
 	w.WriteHeader(http.StatusOK)
 	if err := st.send([]byte(": opstate event stream\n\n")); err != nil {
 		done()
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
-	return st, ch, done, true
+	return st, done, true
+}
+
+// openFeed opens an event stream on w that follows the feed of ns: an
+// openStream whose watch is the subscription. done frees the stream's
+// slot and leaves the feed.
+func (s *Server) openFeed(w http.ResponseWriter, ns string) (st *stream, f *feed, cur cursor, done func(), ok bool) {
+	st, free, ok := s.openStream(w, func() (err error) {
+		f, cur, err = s.feeds.subscribe(s.store, ns)
+		return err
+	})
+	if !ok {
+		if f != nil {
+			s.feeds.unsubscribe(f)
+		}
+		return nil, nil, cursor{}, nil, false
+	}
+	return st, f, cur, func() { s.feeds.unsubscribe(f); free() }, true
 }
 
 // send writes b, one or more complete events or comments, and flushes
@@ -74,34 +87,55 @@ func (st *stream) end(reason string) {
 	st.send([]byte(`event: end` + "\n" + `data: {"reason":"` + reason + `"}` + "\n\n"))
 }
 
-// pump runs an event stream until the client goes (ctx ends), the Store
-// closes the Watch's channel (end event "store closed") or the server
-// shuts down (end event "server shutting down"), or a write fails or
-// times out. Each event of ch goes to encode, which appends what to send
-// for it, if anything, to b; next, when not nil, is called with each
-// event and may take more from ch first, to send one answer for a burst.
-// A heartbeat comment goes out whenever nothing was sent for Heartbeat.
-func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, encode func(b *bytes.Buffer, ev opstate.Event)) {
+// follow runs an event stream of feed f from cur until the client goes
+// (ctx ends), the Store closes (end event "store closed", after what the
+// feed still owes the stream), the server shuts down (end event "server
+// shutting down"), or a write fails or times out. take appends to a
+// buffer what the stream sends for what cur is owed, advancing cur, and
+// reports whether more is owed. Sends are paced (see pacer): once
+// something is recorded, the stream waits for its slot, then sends all it
+// is owed, up to maxBurst bytes, in one write, from a buffer it holds only
+// until then (Server.bursts). A heartbeat comment goes out whenever
+// nothing was sent for Heartbeat.
+func (s *Server) follow(ctx context.Context, st *stream, f *feed, cur cursor, take func(*feed, *cursor, []byte) ([]byte, bool)) {
 	beat := time.NewTimer(s.opts.Heartbeat)
 	defer beat.Stop()
-	var b bytes.Buffer
+	var slot pace
+	defer slot.stop()
+	send := func() (more bool, err error) {
+		bp := s.bursts.Get().(*[]byte)
+		var b []byte
+		b, more = take(f, &cur, (*bp)[:0])
+		if len(b) > 0 {
+			err = st.send(b)
+		}
+		if cap(b) <= 2*maxBurst {
+			*bp = b
+			s.bursts.Put(bp)
+		}
+		return more, err
+	}
 	for {
 		select {
-		case ev, ok := <-ch:
-			if !ok {
-				if ctx.Err() == nil {
-					st.end(endStoreClosed)
+		case <-f.wait(cur):
+			for more := true; more; {
+				if !s.awaitSlot(ctx, st, &slot) {
+					return
 				}
-				return
+				var err error
+				if more, err = send(); err != nil {
+					return
+				}
 			}
-			b.Reset()
-			encode(&b, ev)
-			if b.Len() == 0 {
-				continue
+		case <-f.closed:
+			for more := true; more; {
+				var err error
+				if more, err = send(); err != nil {
+					return
+				}
 			}
-			if st.send(b.Bytes()) != nil {
-				return
-			}
+			st.end(endStoreClosed)
+			return
 		case <-beat.C:
 			if st.send([]byte(": heartbeat\n\n")) != nil {
 				return
@@ -113,5 +147,39 @@ func (s *Server) pump(ctx context.Context, st *stream, ch <-chan opstate.Event, 
 			return
 		}
 		beat.Reset(s.opts.Heartbeat)
+	}
+}
+
+// pace is a stream's timer for the pacer's slots, made at its first
+// wait.
+type pace struct{ t *time.Timer }
+
+func (p *pace) stop() {
+	if p.t != nil {
+		p.t.Stop()
+	}
+}
+
+// awaitSlot takes the stream's next slot of the pacer and waits for it.
+// It returns false when the stream must end instead: the client went
+// (ctx), or the server shuts down, and then it has sent the end event.
+func (s *Server) awaitSlot(ctx context.Context, st *stream, p *pace) bool {
+	wait := s.pace.reserve()
+	if wait <= 0 {
+		return true
+	}
+	if p.t == nil {
+		p.t = time.NewTimer(wait)
+	} else {
+		p.t.Reset(wait)
+	}
+	select {
+	case <-p.t.C:
+		return true
+	case <-s.ending:
+		st.end(endShutdown)
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
