@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"unicode/utf8"
 
 	"github.com/d8da9184/opstate"
@@ -57,10 +55,17 @@ type generalError struct {
 
 // bulkEvaluation is the answer of a bulk evaluation.
 type bulkEvaluation struct {
-	Flags        []any             `json:"flags"` // evaluation or evaluationFailure
+	Flags        rawJSON           `json:"flags"` // [evaluation or evaluationFailure, ...]
 	Metadata     map[string]string `json:"metadata"`
 	EventStreams []eventStream     `json:"eventStreams"`
 }
+
+// rawJSON is JSON that encodes as itself: json.RawMessage without the
+// check and compaction json.Marshal gives it, for JSON this package made.
+type rawJSON []byte
+
+// MarshalJSON returns j.
+func (j rawJSON) MarshalJSON() ([]byte, error) { return j, nil }
 
 // eventStream announces the OFREP event stream. Its endpoint has no
 // origin: a provider joins its own base URL's origin to requestUri, which
@@ -171,7 +176,7 @@ func (s *Server) flag(w http.ResponseWriter, r *http.Request, key string) {
 // bulk answers POST /ofrep/v1/evaluate/flags: every live key of the flags
 // namespace evaluated, sorted by key, with a strong ETag over the
 // namespace's keys and values; 304 with no body when If-None-Match holds
-// that ETag. A key that is not valid UTF-8 is left out (JSON cannot name
+// that ETag. The evaluation is cached while Serve runs (bulkCache). A key that is not valid UTF-8 is left out (JSON cannot name
 // it, nor OFREP's providers ask for it). The answer announces the OFREP
 // event stream, with the caller's token's ticket in its URL when tok is
 // not nil.
@@ -184,35 +189,22 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, tok *token) {
 		writeJSON(w, http.StatusBadRequest, bulkFailure{ErrorCode: code, ErrorDetails: details})
 		return
 	}
-	m, err := s.store.List(s.opts.FlagsNamespace)
+	fs, err := s.flagSet()
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, generalError{ErrorDetails: err.Error()})
 		return
 	}
-	etag := setETag(m)
-	w.Header().Set("ETag", etag)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && parseETags(inm).matchWeak(etag) {
+	w.Header().Set("ETag", fs.etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && parseETags(inm).matchWeak(fs.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
-	}
-	out := bulkEvaluation{Flags: make([]any, 0, len(m)), Metadata: s.flagMetadata()}
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if !utf8.ValidString(k) {
-			continue
-		}
-		if ev, fail := s.evaluate(k, m[k]); fail != nil {
-			out.Flags = append(out.Flags, fail)
-		} else {
-			out.Flags = append(out.Flags, ev)
-		}
 	}
 	es := eventStream{Type: "sse"}
 	es.Endpoint.RequestURI = flagEventsPath
 	if tok != nil {
 		es.Endpoint.RequestURI += "?ticket=" + url.QueryEscape(tok.ticketString())
 	}
-	out.EventStreams = []eventStream{es}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, bulkEvaluation{Flags: fs.flags, Metadata: s.flagMetadata(), EventStreams: []eventStream{es}})
 }
 
 // refetch is the data of the OFREP event that tells providers to
