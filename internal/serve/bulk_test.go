@@ -118,4 +118,3 @@ func TestBulkCache(t *testing.T) {
 		t.Errorf("bulk after the Store closed: %d; want 500", code)
 	}
 }
-
