@@ -97,6 +97,10 @@
 //     refetchEvaluation for all the changes until its turn to send.
 //   - Each stream and each connection holds memory and a file descriptor
 //     (see Options.MaxStreams and Options.MaxConns).
+//   - Once a bulk evaluation has come, Serve holds a Watch of the flags
+//     namespace until it returns (the bulk cache's): a Store on SQLite
+//     then checks for others' writes every SyncInterval even while
+//     nothing is read, as it does while any event stream is open.
 //   - A name or value that is not valid UTF-8 cannot appear in a JSON
 //     answer exactly: the listings refuse (500, naming it) rather than
 //     alter it; events carry it base64-encoded in a field ending in
