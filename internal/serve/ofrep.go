@@ -63,7 +63,8 @@ type bulkRest struct {
 // writeBulk writes the answer 200 of a bulk evaluation: flags, the JSON
 // array of the evaluations (a flagSet's, which this package encoded), then
 // rest's fields. It is written by hand because encoding/json checks and
-// compacts JSON it is given whole, which was a fifth of the answer's cost.
+// compacts JSON it is given whole, which cost more than the rest of the
+// answer (docs/performance.md has the profile).
 func writeBulk(w http.ResponseWriter, flags []byte, rest bulkRest) {
 	r, err := json.Marshal(rest)
 	if err != nil { // never: this package's types always encode
