@@ -5,7 +5,9 @@ package serve_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,10 +31,11 @@ import (
 // with the streams open (ns/op) over that. The writes cycle through 100
 // keys of the flags namespace, as BenchmarkSetWatched's in the root
 // package do. The rows: events=N streams of GET
-// /v1/namespaces/flags/events, ofrep=N of the OFREP event stream.
+// /v1/namespaces/flags/events, ofrep=N of the OFREP event stream, and
+// idle=N: N idle keep-alive connections, each having read a key once.
 //
-// With the streams open and idle, before the Sets: the server process's
-// heap and goroutine stacks per stream (B/stream, the sum of heap-B/stream
+// With the streams (or connections) open and idle, before the Sets: the
+// server process's heap and goroutine stacks per stream (B/stream, the sum of heap-B/stream
 // and stack-B/stream; after a GC, the Go runtime's HeapInuse and
 // StackInuse, so not the kernel's socket buffers) and its goroutines per
 // stream.
@@ -60,6 +63,7 @@ func BenchmarkSetStreams(b *testing.B) {
 		marker string // in an event of the stream that a write after the timed ones causes
 	}{
 		{"none", 0, "", ""},
+		{"idle=10000", 10000, "/v1/namespaces/flags/keys/key-1", ""},
 		{"events=1000", 1000, "/v1/namespaces/flags/events", `"key":"marker"`},
 		{"events=10000", 10000, "/v1/namespaces/flags/events", `"key":"marker"`},
 		{"ofrep=1000", 1000, "/ofrep/v1/events", "refetchEvaluation"},
@@ -105,7 +109,9 @@ func BenchmarkSetStreams(b *testing.B) {
 				if got := c.ask(b, "open"); got != "open" {
 					b.Fatalf("streams: %s", got)
 				}
-				waitStreams(b, f.srv, int64(row.n))
+				if row.marker != "" {
+					waitStreams(b, f.srv, int64(row.n))
+				}
 				time.Sleep(time.Second) // the server's goroutines settle
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -143,7 +149,12 @@ func BenchmarkSetStreams(b *testing.B) {
 				report()
 			}
 
-			if row.n > 0 {
+			if row.n > 0 && row.marker == "" {
+				if got := c.ask(b, "close"); got != "closed" {
+					b.Fatalf("connections: %s", got)
+				}
+			}
+			if row.n > 0 && row.marker != "" {
 				b.StopTimer()
 				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 				if row.marker == `"key":"marker"` {
@@ -285,6 +296,16 @@ func (sc *streamClients) dial(i int) error {
 		return err
 	}
 	br := bufio.NewReaderSize(c, 1024)
+	if sc.marker == "" { // an idle keep-alive connection, once answered
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		c.SetDeadline(time.Time{})
+		return err
+	}
 	status, err := br.ReadString('\n')
 	if err != nil {
 		return err

@@ -48,24 +48,31 @@
 //     changes.
 //   - The bulk evaluation's ETag is the SHA-256 of the namespace's keys
 //     and values: it changes when and only when a flag does (a key set,
-//     deleted or expired).
+//     deleted or expired). While [Server.Serve] runs, the evaluation is
+//     cached: a flag written through the server is in the next answer, a
+//     flag's change or expiry as soon as the Store serves it, a new flag
+//     written to the Store otherwise once the Store's Watch reports it.
 //   - An event stream sends each change that [opstate.Store.Watch]
-//     reports, as soon as the Watch does; a heartbeat comment whenever
-//     nothing was sent for Options.Heartbeat; and, when the Store closes
-//     or the server shuts down, an "end" event saying which, before the
-//     stream ends.
-//   - A slow reader never slows writers: the Watch coalesces what waits
-//     for it (an OpReset in the end, see [opstate.Store.Watch]), and a
-//     write that cannot complete within Options.WriteTimeout disconnects
-//     the client. Nothing is buffered for a client without bound.
+//     reports, in order; a heartbeat comment whenever nothing was sent
+//     for Options.Heartbeat; and, when the Store closes or the server
+//     shuts down, an "end" event saying which, before the stream ends.
+//     The streams of a namespace share one Watch; each change is encoded
+//     once and kept, the latest of each key, for each stream to copy.
+//   - Many streams never slow writers much: their sends are paced to take
+//     about half a processor together. A stream sends at once when few
+//     others are sending; when many are (thousands of streams of a
+//     namespace that changes), each waits for its turn, and then sends
+//     every change since, coalesced per key, in one write.
+//   - A slow reader never slows writers: what waits for it is coalesced
+//     per key (past [opstate.MaxPendingEvents] keys, or 16 MiB, a reset
+//     event in their place, after which the client re-reads the
+//     namespace), and a write that cannot complete within
+//     Options.WriteTimeout disconnects the client. Nothing is buffered
+//     for a client without bound.
 //   - With tokens, every request but a CORS preflight needs one; secrets
 //     are compared in time that does not depend on the stored tokens
 //     (see [Tokens]), and no answer quotes a secret.
 //   - Without CORSOrigins no answer has a CORS header.
-//   - Without tokens, a request must name a loopback host (localhost, a
-//     name under it, or a loopback address), else 403: a web page cannot
-//     reach an open server by making its own name resolve to 127.0.0.1
-//     (DNS rebinding).
 //
 // # Caveats
 //
@@ -82,11 +89,18 @@
 //     tokens the announced URL carries a ticket: a secret derived from the
 //     token's hash that admits to that stream alone, valid for as long as
 //     the token is in the file. Proxies that log query strings log it.
-//   - The bulk evaluation reads the whole namespace from the database for
-//     each request, 304 included, and the key-value listing likewise.
-//   - Each event stream holds one Store.Watch: a goroutine and a batch of
-//     at most 64 events while it is behind; a namespace's watchers share
-//     its changes, and waking them is paced (see Store.Watch).
+//   - The key-value listing reads the whole namespace from the database
+//     for each request, and so does the bulk evaluation when the Server
+//     is used as an http.Handler without Serve.
+//   - An event stream may send a change made just before it opened,
+//     which its Watch had not reported yet; the OFREP stream sends one
+//     refetchEvaluation for all the changes until its turn to send.
+//   - Each stream and each connection holds memory and a file descriptor
+//     (see Options.MaxStreams and Options.MaxConns).
+//   - Once a bulk evaluation has come, Serve holds a Watch of the flags
+//     namespace until it returns (the bulk cache's): a Store on SQLite
+//     then checks for others' writes every SyncInterval even while
+//     nothing is read, as it does while any event stream is open.
 //   - A name or value that is not valid UTF-8 cannot appear in a JSON
 //     answer exactly: the listings refuse (500, naming it) rather than
 //     alter it; events carry it base64-encoded in a field ending in

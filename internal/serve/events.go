@@ -14,8 +14,10 @@ import (
 // only ("" included). A string that is not valid UTF-8, which JSON cannot
 // hold exactly, goes instead, base64-encoded, in the field of its name
 // with "_base64" added. Strings are escaped as encoding/json escapes them
-// with HTML escaping off; written by hand because every stream encodes
-// every event, and reflection made it most of a stream's work.
+// with HTML escaping off (TestAppendEvent holds it to that). Written by
+// hand: it runs for every change of a followed namespace, on the
+// goroutine that feeds the namespace's streams, and encoding/json's
+// reflection cost several times as much.
 func appendEvent(b []byte, ev opstate.Event) []byte {
 	b = append(b, `{"op":"`...)
 	b = append(b, ev.Op.String()...)

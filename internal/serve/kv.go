@@ -39,7 +39,9 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string) {
 		return
 	}
 	if r.Method == http.MethodDelete {
-		if err := s.store.DeleteNamespace(ns); err != nil {
+		err := s.store.DeleteNamespace(ns)
+		s.wroteFlags(ns)
+		if err != nil {
 			writeStoreError(w, err)
 			return
 		}
@@ -167,6 +169,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, ns, key string) {
 	default:
 		err = s.store.Set(ns, key, v)
 	}
+	s.wroteFlags(ns)
 	if err != nil {
 		writeStoreError(w, err)
 		return
@@ -223,6 +226,7 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string) {
 		done, err := s.swap(ns, key, cond, func(old string) (bool, error) {
 			return s.store.CompareAndDelete(ns, key, old)
 		})
+		s.wroteFlags(ns)
 		if err != nil {
 			writeStoreError(w, err)
 			return
@@ -234,7 +238,9 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if err := s.store.Delete(ns, key); err != nil {
+	err := s.store.Delete(ns, key)
+	s.wroteFlags(ns)
+	if err != nil {
 		writeStoreError(w, err)
 		return
 	}

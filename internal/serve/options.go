@@ -13,8 +13,8 @@ import (
 const (
 	DefaultFlagsNamespace    = "flags"
 	DefaultMaxValueBytes     = 1 << 20 // 1 MiB
-	DefaultMaxConns          = 4096
-	DefaultMaxStreams        = 1000
+	DefaultMaxConns          = 16384
+	DefaultMaxStreams        = 10000
 	DefaultHeartbeat         = 15 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
@@ -59,12 +59,20 @@ type Options struct {
 
 	// MaxConns bounds the connections [Server.Serve] holds open at once,
 	// idle keep-alive connections and event streams included: past it, a
-	// new connection is answered 503 and closed. Default DefaultMaxConns.
+	// new connection is answered 503 and closed. Default DefaultMaxConns:
+	// room for MaxStreams streams and 6,384 other connections. Each
+	// connection takes a file descriptor, so the process's limit of open
+	// files must exceed MaxConns, and some tens of KB (docs/performance.md
+	// in the repository has the figures).
 	MaxConns int
 
 	// MaxStreams bounds the event streams (GET .../events and the OFREP
 	// event stream) open at once; past it, a new one is answered 503.
-	// Each holds a Store.Watch. Default DefaultMaxStreams.
+	// The streams of a namespace share one Store.Watch; a stream holds
+	// some tens of KB, a little more than an idle connection, and the
+	// sends of all the streams are paced to about half a processor (a
+	// Set's cost stays within about twice its cost with no stream; the
+	// figures are in docs/performance.md). Default DefaultMaxStreams.
 	MaxStreams int
 
 	// Heartbeat is how often an event stream with nothing to send sends a

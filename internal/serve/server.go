@@ -34,6 +34,9 @@ type Server struct {
 	bursts sync.Pool
 	feeds  feeds
 
+	// bulkCache keeps the bulk evaluation while Serve runs.
+	bulkCache bulkCache
+
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
 	ending  chan struct{}
@@ -190,6 +193,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
 	hs.RegisterOnShutdown(s.endStreams)
+	s.startBulkCache()
+	defer s.stopBulkCache()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(newLimitListener(l, s.opts.MaxConns)) }()
 	select {

@@ -106,6 +106,8 @@ func (s *Server) follow(ctx context.Context, st *stream, f *feed, cur cursor, ta
 		bp := s.bursts.Get().(*[]byte)
 		var b []byte
 		b, more = take(f, &cur, (*bp)[:0])
+		s.pace.charge(len(b) - slot.bytes)
+		slot.bytes = len(b)
 		if len(b) > 0 {
 			err = st.send(b)
 		}
@@ -151,8 +153,12 @@ func (s *Server) follow(ctx context.Context, st *stream, f *feed, cur cursor, ta
 }
 
 // pace is a stream's timer for the pacer's slots, made at its first
-// wait.
-type pace struct{ t *time.Timer }
+// wait, and the bytes of its last send, for which it reserves its next
+// slot.
+type pace struct {
+	t     *time.Timer
+	bytes int
+}
 
 func (p *pace) stop() {
 	if p.t != nil {
@@ -164,7 +170,7 @@ func (p *pace) stop() {
 // It returns false when the stream must end instead: the client went
 // (ctx), or the server shuts down, and then it has sent the end event.
 func (s *Server) awaitSlot(ctx context.Context, st *stream, p *pace) bool {
-	wait := s.pace.reserve()
+	wait := s.pace.reserve(p.bytes)
 	if wait <= 0 {
 		return true
 	}
