@@ -110,6 +110,67 @@ type Pruner interface {
 	PruneChanges(ctx context.Context, keep, limit int) (int, error)
 }
 
+// Historian is implemented by a backend that keeps, in the database, the
+// history of the namespaces that ask for it: every change to one of their
+// keys, by any writer (a Store, another process, plain SQL), recorded in
+// the transaction that makes it. Which namespaces keep history, and how
+// many changes each, is stored in the database too, so that every writer
+// honours it.
+type Historian interface {
+	// SetHistory makes namespace keep its last keep changes; keep 0 turns
+	// its history off (what it kept is deleted, in bounded batches, by
+	// PruneHistory). A negative keep is an error.
+	SetHistory(ctx context.Context, namespace string, keep int) error
+	// HistoryKeeps returns every namespace that keeps history, with its
+	// keep.
+	HistoryKeeps(ctx context.Context) (map[string]int, error)
+	// History returns at most limit recorded changes of namespace, newest
+	// first, with Seq below before (0: from the newest); of key alone
+	// unless key is "".
+	History(ctx context.Context, namespace, key string, before int64, limit int) ([]Change, error)
+	// PruneHistory deletes at most limit changes beyond their namespace's
+	// keep, or of a namespace that keeps none, in one transaction, and
+	// returns how many it deleted. ctx ends it as it ends [Backend.Apply].
+	PruneHistory(ctx context.Context, limit int) (int, error)
+}
+
+// ChangeOp says what a recorded [Change] did to its key.
+type ChangeOp uint8
+
+const (
+	// ChangeSet: the key was given a value (inserted or updated).
+	ChangeSet ChangeOp = iota + 1
+	// ChangeDelete: the key's row was deleted.
+	ChangeDelete
+	// ChangeExpire: the key's row was deleted because it had expired (a
+	// sweep, or a delete of a row past its expiry).
+	ChangeExpire
+)
+
+// Change is one recorded change of a key, as [Historian.History] returns
+// it.
+type Change struct {
+	// Seq orders the changes of a database: a later commit has a larger
+	// Seq.
+	Seq int64
+	// Time is when the change was made, in Unix milliseconds of the
+	// database's clock.
+	Time           int64
+	Namespace, Key string
+	Op             ChangeOp
+	// Existed reports that the key had a row before the change (live or
+	// expired but not yet deleted); Before and BeforeExpiresAt are that
+	// row's.
+	Existed         bool
+	Before          string
+	BeforeExpiresAt int64
+	// After and ExpiresAt are the row the change left, for ChangeSet.
+	After     string
+	ExpiresAt int64
+	// Actor is the Write's Actor, or "" for a change made by plain SQL.
+	Actor string
+}
+
 // Row is the stored state of one key.
 type Row struct {
 	Value string
@@ -159,6 +220,9 @@ type Write struct {
 	Namespace, Key, Value string
 	Old                   string // Swap, DeleteIf: the value the key must hold
 	ExpiresAt             int64  // Put, PutIfAbsent, Swap: Unix milliseconds of the Store's clock; 0 means never
+	// Actor names who makes the write, for the history of a namespace
+	// that keeps one (see [Historian]); "" is recorded as no actor.
+	Actor string
 }
 
 // Result is what one [Write] of a committed batch did, as [Backend.Apply]
