@@ -88,6 +88,26 @@ var schema = []schemaObject{
 	{kind: "trigger", name: "operational_state_changes_update", create: changeLog[2]},
 	{kind: "trigger", name: "operational_state_changes_rename", create: changeLog[3]},
 	{kind: "trigger", name: "operational_state_changes_delete", create: changeLog[4]},
+	{kind: "table", name: "operational_state_history_keep", create: historySchema[0], columns: []string{
+		"namespace TEXT PRIMARY KEY 1",
+		"keep INTEGER NOT NULL",
+	}},
+	{kind: "table", name: "operational_state_history", create: historySchema[1], columns: []string{
+		"seq INTEGER PRIMARY KEY 1",
+		"at TEXT NOT NULL",
+		"namespace TEXT NOT NULL",
+		"key TEXT NOT NULL",
+		"op TEXT NOT NULL",
+		"before TEXT",
+		"before_expires_at TEXT",
+		"after TEXT",
+		"after_expires_at TEXT",
+		"actor TEXT",
+	}},
+	{kind: "trigger", name: "operational_state_history_insert", create: historySchema[2]},
+	{kind: "trigger", name: "operational_state_history_update", create: historySchema[3]},
+	{kind: "trigger", name: "operational_state_history_rename", create: historySchema[4]},
+	{kind: "trigger", name: "operational_state_history_delete", create: historySchema[5]},
 }
 
 // sameSQL reports whether two CREATE statements are the same but for
