@@ -266,6 +266,8 @@ func (w *Writer) Revert(ctx context.Context, namespace, key string, seq int64) e
 	live := latest.Op == storage.ChangeSet && (latest.ExpiresAt == 0 || latest.ExpiresAt > now)
 	pw := storage.Write{Namespace: namespace, Key: key, Actor: w.actor}
 	switch {
+	case live && set && latest.After == target.After && latest.ExpiresAt == target.ExpiresAt:
+		return nil // it holds that state already: nothing to record
 	case live && set:
 		pw.Kind, pw.Old, pw.Value, pw.ExpiresAt = storage.Swap, latest.After, target.After, target.ExpiresAt
 	case live:

@@ -295,11 +295,23 @@ func testRevert(t *testing.T, c Config) {
 	if err := s.Revert(ctx, "h", "k", seqOf("k", "1")); err != nil {
 		t.Errorf("Revert to the latest change = %v", err)
 	}
+	// A change whose state the key holds again: nothing to do, nothing
+	// recorded.
+	mustSet(t, s, "h", "k", "2")
+	mustSet(t, s, "h", "k", "1")
+	before, cs := historyOf(t, s, "k")
+	first := cs[len(cs)-1] // the first change, which set 1
+	if err := s.Revert(ctx, "h", "k", first.Seq); err != nil {
+		t.Errorf("Revert to a state the key holds = %v", err)
+	}
+	if after, _ := historyOf(t, s, "k"); len(after) != len(before) {
+		t.Errorf("a Revert to the state the key holds recorded %v", after[len(before):])
+	}
 	// To a deletion, and back.
 	if err := s.Delete("h", "k"); err != nil {
 		t.Fatal(err)
 	}
-	_, cs := historyOf(t, s, "k")
+	_, cs = historyOf(t, s, "k")
 	deleted := cs[0].Seq
 	mustSet(t, s, "h", "k", "3")
 	if err := s.Revert(ctx, "h", "k", deleted); err != nil {
