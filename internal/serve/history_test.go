@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,5 +245,40 @@ func TestWriteActor(t *testing.T) {
 	f.want(t, 204, request{method: "DELETE", path: "/v1/namespaces/ns", header: sess.h()})
 	if c := f.history(t, "ns", "limit=1", sess.h())[0]; c.Actor != "writer" || c.Op != "delete" {
 		t.Errorf("a session's namespace delete = %+v; want delete by writer", c)
+	}
+}
+
+// TestHostileNames checks names that look like the page's or history's
+// paths, or try to leave their segment: each is a name, or refused,
+// never another endpoint.
+func TestHostileNames(t *testing.T) {
+	f := start(t, serve.Options{UI: true, Tokens: testTokens(t)})
+	w := map[string]string{"Authorization": "Bearer " + writeSecret}
+	for _, nk := range [][2]string{{"ui", "login"}, {"history", "revert"}, {"events", "history"}, {"x", "a/revert"},
+		{"..", "."}, {"%2E%2E", "%2F"}, {"ns", "<img src=x onerror=alert(1)>"}, {"ns", "k?seq=1"}} {
+		ns, key := nk[0], nk[1]
+		if err := f.store.SetHistory(ns, 10); err != nil {
+			t.Fatal(err)
+		}
+		f.want(t, 204, request{method: "PUT", path: keyPath(ns, key), body: "v:" + key, header: w})
+		if _, body := f.want(t, 200, request{method: "GET", path: keyPath(ns, key), header: w}); body != "v:"+key {
+			t.Errorf("GET %q/%q = %q", ns, key, body)
+		}
+		cs := f.history(t, ns, "key="+url.QueryEscape(key), w)
+		if len(cs) != 1 || cs[0].Namespace != ns || cs[0].Key != key {
+			t.Errorf("history of %q/%q = %+v", ns, key, cs)
+		}
+	}
+	for _, p := range []string{"/%2F", "/ui/app%2Ejs", "/ui/login/", "/ui/%2E%2E/app.js", "/v1/namespaces/x/keys/a/revert/x",
+		"/v1/namespaces/x/history/x", "/v1/namespaces/x/keys/a/history"} {
+		if resp, _ := f.do(t, request{method: "GET", path: p, header: w}); resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d; want 404", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/ui/../", "/v1/namespaces/x/keys/./revert", "/v1/namespaces/../history"} {
+		if got := rawRequest(t, f.addr, "GET "+p+" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+writeSecret+
+			"\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400") {
+			t.Errorf("GET %s = %.40q; want 400", p, got)
+		}
 	}
 }
