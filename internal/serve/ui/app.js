@@ -101,6 +101,13 @@
     if (isNaN(d)) return iso;
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+  // duration writes ms as a Go duration, to the second: 1h2m3s.
+  function duration(ms) {
+    let t = Math.round(ms / 1000);
+    const h = Math.floor(t / 3600); t -= h * 3600;
+    const m = Math.floor(t / 60); t -= m * 60;
+    return (h ? h + 'h' : '') + (h || m ? m + 'm' : '') + t + 's';
+  }
   function clip(s, n) { return s.length > n ? s.slice(0, n) + '…' : s; }
 
   function showError(msg) {
@@ -327,7 +334,11 @@
     k.value = isNew ? '' : key;
     k.readOnly = !isNew;
     hook('edit-value').value = isNew ? '' : state.keys.get(key);
-    hook('edit-ttl').value = '';
+    // A key that expires keeps about what it has left, unless the TTL is
+    // cleared: saving with none makes it permanent.
+    const c = isNew ? null : state.latest.get(key);
+    const left = c && c.op === 'set' && c.expires ? Date.parse(c.expires) - Date.now() : 0;
+    hook('edit-ttl').value = left > 1000 ? duration(left) : '';
     (isNew ? k : hook('edit-value')).focus();
   }
   function closeEdit() {
