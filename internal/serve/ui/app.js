@@ -121,6 +121,7 @@
   }
 
   function setStream(s) {
+    document.body.dataset.stream = s;
     const e = hook('stream-state');
     e.dataset.state = s;
     e.textContent = s;
@@ -307,10 +308,39 @@
   function refillLatest() {
     for (const tr of $('table.keys tbody').children) fillLatest(tr, tr.dataset.key);
   }
-  function loadLatestSoon() {
+  // loadLatestSoon reads, shortly, the latest change of the keys just
+  // changed (key; none: every key), one request each while they are few.
+  const pendingKeys = new Set();
+  let pendingAll = false;
+  function loadLatestSoon(key) {
     if (state.historyOn === false) return;
+    if (key === undefined) pendingAll = true; else pendingKeys.add(key);
     clearTimeout(latestTimer);
-    latestTimer = setTimeout(() => attempt(loadLatest), 300);
+    latestTimer = setTimeout(() => {
+      const keys = [...pendingKeys];
+      const all = pendingAll || keys.length > 10 || state.historyOn === null;
+      pendingKeys.clear();
+      pendingAll = false;
+      attempt(all ? loadLatest : () => Promise.all(keys.map(loadLatestOf)));
+    }, 300);
+  }
+  async function loadLatestOf(key) {
+    const ns = state.ns;
+    let resp;
+    try {
+      resp = await api('GET', `${nsPath(ns)}/history?key=${encodeURIComponent(key)}&limit=1`);
+    } catch (e) {
+      if (e instanceof HTTPError && (e.status === 404 || e.status === 501)) {
+        if (ns === state.ns) { state.historyOn = false; state.latest.clear(); refillLatest(); }
+        return;
+      }
+      throw e;
+    }
+    const j = await resp.json();
+    if (ns !== state.ns) return;
+    if (j.changes.length) state.latest.set(key, j.changes[0]); else state.latest.delete(key);
+    const tr = rowOf(key);
+    if (tr) fillLatest(tr, key);
   }
 
   // ---- writes ----
@@ -359,7 +389,7 @@
       setKey(key, value);
       closeEdit();
       clearError();
-      loadLatestSoon();
+      loadLatestSoon(key);
       refreshNamespacesSoon();
     });
   }
@@ -376,7 +406,7 @@
       await api('DELETE', keyPath(state.ns, key), { headers: await precondition(key) });
       removeKey(key);
       clearError();
-      loadLatestSoon();
+      loadLatestSoon(key);
       refreshNamespacesSoon();
     });
   }
@@ -471,7 +501,7 @@
       await api('POST', `${keyPath(state.ns, c.key)}/revert?seq=${c.seq}`, { headers: await precondition(c.key) });
       clearError();
       await loadKeys();
-      loadLatestSoon();
+      loadLatestSoon(c.key);
       refreshNamespacesSoon();
       await loadHistory(true);
     });
@@ -553,7 +583,7 @@
         setStream('stale');
         return;
     }
-    loadLatestSoon();
+    loadLatestSoon(ev.op === 'reset' ? undefined : ev.key);
     refreshNamespacesSoon();
     refreshHistorySoon();
   }
