@@ -604,6 +604,7 @@
     hook('ns-history').addEventListener('click', () => openHistory(null));
     hook('edit-form').addEventListener('submit', saveEdit);
     hook('edit-cancel').addEventListener('click', closeEdit);
+    hook('edit-form').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeEdit(); });
     hook('history-close').addEventListener('click', closeHistory);
     hook('history-more').addEventListener('click', () => attempt(() => loadHistory(false)));
     $('.ns-new').addEventListener('submit', (e) => {
