@@ -25,6 +25,7 @@ type serveConfig struct {
 	addr, flags, tokensPath string
 	cors                    []string
 	maxValue                int64
+	ui                      bool
 
 	tokens   *serve.Tokens // read from tokensPath by prepare
 	listener net.Listener  // opened by prepare
@@ -32,7 +33,7 @@ type serveConfig struct {
 
 var serveVerb = &verb{
 	name:  "serve",
-	flags: "[-addr HOST:PORT] [-flags NAMESPACE] [-tokens FILE] [-cors ORIGIN]... [-max-value BYTES]",
+	flags: "[-addr HOST:PORT] [-flags NAMESPACE] [-tokens FILE] [-cors ORIGIN]... [-max-value BYTES] [-ui=false]",
 	help: "serve the database over HTTP until SIGINT or SIGTERM (exit 0): OFREP for OpenFeature\n" +
 		"clients, the flags being the keys of NAMESPACE (default flags), and a key-value API with\n" +
 		"event streams (see docs/serve.md); print \"serving http://ADDR\" once listening.\n" +
@@ -40,7 +41,8 @@ var serveVerb = &verb{
 		"and every request is admitted; with it, each needs a token of FILE (lines NAME SCOPE\n" +
 		"sha256:HEX, mode 0600; made by opstate token), and SIGHUP reloads FILE.\n" +
 		"-cors ORIGIN (repeatable) lets browser pages of ORIGIN call it. -max-value bounds a\n" +
-		"request body (default 1048576). Creates the database if missing",
+		"request body (default 1048576). The admin page is at / (log in with a token);\n" +
+		"-ui=false leaves it out. Creates the database if missing",
 	creates: true,
 	sweeps:  true,
 	define: func(fs *flag.FlagSet, inv *invocation) {
@@ -56,6 +58,7 @@ var serveVerb = &verb{
 			return nil
 		})
 		fs.Int64Var(&c.maxValue, "max-value", serve.DefaultMaxValueBytes, "bound a request body to `BYTES`")
+		fs.BoolVar(&c.ui, "ui", true, "serve the admin page at /")
 	},
 	check: func(fs *flag.FlagSet, inv *invocation) error {
 		c := &inv.serve
@@ -128,6 +131,7 @@ func execServe(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error)
 		Tokens:         c.tokens,
 		CORSOrigins:    c.cors,
 		MaxValueBytes:  c.maxValue,
+		UI:             c.ui,
 		Logger:         slog.New(slog.NewTextHandler(inv.stderr, nil)),
 	})
 	if err != nil {

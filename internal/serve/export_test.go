@@ -1,5 +1,7 @@
 package serve
 
+import "time"
+
 // OpenStreams returns how many event streams s has open.
 func (s *Server) OpenStreams() int64 { return s.streams.Load() }
 
@@ -8,3 +10,9 @@ func Authenticate(t *Tokens, secret string) (name string, ok bool) {
 	tok, ok := t.authenticate(secret, false)
 	return tok.name, ok
 }
+
+// SetNow replaces the clock of s's sessions.
+func (s *Server) SetNow(now func() time.Time) { s.now = now }
+
+// Sessions returns how many sessions s holds.
+func (s *Server) Sessions() int { return s.sessions.len() }

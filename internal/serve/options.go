@@ -22,6 +22,7 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultMaxSessions       = 1024
 )
 
 // ErrInvalidOption is returned by [New] for an [Options] value it cannot
@@ -105,6 +106,17 @@ type Options struct {
 	// 431. Default DefaultMaxHeaderBytes (64 KiB).
 	MaxHeaderBytes int
 
+	// UI serves the admin page at / (see the package's Admin page
+	// section): a login form when there are Tokens, then the namespaces,
+	// their keys, live updates and history. Off by default; the opstate
+	// command's serve turns it on unless -ui=false.
+	UI bool
+
+	// MaxSessions bounds the admin page's logins held at once; a login
+	// past it ends the session least recently used. Default
+	// DefaultMaxSessions.
+	MaxSessions int
+
 	// Logger receives what the server cannot tell a client: a failed
 	// listener, a panic in a handler. Default: slog.Default().
 	Logger *slog.Logger
@@ -144,6 +156,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"MaxConns", &o.MaxConns, DefaultMaxConns},
 		{"MaxStreams", &o.MaxStreams, DefaultMaxStreams},
 		{"MaxHeaderBytes", &o.MaxHeaderBytes, DefaultMaxHeaderBytes},
+		{"MaxSessions", &o.MaxSessions, DefaultMaxSessions},
 	} {
 		if *f.v < 0 {
 			return Options{}, fmt.Errorf("%w: %s %d is negative", ErrInvalidOption, f.name, *f.v)

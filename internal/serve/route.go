@@ -18,7 +18,19 @@ const (
 	routeBulk                       // /ofrep/v1/evaluate/flags
 	routeFlag                       // /ofrep/v1/evaluate/flags/{key}
 	routeFlagEvents                 // /ofrep/v1/events
+	routeHistory                    // /v1/namespaces/{ns}/history
+	routeRevert                     // /v1/namespaces/{ns}/keys/{key}/revert
+	routePage                       // /, the admin page
+	routeAsset                      // /ui/{name}, its script, style and icon
+	routeLogin                      // /ui/login
+	routeLogout                     // /ui/logout
 )
+
+// page reports whether k is one of the admin page's routes, which answer
+// themselves (page.go) rather than through authorize.
+func (k kind) page() bool {
+	return k == routePage || k == routeAsset || k == routeLogin || k == routeLogout
+}
 
 // route is a parsed request path.
 type route struct {
@@ -29,8 +41,12 @@ type route struct {
 // methods returns the methods the route answers, for 405 and Allow.
 func (r route) methods() []string {
 	switch r.kind {
-	case routeNamespaces, routeEvents, routeFlagEvents:
+	case routeNamespaces, routeEvents, routeFlagEvents, routeHistory:
 		return []string{http.MethodGet}
+	case routeRevert, routeLogin, routeLogout:
+		return []string{http.MethodPost}
+	case routePage, routeAsset:
+		return []string{http.MethodGet, http.MethodHead}
 	case routeNamespace:
 		return []string{http.MethodGet, http.MethodHead, http.MethodDelete}
 	case routeKey:
@@ -39,6 +55,18 @@ func (r route) methods() []string {
 		return []string{http.MethodPost}
 	}
 	return nil
+}
+
+// writes reports whether a request of method to r changes state: PUT
+// and DELETE anywhere, POST to a revert. (OFREP's POSTs evaluate.)
+func (r route) writes(method string) bool {
+	switch method {
+	case http.MethodPut, http.MethodDelete:
+		return true
+	case http.MethodPost:
+		return r.kind == routeRevert
+	}
+	return false
 }
 
 // routeError is a path the server refuses: status 400 or 404.
@@ -73,6 +101,18 @@ func parseRoute(escaped string) (route, *routeError) {
 	}
 	// The fixed segments are matched as sent: %76%31 is not v1.
 	switch {
+	case len(raw) == 1 && raw[0] == "":
+		return route{kind: routePage}, nil
+	case len(raw) == 2 && raw[0] == "ui":
+		switch raw[1] {
+		case "login":
+			return route{kind: routeLogin}, nil
+		case "logout":
+			return route{kind: routeLogout}, nil
+		}
+		if _, ok := assets[raw[1]]; ok {
+			return route{kind: routeAsset, key: raw[1]}, nil
+		}
 	case len(raw) >= 2 && raw[0] == "v1" && raw[1] == "namespaces":
 		switch {
 		case len(segs) == 2:
@@ -81,8 +121,12 @@ func parseRoute(escaped string) (route, *routeError) {
 			return route{kind: routeNamespace, ns: segs[2]}, nil
 		case len(segs) == 4 && raw[3] == "events":
 			return route{kind: routeEvents, ns: segs[2]}, nil
+		case len(segs) == 4 && raw[3] == "history":
+			return route{kind: routeHistory, ns: segs[2]}, nil
 		case len(segs) == 5 && raw[3] == "keys":
 			return route{kind: routeKey, ns: segs[2], key: segs[4]}, nil
+		case len(segs) == 6 && raw[3] == "keys" && raw[5] == "revert":
+			return route{kind: routeRevert, ns: segs[2], key: segs[4]}, nil
 		}
 	case len(raw) >= 4 && raw[0] == "ofrep" && raw[1] == "v1" && raw[2] == "evaluate" && raw[3] == "flags":
 		if len(raw) == 4 {

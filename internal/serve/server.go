@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/d8da9184/opstate"
 )
@@ -37,6 +38,13 @@ type Server struct {
 	// bulkCache keeps the bulk evaluation while Serve runs.
 	bulkCache bulkCache
 
+	// sessions are the admin page's logins; crossOrigin refuses the
+	// state-changing requests of other sites' pages; now is the clock of
+	// the sessions' idle time.
+	sessions    sessions
+	crossOrigin *http.CrossOriginProtection
+	now         func() time.Time
+
 	// ending is closed when Serve begins to shut down: the event streams
 	// then end. endOnce closes it.
 	ending  chan struct{}
@@ -53,9 +61,18 @@ func New(store *opstate.Store, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{store: store, opts: o, ending: make(chan struct{})}
+	s := &Server{store: store, opts: o, ending: make(chan struct{}), now: time.Now}
 	s.bursts.New = func() any { return new([]byte) }
 	s.tokens.Store(o.Tokens)
+	s.sessions.max = o.MaxSessions
+	s.crossOrigin = http.NewCrossOriginProtection()
+	for _, origin := range o.CORSOrigins {
+		// Checked by withDefaults: the pages of these origins may write
+		// with their tokens, as before.
+		if err := s.crossOrigin.AddTrustedOrigin(origin); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+	}
 	return s, nil
 }
 
@@ -68,6 +85,7 @@ func (s *Server) SetTokens(t *Tokens) error {
 		return fmt.Errorf("%w: nil Tokens for a server that has tokens", ErrInvalidOption)
 	}
 	s.tokens.Store(t)
+	s.sessions.keep(t)
 	return nil
 }
 
@@ -77,6 +95,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodOptions {
 		s.preflight(w, r, rt)
 		return
+	}
+	if rerr == nil && rt.kind.page() {
+		if s.opts.UI {
+			s.page(w, r, rt)
+			return
+		}
+		rerr = &routeError{http.StatusNotFound, "no such endpoint"}
 	}
 	s.cors(w, r)
 	tok, ok := s.authorize(w, r, rt)
@@ -96,9 +121,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeNamespaces:
 		s.namespaces(w, r)
 	case routeNamespace:
-		s.namespace(w, r, rt.ns)
+		s.namespace(w, r, rt.ns, s.writerFor(tok))
 	case routeKey:
-		s.key(w, r, rt.ns, rt.key)
+		s.key(w, r, rt.ns, rt.key, s.writerFor(tok))
 	case routeEvents:
 		s.events(w, r, rt.ns)
 	case routeBulk:
@@ -107,6 +132,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.flag(w, r, rt.key)
 	case routeFlagEvents:
 		s.flagEvents(w, r)
+	case routeHistory:
+		s.history(w, r, rt.ns)
+	case routeRevert:
+		s.revert(w, r, rt.ns, rt.key, s.writerFor(tok))
 	}
 }
 
@@ -114,9 +143,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // returning false when it does not admit the request, and returns the
 // token that admits it (none when the Server has no tokens). It runs
 // before the path is checked, so that a caller without a credential
-// learns nothing of which paths exist. PUT and DELETE need ScopeWrite;
-// every other method ScopeRead.
+// learns nothing of which paths exist. A request that changes state (see
+// route.writes) needs ScopeWrite; every other ScopeRead.
+//
+// The credential is a token's secret in a header, or else the admin
+// page's session cookie (see session.go). A request without a header
+// credential that changes state must not come from another site's page
+// (Sec-Fetch-Site, else Origin against Host: http.CrossOriginProtection,
+// the CORS origins trusted), or it is answered 403 whatever else it
+// carries; with a session cookie, it must also carry the session's CSRF
+// token in X-CSRF-Token.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*token, bool) {
+	secret, ok := credential(r)
+	write := rt.writes(r.Method)
+	if !ok && write && !s.sameSite(w, r) {
+		return nil, false
+	}
 	t := s.tokens.Load()
 	if t == nil {
 		// Open, and so on a loopback address alone: a request must
@@ -131,15 +173,21 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*t
 		}
 		return nil, true
 	}
-	secret, ok := credential(r)
 	tok, found := token{}, false
-	if ok {
+	switch {
+	case ok:
 		tok, found = t.authenticate(secret, false)
-	} else if rt.kind == routeFlagEvents && r.Method == http.MethodGet && len(r.URL.Query()["ticket"]) == 1 {
+	case rt.kind == routeFlagEvents && r.Method == http.MethodGet && len(r.URL.Query()["ticket"]) == 1:
 		// A browser's EventSource sends no header of its own: the OFREP
 		// event stream takes the ticket that the bulk evaluation
 		// announced in its URL instead.
 		tok, found = t.authenticate(r.URL.Query().Get("ticket"), true)
+	default:
+		var se *session
+		if se, tok, found = s.sessionOf(r); found && write && !se.checkCSRF(r) {
+			writeError(w, http.StatusForbidden, "a request of the admin page that changes state needs the session's "+csrfHeader+" header")
+			return nil, false
+		}
 	}
 	if !found {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="opstate"`)
@@ -150,12 +198,22 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*t
 		writeError(w, http.StatusUnauthorized, msg)
 		return nil, false
 	}
-	write := r.Method == http.MethodPut || r.Method == http.MethodDelete
 	if write && tok.scope != ScopeWrite {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has scope %s and may not write", tok.name, tok.scope))
 		return nil, false
 	}
 	return &tok, true
+}
+
+// sameSite answers 403 and returns false for a request that a page of
+// another site sent (http.CrossOriginProtection; a page of a CORS origin
+// is not another site's).
+func (s *Server) sameSite(w http.ResponseWriter, r *http.Request) bool {
+	if err := s.crossOrigin.Check(r); err != nil {
+		writeError(w, http.StatusForbidden, "a cross-site request that changes state is refused (Sec-Fetch-Site or Origin names another site)")
+		return false
+	}
+	return true
 }
 
 // credential returns the secret a request presents: the credentials of
