@@ -1,0 +1,143 @@
+package admintest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// The page's element hooks, its data-test attributes.
+
+// hook returns the CSS selector of the elements whose data-test is name.
+func hook(name string) string { return `[data-test="` + name + `"]` }
+
+// q returns a JavaScript expression for the first element of hook name,
+// or null.
+func q(name string) string { return `document.querySelector('` + hook(name) + `')` }
+
+// rowOf returns the CSS selector of the key table's row of key, which must
+// need no CSS escaping.
+func rowOf(key string) string { return hook("key-row") + `[data-key="` + key + `"]` }
+
+// js quotes s as a JavaScript string literal.
+func js(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// rowJS returns a JavaScript expression for the key table's row of key,
+// any string, or null.
+func rowJS(key string) string {
+	return `[...document.querySelectorAll('[data-test="key-row"]')].find(r => r.dataset.key === ` + js(key) + `) || null`
+}
+
+// cellJS returns a JavaScript expression for the hook of the row of key,
+// or null.
+func cellJS(key, name string) string {
+	return `((r) => r && r.querySelector('[data-test="` + name + `"]'))(` + rowJS(key) + `)`
+}
+
+// login opens the page, logs in with secret and waits for the first
+// namespace listing to be drawn.
+func (b *browser) login(s *server, secret string) {
+	b.t.Helper()
+	b.do("opening the login form",
+		chromedp.Navigate(s.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(hook("login-form"))),
+	)
+	b.shoot("login")
+	b.do("logging in",
+		chromedp.SendKeys(chromedp.CSS(hook("login-token")), secret),
+		chromedp.Click(chromedp.CSS(hook("login-submit"))),
+	)
+	b.waitFor("the application after the login", `document.body.dataset.ready === "1"`)
+}
+
+// openNamespace clicks namespace ns in the side list and waits for its
+// keys to be drawn.
+func (b *browser) openNamespace(ns string) {
+	b.t.Helper()
+	b.do("opening namespace "+ns,
+		chromedp.Click(chromedp.CSS(hook("ns-item")+`[data-ns="`+ns+`"] a`)),
+	)
+	b.waitFor("namespace "+ns+" open", q("ns-title")+`.textContent === `+js(ns))
+}
+
+// text returns the text of the first element the JavaScript expression
+// el gives, or fails the test if it gives none.
+func (b *browser) text(el string) string {
+	b.t.Helper()
+	return eval[string](b, `((e) => { if (!e) throw new Error("no element: " + `+js(el)+`); return e.textContent; })(`+el+`)`)
+}
+
+// sessionCookie returns the session cookie of the server at url the
+// browser holds, read through the DevTools protocol (the page's script
+// cannot read it: HttpOnly).
+func (b *browser) sessionCookie(url string) *network.Cookie {
+	b.t.Helper()
+	r, err := chromedp.Call(b.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+	if err != nil {
+		b.t.Fatalf("reading the cookies of %s: %v", url, err)
+	}
+	for _, c := range r.Cookies {
+		if c.Name == "opstate_session" {
+			return c
+		}
+	}
+	b.t.Fatalf("no opstate_session cookie for %s; the browser holds %d cookies", url, len(r.Cookies))
+	return nil
+}
+
+// noDialogs fails the test if the page opened a JavaScript dialog.
+func (b *browser) noDialogs() {
+	b.t.Helper()
+	if d := b.dialogsOpened(); len(d) > 0 {
+		b.t.Errorf("the page opened dialogs: %s", strings.Join(d, ", "))
+	}
+}
+
+// TestLogin logs in with a wrong secret (refused, saying so) and then the
+// write token: the page says who is logged in, with which scope; the
+// session cookie is HttpOnly and SameSite=Strict, and the page's script
+// sees no cookie.
+func TestLogin(t *testing.T) {
+	e := setup(t)
+	s := e.serve(t)
+	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
+	b := e.newBrowser(t, 1280, 900)
+
+	b.do("opening the login form",
+		chromedp.Navigate(s.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(hook("login-form"))),
+		chromedp.SendKeys(chromedp.CSS(hook("login-token")), "not-a-secret"),
+		chromedp.Click(chromedp.CSS(hook("login-submit"))),
+		chromedp.WaitVisible(chromedp.CSS(hook("login-error"))),
+	)
+	b.shoot("login-refused")
+
+	b.login(s, s.write)
+	b.shoot("logged-in")
+	if got := b.text(q("whoami")); got != "operator (write)" {
+		t.Errorf("whoami = %q; want %q", got, "operator (write)")
+	}
+	if got := eval[string](b, `document.body.dataset.scope`); got != "write" {
+		t.Errorf("body data-scope = %q; want write", got)
+	}
+	c := b.sessionCookie(s.url)
+	if !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict {
+		t.Errorf("session cookie HttpOnly %v, SameSite %q; want true, Strict", c.HTTPOnly, c.SameSite)
+	}
+	if got := eval[string](b, `document.cookie`); got != "" {
+		t.Errorf("document.cookie = %q; want none visible to the page's script", got)
+	}
+	b.noDialogs()
+	if c := b.consoleErrors(); len(c) > 0 {
+		t.Errorf("the page's console errors: %s", strings.Join(c, "; "))
+	}
+}
