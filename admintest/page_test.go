@@ -2,6 +2,7 @@ package admintest
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -105,7 +106,8 @@ func (b *browser) noDialogs() {
 // TestLogin logs in with a wrong secret (refused, saying so) and then the
 // write token: the page says who is logged in, with which scope; the
 // session cookie is HttpOnly and SameSite=Strict, and the page's script
-// sees no cookie.
+// sees no cookie. Logging out shows the login form, and the session's
+// cookie no longer admits to the API.
 func TestLogin(t *testing.T) {
 	e := setup(t)
 	s := e.serve(t)
@@ -135,6 +137,23 @@ func TestLogin(t *testing.T) {
 	}
 	if got := eval[string](b, `document.cookie`); got != "" {
 		t.Errorf("document.cookie = %q; want none visible to the page's script", got)
+	}
+
+	// Log out: the login form again, and the session's cookie no longer
+	// admits to the API.
+	admits := func() int {
+		code, _ := s.request(t, http.MethodGet, "/v1/namespaces", "", http.Header{"Cookie": {c.Name + "=" + c.Value}})
+		return code
+	}
+	if code := admits(); code != http.StatusOK {
+		t.Fatalf("GET /v1/namespaces with the session's cookie = %d; want 200", code)
+	}
+	b.do("logging out",
+		chromedp.Click(chromedp.CSS(hook("logout"))),
+		chromedp.WaitVisible(chromedp.CSS(hook("login-form"))),
+	)
+	if code := admits(); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/namespaces with the cookie of the session logged out = %d; want 401", code)
 	}
 	b.noDialogs()
 	if c := b.consoleErrors(); len(c) > 0 {

@@ -78,12 +78,22 @@ type server struct {
 	write  string // the secret of the write token, named "operator"
 	read   string // the secret of the read token, named "viewer"
 	stderr *lockedBuffer
+
+	stopOnce sync.Once
+	stopFn   func(t *testing.T) // sends SIGTERM and waits for exit status 0
+}
+
+// stop stops the server with SIGTERM and fails the test unless it exits
+// with status 0 within waitLimit; the calls after the first do nothing.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.stopOnce.Do(func() { s.stopFn(t) })
 }
 
 // serve makes a database and a token file (operator write, viewer read),
 // starts opstate -db DB serve -addr 127.0.0.1:0 -tokens FILE with args,
-// and returns once it listens. At the end of the test it sends SIGTERM
-// and wants exit status 0.
+// and returns once it listens. At the end of the test, unless stop did
+// already, it sends SIGTERM and wants exit status 0.
 func (e *testEnv) serve(t *testing.T, args ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
@@ -106,7 +116,8 @@ func (e *testEnv) serve(t *testing.T, args ...string) *server {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	t.Cleanup(func() {
+	s.stopFn = func(t *testing.T) {
+		t.Helper()
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
@@ -117,7 +128,8 @@ func (e *testEnv) serve(t *testing.T, args ...string) *server {
 			cmd.Process.Kill()
 			t.Errorf("opstate serve still running %v after SIGTERM\n%s", waitLimit, s.stderr)
 		}
-	})
+	}
+	t.Cleanup(func() { s.stop(t) })
 	first := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(stdout)
