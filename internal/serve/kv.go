@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/d8da9184/opstate"
 )
 
 // namespaces answers GET /v1/namespaces: {"NAME": LIVE_KEYS, ...}.
@@ -34,12 +36,12 @@ func (s *Server) namespaces(w http.ResponseWriter, r *http.Request) {
 
 // namespace answers GET /v1/namespaces/{ns}, {"KEY": "VALUE", ...} for
 // its live keys, and DELETE, which deletes them all.
-func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string) {
+func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string, wr *opstate.Writer) {
 	if !noQuery(w, r) {
 		return
 	}
 	if r.Method == http.MethodDelete {
-		err := s.store.DeleteNamespace(ns)
+		err := wr.DeleteNamespace(ns)
 		s.wroteFlags(ns)
 		if err != nil {
 			writeStoreError(w, err)
@@ -66,13 +68,14 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// key answers GET, HEAD, PUT and DELETE /v1/namespaces/{ns}/keys/{key}.
-func (s *Server) key(w http.ResponseWriter, r *http.Request, ns, key string) {
+// key answers GET, HEAD, PUT and DELETE /v1/namespaces/{ns}/keys/{key};
+// the writes go through wr.
+func (s *Server) key(w http.ResponseWriter, r *http.Request, ns, key string, wr *opstate.Writer) {
 	switch r.Method {
 	case http.MethodPut:
-		s.put(w, r, ns, key)
+		s.put(w, r, ns, key, wr)
 	case http.MethodDelete:
-		s.del(w, r, ns, key)
+		s.del(w, r, ns, key, wr)
 	default:
 		s.get(w, r, ns, key)
 	}
@@ -114,7 +117,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, ns, key string) {
 // is absent (SetIfAbsent), If-Match: "ETAG" only if its value is the one
 // tagged (CompareAndSwap). A failed precondition is 412 and changes
 // nothing; success is 204 with the new value's ETag.
-func (s *Server) put(w http.ResponseWriter, r *http.Request, ns, key string) {
+func (s *Server) put(w http.ResponseWriter, r *http.Request, ns, key string, wr *opstate.Writer) {
 	var ttl time.Duration
 	q := r.URL.Query()
 	for name, vs := range q {
@@ -154,20 +157,20 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, ns, key string) {
 	done := true
 	switch {
 	case inm != "" && ttl > 0:
-		done, err = s.store.SetIfAbsentWithTTL(ns, key, v, ttl)
+		done, err = wr.SetIfAbsentWithTTL(ns, key, v, ttl)
 	case inm != "":
-		done, err = s.store.SetIfAbsent(ns, key, v)
+		done, err = wr.SetIfAbsent(ns, key, v)
 	case im != "":
 		done, err = s.swap(ns, key, cond, func(old string) (bool, error) {
 			if ttl > 0 {
-				return s.store.CompareAndSwapWithTTL(ns, key, old, v, ttl)
+				return wr.CompareAndSwapWithTTL(ns, key, old, v, ttl)
 			}
-			return s.store.CompareAndSwap(ns, key, old, v)
+			return wr.CompareAndSwap(ns, key, old, v)
 		})
 	case ttl > 0:
-		err = s.store.SetWithTTL(ns, key, v, ttl)
+		err = wr.SetWithTTL(ns, key, v, ttl)
 	default:
-		err = s.store.Set(ns, key, v)
+		err = wr.Set(ns, key, v)
 	}
 	s.wroteFlags(ns)
 	if err != nil {
@@ -209,7 +212,7 @@ func writePrecondition(w http.ResponseWriter, ns, key string, ifAbsent bool) {
 
 // del answers DELETE of a key; If-Match: "ETAG" deletes it only if its
 // value is the one tagged (CompareAndDelete), else 412.
-func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string) {
+func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string, wr *opstate.Writer) {
 	if !noQuery(w, r) {
 		return
 	}
@@ -224,7 +227,7 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string) {
 			return
 		}
 		done, err := s.swap(ns, key, cond, func(old string) (bool, error) {
-			return s.store.CompareAndDelete(ns, key, old)
+			return wr.CompareAndDelete(ns, key, old)
 		})
 		s.wroteFlags(ns)
 		if err != nil {
@@ -238,7 +241,7 @@ func (s *Server) del(w http.ResponseWriter, r *http.Request, ns, key string) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	err := s.store.Delete(ns, key)
+	err := wr.Delete(ns, key)
 	s.wroteFlags(ns)
 	if err != nil {
 		writeStoreError(w, err)

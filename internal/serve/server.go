@@ -121,9 +121,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeNamespaces:
 		s.namespaces(w, r)
 	case routeNamespace:
-		s.namespace(w, r, rt.ns)
+		s.namespace(w, r, rt.ns, s.writerFor(tok))
 	case routeKey:
-		s.key(w, r, rt.ns, rt.key)
+		s.key(w, r, rt.ns, rt.key, s.writerFor(tok))
 	case routeEvents:
 		s.events(w, r, rt.ns)
 	case routeBulk:
@@ -132,8 +132,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.flag(w, r, rt.key)
 	case routeFlagEvents:
 		s.flagEvents(w, r)
-	case routeHistory, routeRevert:
-		writeError(w, http.StatusNotImplemented, "change history is not served yet")
+	case routeHistory:
+		s.history(w, r, rt.ns)
+	case routeRevert:
+		s.revert(w, r, rt.ns, rt.key, s.writerFor(tok))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -150,8 +151,10 @@ func (t *Tokens) byHash(hash [sha256.Size]byte) (token, bool) {
 
 // setSessionCookie sets the session cookie to id on w: HttpOnly (no
 // script reads it), SameSite=Strict (no other site's page sends it),
-// Path=/, Secure when r came over TLS, and no Max-Age (it ends with the
-// browser). An empty id clears it.
+// Path=/, Secure when r came over TLS, to the server or (X-Forwarded-Proto:
+// https) to the proxy in front of it, and no Max-Age (it ends with the
+// browser). An empty id clears it. A client that sends X-Forwarded-Proto
+// itself gains nothing: it can only make its own cookie Secure.
 func setSessionCookie(w http.ResponseWriter, r *http.Request, id string) {
 	c := &http.Cookie{
 		Name:     sessionCookie,
@@ -159,7 +162,7 @@ func setSessionCookie(w http.ResponseWriter, r *http.Request, id string) {
 		Path:     "/",
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,
-		Secure:   r.TLS != nil,
+		Secure:   r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"),
 	}
 	if id == "" {
 		c.MaxAge = -1

@@ -148,17 +148,34 @@ func TestLogin(t *testing.T) {
 }
 
 // TestLoginSecure checks that the session cookie is Secure when the
-// login came over TLS.
+// login came over TLS, to the server or to a proxy that says so.
 func TestLoginSecure(t *testing.T) {
 	f := start(t, serve.Options{UI: true, Tokens: testTokens(t)})
-	r := httptest.NewRequest("POST", "https://flags.example/ui/login", strings.NewReader("token="+url.QueryEscape(readSecret)))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.TLS = &tls.ConnectionState{}
-	w := httptest.NewRecorder()
-	f.srv.ServeHTTP(w, r)
-	resp := w.Result()
-	if resp.StatusCode != 303 || len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure {
-		t.Errorf("login over TLS = %d, cookies %v; want 303 and a Secure cookie", resp.StatusCode, resp.Cookies())
+	for _, tt := range []struct {
+		name   string
+		tls    bool
+		proto  string
+		secure bool
+	}{
+		{"TLS", true, "", true},
+		{"TLS proxy", false, "https", true},
+		{"plain proxy", false, "http", false},
+		{"plain", false, "", false},
+	} {
+		r := httptest.NewRequest("POST", "http://flags.example/ui/login", strings.NewReader("token="+url.QueryEscape(readSecret)))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if tt.tls {
+			r.TLS = &tls.ConnectionState{}
+		}
+		if tt.proto != "" {
+			r.Header.Set("X-Forwarded-Proto", tt.proto)
+		}
+		w := httptest.NewRecorder()
+		f.srv.ServeHTTP(w, r)
+		resp := w.Result()
+		if resp.StatusCode != 303 || len(resp.Cookies()) != 1 || resp.Cookies()[0].Secure != tt.secure {
+			t.Errorf("%s: login = %d, cookies %v; want 303 and a cookie with Secure %v", tt.name, resp.StatusCode, resp.Cookies(), tt.secure)
+		}
 	}
 }
 

@@ -377,6 +377,7 @@
     const h = hook('history');
     h.hidden = false;
     h.dataset.key = key === null ? '' : key;
+    h.classList.toggle('one-key', key !== null);
     hook('history-title').textContent = key === null ? `History of ${state.ns}` : `History of ${key}`;
     $('table.changes tbody').replaceChildren();
     attempt(() => loadHistory(true));
@@ -448,7 +449,7 @@
       el('td', { class: 't', test: 'history-time', text: fmtTime(c.time), title: c.time, 'data-label': 'when' }),
       el('td', { test: 'history-actor', text: c.actor || 'sql', 'data-label': 'who' }),
       el('td', { class: 'op-' + c.op, test: 'history-op', text: c.op, 'data-label': 'op' }),
-      el('td', { class: 'k', test: 'history-key', text: typeof c.key === 'string' ? c.key : '(not UTF-8)', 'data-label': 'key' }),
+      el('td', { class: 'k hk', test: 'history-key', text: typeof c.key === 'string' ? c.key : '(not UTF-8)', 'data-label': 'key' }),
       cell('history-before', beforeText, 'before'),
       cell('history-after', afterText, 'after'),
       actions);
