@@ -16,9 +16,10 @@ import (
 // of which tries to change the state of the opstate server at {{.Server}}
 // with the browser's session: a form that logs the browser in with
 // another token (the read token {{.Secret}}), a form that logs it out, and
-// requests of the page's script (a PUT with the session's cookie, which
-// needs CORS's permission, and a POST that does not), whose outcome it
-// writes to its title once they have settled.
+// requests of the page's script, whose outcome it writes to its title
+// once they have settled: a PUT with the session's cookie, which needs
+// CORS's permission, and POSTs that do not (a logout, and a revert of
+// dark_mode to its first change, true).
 var attackPages = template.Must(template.New("").Parse(`
 {{define "login"}}<!doctype html><form method="post" action="{{.Server}}/ui/login">
 <input name="token" value="{{.Secret}}"></form>
@@ -28,9 +29,11 @@ var attackPages = template.Must(template.New("").Parse(`
 {{define "fetch"}}<!doctype html><script>
 const put = fetch({{.Server}} + "/v1/namespaces/flags/keys/dark_mode", {method: "PUT", body: "true", credentials: "include"})
 	.then(r => "answered " + r.status, e => "failed");
-const post = fetch({{.Server}} + "/ui/logout", {method: "POST", mode: "no-cors", credentials: "include"})
+const logout = fetch({{.Server}} + "/ui/logout", {method: "POST", mode: "no-cors", credentials: "include"})
 	.then(r => "sent", e => "failed");
-Promise.all([put, post]).then(([a, b]) => { document.title = "done put " + a + ", post " + b; });
+const revert = fetch({{.Server}} + "/v1/namespaces/flags/keys/dark_mode/revert?seq=1", {method: "POST", mode: "no-cors", credentials: "include"})
+	.then(r => "sent", e => "failed");
+Promise.all([put, logout, revert]).then(([a, b, c]) => { document.title = "done put " + a + ", logout " + b + ", revert " + c; });
 </script>{{end}}
 `))
 
@@ -41,8 +44,8 @@ Promise.all([put, post]).then(([a, b]) => { document.title = "done put " + a + "
 // from localhost (another site). A login form posted from them is
 // refused (403) and the session stays the write token's; a logout form
 // is refused and the session stays; a PUT from their script gets no
-// answer (CORS) and a POST changes nothing: the CLI reads the value
-// unchanged. Requests outside the browser with the session's cookie and
+// answer (CORS), and POSTs of a logout and a revert change nothing: the
+// session stays, and the CLI reads the value unchanged. Requests outside the browser with the session's cookie and
 // CSRF token: a PUT saying it comes from another origin is refused
 // (403), one without the CSRF token too, and the same PUT with both from
 // no other origin is taken (204), which shows the cookie and token were
@@ -50,6 +53,8 @@ Promise.all([put, post]).then(([a, b]) => { document.title = "done put " + a + "
 func TestCrossSite(t *testing.T) {
 	e := setup(t)
 	s := e.serve(t)
+	keepHistory(t, s.db, "flags", 100)
+	e.opstate(t, s.db, "set", "flags", "dark_mode", "true") // change 1, which a revert would restore
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
 	b := e.newBrowser(t, 1280, 900)
 	b.login(s, s.write)
@@ -87,7 +92,7 @@ func TestCrossSite(t *testing.T) {
 		}
 		b.do("the script of "+origin, chromedp.Navigate(origin+"/fetch"))
 		b.waitFor("the script's requests settled", `document.title.startsWith("done")`)
-		if got, want := eval[string](b, `document.title`), "done put failed, post sent"; got != want {
+		if got, want := eval[string](b, `document.title`), "done put failed, logout sent, revert sent"; got != want {
 			t.Errorf("the script of %s: %q; want %q", origin, got, want)
 		}
 		if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "false\n" {

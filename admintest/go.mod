@@ -6,7 +6,7 @@ replace github.com/d8da9184/opstate => ../
 
 require (
 	github.com/chromedp/chromedp v0.23.1
-	github.com/d8da9184/opstate v0.19.0 // indirect
+	github.com/d8da9184/opstate v0.19.0
 )
 
 require github.com/chromedp/cdproto v0.160.1

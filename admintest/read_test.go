@@ -6,15 +6,17 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestRead logs in with the read token: the page shows the keys and the
-// changes the CLI makes, but no control that edits (the switch is
-// disabled, no edit, delete or new-key button shows); clicking the
-// switch changes nothing, and a write the page's script makes with the
-// session's CSRF token is refused with 403, the CLI reading the value
-// unchanged.
+// TestRead logs in with the read token: the page shows the keys, their
+// history and the changes the CLI makes, but no control that edits (the
+// switch is disabled, no edit, delete, new-key or revert button shows);
+// clicking the switch changes nothing, and a write and a revert the
+// page's script makes with the session's CSRF token are refused with 403,
+// the CLI reading the values unchanged.
 func TestRead(t *testing.T) {
 	e := setup(t)
 	s := e.serve(t)
+	keepHistory(t, s.db, "flags", 100)
+	e.opstate(t, s.db, "set", "flags", "note", "hi")
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
 	e.opstate(t, s.db, "set", "flags", "note", "hello")
 	b := e.newBrowser(t, 1280, 900)
@@ -47,8 +49,24 @@ func TestRead(t *testing.T) {
 	if status != 403 {
 		t.Errorf("PUT from a read session's page = %d; want 403", status)
 	}
+	// The revert to note's first change, hi.
+	status = await[int](b, `fetch("/v1/namespaces/flags/keys/note/revert?seq=1", {method: "POST",
+		headers: {"X-CSRF-Token": document.querySelector('meta[name="opstate-csrf"]').content}}).then(r => r.status)`)
+	if status != 403 {
+		t.Errorf("revert from a read session's page = %d; want 403", status)
+	}
+	if got := e.opstate(t, s.db, "get", "flags", "note"); got != "hello\n" {
+		t.Errorf("opstate get flags note = %q after a read session's revert; want hello", got)
+	}
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "false\n" {
 		t.Errorf("opstate get flags dark_mode = %q after a read session's attempts; want false", got)
+	}
+
+	// A key's history, with no revert button.
+	b.do("opening note's history", chromedp.Click(chromedp.CSS(rowOf("note")+" "+hook("key-history"))))
+	b.waitFor("note's two changes", `document.querySelectorAll('`+hook("history-row")+`').length === 2`)
+	if n := eval[int](b, `document.querySelectorAll('`+hook("history-revert")+`').length`); n != 0 {
+		t.Errorf("a read session is shown %d revert buttons", n)
 	}
 
 	// A read session still sees changes live.
