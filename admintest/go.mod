@@ -5,11 +5,10 @@ go 1.26.0
 replace github.com/d8da9184/opstate => ../
 
 require (
+	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/d8da9184/opstate v0.19.0
 )
-
-require github.com/chromedp/cdproto v0.160.1
 
 require (
 	github.com/dustin/go-humanize v1.1.0 // indirect
