@@ -24,8 +24,10 @@ func (b *browser) noMarkup() {
 // its keys and count; flips a switch, and the CLI reads the new value;
 // sees a change made by the CLI, to a switch and a new key, without a
 // reload; edits a value with a TTL; creates a key holding markup and
-// deletes a key, the CLI seeing each. Values, keys and a namespace name
-// that are markup (xss) show as text, and no dialog opens.
+// deletes a key, the CLI seeing each; filters the keys; opens a namespace
+// that does not exist yet by name and creates a key in it. Values, keys
+// and a namespace name that are markup (xss) show as text, and no dialog
+// opens.
 func TestWrite(t *testing.T) {
 	e := setup(t)
 	s := e.serve(t)
@@ -130,6 +132,31 @@ func TestWrite(t *testing.T) {
 	}
 	b.shoot("after-delete")
 	b.noMarkup()
+
+	// The filter shows the keys that hold its text.
+	b.do("filtering on dark", chromedp.SendKeys(chromedp.CSS(hook("key-filter")), "dark"))
+	b.waitFor("only dark_mode shown", `[...document.querySelectorAll('`+hook("key-row")+`')]
+		.filter(r => r.getClientRects().length > 0).map(r => r.dataset.key).join() === "dark_mode"`)
+
+	// A namespace that does not exist yet, opened by name, and a key
+	// created in it.
+	b.do("opening namespace fresh",
+		chromedp.SendKeys(chromedp.CSS(hook("ns-new-name")), "fresh"),
+		chromedp.Click(chromedp.CSS(hook("ns-new-open"))),
+	)
+	b.waitFor("namespace fresh open", q("ns-title")+`.textContent === "fresh"`)
+	b.waitFor("fresh shown empty", `document.querySelectorAll('`+hook("key-row")+`').length === 0 && !`+q("keys-empty")+`.hidden`)
+	b.do("creating first in fresh",
+		chromedp.Click(chromedp.CSS(hook("key-new"))),
+		chromedp.WaitVisible(chromedp.CSS(hook("edit-form"))),
+		chromedp.SendKeys(chromedp.CSS(hook("edit-key")), "first"),
+		chromedp.SendKeys(chromedp.CSS(hook("edit-value")), "1"),
+		chromedp.Click(chromedp.CSS(hook("edit-save"))),
+	)
+	b.waitFor("first in fresh's table", `((c) => c && c.textContent === "1")(`+cellJS("first", "key-value")+`)`)
+	if got := e.opstate(t, s.db, "get", "fresh", "first"); got != "1\n" {
+		t.Errorf("opstate get fresh first = %q; want 1", got)
+	}
 	if c := b.consoleErrors(); len(c) > 0 {
 		t.Errorf("the page's console errors: %q", c)
 	}
