@@ -341,3 +341,22 @@ func TestServeKill(t *testing.T) {
 		}
 	}
 }
+
+// TestServeUI checks serve's -ui flag: the admin page at / by default,
+// and / an unknown path with -ui=false.
+func TestServeUI(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{nil, 200},
+		{[]string{"-ui=false"}, 404},
+	} {
+		p, base := startServe(t, filepath.Join(dir, "ui.db"), tt.args...)
+		if code, body := call(t, "GET", base+"/", "", ""); code != tt.code || (code == 200 && !strings.Contains(body, "/ui/app.js")) {
+			t.Errorf("serve %v: GET / = %d %.60q; want %d", tt.args, code, body, tt.code)
+		}
+		p.Stop(t, syscall.SIGTERM)
+	}
+}

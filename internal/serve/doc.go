@@ -1,7 +1,8 @@
 // Package serve is an [opstate.Store] over HTTP: the OpenFeature Remote
 // Evaluation Protocol (OFREP) for feature-flag clients in any language,
-// a key-value API with a live event stream, and bearer tokens. It is the
-// server of the opstate command's serve verb, built on net/http alone.
+// a key-value API with a live event stream and change history, an admin
+// page, and bearer tokens. It is the server of the opstate command's
+// serve verb, built on net/http alone.
 //
 // [New] returns a [Server], an http.Handler; [Server.Serve] runs it on a
 // listener with the limits of its [Options] until its context ends.
@@ -24,13 +25,36 @@
 //	PUT    /v1/namespaces/{ns}/keys/{key}  the body is the value; ?ttl=DURATION
 //	DELETE /v1/namespaces/{ns}/keys/{key}
 //	GET    /v1/namespaces/{ns}/events      Server-Sent Events: each change
+//	GET    /v1/namespaces/{ns}/history     {"changes":[...]}, newest first; ?key=&limit=&before=
+//	POST   /v1/namespaces/{ns}/keys/{key}/revert?seq=N  back to the state after change N
+//
+// The admin page (Options.UI), its files and its login:
+//
+//	GET    /                 the page, or the login form
+//	GET    /ui/{file}        app.js, app.css, icon.svg
+//	POST   /ui/login         token=SECRET: a session cookie, 303 to /
+//	POST   /ui/logout        ends the session
 //
 // Errors of the key-value API are {"error": "..."}: 400 for bad input
 // (an empty name, a bad ttl, a bad header), 401 and 403, 404, 405, 412
 // for a failed precondition, 413 for a body over Options.MaxValueBytes,
 // 503 when the Store is busy (ErrBusy) or closed, 507 for a full disk
-// (ErrDiskFull), 500 otherwise. docs/serve.md in the repository shows
-// each with curl.
+// (ErrDiskFull), 500 otherwise; the history's 404 for a namespace that
+// keeps none, 409 for a revert the key changed since. docs/serve.md in
+// the repository shows each with curl.
+//
+// # Admin page
+//
+// With Options.UI, / serves a page (internal/serve/ui, embedded: HTML,
+// CSS and a script, no build step, nothing from elsewhere) that lists the
+// namespaces, a namespace's keys with switches for true and false,
+// creates, edits (with a TTL) and deletes keys, follows the namespace's
+// event stream, and shows and reverts history. With tokens it asks for
+// a secret first and keeps a session (session.go): the cookie is random,
+// HttpOnly, SameSite=Strict, Path=/, Secure over TLS; the session admits
+// as its token does now, and ends when the token leaves the tokens, on
+// logout, after 12 hours idle, or past Options.MaxSessions (the least
+// recently used). The page calls the key-value API with the cookie.
 //
 // # Guarantees
 //
@@ -69,9 +93,28 @@
 //     namespace), and a write that cannot complete within
 //     Options.WriteTimeout disconnects the client. Nothing is buffered
 //     for a client without bound.
-//   - With tokens, every request but a CORS preflight needs one; secrets
-//     are compared in time that does not depend on the stored tokens
-//     (see [Tokens]), and no answer quotes a secret.
+//   - With tokens, every request but a CORS preflight, the admin page's
+//     files and its login form needs a token's secret in a header or a
+//     session's cookie; secrets are compared in time that does not
+//     depend on the stored tokens (see [Tokens]), and no answer quotes a
+//     secret.
+//   - A request that changes state (PUT, DELETE, a revert, the login and
+//     logout) without a token in a header is refused (403) when another
+//     site's page sent it (Sec-Fetch-Site, else Origin against Host:
+//     http.CrossOriginProtection; the CORS origins are trusted); with a
+//     session cookie it also needs the session's X-CSRF-Token. A request
+//     with a token in a header is taken as before.
+//   - Writes are recorded, in the namespaces that keep history, as the
+//     name of the token that made them (header or session); without
+//     tokens, as the Store's Options.Actor.
+//   - A revert with If-Match (the value the client saw), or with
+//     If-None-Match "*", is a conditional write against that: it never
+//     overwrites a change made since (412). Without, it is
+//     [opstate.Store.Revert].
+//   - The admin page's answers carry a Content-Security-Policy that
+//     admits the page's own script and style files alone (no inline
+//     script or style, no eval) and no framing, and nosniff; its script
+//     puts names and values in the page as text, never as markup.
 //   - Without CORSOrigins no answer has a CORS header.
 //
 // # Caveats
@@ -83,6 +126,10 @@
 //     travel in headers, readable by anyone on the path without it.
 //   - Tokens are for the whole Store: a read token reads every namespace,
 //     a write token writes every one.
+//   - The admin page reads a key's expiry and last change from the
+//     namespace's history (its latest 1000 changes): without history it
+//     shows neither. Anyone with a token can log in MaxSessions times
+//     and so end the others' sessions.
 //   - The OFREP event stream is announced with a path alone, which the
 //     provider joins to its own origin: behind a proxy, serve it at the
 //     root of its origin. Browsers' EventSource sends no header, so with

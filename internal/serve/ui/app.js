@@ -101,6 +101,13 @@
     if (isNaN(d)) return iso;
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+  // duration writes ms as a Go duration, to the second: 1h2m3s.
+  function duration(ms) {
+    let t = Math.round(ms / 1000);
+    const h = Math.floor(t / 3600); t -= h * 3600;
+    const m = Math.floor(t / 60); t -= m * 60;
+    return (h ? h + 'h' : '') + (h || m ? m + 'm' : '') + t + 's';
+  }
   function clip(s, n) { return s.length > n ? s.slice(0, n) + '…' : s; }
 
   function showError(msg) {
@@ -114,6 +121,7 @@
   }
 
   function setStream(s) {
+    document.body.dataset.stream = s;
     const e = hook('stream-state');
     e.dataset.state = s;
     e.textContent = s;
@@ -300,10 +308,39 @@
   function refillLatest() {
     for (const tr of $('table.keys tbody').children) fillLatest(tr, tr.dataset.key);
   }
-  function loadLatestSoon() {
+  // loadLatestSoon reads, shortly, the latest change of the keys just
+  // changed (key; none: every key), one request each while they are few.
+  const pendingKeys = new Set();
+  let pendingAll = false;
+  function loadLatestSoon(key) {
     if (state.historyOn === false) return;
+    if (key === undefined) pendingAll = true; else pendingKeys.add(key);
     clearTimeout(latestTimer);
-    latestTimer = setTimeout(() => attempt(loadLatest), 300);
+    latestTimer = setTimeout(() => {
+      const keys = [...pendingKeys];
+      const all = pendingAll || keys.length > 10 || state.historyOn === null;
+      pendingKeys.clear();
+      pendingAll = false;
+      attempt(all ? loadLatest : () => Promise.all(keys.map(loadLatestOf)));
+    }, 300);
+  }
+  async function loadLatestOf(key) {
+    const ns = state.ns;
+    let resp;
+    try {
+      resp = await api('GET', `${nsPath(ns)}/history?key=${encodeURIComponent(key)}&limit=1`);
+    } catch (e) {
+      if (e instanceof HTTPError && (e.status === 404 || e.status === 501)) {
+        if (ns === state.ns) { state.historyOn = false; state.latest.clear(); refillLatest(); }
+        return;
+      }
+      throw e;
+    }
+    const j = await resp.json();
+    if (ns !== state.ns) return;
+    if (j.changes.length) state.latest.set(key, j.changes[0]); else state.latest.delete(key);
+    const tr = rowOf(key);
+    if (tr) fillLatest(tr, key);
   }
 
   // ---- writes ----
@@ -327,7 +364,11 @@
     k.value = isNew ? '' : key;
     k.readOnly = !isNew;
     hook('edit-value').value = isNew ? '' : state.keys.get(key);
-    hook('edit-ttl').value = '';
+    // A key that expires keeps about what it has left, unless the TTL is
+    // cleared: saving with none makes it permanent.
+    const c = isNew ? null : state.latest.get(key);
+    const left = c && c.op === 'set' && c.expires ? Date.parse(c.expires) - Date.now() : 0;
+    hook('edit-ttl').value = left > 1000 ? duration(left) : '';
     (isNew ? k : hook('edit-value')).focus();
   }
   function closeEdit() {
@@ -348,7 +389,7 @@
       setKey(key, value);
       closeEdit();
       clearError();
-      loadLatestSoon();
+      loadLatestSoon(key);
       refreshNamespacesSoon();
     });
   }
@@ -365,7 +406,7 @@
       await api('DELETE', keyPath(state.ns, key), { headers: await precondition(key) });
       removeKey(key);
       clearError();
-      loadLatestSoon();
+      loadLatestSoon(key);
       refreshNamespacesSoon();
     });
   }
@@ -460,7 +501,7 @@
       await api('POST', `${keyPath(state.ns, c.key)}/revert?seq=${c.seq}`, { headers: await precondition(c.key) });
       clearError();
       await loadKeys();
-      loadLatestSoon();
+      loadLatestSoon(c.key);
       refreshNamespacesSoon();
       await loadHistory(true);
     });
@@ -542,7 +583,7 @@
         setStream('stale');
         return;
     }
-    loadLatestSoon();
+    loadLatestSoon(ev.op === 'reset' ? undefined : ev.key);
     refreshNamespacesSoon();
     refreshHistorySoon();
   }
@@ -563,6 +604,7 @@
     hook('ns-history').addEventListener('click', () => openHistory(null));
     hook('edit-form').addEventListener('submit', saveEdit);
     hook('edit-cancel').addEventListener('click', closeEdit);
+    hook('edit-form').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeEdit(); });
     hook('history-close').addEventListener('click', closeHistory);
     hook('history-more').addEventListener('click', () => attempt(() => loadHistory(false)));
     $('.ns-new').addEventListener('submit', (e) => {
