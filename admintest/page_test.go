@@ -10,7 +10,10 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// The page's element hooks, its data-test attributes.
+// The tests find the page's elements by their data-test attributes
+// (notes/ui-hooks.md), not by class, id, text or layout; the session's
+// CSRF token by the page's meta element opstate-csrf, and the session by
+// its cookie, opstate_session.
 
 // hook returns the CSS selector of the elements whose data-test is name.
 func hook(name string) string { return `[data-test="` + name + `"]` }
@@ -60,8 +63,8 @@ func (b *browser) login(s *server, secret string) {
 	b.waitFor("the application after the login", `document.body.dataset.ready === "1"`)
 }
 
-// openNamespace clicks namespace ns in the side list and waits for its
-// keys to be drawn.
+// openNamespace clicks namespace ns in the side list and waits for the
+// page to show it (its title; the test waits for the rows it wants).
 func (b *browser) openNamespace(ns string) {
 	b.t.Helper()
 	b.do("opening namespace "+ns,
