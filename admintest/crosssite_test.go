@@ -37,6 +37,27 @@ Promise.all([put, logout, revert]).then(([a, b, c]) => { document.title = "done 
 </script>{{end}}
 `))
 
+// attackOrigins starts a server of attackPages against s, and returns
+// two origins of it: 127.0.0.1 on its port, the same site as s (the
+// same host, another port) but another origin, and localhost, another
+// site.
+func attackOrigins(t *testing.T, s *server) []string {
+	t.Helper()
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		err := attackPages.ExecuteTemplate(w, strings.TrimPrefix(r.URL.Path, "/"), struct{ Server, Secret string }{s.url, s.read})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(attacker.Close)
+	_, port, err := net.SplitHostPort(attacker.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"http://127.0.0.1:" + port, "http://localhost:" + port}
+}
+
 // TestCrossSite logs in with the write token and has pages of other
 // origins try to change state with the browser's session: from
 // 127.0.0.1 on another port (same site: the SameSite=Strict cookie goes
@@ -61,22 +82,7 @@ func TestCrossSite(t *testing.T) {
 	csrf := eval[string](b, `document.querySelector('meta[name="opstate-csrf"]').content`)
 	cookie := b.sessionCookie(s.url)
 
-	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		err := attackPages.ExecuteTemplate(w, strings.TrimPrefix(r.URL.Path, "/"), struct{ Server, Secret string }{s.url, s.read})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
-		}
-	}))
-	t.Cleanup(attacker.Close)
-	_, port, err := net.SplitHostPort(attacker.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// 127.0.0.1 on another port is the same site, another origin;
-	// localhost is another site.
-	for _, origin := range []string{"http://127.0.0.1:" + port, "http://localhost:" + port} {
+	for _, origin := range attackOrigins(t, s) {
 		for _, form := range []string{"login", "logout"} {
 			b.do("the "+form+" form of "+origin, chromedp.Navigate(origin+"/"+form))
 			b.waitFor("the server's answer to the "+form+" form", `location.origin === `+js(s.url))
@@ -122,6 +128,54 @@ func TestCrossSite(t *testing.T) {
 	}
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "true\n" {
 		t.Errorf("opstate get flags dark_mode = %q after the PUT taken; want true", got)
+	}
+	b.noDialogs()
+}
+
+// TestOpen uses the page of a server without tokens, which admits every
+// request: the page opens with no login, says it is open and offers no
+// logout. The script of pages of another origin or site changes nothing
+// (the revert it posts would restore true; the CLI reads false), while
+// the page's own switch is stored.
+func TestOpen(t *testing.T) {
+	e := setup(t)
+	s := e.serveOpen(t)
+	keepHistory(t, s.db, "flags", 100)
+	e.opstate(t, s.db, "set", "flags", "dark_mode", "true") // change 1, which a revert would restore
+	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
+	b := e.newBrowser(t, 1280, 900)
+	b.do("opening the page", chromedp.Navigate(s.url+"/"))
+	b.waitFor("the application", `document.body.dataset.ready === "1"`)
+	b.shoot("open")
+	if got := b.text(q("whoami")); got != "open" {
+		t.Errorf("whoami = %q; want open", got)
+	}
+	if got := eval[string](b, `document.body.dataset.scope`); got != "open" {
+		t.Errorf("body data-scope = %q; want open", got)
+	}
+	if eval[bool](b, q("logout")+` !== null`) {
+		t.Errorf("an open server's page offers a logout")
+	}
+
+	for _, origin := range attackOrigins(t, s) {
+		b.do("the script of "+origin, chromedp.Navigate(origin+"/fetch"))
+		b.waitFor("the script's requests settled", `document.title.startsWith("done")`)
+		if got, want := eval[string](b, `document.title`), "done put failed, logout sent, revert sent"; got != want {
+			t.Errorf("the script of %s: %q; want %q", origin, got, want)
+		}
+		if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "false\n" {
+			t.Errorf("opstate get flags dark_mode = %q after the script of %s; want false", got, origin)
+		}
+	}
+
+	b.do("opening the page", chromedp.Navigate(s.url+"/"))
+	b.waitFor("the application", `document.body.dataset.ready === "1"`)
+	b.openNamespace("flags")
+	sw := rowOf("dark_mode") + " " + hook("key-switch")
+	b.do("flipping dark_mode", chromedp.Click(chromedp.CSS(sw)))
+	b.waitFor("dark_mode's switch on", `document.querySelector('`+sw+`').getAttribute("aria-checked") === "true"`)
+	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "true\n" {
+		t.Errorf("opstate get flags dark_mode after the flip = %q; want true", got)
 	}
 	b.noDialogs()
 }

@@ -71,12 +71,13 @@ func (e *testEnv) token(t *testing.T, name, scope string) (secret, line string) 
 	return strings.TrimSpace(out), strings.TrimSpace(errOut)
 }
 
-// server is a running opstate serve with a write token and a read token.
+// server is a running opstate serve, with a write token and a read token
+// unless it is open.
 type server struct {
 	url    string // http://ADDR, as serve printed it
 	db     string // its database
-	write  string // the secret of the write token, named "operator"
-	read   string // the secret of the read token, named "viewer"
+	write  string // the secret of the write token, named "operator"; "" when open
+	read   string // the secret of the read token, named "viewer"; "" when open
 	stderr *lockedBuffer
 
 	stopOnce sync.Once
@@ -96,17 +97,32 @@ func (s *server) stop(t *testing.T) {
 // already, it sends SIGTERM and wants exit status 0.
 func (e *testEnv) serve(t *testing.T, args ...string) *server {
 	t.Helper()
+	return e.start(t, true, args)
+}
+
+// serveOpen is serve without tokens: the server admits every request.
+func (e *testEnv) serveOpen(t *testing.T, args ...string) *server {
+	t.Helper()
+	return e.start(t, false, args)
+}
+
+// start starts the server for serve and serveOpen.
+func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	s := &server{db: filepath.Join(dir, "state.db"), stderr: &lockedBuffer{}}
-	var wline, rline string
-	s.write, wline = e.token(t, "operator", "write")
-	s.read, rline = e.token(t, "viewer", "read")
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(wline+"\n"+rline+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	if tokens {
+		var wline, rline string
+		s.write, wline = e.token(t, "operator", "write")
+		s.read, rline = e.token(t, "viewer", "read")
+		file := filepath.Join(dir, "tokens")
+		if err := os.WriteFile(file, []byte(wline+"\n"+rline+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"-tokens", file}, args...)
 	}
 
-	cmd := exec.Command(e.bin, append([]string{"-db", s.db, "serve", "-addr", "127.0.0.1:0", "-tokens", tokens}, args...)...)
+	cmd := exec.Command(e.bin, append([]string{"-db", s.db, "serve", "-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Stderr = s.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
