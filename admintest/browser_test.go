@@ -183,6 +183,26 @@ func (b *browser) waitFor(what, cond string) {
 	}
 }
 
+// waitConsole waits for a console error of the page holding text,
+// failing the test with what if waitLimit passes first.
+func (b *browser) waitConsole(what, text string) {
+	b.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !strings.Contains(strings.Join(b.consoleErrors(), "\n"), text) {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("waiting for %s: no console error holds %q after %v%s", what, text, waitLimit, b.consoleNote())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clearConsole forgets the page's console errors so far.
+func (b *browser) clearConsole() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.console = nil
+}
+
 // consoleNote returns the page's console errors so far as a note for a
 // failure message, or "".
 func (b *browser) consoleNote() string {

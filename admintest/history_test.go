@@ -37,8 +37,8 @@ func historyJS(name string) string {
 // the opstate command: the page shows each key's last change, and after
 // a switch flipped, the write token's name; an edit with a TTL shows the
 // key's expiry, about the TTL from now; a key's history lists its changes
-// newest first, with who, the operation, and the values before and after
-// (∅ for none), and a revert button on each but the newest. Reverting the
+// newest first, with when, who, the operation, and the values before and
+// after (∅ for none), and a revert button on each but the newest. Reverting the
 // opstate command's change puts its value back (the CLI reads it) and
 // adds a change by the write token. The namespace's history lists every
 // key's changes, a delete and a value that is markup included, as text.
@@ -46,6 +46,7 @@ func TestHistory(t *testing.T) {
 	e := setup(t)
 	s := e.serve(t)
 	keepHistory(t, s.db, "flags", 100)
+	start := time.Now()
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
 	e.opstate(t, s.db, "set", "flags", "beta", "on")
 	e.opstate(t, s.db, "set", "flags", "motd", xss)
@@ -98,6 +99,19 @@ func TestHistory(t *testing.T) {
 	b.shoot("history")
 	if got := eval[string](b, q("history")+`.dataset.key`); got != "dark_mode" {
 		t.Errorf("the history panel's data-key = %q; want dark_mode", got)
+	}
+	// When: the database's clock, to the millisecond, on this machine.
+	times := eval[[]string](b, `[...document.querySelectorAll('`+hook("history-row")+` `+hook("history-time")+`')].map(c => c.title)`)
+	var newer time.Time
+	for i, ts := range times {
+		tm, err := time.Parse(time.RFC3339Nano, ts)
+		if lo, hi := start.Add(-time.Second), time.Now().Add(time.Second); err != nil || tm.Before(lo) || tm.After(hi) {
+			t.Errorf("dark_mode's change %d was made at %q (%v); want a time between %v and %v", i, ts, err, lo, hi)
+		}
+		if i > 0 && tm.After(newer) {
+			t.Errorf("dark_mode's changes, newest first, at %q", times)
+		}
+		newer = tm
 	}
 	type row struct{ actor, op, before, after string }
 	rows := func() []row {

@@ -109,7 +109,8 @@ func (b *browser) noDialogs() {
 // TestLogin logs in with a wrong secret (refused, saying so) and then the
 // write token: the page says who is logged in, with which scope; the
 // session cookie is HttpOnly and SameSite=Strict, and the page's script
-// sees no cookie. Logging out shows the login form, and the session's
+// sees no cookie; an inline script put into the page does not run (the
+// Content-Security-Policy). Logging out shows the login form, and the session's
 // cookie no longer admits to the API.
 func TestLogin(t *testing.T) {
 	e := setup(t)
@@ -141,6 +142,13 @@ func TestLogin(t *testing.T) {
 	if got := eval[string](b, `document.cookie`); got != "" {
 		t.Errorf("document.cookie = %q; want none visible to the page's script", got)
 	}
+	// The Content-Security-Policy runs no inline script: one put into
+	// the page does not run, and the browser reports the refusal.
+	if eval[bool](b, `(() => { const s = document.createElement("script"); s.textContent = "window.inlineRan = true"; document.body.append(s); return window.inlineRan === true; })()`) {
+		t.Errorf("an inline script put into the page ran")
+	}
+	b.waitConsole("the browser's report of the inline script refused", "Content Security Policy")
+	b.clearConsole()
 
 	// Log out: the login form again, and the session's cookie no longer
 	// admits to the API.
