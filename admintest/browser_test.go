@@ -39,8 +39,9 @@ type shot struct {
 // newBrowser starts Chromium for the test, headless, with a window of
 // width×height. It dismisses and records every JavaScript dialog, records
 // the page's exceptions and console errors, and at the end of the test
-// saves the screenshots (shotsEnv) and stops the browser.
-func (e *testEnv) newBrowser(t *testing.T, width, height int) *browser {
+// saves the screenshots (shotsEnv) and stops the browser. extra are more
+// options of the browser's command line.
+func (e *testEnv) newBrowser(t *testing.T, width, height int, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(e.browser),
@@ -50,6 +51,7 @@ func (e *testEnv) newBrowser(t *testing.T, width, height int) *browser {
 		// (CI runs as root) do not give; the pages are the test's own.
 		chromedp.NoSandbox,
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	b := &browser{t: t, ctx: ctx}

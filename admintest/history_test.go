@@ -1,12 +1,10 @@
 package admintest
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/d8da9184/opstate"
@@ -187,15 +185,7 @@ func TestRevertConflict(t *testing.T) {
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "false")
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "true")
 	b := e.newBrowser(t, 1280, 900)
-	b.do("blocking the event streams", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := chromedp.Call(ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{
-			URLPatterns: []*network.BlockPattern{{URLPattern: s.url + "/v1/namespaces/*/events", Block: true}},
-		})
-		return err
-	}))
+	b.blockEvents(s.url)
 	b.login(s, s.write)
 	b.openNamespace("flags")
 	sw := rowOf("dark_mode") + " " + hook("key-switch")

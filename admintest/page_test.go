@@ -1,6 +1,7 @@
 package admintest
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -51,8 +52,14 @@ func cellJS(key, name string) string {
 // namespace listing to be drawn.
 func (b *browser) login(s *server, secret string) {
 	b.t.Helper()
+	b.loginAt(s.url, secret)
+}
+
+// loginAt is login at the server's address base, http://HOST:PORT.
+func (b *browser) loginAt(base, secret string) {
+	b.t.Helper()
 	b.do("opening the login form",
-		chromedp.Navigate(s.url+"/"),
+		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(hook("login-form"))),
 	)
 	b.shoot("login")
@@ -96,6 +103,22 @@ func (b *browser) sessionCookie(url string) *network.Cookie {
 	}
 	b.t.Fatalf("no opstate_session cookie for %s; the browser holds %d cookies", url, len(r.Cookies))
 	return nil
+}
+
+// blockEvents makes the browser refuse every request for an event stream
+// of the server at base, http://HOST:PORT: the page sees no change as it
+// happens.
+func (b *browser) blockEvents(base string) {
+	b.t.Helper()
+	b.do("blocking the event streams", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{
+			URLPatterns: []*network.BlockPattern{{URLPattern: base + "/v1/namespaces/*/events", Block: true}},
+		})
+		return err
+	}))
 }
 
 // noDialogs fails the test if the page opened a JavaScript dialog.
