@@ -133,6 +133,27 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks the first element of the CSS selector sel once it is
+// shown, failing the test with what if waitLimit passes first. A click
+// that finds the element replaced as the page redraws it (a list read
+// again, a row updated by an event) is tried again on the new one.
+func (b *browser) click(what, sel string) {
+	b.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, waitLimit)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: %v%s", what, err, b.consoleNote())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // eval evaluates the JavaScript expression in the page and returns its
 // value; it fails the test if the expression throws.
 func eval[T any](b *browser, expr string) T {

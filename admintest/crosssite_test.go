@@ -172,7 +172,7 @@ func TestOpen(t *testing.T) {
 	b.waitFor("the application", `document.body.dataset.ready === "1"`)
 	b.openNamespace("flags")
 	sw := rowOf("dark_mode") + " " + hook("key-switch")
-	b.do("flipping dark_mode", chromedp.Click(chromedp.CSS(sw)))
+	b.click("flipping dark_mode", sw)
 	b.waitFor("dark_mode's switch on", `document.querySelector('`+sw+`').getAttribute("aria-checked") === "true"`)
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "true\n" {
 		t.Errorf("opstate get flags dark_mode after the flip = %q; want true", got)

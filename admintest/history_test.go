@@ -61,15 +61,13 @@ func TestHistory(t *testing.T) {
 	}
 
 	sw := rowOf("dark_mode") + " " + hook("key-switch")
-	b.do("flipping dark_mode", chromedp.Click(chromedp.CSS(sw)))
+	b.click("flipping dark_mode", sw)
 	b.waitFor("dark_mode's last change by operator", changed("dark_mode")+`.startsWith("operator, ")`)
 
 	// An edit with a TTL: the key's expiry shows, an hour from now.
 	before := time.Now()
-	b.do("editing beta",
-		chromedp.Click(chromedp.CSS(rowOf("beta")+" "+hook("key-edit"))),
-		chromedp.WaitVisible(chromedp.CSS(hook("edit-form"))),
-	)
+	b.click("editing beta", rowOf("beta")+" "+hook("key-edit"))
+	b.do("the edit form", chromedp.WaitVisible(chromedp.CSS(hook("edit-form"))))
 	eval[string](b, q("edit-value")+`.value = ""`)
 	b.do("saving beta with a TTL",
 		chromedp.SendKeys(chromedp.CSS(hook("edit-value")), "off"),
@@ -92,7 +90,7 @@ func TestHistory(t *testing.T) {
 	}
 
 	// A key's history.
-	b.do("opening dark_mode's history", chromedp.Click(chromedp.CSS(rowOf("dark_mode")+" "+hook("key-history"))))
+	b.click("opening dark_mode's history", rowOf("dark_mode")+" "+hook("key-history"))
 	b.waitFor("dark_mode's two changes", `document.querySelectorAll('`+hook("history-row")+`').length === 2`)
 	b.shoot("history")
 	if got := eval[string](b, q("history")+`.dataset.key`); got != "dark_mode" {
@@ -132,8 +130,7 @@ func TestHistory(t *testing.T) {
 
 	// Revert to the value after the opstate command's change.
 	seq := eval[string](b, `document.querySelectorAll('`+hook("history-row")+`')[1].dataset.seq`)
-	b.do("reverting dark_mode to change "+seq,
-		chromedp.Click(chromedp.CSS(hook("history-row")+`[data-seq="`+seq+`"] `+hook("history-revert"))))
+	b.click("reverting dark_mode to change "+seq, hook("history-row")+`[data-seq="`+seq+`"] `+hook("history-revert"))
 	b.waitFor("dark_mode's three changes", `document.querySelectorAll('`+hook("history-row")+`').length === 3`)
 	b.waitFor("dark_mode's switch off", `document.querySelector('`+sw+`').getAttribute("aria-checked") === "false"`)
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "false\n" {
@@ -145,12 +142,9 @@ func TestHistory(t *testing.T) {
 	b.shoot("reverted")
 
 	// The namespace's history, after a delete.
-	b.do("deleting beta",
-		chromedp.Click(chromedp.CSS(rowOf("beta")+" "+hook("key-delete"))),
-		chromedp.Click(chromedp.CSS(rowOf("beta")+" "+hook("key-delete-confirm"))),
-	)
+	b.deleteKey("beta")
 	b.waitFor("beta gone from the table", rowJS("beta")+` === null`)
-	b.do("opening flags' history", chromedp.Click(chromedp.CSS(hook("ns-history"))))
+	b.click("opening flags' history", hook("ns-history"))
 	b.waitFor("flags' seven changes", q("history")+`.dataset.key === "" && document.querySelectorAll('`+hook("history-row")+`').length === 7`)
 	b.shoot("namespace-history")
 	keys, ops := eval[[]string](b, historyJS("history-key")), eval[[]string](b, historyJS("history-op"))
@@ -195,11 +189,10 @@ func TestRevertConflict(t *testing.T) {
 	}
 
 	e.opstate(t, s.db, "set", "flags", "dark_mode", "maybe")
-	b.do("opening dark_mode's history", chromedp.Click(chromedp.CSS(rowOf("dark_mode")+" "+hook("key-history"))))
+	b.click("opening dark_mode's history", rowOf("dark_mode")+" "+hook("key-history"))
 	b.waitFor("dark_mode's three changes", `document.querySelectorAll('`+hook("history-row")+`').length === 3`)
 	seq := eval[string](b, `document.querySelectorAll('`+hook("history-row")+`')[2].dataset.seq`)
-	b.do("reverting dark_mode to change "+seq,
-		chromedp.Click(chromedp.CSS(hook("history-row")+`[data-seq="`+seq+`"] `+hook("history-revert"))))
+	b.click("reverting dark_mode to change "+seq, hook("history-row")+`[data-seq="`+seq+`"] `+hook("history-revert"))
 	b.waitFor("the error banner", `!`+q("error-banner")+`.hidden`)
 	b.shoot("revert-conflict")
 	if got := b.text(q("error-banner")); got == "" {

@@ -36,14 +36,14 @@ func TestInsecureOrigin(t *testing.T) {
 	b.waitFor("flags' two rows", `document.querySelectorAll('`+hook("key-row")+`').length === 2`)
 
 	sw := rowOf("dark_mode") + " " + hook("key-switch")
-	b.do("flipping dark_mode", chromedp.Click(chromedp.CSS(sw)))
+	b.click("flipping dark_mode", sw)
 	b.waitFor("dark_mode's switch on", `document.querySelector('`+sw+`').getAttribute("aria-checked") === "true"`)
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "true\n" {
 		t.Errorf("opstate get flags dark_mode after the flip = %q; want true", got)
 	}
 
 	e.opstate(t, s.db, "set", "flags", "beta", "maybe")
-	b.do("flipping beta, changed since by the CLI", chromedp.Click(chromedp.CSS(rowOf("beta")+" "+hook("key-switch"))))
+	b.click("flipping beta, changed since by the CLI", rowOf("beta")+" "+hook("key-switch"))
 	b.waitFor("the error banner", `!`+q("error-banner")+`.hidden`)
 	b.shoot("insecure-conflict")
 	if got := e.opstate(t, s.db, "get", "flags", "beta"); got != "maybe\n" {

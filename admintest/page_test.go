@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -74,10 +75,29 @@ func (b *browser) loginAt(base, secret string) {
 // page to show it (its title; the test waits for the rows it wants).
 func (b *browser) openNamespace(ns string) {
 	b.t.Helper()
-	b.do("opening namespace "+ns,
-		chromedp.Click(chromedp.CSS(hook("ns-item")+`[data-ns="`+ns+`"] a`)),
-	)
+	b.click("opening namespace "+ns, hook("ns-item")+`[data-ns="`+ns+`"] a`)
 	b.waitFor("namespace "+ns+" open", q("ns-title")+`.textContent === `+js(ns))
+}
+
+// deleteKey deletes key, which must need no CSS escaping, as a person
+// does: a click on its row's delete button arms it, a second deletes.
+// Should the row be redrawn between the two (an event), disarming it, it
+// starts again.
+func (b *browser) deleteKey(key string) {
+	b.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		b.click("arming the delete of "+key, rowOf(key)+" "+hook("key-delete"))
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(rowOf(key)+" "+hook("key-delete-confirm"))))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("deleting %s: %v%s", key, err, b.consoleNote())
+		}
+	}
 }
 
 // text returns the text of the first element the JavaScript expression

@@ -63,7 +63,7 @@ func TestRead(t *testing.T) {
 	}
 
 	// A key's history, with no revert button.
-	b.do("opening note's history", chromedp.Click(chromedp.CSS(rowOf("note")+" "+hook("key-history"))))
+	b.click("opening note's history", rowOf("note")+" "+hook("key-history"))
 	b.waitFor("note's two changes", `document.querySelectorAll('`+hook("history-row")+`').length === 2`)
 	if n := eval[int](b, `document.querySelectorAll('`+hook("history-revert")+`').length`); n != 0 {
 		t.Errorf("a read session is shown %d revert buttons", n)

@@ -56,7 +56,7 @@ func TestWrite(t *testing.T) {
 	if got := eval[string](b, `document.querySelector('`+sw+`').getAttribute("aria-checked")`); got != "false" {
 		t.Fatalf("dark_mode's switch aria-checked = %q; want false", got)
 	}
-	b.do("flipping dark_mode", chromedp.Click(chromedp.CSS(sw)))
+	b.click("flipping dark_mode", sw)
 	b.waitFor("dark_mode's switch on", `document.querySelector('`+sw+`').getAttribute("aria-checked") === "true"`)
 	if got := e.opstate(t, s.db, "get", "flags", "dark_mode"); got != "true\n" {
 		t.Errorf("opstate get flags dark_mode after the flip = %q; want true", got)
@@ -84,10 +84,8 @@ func TestWrite(t *testing.T) {
 	b.noMarkup()
 
 	// Edit with a TTL.
-	b.do("editing beta",
-		chromedp.Click(chromedp.CSS(rowOf("beta")+" "+hook("key-edit"))),
-		chromedp.WaitVisible(chromedp.CSS(hook("edit-form"))),
-	)
+	b.click("editing beta", rowOf("beta")+" "+hook("key-edit"))
+	b.do("the edit form", chromedp.WaitVisible(chromedp.CSS(hook("edit-form"))))
 	if got := eval[string](b, q("edit-value")+`.value`); got != "on" {
 		t.Errorf("the edit form holds %q for beta; want on", got)
 	}
@@ -97,7 +95,7 @@ func TestWrite(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(hook("edit-ttl")), "1h"),
 	)
 	b.shoot("edit")
-	b.do("saving beta", chromedp.Click(chromedp.CSS(hook("edit-save"))))
+	b.click("saving beta", hook("edit-save"))
 	b.waitFor("the edit form closed", q("edit-form")+`.hidden`)
 	b.waitFor("beta shown as off", `((c) => c && c.textContent === "off")(`+cellJS("beta", "key-value")+`)`)
 	if got := e.opstate(t, s.db, "get", "flags", "beta"); got != "off\n" {
@@ -122,10 +120,7 @@ func TestWrite(t *testing.T) {
 	b.noMarkup()
 
 	// Delete: the first click arms, the second deletes.
-	b.do("deleting live",
-		chromedp.Click(chromedp.CSS(rowOf("live")+" "+hook("key-delete"))),
-		chromedp.Click(chromedp.CSS(rowOf("live")+" "+hook("key-delete-confirm"))),
-	)
+	b.deleteKey("live")
 	b.waitFor("live gone from the table", rowJS("live")+` === null`)
 	if out, _, err := e.run("-db", s.db, "get", "flags", "live"); err == nil {
 		t.Errorf("opstate get flags live after the delete = %q, exit status 0; want the key missing", out)
