@@ -348,3 +348,28 @@ func TestHistoryRepairedWhileOpen(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateToHistoryFails checks that a migration to the history that
+// fails part way (a file of version 2 with an index named as the history
+// table, which the migration cannot create) rolls back whole: Open fails
+// and the file is as it was, at version 2.
+func TestMigrateToHistoryFails(t *testing.T) {
+	path := tempPath(t)
+	if err := persist.CreateAtVersion(path, 2); err != nil {
+		t.Fatal(err)
+	}
+	execRaw(t, path,
+		`INSERT INTO operational_state VALUES ('h', 'k', 'old', '2026-01-01T00:00:00.000Z', NULL)`,
+		`CREATE INDEX operational_state_history ON operational_state (value)`)
+	before := dump(t, path)
+	if db, err := persist.Open(path, persist.Options{}); err == nil {
+		db.Close()
+		t.Fatal("Open of a file whose migration must fail succeeded")
+	}
+	if after := dump(t, path); after != before {
+		t.Errorf("the failed migration changed the file:\n%s\nwas:\n%s", after, before)
+	}
+	if !strings.Contains(before, "user_version 2") {
+		t.Errorf("dump of the file = %s; want user_version 2", before)
+	}
+}
