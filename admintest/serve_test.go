@@ -80,15 +80,35 @@ type server struct {
 	read   string // the secret of the read token, named "viewer"; "" when open
 	stderr *lockedBuffer
 
-	stopOnce sync.Once
-	stopFn   func(t *testing.T) // sends SIGTERM and waits for exit status 0
+	bin  string   // the opstate command
+	args []string // serve's arguments but -addr
+	proc *process // the process serving now
+}
+
+// A process is one opstate serve process of a server.
+type process struct {
+	once sync.Once
+	stop func(t *testing.T) // sends SIGTERM and waits for exit status 0
 }
 
 // stop stops the server with SIGTERM and fails the test unless it exits
 // with status 0 within waitLimit; the calls after the first do nothing.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	s.stopOnce.Do(func() { s.stopFn(t) })
+	p := s.proc
+	p.once.Do(func() { p.stop(t) })
+}
+
+// restart stops the server, as stop does, and starts it again on the
+// same address, database and tokens.
+func (s *server) restart(t *testing.T) {
+	t.Helper()
+	s.stop(t)
+	old := s.url
+	s.launch(t, strings.TrimPrefix(old, "http://"))
+	if s.url != old {
+		t.Fatalf("opstate serve restarted at %s; want %s", s.url, old)
+	}
 }
 
 // serve makes a database and a token file (operator write, viewer read),
@@ -110,7 +130,7 @@ func (e *testEnv) serveOpen(t *testing.T, args ...string) *server {
 func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
 	t.Helper()
 	dir := t.TempDir()
-	s := &server{db: filepath.Join(dir, "state.db"), stderr: &lockedBuffer{}}
+	s := &server{db: filepath.Join(dir, "state.db"), stderr: &lockedBuffer{}, bin: e.bin, args: args}
 	if tokens {
 		var wline, rline string
 		s.write, wline = e.token(t, "operator", "write")
@@ -119,10 +139,18 @@ func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
 		if err := os.WriteFile(file, []byte(wline+"\n"+rline+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		args = append([]string{"-tokens", file}, args...)
+		s.args = append([]string{"-tokens", file}, args...)
 	}
+	s.launch(t, "127.0.0.1:0")
+	return s
+}
 
-	cmd := exec.Command(e.bin, append([]string{"-db", s.db, "serve", "-addr", "127.0.0.1:0"}, args...)...)
+// launch starts a process of the server listening on addr and returns
+// once it listens, its address in s.url. At the end of the test, unless
+// stop did already, it stops it.
+func (s *server) launch(t *testing.T, addr string) {
+	t.Helper()
+	cmd := exec.Command(s.bin, append([]string{"-db", s.db, "serve", "-addr", addr}, s.args...)...)
 	cmd.Stderr = s.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -132,7 +160,7 @@ func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	s.stopFn = func(t *testing.T) {
+	p := &process{stop: func(t *testing.T) {
 		t.Helper()
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -144,8 +172,9 @@ func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
 			cmd.Process.Kill()
 			t.Errorf("opstate serve still running %v after SIGTERM\n%s", waitLimit, s.stderr)
 		}
-	}
-	t.Cleanup(func() { s.stop(t) })
+	}}
+	s.proc = p
+	t.Cleanup(func() { p.once.Do(func() { p.stop(t) }) })
 	first := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(stdout)
@@ -164,7 +193,6 @@ func (e *testEnv) start(t *testing.T, tokens bool, args []string) *server {
 	case <-time.After(waitLimit):
 		t.Fatalf("opstate serve printed nothing in %v\n%s", waitLimit, s.stderr)
 	}
-	return s
 }
 
 // request makes a request to the server with the header h and returns
