@@ -5,7 +5,7 @@
 // Its tests build the opstate command, start opstate serve on a database
 // of their own with a write token and a read token (made with opstate
 // token), and use the page as a person would, through the data-test
-// hooks of its elements (notes/ui-hooks.md): log in, open a namespace,
+// hooks of its elements (admintest/HOOKS.md): log in, open a namespace,
 // flip a switch, edit with a TTL, create, delete, and see changes made
 // with the opstate command appear without a reload, the command reading
 // what the page wrote. Values, keys and namespace names that are markup

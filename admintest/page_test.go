@@ -13,7 +13,7 @@ import (
 )
 
 // The tests find the page's elements by their data-test attributes
-// (notes/ui-hooks.md), not by class, id, text or layout; the session's
+// (admintest/HOOKS.md), not by class, id, text or layout; the session's
 // CSRF token by the page's meta element opstate-csrf, and the session by
 // its cookie, opstate_session.
 
