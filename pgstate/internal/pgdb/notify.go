@@ -15,9 +15,14 @@ func channelSQL(schema string) string {
 
 // originSQL names the transaction it runs in after the DB of origin $1:
 // the notifications of its changes carry the name, and the DB's own
-// listeners skip them. Every transaction of a DB that writes runs it
-// first.
-const originSQL = `SELECT set_config('opstate.origin', $1, true)`
+// listeners skip them; and it sets the actor its changes are recorded
+// with in history to $2 (history_schema.go), until actorSQL sets another.
+// Every transaction of a DB that writes runs it first: both settings ride
+// on one statement, in the batch's one round trip.
+const originSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true)`
+
+// actorSQL sets the actor of the rest of the transaction's changes to $1.
+const actorSQL = `SELECT set_config('opstate.actor', $1, true)`
 
 // newOrigin returns a name no other DB will have.
 func newOrigin() string {
