@@ -167,6 +167,37 @@ func (s *stores) openOpstatePG() error {
 	return warmOpstate(st, s.w, "opstate-pg")
 }
 
+// historyKeep is how many changes opstate-pg-history's namespace keeps.
+// Its Store never sweeps (SweepInterval -1), so nothing is pruned during
+// a run: the history table grows by a row a Set, as it does between two
+// sweeps.
+const historyKeep = 1000
+
+// openOpstatePGHistory opens a Store as openOpstatePG does, whose
+// namespace keeps history (turned on in the database, as every writer
+// reads it), and warms it.
+func (s *stores) openOpstatePGHistory() error {
+	if s.opstatePGHistory != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pgSetupTimeout)
+	defer cancel()
+	st, dsn, err := s.pgStore(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `INSERT INTO operational_state_history_keep (namespace, keep) VALUES ($1, $2)`, namespace, historyKeep); err != nil {
+		return err
+	}
+	s.opstatePGHistory = st
+	return warmOpstate(st, s.w, "opstate-pg-history")
+}
+
 // pgxUpsert is the bare upsert of pgx-only: the row opstate writes for a
 // Set without TTL (updated_at the server's now(), no expiry), in one
 // statement, autocommit.
