@@ -37,6 +37,21 @@
 // that is disabled, and refuses to open ([ErrTriggerDisabled]): see
 // "Operators" below.
 //
+// # History
+//
+// A namespace whose history is turned on (the table
+// operational_state_history_keep; schema version 3) has every change of
+// its keys recorded in operational_state_history by two triggers, in the
+// transaction of the change: the Store's writes, another agent's, psql's
+// (with no actor), a sweep's and a DELETE of an expired row (as expire),
+// and a TRUNCATE (each row of such a namespace recorded as deleted before
+// the table is emptied). The actor of a write rides on the statement that
+// begins every batch (set_config('opstate.actor', ..., true)): recording
+// costs no round trip, and a write to a namespace without history one
+// probe of the keep table in its trigger. The tables, the triggers, what
+// Open repairs and what TRUNCATE and operational_state_reset() record are
+// in docs/schema.md of the root module ("PostgreSQL").
+//
 // # Guarantees
 //
 //   - A write that returned nil is committed on the server (as durable as
