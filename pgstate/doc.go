@@ -142,6 +142,12 @@
 //	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_notify;
 //	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_truncate;
 //
+// and two more the triggers that record history (which the Stores do not
+// check: one disabled records nothing, and stops no Store):
+//
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_record;
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_record_truncate;
+//
 // and one makes every Store of a schema empty its cache and send its
 // watchers OpReset, whenever an operator wants them to:
 //
@@ -171,6 +177,15 @@
 //     its cache. The dump keeps the triggers enabled ALWAYS. If a restore
 //     stops before it creates them, opening a Store (as the table's
 //     owner) re-creates them, and the running Stores recover.
+//   - A logical replication subscription into the table fires the
+//     record triggers on the subscriber too, which records the changes it
+//     applies (with no actor): publish operational_state alone, not the
+//     history's tables, or the subscriber's own records and the
+//     publisher's collide on seq.
+//   - DROP TABLE operational_state_history (or its keep table) makes every
+//     write to operational_state fail until a Store opens the schema and
+//     re-creates it, empty; to stop recording, turn history off instead
+//     (SetHistory with keep 0, or DELETE FROM operational_state_history_keep).
 //   - A logical replication subscription into the table, or an upgrade,
 //     failover or point-in-time recovery of the server: nothing (the
 //     subscription's apply worker fires the triggers; the others end every

@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/storage"
 )
 
 // BenchmarkNotifyTrigger measures what the notify trigger costs a write:
 // upserts of one row and of 100 rows in one statement (as a batch of Puts
-// sends them), on tables with schema version 1's trigger, with this
-// version's, and with none. Each iteration runs the statement on all
+// sends them), on tables with schema version 1's trigger, version 2's,
+// version 3's (with the triggers that record history) for a namespace
+// without history and for one with (v3-history), and with none. Each iteration runs the statement on all
 // three in turn, so that a machine's changing load weighs on each alike;
 // the metrics are the server's time per row, round trip included.
 func BenchmarkNotifyTrigger(b *testing.B) {
@@ -23,6 +25,9 @@ func BenchmarkNotifyTrigger(b *testing.B) {
 		{"none", pgdb.Migrations()[0] + `; DROP TRIGGER operational_state_notify ON operational_state`},
 		{"v1", pgdb.Migrations()[0]},
 		{"v2", pgdb.Migrations()[0] + ";" + pgdb.Migrations()[1]},
+		{"v3", pgdb.Migrations()[0] + ";" + pgdb.Migrations()[1] + ";" + pgdb.Migrations()[2]},
+		{"v3-history", pgdb.Migrations()[0] + ";" + pgdb.Migrations()[1] + ";" + pgdb.Migrations()[2] +
+			"; INSERT INTO operational_state_history_keep VALUES ('ns', 1000)"},
 	}
 	const upsert = `INSERT INTO operational_state (namespace, key, value, updated_at)
 		SELECT n, k, v, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, k, v)
@@ -89,5 +94,49 @@ func BenchmarkTriggerCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkApplyHistory measures what recording history costs a batch of
+// one Put, as a lone Set sends it, round trip and commit included: on a
+// schema without the record triggers (as before version 3), on one with
+// them for a namespace that keeps no history, and for one that does.
+// Each iteration applies the Put to all three in turn, so that the
+// machine's changing load weighs on each alike.
+func BenchmarkApplyHistory(b *testing.B) {
+	variants := []struct {
+		name, sql string // run on the schema after Open
+	}{
+		{"no-record-triggers", `DROP TRIGGER operational_state_record ON operational_state;
+			DROP TRIGGER operational_state_record_truncate ON operational_state`},
+		{"without-history", ``},
+		{"with-history", `INSERT INTO operational_state_history_keep VALUES ('ns', 1000)`},
+	}
+	dbs := make([]*pgdb.DB, len(variants))
+	for i, v := range variants {
+		var raw rawPool
+		dbs[i], _, raw = mustOpen(b)
+		if v.sql != "" {
+			if _, err := raw.Exec(context.Background(), v.sql); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	spent := make([]time.Duration, len(variants))
+	ws := []storage.Write{{Kind: storage.Put, Namespace: "ns", Key: "k", Actor: "bench"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; b.Loop(); n++ {
+		ws[0].Value = fmt.Sprint(n)
+		for i, db := range dbs {
+			start := time.Now()
+			if _, err := db.Apply(context.Background(), localNow(), ws); err != nil {
+				b.Fatal(err)
+			}
+			spent[i] += time.Since(start)
+		}
+	}
+	for i, v := range variants {
+		b.ReportMetric(float64(spent[i].Microseconds())/float64(b.N), "µs/Set-"+v.name)
 	}
 }

@@ -99,11 +99,9 @@ var historyTriggers = []trigger{
 	FOR EACH STATEMENT EXECUTE FUNCTION %[2]soperational_state_record_truncate()`},
 }
 
-// migrateV3 creates the history's tables, its functions and triggers. It
-// may run any number of times.
-var migrateV3 = func() string {
-	var b strings.Builder
-	b.WriteString(`
+// historyTablesSQL creates the history's tables and indexes, unless they
+// exist.
+const historyTablesSQL = `
 CREATE TABLE IF NOT EXISTS operational_state_history_keep (
 	namespace text PRIMARY KEY,
 	keep      integer NOT NULL CHECK (keep > 0)
@@ -122,7 +120,13 @@ CREATE TABLE IF NOT EXISTS operational_state_history (
 );
 CREATE INDEX IF NOT EXISTS operational_state_history_key ON operational_state_history (namespace, key, seq);
 CREATE INDEX IF NOT EXISTS operational_state_history_namespace ON operational_state_history (namespace, seq);
-`)
+`
+
+// migrateV3 creates the history's tables, its functions and triggers. It
+// may run any number of times.
+var migrateV3 = func() string {
+	var b strings.Builder
+	b.WriteString(historyTablesSQL)
 	b.WriteString(recordFuncsSQL + ";\n")
 	for _, tr := range historyTriggers {
 		b.WriteString(tr.install("operational_state", "") + ";\n")
@@ -150,12 +154,22 @@ func recordFuncBodies() (names, bodies []string) {
 	return names, bodies
 }
 
-// repairHistory re-creates, in tx, the record functions when one is
-// missing or not as recordFuncsTemplate makes it for the search_path's
-// schema, and the history triggers that are missing or not as install
-// makes them. A trigger that is disabled is left as it is: turning it off
-// was an operator's act.
+// repairHistory re-creates, in tx, the history's tables when one is
+// missing (the triggers would fail every write), the record functions
+// when one is missing or not as recordFuncsTemplate makes it for the
+// search_path's schema, and the history triggers that are missing or not
+// as install makes them. A trigger that is disabled is left as it is:
+// turning it off was an operator's act.
 func repairHistory(ctx context.Context, tx pgx.Tx) error {
+	var tables bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('operational_state_history') IS NOT NULL
+		AND to_regclass('operational_state_history_keep') IS NOT NULL`).Scan(&tables); err != nil {
+		return err
+	}
+	var sql string
+	if !tables {
+		sql = historyTablesSQL
+	}
 	names, bodies := recordFuncBodies()
 	rows, err := tx.Query(ctx, historyStateSQL, names, bodies)
 	if err != nil {
@@ -196,9 +210,8 @@ func repairHistory(ctx context.Context, tx pgx.Tx) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	var sql string
 	if !funcsOK {
-		sql = recordFuncsSQL + ";\n"
+		sql += recordFuncsSQL + ";\n"
 	}
 	for _, tr := range historyTriggers {
 		if tgtype, ok := present[tr.name]; !ok || tgtype != tr.tgtype {

@@ -15,12 +15,12 @@ import (
 
 // rec is what a test checks of a recorded change.
 type rec struct {
-	op             storage.ChangeOp
-	key            string
-	existed        bool
-	before, after  string
-	actor          string
-	bexp, aexp     bool // the expiries are set
+	op            storage.ChangeOp
+	key           string
+	existed       bool
+	before, after string
+	actor         string
+	bexp, aexp    bool // the expiries are set
 }
 
 func recOf(c storage.Change) rec {
@@ -186,7 +186,9 @@ func TestHistoryChangeFields(t *testing.T) {
 			t.Errorf("change %d at %d; want within the writes' [%d, %d] on the server's clock", c.Seq, c.Time, before, after)
 		}
 	}
-	near := func(got, want int64) bool { return got > want-time.Minute.Milliseconds() && got < want+time.Minute.Milliseconds() }
+	near := func(got, want int64) bool {
+		return got > want-time.Minute.Milliseconds() && got < want+time.Minute.Milliseconds()
+	}
 	if c := cs[0]; !near(c.ExpiresAt, now+2*time.Hour.Milliseconds()) || !near(c.BeforeExpiresAt, now+time.Hour.Milliseconds()) {
 		t.Errorf("newest change expiries: before %d, after %d; want about %d and %d", c.BeforeExpiresAt, c.ExpiresAt,
 			now+time.Hour.Milliseconds(), now+2*time.Hour.Milliseconds())

@@ -249,7 +249,8 @@ func TestMigrateV3Idempotent(t *testing.T) {
 // TestMigrateRepairsHistory drops the record trigger and replaces its
 // function with one that records nothing (as a function naming a schema
 // since renamed would fail): Open re-creates both, and changes are
-// recorded again.
+// recorded again. Then it drops the history's tables: writes fail (the
+// trigger cannot record) until Open re-creates them, empty.
 func TestMigrateRepairsHistory(t *testing.T) {
 	db, dsn, raw := mustOpen(t)
 	ctx := context.Background()
@@ -264,5 +265,16 @@ func TestMigrateRepairsHistory(t *testing.T) {
 	cs, err := db.History(ctx, "ns", "", 0, 10)
 	if err != nil || len(cs) != 1 || cs[0].After != "recorded" {
 		t.Errorf("History after Open repaired = %+v, %v; want the one change after it", cs, err)
+	}
+	// The tables dropped: every write fails until Open re-creates them.
+	rawExec(t, raw, `DROP TABLE operational_state_history, operational_state_history_keep`)
+	now := localNow()
+	if _, err := db.Apply(ctx, now, []storage.Write{putW("ns", "k", "failed", 0, now)}); err == nil {
+		t.Error("Apply with the history's tables dropped = nil; want the trigger's error")
+	}
+	openDSN(t, dsn, pgdb.Options{})
+	apply(t, db, now, putW("ns", "k", "written", 0, now))
+	if keeps, err := db.HistoryKeeps(ctx); err != nil || len(keeps) != 0 {
+		t.Errorf("HistoryKeeps after the tables were re-created = %v, %v; want none", keeps, err)
 	}
 }
