@@ -61,7 +61,7 @@ const (
 const (
 	pruneKeepsSQL  = `SELECT namespace, keep FROM operational_state_history_keep`
 	pruneCutoffSQL = `SELECT seq FROM operational_state_history WHERE namespace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2`
-	pruneOffSQL = `WITH RECURSIVE ns(n) AS (
+	pruneOffSQL    = `WITH RECURSIVE ns(n) AS (
 		SELECT (SELECT min(namespace) FROM operational_state_history)
 		UNION ALL
 		SELECT (SELECT min(namespace) FROM operational_state_history WHERE namespace > n) FROM ns WHERE n IS NOT NULL)
