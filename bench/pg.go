@@ -167,31 +167,20 @@ func (s *stores) openOpstatePG() error {
 	return warmOpstate(st, s.w, "opstate-pg")
 }
 
-// historyKeep is how many changes opstate-pg-history's namespace keeps.
-// Its Store never sweeps (SweepInterval -1), so nothing is pruned during
-// a run: the history table grows by a row a Set, as it does between two
-// sweeps.
-const historyKeep = 1000
-
 // openOpstatePGHistory opens a Store as openOpstatePG does, whose
-// namespace keeps history (turned on in the database, as every writer
-// reads it), and warms it.
+// namespace keeps historyKeep changes (never pruned during a run: the
+// Store does not sweep), and warms it.
 func (s *stores) openOpstatePGHistory() error {
 	if s.opstatePGHistory != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgSetupTimeout)
 	defer cancel()
-	st, dsn, err := s.pgStore(ctx)
+	st, _, err := s.pgStore(ctx)
 	if err != nil {
 		return err
 	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `INSERT INTO operational_state_history_keep (namespace, keep) VALUES ($1, $2)`, namespace, historyKeep); err != nil {
+	if err := st.SetHistory(namespace, historyKeep); err != nil {
 		return err
 	}
 	s.opstatePGHistory = st
