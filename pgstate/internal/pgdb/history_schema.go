@@ -35,6 +35,20 @@ import (
 // Open re-creates them when it finds them naming another schema (the
 // schema was renamed), missing, or changed (repairHistory).
 
+// A row trigger costs every row it fires for, in a namespace with history
+// or not: the function's call and its probe of the keep table. So the
+// record trigger fires only WHEN the transaction's opstate.record setting
+// is not 'off', and a batch of a DB sets it to 'off' in its first
+// statement (originSQL) when none of its namespaces keeps history, which
+// that statement checks with one probe of the keep table for the whole
+// batch. Sessions that set nothing (psql, another client, an opstate
+// before version 3) leave it unset: the trigger fires and checks each row.
+// A batch that began before a SetHistory committed may thus go
+// unrecorded: it was decided before the namespace kept history. A
+// session may set it to 'off' itself, to write unrecorded (a bulk load):
+// the history is for those who write through opstate, not a tamper-proof
+// audit, as psql can delete history rows too.
+
 // recordSchemaMark stands for the quoted schema in recordFuncsTemplate.
 const recordSchemaMark = "@schema@"
 
@@ -91,9 +105,11 @@ var recordFuncsSQL = "DO $do$ BEGIN EXECUTE replace($t$" + recordFuncsTemplate +
 // among the triggers a listener checks: one disabled records nothing, but
 // loses no Store a change (see the package documentation's "Operators").
 var historyTriggers = []trigger{
-	// 29: AFTER INSERT OR UPDATE OR DELETE, FOR EACH ROW.
+	// 29: AFTER INSERT OR UPDATE OR DELETE, FOR EACH ROW; skipped in a
+	// transaction that set opstate.record to off (recordGateSQL).
 	{"operational_state_record", 29, `CREATE TRIGGER operational_state_record AFTER INSERT OR UPDATE OR DELETE ON %[1]s
-	FOR EACH ROW EXECUTE FUNCTION %[2]soperational_state_record()`},
+	FOR EACH ROW WHEN (current_setting('opstate.record', true) IS DISTINCT FROM 'off')
+	EXECUTE FUNCTION %[2]soperational_state_record()`},
 	// 34: BEFORE TRUNCATE, FOR EACH STATEMENT (2 is BEFORE, 32 TRUNCATE).
 	{"operational_state_record_truncate", 34, `CREATE TRIGGER operational_state_record_truncate BEFORE TRUNCATE ON %[1]s
 	FOR EACH STATEMENT EXECUTE FUNCTION %[2]soperational_state_record_truncate()`},

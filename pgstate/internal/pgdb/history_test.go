@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate/pgstate/internal/pgdb"
+	"github.com/d8da9184/opstate/pgstate/internal/pgtest"
 	"github.com/d8da9184/opstate/storage"
+	"github.com/jackc/pgx/v5"
 )
 
 // rec is what a test checks of a recorded change.
@@ -399,5 +401,62 @@ func TestHistorySetHistory(t *testing.T) {
 	}
 	if err := db.SetHistory(ctx, "a\x00", 1); !errors.Is(err, pgdb.ErrInvalidText) {
 		t.Errorf("SetHistory of a NUL namespace = %v; want ErrInvalidText", err)
+	}
+}
+
+// TestHistoryRecordGate counts the calls of the record function (the
+// server's function statistics, track_functions = pl): a batch of the DB
+// whose namespaces keep no history does not fire it at all, a batch with
+// one namespace that does fires it for each of its rows, and a plain SQL
+// write, which sets nothing, fires it for its row.
+func TestHistoryRecordGate(t *testing.T) {
+	dsn, raw := server(t)
+	ctx := context.Background()
+	tracked := pgtest.WithParam(dsn, "track_functions", "pl")
+	db, err := pgdb.Open(ctx, tracked, pgdb.Options{})
+	if err != nil {
+		t.Skipf("track_functions needs a superuser: %v", err)
+	}
+	defer db.Close()
+	setHistory(t, db, "h", 100)
+	now := localNow()
+	var plain []storage.Write
+	for i := range 20 {
+		plain = append(plain, putW("plain", fmt.Sprint("k", i), "v", 0, now))
+	}
+	apply(t, db, now, plain...)
+	apply(t, db, now, putW("plain", "k", "v", 0, now), putW("h", "a", "1", 0, now), putW("h", "b", "1", 0, now))
+	psql, err := pgx.Connect(ctx, tracked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := psql.Exec(ctx, `INSERT INTO operational_state VALUES ('plain', 'psql', 'v', now(), NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	// A session reports its counts when it ends (or idle, within seconds).
+	psql.Close(ctx)
+	db.Close()
+	var calls int64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := raw.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions
+			WHERE schemaname = current_schema() AND funcname = 'operational_state_record'`).Scan(&calls); err != nil {
+			t.Fatal(err)
+		}
+		if calls > 4 || time.Now().After(deadline) {
+			break
+		}
+		if calls == 4 { // and no more a moment later
+			time.Sleep(200 * time.Millisecond)
+			deadline = time.Now()
+			continue
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if calls != 4 {
+		t.Errorf("the record function ran %d times; want 4 (the batch's 3 rows with a namespace keeping history, psql's 1)", calls)
+	}
+	var recorded int
+	if err := raw.QueryRow(ctx, `SELECT count(*) FROM operational_state_history`).Scan(&recorded); err != nil || recorded != 2 {
+		t.Errorf("%d changes recorded, %v; want 2, of h", recorded, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
@@ -72,7 +73,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 	if len(ws) > 0 {
 		actor = ws[0].Actor
 	}
-	b.Queue(originSQL, db.origin, actor)
+	b.Queue(applyOriginSQL, db.origin, actor, namespaces(ws))
 	// A step is the result of one statement: that of the write it decides
 	// (res[i]), or those of the run of n Puts of one statement (res[i:i+n]),
 	// or (held) the row a conditional write found, or (skip) nothing.
@@ -183,6 +184,30 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 		return nil, classify(err)
 	}
 	return res, nil
+}
+
+// namespaces returns the namespaces of ws that text can hold, each once:
+// those whose rows the batch may change.
+func namespaces(ws []storage.Write) []string {
+	out := make([]string, 0, 1)
+	var seen map[string]bool // once out is long enough for a linear search to cost
+	for i := range ws {
+		ns := ws[i].Namespace
+		switch {
+		case seen != nil && seen[ns], seen == nil && slices.Contains(out, ns), !storable(ns):
+			continue
+		case seen == nil && len(out) == 16:
+			seen = make(map[string]bool)
+			for _, n := range out {
+				seen[n] = true
+			}
+		}
+		if seen != nil {
+			seen[ns] = true
+		}
+		out = append(out, ns)
+	}
+	return out
 }
 
 // putRun returns how many of the writes ws begins with, at least one,
