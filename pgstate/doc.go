@@ -47,8 +47,11 @@
 // and a TRUNCATE (each row of such a namespace recorded as deleted before
 // the table is emptied). The actor of a write rides on the statement that
 // begins every batch (set_config('opstate.actor', ..., true)): recording
-// costs no round trip, and a write to a namespace without history one
-// probe of the keep table in its trigger. The tables, the triggers, what
+// costs no round trip. The same statement checks whether any namespace of
+// the batch keeps history, and if none does turns the record trigger off
+// for the batch's transaction (opstate.record), so that a write to a
+// namespace without history costs one probe of the keep table a batch and
+// no trigger call. The tables, the triggers, what
 // Open repairs and what TRUNCATE and operational_state_reset() record are
 // in docs/schema.md of the root module ("PostgreSQL").
 //

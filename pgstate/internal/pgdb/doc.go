@@ -24,7 +24,9 @@
 // the actor of its writes in the batch's first statement (originSQL), and
 // again before a write of another actor, with set_config(..., true),
 // which ends with the transaction: nothing carries over to the next
-// batch on the same connection.
+// batch on the same connection. The same first statement turns the record
+// trigger off for a batch none of whose namespaces keeps history
+// (applyOriginSQL).
 //
 // # Clock
 //
