@@ -150,3 +150,62 @@ func BenchmarkApplyHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPruneHistory measures a PruneHistory that finds nothing to
+// delete, as every sweep of a Store does once the history is within its
+// keeps: 100 namespaces keeping 1000 changes, each holding 1000, so that
+// the call walks every namespace and, in each, its keep newest changes.
+func BenchmarkPruneHistory(b *testing.B) {
+	db, _, raw := mustOpen(b)
+	if _, err := raw.Exec(context.Background(), `
+		INSERT INTO operational_state_history_keep SELECT 'ns' || n, 1000 FROM generate_series(1, 100) n;
+		INSERT INTO operational_state_history (at, namespace, key, op, after)
+			SELECT now(), 'ns' || n, 'k' || (i % 10), 'set', 'v' FROM generate_series(1, 100) n, generate_series(1, 1000) i;
+		ANALYZE operational_state_history`); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		n, err := db.PruneHistory(context.Background(), 1024)
+		if err != nil || n != 0 {
+			b.Fatalf("PruneHistory = %d, %v; want 0", n, err)
+		}
+	}
+}
+
+// BenchmarkOriginStatement measures the statement every batch begins
+// with, alone, autocommit: version 2's (it names the origin), version 3's
+// of a sweep (and the actor) and of an Apply (and checks whether a
+// namespace of the batch keeps history, to turn the record trigger off).
+// Each iteration runs the three in turn on one connection.
+func BenchmarkOriginStatement(b *testing.B) {
+	_, _, raw := mustOpen(b)
+	conn, err := raw.Acquire(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	variants := []struct {
+		name string
+		sql  string
+		args []any
+	}{
+		{"v2", `SELECT set_config('opstate.origin', $1, true)`, []any{"origin"}},
+		{"v3-sweep", pgdb.OriginSQL, []any{"origin", "actor"}},
+		{"v3-apply", pgdb.ApplyOriginSQL, []any{"origin", "actor", []string{"ns"}}},
+	}
+	spent := make([]time.Duration, len(variants))
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, v := range variants {
+			start := time.Now()
+			if _, err := conn.Exec(context.Background(), v.sql, v.args...); err != nil {
+				b.Fatal(err)
+			}
+			spent[i] += time.Since(start)
+		}
+	}
+	for i, v := range variants {
+		b.ReportMetric(float64(spent[i].Nanoseconds())/1000/float64(b.N), "µs-"+v.name)
+	}
+}
