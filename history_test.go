@@ -3,6 +3,7 @@ package opstate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"strings"
@@ -180,4 +181,55 @@ func TestHistoryUnsupported(t *testing.T) {
 		t.Errorf("As(bob).Set = %v", err)
 	}
 	wantGet(t, s, "h", "k", "v", true)
+}
+
+// TestHistoryActorsInBatches checks that writes of several actors that
+// share transactions (group commit), and multi-row statements, are each
+// recorded as their own actor: the writer's actor is set per write where
+// it changes, and Sets of different actors never share a statement.
+func TestHistoryActorsInBatches(t *testing.T) {
+	s := mustOpen(t, dbPath(t), opstate.Options{Actor: "store"})
+	if err := s.SetHistory("h", 100000); err != nil {
+		t.Fatal(err)
+	}
+	const writers, writes = 6, 150
+	done := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			actor := fmt.Sprint("w", w)
+			wr := s.As(actor)
+			if w == 0 {
+				wr = s.As("") // the Store's own
+				actor = "store"
+			}
+			for i := range writes {
+				if err := wr.Set("h", fmt.Sprint(actor, "-", i), actor); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range writers {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := s.History(context.Background(), "h", "", 0)
+	if err != nil || len(cs) != writers*writes {
+		t.Fatalf("History(h) = %d changes, %v; want %d", len(cs), err, writers*writes)
+	}
+	wrong := 0
+	for _, c := range cs {
+		if c.Actor != c.After {
+			wrong++
+		}
+	}
+	if wrong > 0 {
+		t.Errorf("%d of %d changes recorded under another actor than their writer's", wrong, len(cs))
+	}
+	if b, w := s.Batches(); b == w {
+		t.Logf("no two writes shared a transaction (%d batches of %d writes): the test proved less", b, w)
+	}
 }

@@ -267,13 +267,12 @@ func (db *DB) recheckLocked(ctx context.Context) error {
 		// waits for others' locks, up to BusyTimeout, before ctx is
 		// looked at again.)
 		err := db.waitLock(ctx, func() error {
-			bg := context.Background()
-			c, err := db.pool.Conn(bg)
+			c, err := db.pool.Conn(ctx) // a wait for a connection, which ctx ends
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			_, err = repairSchema(bg, c, true)
+			_, err = repairSchema(context.Background(), c, true)
 			return err
 		})
 		if err != nil {
