@@ -279,6 +279,8 @@ func plan(st *stores, w *workload, fail *failures) []row {
 		}
 		addPG(wl, "opstate-pg", st.openOpstatePG,
 			bench(func(ns, k, v string) error { return st.opstatePG.Set(ns, k, v) }, w, fail))
+		addPG(wl, "opstate-pg-history", st.openOpstatePGHistory,
+			bench(func(ns, k, v string) error { return st.opstatePGHistory.Set(ns, k, v) }, w, fail))
 		addPG(wl, "pgx-only", st.openPgxOnly,
 			bench(func(ns, k, v string) error { return st.pgxOnly.Set(ns, k, v) }, w, fail))
 		addPG(wl, "pgx+trigger", st.openPgxTrigger,

@@ -167,6 +167,26 @@ func (s *stores) openOpstatePG() error {
 	return warmOpstate(st, s.w, "opstate-pg")
 }
 
+// openOpstatePGHistory opens a Store as openOpstatePG does, whose
+// namespace keeps historyKeep changes (never pruned during a run: the
+// Store does not sweep), and warms it.
+func (s *stores) openOpstatePGHistory() error {
+	if s.opstatePGHistory != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pgSetupTimeout)
+	defer cancel()
+	st, _, err := s.pgStore(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.SetHistory(namespace, historyKeep); err != nil {
+		return err
+	}
+	s.opstatePGHistory = st
+	return warmOpstate(st, s.w, "opstate-pg-history")
+}
+
 // pgxUpsert is the bare upsert of pgx-only: the row opstate writes for a
 // Set without TTL (updated_at the server's now(), no expiry), in one
 // statement, autocommit.

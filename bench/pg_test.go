@@ -68,8 +68,8 @@ func TestPGRows(t *testing.T) {
 			}
 		}
 	}
-	if ran != 10 {
-		t.Errorf("%d PostgreSQL rows ran; want 10", ran)
+	if ran != 12 {
+		t.Errorf("%d PostgreSQL rows ran; want 12", ran)
 	}
 
 	pg.mu.Lock()
@@ -78,8 +78,8 @@ func TestPGRows(t *testing.T) {
 		schemas = append(schemas, s)
 	}
 	pg.mu.Unlock()
-	if len(schemas) != 5 {
-		t.Errorf("the rows created schemas %v; want 5 (opstate-pg, pgx-only, pgx+trigger and two for staleness)", schemas)
+	if len(schemas) != 6 {
+		t.Errorf("the rows created schemas %v; want 6 (opstate-pg, opstate-pg-history, pgx-only, pgx+trigger and two for staleness)", schemas)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatalf("closing the stores: %v", err)

@@ -289,10 +289,11 @@ above 1 means opstate is faster (for sets: has the higher throughput).
 		fmt.Fprintf(w, `- PostgreSQL rows: the server of %s or libpq's PG* variables;
   each store on a schema of its own, created for the run and dropped after
   it. opstate-pg: pgstate.Open(ctx, dsn, Options{SweepInterval: -1}),
-  filled and read as opstate is, its listener up. pgx-only: pgx v5, a
-  pgxpool of %d connections on opstate's table as pgstate.Open creates it,
-  with its notifying trigger dropped; one upsert per Set, autocommit,
-  updated_at now() as opstate writes it.
+  filled and read as opstate is, its listener up. opstate-pg-history: the
+  same, its namespace keeping history (keep %d, never pruned in a run).
+  pgx-only: pgx v5, a pgxpool of %d connections on opstate's table as
+  pgstate.Open creates it, with its notifying trigger dropped; one upsert
+  per Set, autocommit, updated_at now() as opstate writes it.
 - staleness-pg: this program, run again as a child process, holds a second
   writer on the parent's schema. One op: the parent sends a value over a
   pipe; the child writes it to %s and answers once the write returned;
@@ -306,7 +307,7 @@ above 1 means opstate is faster (for sets: has the higher throughput).
   answer arrived): negative when the notification outran the pipe, not
   clamped. set-µs is the child's mean write by its own clock. Each is the
   median over the runs of each run's figure.
-`, pgDSNEnv, pgxConns, staleKey)
+`, pgDSNEnv, historyKeep, pgxConns, staleKey)
 	}
 }
 

@@ -56,6 +56,7 @@ type stores struct {
 	// no server.
 	pg                        *pgServer
 	opstatePG                 *opstate.Store
+	opstatePGHistory          *opstate.Store // opstate-pg with history kept for the namespace
 	pgxOnly                   *pgxOnly
 	pgxTrigger                *pgxOnly // pgx-only with opstate's trigger
 	staleOpstate, staleListen *staleness

@@ -37,6 +37,24 @@
 // that is disabled, and refuses to open ([ErrTriggerDisabled]): see
 // "Operators" below.
 //
+// # History
+//
+// A namespace whose history is turned on (the table
+// operational_state_history_keep; schema version 3) has every change of
+// its keys recorded in operational_state_history by two triggers, in the
+// transaction of the change: the Store's writes, another agent's, psql's
+// (with no actor), a sweep's and a DELETE of an expired row (as expire),
+// and a TRUNCATE (each row of such a namespace recorded as deleted before
+// the table is emptied). The actor of a write rides on the statement that
+// begins every batch (set_config('opstate.actor', ..., true)): recording
+// costs no round trip. The same statement checks whether any namespace of
+// the batch keeps history, and if none does turns the record trigger off
+// for the batch's transaction (opstate.record), so that a write to a
+// namespace without history costs one probe of the keep table a batch and
+// no trigger call. The tables, the triggers, what
+// Open repairs and what TRUNCATE and operational_state_reset() record are
+// in docs/schema.md of the root module ("PostgreSQL").
+//
 // # Guarantees
 //
 //   - A write that returned nil is committed on the server (as durable as
@@ -127,6 +145,12 @@
 //	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_notify;
 //	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_truncate;
 //
+// and two more the triggers that record history (which the Stores do not
+// check: one disabled records nothing, and stops no Store):
+//
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_record;
+//	ALTER TABLE operational_state ENABLE ALWAYS TRIGGER operational_state_record_truncate;
+//
 // and one makes every Store of a schema empty its cache and send its
 // watchers OpReset, whenever an operator wants them to:
 //
@@ -156,6 +180,15 @@
 //     its cache. The dump keeps the triggers enabled ALWAYS. If a restore
 //     stops before it creates them, opening a Store (as the table's
 //     owner) re-creates them, and the running Stores recover.
+//   - A logical replication subscription into the table fires the
+//     record triggers on the subscriber too, which records the changes it
+//     applies (with no actor): publish operational_state alone, not the
+//     history's tables, or the subscriber's own records and the
+//     publisher's collide on seq.
+//   - DROP TABLE operational_state_history (or its keep table) makes every
+//     write to operational_state fail until a Store opens the schema and
+//     re-creates it, empty; to stop recording, turn history off instead
+//     (SetHistory with keep 0, or DELETE FROM operational_state_history_keep).
 //   - A logical replication subscription into the table, or an upgrade,
 //     failover or point-in-time recovery of the server: nothing (the
 //     subscription's apply worker fires the triggers; the others end every

@@ -38,6 +38,9 @@ const DefaultPingInterval = pgdb.DefaultPingInterval
 //   - BusyTimeout is PostgreSQL's lock_timeout: how long a write waits for
 //     a row another transaction holds before failing with
 //     [opstate.ErrBusy].
+//   - Actor names who the Store's writes, and the expiries its sweeps
+//     delete, are recorded as in history (see "History" in the package
+//     documentation).
 //   - Durability and VerifyOnOpen mean nothing here: a commit is as
 //     durable as the server's synchronous_commit makes it, and the server
 //     checks its own data.
@@ -54,6 +57,7 @@ func Open(ctx context.Context, connString string, opts opstate.Options) (*opstat
 		BusyTimeout:  opts.BusyTimeout,
 		Clock:        clock,
 		PingInterval: ping,
+		Actor:        sweepActor(opts.Actor),
 	})
 	if err != nil {
 		return nil, err

@@ -15,6 +15,19 @@
 // Every name is unqualified: the connection's search_path picks the
 // schema.
 //
+// # History
+//
+// Schema version 3 records every change of a namespace listed in
+// operational_state_history_keep in operational_state_history, by
+// triggers, in the transaction of the change (history_schema.go); the
+// DB is a storage.Historian over those tables (history.go). Apply sets
+// the actor of its writes in the batch's first statement (originSQL), and
+// again before a write of another actor, with set_config(..., true),
+// which ends with the transaction: nothing carries over to the next
+// batch on the same connection. The same first statement turns the record
+// trigger off for a batch none of whose namespaces keeps history
+// (applyOriginSQL).
+//
 // # Clock
 //
 // The server's clock judges expiry: now(), the start of the transaction,

@@ -22,3 +22,10 @@ func Migrations() []string { return migrations }
 
 // TriggerStateSQL is the query a listener checks the triggers with.
 const TriggerStateSQL = triggerStateSQL
+
+// OriginSQL and ApplyOriginSQL are the first statements of a sweep's and
+// of an Apply's batch.
+const (
+	OriginSQL      = originSQL
+	ApplyOriginSQL = applyOriginSQL
+)

@@ -12,7 +12,7 @@ import (
 // migrations[i] brings a schema at version i to version i+1; each is run
 // in Open's one transaction. A migration is never changed once released:
 // a database at its version has run it.
-var migrations = []string{migrateV1 + notifyTriggerV1, migrateV2}
+var migrations = []string{migrateV1 + notifyTriggerV1, migrateV2, migrateV3}
 
 // migrateV1 creates the table, its expiry index, the version table and the
 // trigger that notifies every change (notify.go).
@@ -37,7 +37,8 @@ const lockClass = 0x6f707374 // "opst"
 // migrate brings the schema of the connection's search_path to the
 // version this package knows, in one transaction under an advisory lock,
 // or refuses a newer one before writing anything; then re-creates a
-// trigger found missing (repairTriggers).
+// trigger found missing (repairTriggers) and the history's functions and
+// triggers found missing or changed (repairHistory).
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// A statement_timeout of the role is meant for the Store's calls:
@@ -71,7 +72,10 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 				return err
 			}
 		}
-		return repairTriggers(ctx, tx)
+		if err := repairTriggers(ctx, tx); err != nil {
+			return err
+		}
+		return repairHistory(ctx, tx)
 	})
 }
 

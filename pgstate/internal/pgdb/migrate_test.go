@@ -104,8 +104,8 @@ func TestMigrateFromV1(t *testing.T) {
 	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_proc WHERE proname = 'operational_state_notify_key' AND pronamespace = current_schema()::regnamespace`).Scan(&helpers); err != nil {
 		t.Fatal(err)
 	}
-	if always != 2 || helpers != 0 {
-		t.Errorf("after migration: %d triggers firing always, %d helper functions; want 2, 0", always, helpers)
+	if always != allTriggers || helpers != 0 {
+		t.Errorf("after migration: %d triggers firing always, %d helper functions; want %d, 0", always, helpers, allTriggers)
 	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -126,10 +126,14 @@ func TestMigrateV2Idempotent(t *testing.T) {
 	}
 	openDSN(t, dsn, pgdb.Options{}) // Open repairs nothing, refuses nothing
 	var always int
-	if err := raw.QueryRow(context.Background(), `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'operational_state'::regclass AND tgenabled = 'A'`).Scan(&always); err != nil || always != 2 {
-		t.Errorf("%d triggers firing always, %v; want 2", always, err)
+	if err := raw.QueryRow(context.Background(), `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'operational_state'::regclass AND tgenabled = 'A'`).Scan(&always); err != nil || always != allTriggers {
+		t.Errorf("%d triggers firing always, %v; want %d", always, err, allTriggers)
 	}
 }
+
+// allTriggers is how many triggers operational_state has: two that
+// notify, two that record history.
+const allTriggers = 4
 
 // TestMigrateReopen opens a migrated schema again and finds the data.
 func TestMigrateReopen(t *testing.T) {
@@ -171,4 +175,106 @@ func TestMigrateOutlastsStatementTimeout(t *testing.T) {
 		t.Fatalf("Open under a 100ms statement_timeout, the migration's lock held 600ms = %v; want success", err)
 	}
 	db.Close()
+}
+
+// TestMigrateFromV2 opens a schema made by opstate's schema version 2,
+// with rows in it: Open migrates it to this version, keeping the rows,
+// creates the history's tables and triggers, firing always, and changes
+// are recorded from then on.
+func TestMigrateFromV2(t *testing.T) {
+	dsn, raw := server(t)
+	ctx := context.Background()
+	rawExec(t, raw, pgdb.Migrations()[0]+`; `+pgdb.Migrations()[1]+`; UPDATE operational_state_schema SET version = 2`)
+	rawPut(t, raw, "ns", "k", "v2-row", 0)
+	db := openDSN(t, dsn, pgdb.Options{})
+	var version int
+	if err := raw.QueryRow(ctx, `SELECT version FROM operational_state_schema`).Scan(&version); err != nil || version != pgdb.SchemaVersion {
+		t.Errorf("version after Open = %d, %v; want %d", version, err, pgdb.SchemaVersion)
+	}
+	if v, _, found := rawGet(t, raw, "ns", "k"); !found || v != "v2-row" {
+		t.Errorf("row after migration = %q, %v; want v2-row", v, found)
+	}
+	var always int
+	if err := raw.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = 'operational_state'::regclass AND tgenabled = 'A'`).Scan(&always); err != nil || always != allTriggers {
+		t.Errorf("after migration: %d triggers firing always, %v; want %d", always, err, allTriggers)
+	}
+	if err := db.SetHistory(ctx, "ns", 10); err != nil {
+		t.Fatal(err)
+	}
+	rawPut(t, raw, "ns", "k", "v3-row", 0)
+	cs, err := db.History(ctx, "ns", "k", 0, 10)
+	if err != nil || len(cs) != 1 || cs[0].Before != "v2-row" || cs[0].After != "v3-row" {
+		t.Errorf("History after migration = %+v, %v; want the change v2-row -> v3-row", cs, err)
+	}
+}
+
+// TestMigrateV3Idempotent runs the migration to version 3 again, by hand,
+// on a schema at version 3 with history in it, twice: it succeeds, keeps
+// what was recorded, and Open then finds nothing to repair.
+func TestMigrateV3Idempotent(t *testing.T) {
+	db, dsn, raw := mustOpen(t)
+	ctx := context.Background()
+	if err := db.SetHistory(ctx, "ns", 10); err != nil {
+		t.Fatal(err)
+	}
+	rawPut(t, raw, "ns", "k", "v", 0)
+	var xmin string
+	if err := raw.QueryRow(ctx, `SELECT xmin::text FROM pg_proc WHERE proname = 'operational_state_record' AND pronamespace = current_schema()::regnamespace`).Scan(&xmin); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		rawExec(t, raw, pgdb.Migrations()[2])
+	}
+	var xmin2 string
+	if err := raw.QueryRow(ctx, `SELECT xmin::text FROM pg_proc WHERE proname = 'operational_state_record' AND pronamespace = current_schema()::regnamespace`).Scan(&xmin2); err != nil {
+		t.Fatal(err)
+	}
+	openDSN(t, dsn, pgdb.Options{})
+	var xmin3 string
+	if err := raw.QueryRow(ctx, `SELECT xmin::text FROM pg_proc WHERE proname = 'operational_state_record' AND pronamespace = current_schema()::regnamespace`).Scan(&xmin3); err != nil {
+		t.Fatal(err)
+	}
+	if xmin3 != xmin2 {
+		t.Errorf("Open after the migration by hand re-created the record function (xmin %s -> %s); want it left", xmin2, xmin3)
+	}
+	if cs, err := db.History(ctx, "ns", "", 0, 10); err != nil || len(cs) != 1 {
+		t.Errorf("History after the migration by hand = %+v, %v; want the one change", cs, err)
+	}
+	rawPut(t, raw, "ns", "k", "w", 0)
+	if cs, err := db.History(ctx, "ns", "", 0, 10); err != nil || len(cs) != 2 {
+		t.Errorf("History after one more change = %d changes, %v; want 2", len(cs), err)
+	}
+}
+
+// TestMigrateRepairsHistory drops the record trigger and replaces its
+// function with one that records nothing (as a function naming a schema
+// since renamed would fail): Open re-creates both, and changes are
+// recorded again. Then it drops the history's tables: writes fail (the
+// trigger cannot record) until Open re-creates them, empty.
+func TestMigrateRepairsHistory(t *testing.T) {
+	db, dsn, raw := mustOpen(t)
+	ctx := context.Background()
+	if err := db.SetHistory(ctx, "ns", 10); err != nil {
+		t.Fatal(err)
+	}
+	rawExec(t, raw, `DROP TRIGGER operational_state_record ON operational_state`)
+	rawPut(t, raw, "ns", "k", "unrecorded", 0)
+	rawExec(t, raw, `CREATE OR REPLACE FUNCTION operational_state_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`)
+	openDSN(t, dsn, pgdb.Options{})
+	rawPut(t, raw, "ns", "k", "recorded", 0)
+	cs, err := db.History(ctx, "ns", "", 0, 10)
+	if err != nil || len(cs) != 1 || cs[0].After != "recorded" {
+		t.Errorf("History after Open repaired = %+v, %v; want the one change after it", cs, err)
+	}
+	// The tables dropped: every write fails until Open re-creates them.
+	rawExec(t, raw, `DROP TABLE operational_state_history, operational_state_history_keep`)
+	now := localNow()
+	if _, err := db.Apply(ctx, now, []storage.Write{putW("ns", "k", "failed", 0, now)}); err == nil {
+		t.Error("Apply with the history's tables dropped = nil; want the trigger's error")
+	}
+	openDSN(t, dsn, pgdb.Options{})
+	apply(t, db, now, putW("ns", "k", "written", 0, now))
+	if keeps, err := db.HistoryKeeps(ctx); err != nil || len(keeps) != 0 {
+		t.Errorf("HistoryKeeps after the tables were re-created = %v, %v; want none", keeps, err)
+	}
 }

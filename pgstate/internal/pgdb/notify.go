@@ -15,9 +15,21 @@ func channelSQL(schema string) string {
 
 // originSQL names the transaction it runs in after the DB of origin $1:
 // the notifications of its changes carry the name, and the DB's own
-// listeners skip them. Every transaction of a DB that writes runs it
-// first.
-const originSQL = `SELECT set_config('opstate.origin', $1, true)`
+// listeners skip them; and it sets the actor its changes are recorded
+// with in history to $2 (history_schema.go), until actorSQL sets another.
+// Every transaction of a DB that writes runs it, or applyOriginSQL, first:
+// the settings ride on one statement, in the batch's one round trip.
+const originSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true)`
+
+// applyOriginSQL is originSQL for a batch of Apply, whose writes change
+// rows of the namespaces $3 only: it turns the record trigger off for the
+// transaction when none of them keeps history (see history_schema.go).
+const applyOriginSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true),
+	set_config('opstate.record', CASE WHEN EXISTS (SELECT 1 FROM operational_state_history_keep
+		WHERE namespace = ANY($3::text[])) THEN 'on' ELSE 'off' END, true)`
+
+// actorSQL sets the actor of the rest of the transaction's changes to $1.
+const actorSQL = `SELECT set_config('opstate.actor', $1, true)`
 
 // newOrigin returns a name no other DB will have.
 func newOrigin() string {

@@ -43,6 +43,10 @@ type Options struct {
 	// a dead connection within twice it, a trigger turned off within it.
 	// Default DefaultPingInterval.
 	PingInterval time.Duration
+	// Actor is who the rows the DB's sweeps delete are recorded as
+	// deleted by, in the history of their namespaces; a write's actor is
+	// its own (storage.Write.Actor). "" records none, as for psql.
+	Actor string
 
 	// dial, when set, replaces the pool's dialer (export_test.go).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -60,6 +64,7 @@ type DB struct {
 	clock  func() time.Time
 	ping   time.Duration
 	call   time.Duration // Options.CallTimeout
+	actor  string        // Options.Actor
 	// idle is the server's idle_session_timeout, as a time.Duration, as
 	// a connection of the DB last read it; 0 for none (idle.go).
 	idle atomic.Int64
@@ -96,7 +101,10 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = opts.BusyTimeout + 10*time.Second
 	}
-	db := &DB{origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval, call: opts.CallTimeout}
+	if !storable(opts.Actor) {
+		return nil, fmt.Errorf("opstate: open postgres: %w: actor %q", ErrInvalidText, opts.Actor)
+	}
+	db := &DB{origin: newOrigin(), clock: opts.Clock, ping: opts.PingInterval, call: opts.CallTimeout, actor: opts.Actor}
 	cfg.ShouldPing = db.shouldPing
 	db.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

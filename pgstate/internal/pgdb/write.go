@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/d8da9184/opstate/storage"
 	"github.com/jackc/pgx/v5"
@@ -65,13 +66,21 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 	}
 	res := make([]storage.Result, len(ws))
 	b := &pgx.Batch{}
-	b.Queue(originSQL, db.origin) // the batch's first statement: it names the transaction
+	// The batch's first statement names the transaction and sets the
+	// actor of its first write; a write by another actor sets its own
+	// first (a skip step).
+	actor := ""
+	if len(ws) > 0 {
+		actor = ws[0].Actor
+	}
+	b.Queue(applyOriginSQL, db.origin, actor, namespaces(ws))
 	// A step is the result of one statement: that of the write it decides
 	// (res[i]), or those of the run of n Puts of one statement (res[i:i+n]),
-	// or (held) the row a conditional write found.
+	// or (held) the row a conditional write found, or (skip) nothing.
 	type step struct {
 		i, n int
 		held bool
+		skip bool
 	}
 	var steps []step
 	for i := 0; i < len(ws); i++ {
@@ -83,12 +92,14 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 		if !storable(w.Namespace) || !storable(w.Key) {
 			continue // a Delete, DeleteNamespace or DeleteIf of what cannot exist (check)
 		}
+		if w.Actor != actor {
+			actor = w.Actor
+			b.Queue(actorSQL, actor)
+			steps = append(steps, step{skip: true})
+		}
 		switch w.Kind {
 		case storage.Put:
-			n := 1
-			for i+n < len(ws) && ws[i+n].Kind == storage.Put {
-				n++
-			}
+			n := putRun(ws[i:])
 			if n > 1 {
 				b.Queue(putManySQL, putArgs(now, ws[i:i+n])...)
 				steps = append(steps, step{i: i, n: n})
@@ -124,7 +135,7 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 			steps = append(steps, step{i: i, held: true})
 		}
 	}
-	if len(steps) == 0 {
+	if len(steps) == 0 { // a skip step comes only before a write's
 		return res, nil
 	}
 	err := db.run(ctx, b, func(br pgx.BatchResults) error {
@@ -133,6 +144,12 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 		}
 		clear(res)
 		for _, s := range steps {
+			if s.skip {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+				continue
+			}
 			r := &res[s.i]
 			if !s.held {
 				tag, err := br.Exec()
@@ -169,27 +186,64 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []storage.Write) ([]stora
 	return res, nil
 }
 
-// putArgs returns the arguments of putManySQL for a run of Puts: each key
-// once, in the order of its first Put, with its last Put's value and
-// expiry, the only ones whose effect outlives the statement.
+// namespaces returns the namespaces of ws that text can hold, each once:
+// those whose rows the batch may change.
+func namespaces(ws []storage.Write) []string {
+	out := make([]string, 0, 1)
+	var seen map[string]bool // once out is long enough for a linear search to cost
+	for i := range ws {
+		ns := ws[i].Namespace
+		switch {
+		case seen != nil && seen[ns], seen == nil && slices.Contains(out, ns), !storable(ns):
+			continue
+		case seen == nil && len(out) == 16:
+			seen = make(map[string]bool)
+			for _, n := range out {
+				seen[n] = true
+			}
+		}
+		if seen != nil {
+			seen[ns] = true
+		}
+		out = append(out, ns)
+	}
+	return out
+}
+
+// putRun returns how many of the writes ws begins with, at least one,
+// can share one statement: Puts of one actor, each of another key (a
+// statement's upsert cannot change a row twice, and history records
+// every Put).
+func putRun(ws []storage.Write) int {
+	n := 1
+	if len(ws) < 2 || ws[1].Kind != storage.Put || ws[1].Actor != ws[0].Actor {
+		return n // the common case, without the map
+	}
+	seen := map[storage.Key]bool{{Namespace: ws[0].Namespace, Key: ws[0].Key}: true}
+	for ; n < len(ws); n++ {
+		w := &ws[n]
+		k := storage.Key{Namespace: w.Namespace, Key: w.Key}
+		if w.Kind != storage.Put || w.Actor != ws[0].Actor || seen[k] {
+			break
+		}
+		seen[k] = true
+	}
+	return n
+}
+
+// putArgs returns the arguments of putManySQL for a run of Puts, which
+// putRun made: no key appears twice.
 func putArgs(now int64, puts []storage.Write) []any {
 	nss := make([]string, 0, len(puts))
 	keys := make([]string, 0, len(puts))
 	vals := make([]string, 0, len(puts))
 	exps := make([]*int64, 0, len(puts))
-	at := make(map[storage.Key]int, len(puts)) // a key's index in the arrays
 	for _, w := range puts {
 		var exp *int64
 		if w.ExpiresAt != 0 {
 			e := w.ExpiresAt - now
 			exp = &e
 		}
-		k := storage.Key{Namespace: w.Namespace, Key: w.Key}
-		if i, ok := at[k]; ok {
-			vals[i], exps[i] = w.Value, exp
-			continue
-		}
-		at[k] = len(keys)
 		nss, keys, vals, exps = append(nss, w.Namespace), append(keys, w.Key), append(vals, w.Value), append(exps, exp)
 	}
 	return []any{nss, keys, vals, exps}
@@ -255,6 +309,9 @@ func canceled(err error) bool {
 
 // check refuses a write that would store a string text cannot hold.
 func check(w *storage.Write) error {
+	if !storable(w.Actor) {
+		return fmt.Errorf("%w: actor %q", ErrInvalidText, w.Actor)
+	}
 	stores := w.Kind == storage.Put || w.Kind == storage.PutIfAbsent || w.Kind == storage.Swap
 	if !stores {
 		return nil
@@ -283,7 +340,7 @@ const sweepSQL = `DELETE FROM operational_state WHERE (namespace, key) IN (
 // returned, by one of them. now is not used: the server judges.
 func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]storage.Key, error) {
 	b := &pgx.Batch{}
-	b.Queue(originSQL, db.origin)
+	b.Queue(originSQL, db.origin, db.actor)
 	b.Queue(sweepSQL, limit)
 	var keys []storage.Key
 	err := db.run(ctx, b, func(br pgx.BatchResults) error {
