@@ -3,8 +3,6 @@ package opstate
 import (
 	"fmt"
 	"time"
-
-	"github.com/d8da9184/opstate/storage"
 )
 
 // The conditional writes are each decided by SQLite, inside the write's own
@@ -21,52 +19,35 @@ import (
 // (missing or expired), and reports whether it did. Like [Store.Set], the
 // key then never expires.
 func (s *Store) SetIfAbsent(namespace, key, value string) (stored bool, err error) {
-	if err := s.checkNames(namespace, key); err != nil {
-		return false, err
-	}
-	return s.write(storage.Write{Kind: storage.PutIfAbsent, Namespace: namespace, Key: key, Value: value}, "set if absent")
+	return s.self.SetIfAbsent(namespace, key, value)
 }
 
 // SetIfAbsentWithTTL is like [Store.SetIfAbsent], and the key, if stored,
 // expires ttl from now, as with [Store.SetWithTTL]: the way to acquire a
 // lease. A ttl <= 0 returns [ErrInvalidTTL].
 func (s *Store) SetIfAbsentWithTTL(namespace, key, value string, ttl time.Duration) (stored bool, err error) {
-	exp, err := s.ttlExpiry(ttl, namespace, key)
-	if err != nil {
-		return false, err
-	}
-	return s.write(storage.Write{Kind: storage.PutIfAbsent, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set if absent")
+	return s.self.SetIfAbsentWithTTL(namespace, key, value, ttl)
 }
 
 // CompareAndSwap replaces the value of key in namespace with new if the
 // key is live (present and not expired) and holds old, and reports whether
 // it did. Like [Store.Set], it clears any expiry.
 func (s *Store) CompareAndSwap(namespace, key, old, new string) (swapped bool, err error) {
-	if err := s.checkNames(namespace, key); err != nil {
-		return false, err
-	}
-	return s.write(storage.Write{Kind: storage.Swap, Namespace: namespace, Key: key, Old: old, Value: new}, "compare and swap")
+	return s.self.CompareAndSwap(namespace, key, old, new)
 }
 
 // CompareAndSwapWithTTL is like [Store.CompareAndSwap], and the key, if
 // swapped, expires ttl from now: the way to renew a lease. A ttl <= 0
 // returns [ErrInvalidTTL].
 func (s *Store) CompareAndSwapWithTTL(namespace, key, old, new string, ttl time.Duration) (swapped bool, err error) {
-	exp, err := s.ttlExpiry(ttl, namespace, key)
-	if err != nil {
-		return false, err
-	}
-	return s.write(storage.Write{Kind: storage.Swap, Namespace: namespace, Key: key, Old: old, Value: new, ExpiresAt: exp}, "compare and swap")
+	return s.self.CompareAndSwapWithTTL(namespace, key, old, new, ttl)
 }
 
 // CompareAndDelete deletes key from namespace if the key is live and holds
 // old, and reports whether it did: the way to release a lease only while
 // holding it.
 func (s *Store) CompareAndDelete(namespace, key, old string) (deleted bool, err error) {
-	if err := s.checkNames(namespace, key); err != nil {
-		return false, err
-	}
-	return s.write(storage.Write{Kind: storage.DeleteIf, Namespace: namespace, Key: key, Old: old}, "compare and delete")
+	return s.self.CompareAndDelete(namespace, key, old)
 }
 
 // ttlExpiry checks the names and ttl of a call that sets an expiry, and

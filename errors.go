@@ -86,8 +86,11 @@ var (
 	ErrInvalidText = storage.ErrInvalidText
 
 	// ErrUnsupported is returned by a method the Store's backend cannot
-	// serve: [Store.Backup] over PostgreSQL. It matches
-	// errors.ErrUnsupported too.
+	// serve: [Store.Backup] over PostgreSQL, and the history's methods
+	// ([Store.SetHistory], [Store.HistoryKeeps], [Store.History],
+	// [Store.HistoryBefore], [Store.Revert]) over a backend that keeps no
+	// history (one that does not implement [storage.Historian]). It
+	// matches errors.ErrUnsupported too.
 	ErrUnsupported = fmt.Errorf("opstate: not supported by this storage: %w", errors.ErrUnsupported)
 
 	// ErrDiskFull is returned by a write that did not fit on the disk. The
@@ -135,6 +138,23 @@ var (
 	// give the other code a file of its own. Nothing returns it on other
 	// systems (see the package's Caveats).
 	ErrForeignSQLite = storage.ErrForeignSQLite
+)
+
+// Errors of the history (history.go).
+var (
+	// ErrNoHistory is returned by [Store.History], [Store.HistoryBefore]
+	// and [Store.Revert] for a namespace that keeps no history.
+	ErrNoHistory = errors.New("opstate: namespace keeps no history")
+
+	// ErrNoChange is returned by [Store.Revert] for a seq that is not a
+	// recorded change of the key (one of another key, one pruned, or
+	// none).
+	ErrNoChange = errors.New("opstate: no such change")
+
+	// ErrConflict is returned by [Store.Revert] when the key no longer
+	// holds what its latest recorded change left: someone changed it in
+	// between. Nothing is written; the message says what the key holds.
+	ErrConflict = errors.New("opstate: changed since")
 )
 
 // callError is the error of a call that failed: "opstate: CALL: CAUSE",

@@ -52,6 +52,9 @@ type Store struct {
 
 	feed feed // Watch's (watch.go)
 
+	// self writes as Options.Actor: the Store's own write methods are its.
+	self Writer
+
 	// syncMu serializes the ends of dormancy (resume) and guards poller;
 	// wake tells the sleeping listener that one ended.
 	syncMu   sync.Mutex
@@ -105,7 +108,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen, Maintain: true,
-		PollInterval: opts.SyncInterval, Logger: opts.Logger}
+		PollInterval: opts.SyncInterval, Logger: opts.Logger, Actor: opts.Actor}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}
@@ -152,7 +155,7 @@ func OpenDB(db *sql.DB, opts Options) (*Store, error) {
 		return nil, err
 	}
 	popts := persist.Options{BusyTimeout: opts.BusyTimeout, Verify: opts.VerifyOnOpen,
-		PollInterval: opts.SyncInterval, Logger: opts.Logger}
+		PollInterval: opts.SyncInterval, Logger: opts.Logger, Actor: opts.Actor}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}
@@ -190,6 +193,7 @@ func OpenBackend(b storage.Backend, opts Options) (*Store, error) {
 // defaults.
 func start(b storage.Backend, opts Options) (*Store, error) {
 	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
+	s.self = Writer{s: s, actor: opts.Actor}
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.committer = committer{be: b, ctx: s.ctx, cache: s.cache, now: s.now, feed: &s.feed}
@@ -432,48 +436,37 @@ func (s *Store) get(ns, key string) (cache.Entry, error) {
 // 1,000,000,000 bytes in a row, namespace, key and value together: a
 // longer write fails with an error that says so, and stores nothing.
 func (s *Store) Set(namespace, key, value string) error {
-	if err := s.checkNames(namespace, key); err != nil {
-		return err
-	}
-	_, err := s.write(storage.Write{Kind: storage.Put, Namespace: namespace, Key: key, Value: value}, "set")
-	return err
+	return s.self.Set(namespace, key, value)
 }
 
 // SetWithTTL is like [Store.Set], and the key expires ttl from now: from
 // then on it reads as missing, and the sweeper deletes it. The expiry is
 // kept to the millisecond (rounded up). A ttl <= 0 returns [ErrInvalidTTL].
 func (s *Store) SetWithTTL(namespace, key, value string, ttl time.Duration) error {
-	exp, err := s.ttlExpiry(ttl, namespace, key)
-	if err != nil {
-		return err
-	}
-	_, err = s.write(storage.Write{Kind: storage.Put, Namespace: namespace, Key: key, Value: value, ExpiresAt: exp}, "set")
-	return err
+	return s.self.SetWithTTL(namespace, key, value, ttl)
 }
 
 // Delete removes key from namespace. Deleting a missing key is not an
 // error.
 func (s *Store) Delete(namespace, key string) error {
-	if err := s.checkNames(namespace, key); err != nil {
-		return err
-	}
-	_, err := s.write(storage.Write{Kind: storage.Delete, Namespace: namespace, Key: key}, "delete")
-	return err
+	return s.self.Delete(namespace, key)
 }
 
 // DeleteNamespace removes every key of namespace. Deleting an empty or
 // missing namespace is not an error.
 func (s *Store) DeleteNamespace(namespace string) error {
-	if err := s.checkNames(namespace); err != nil {
-		return err
-	}
-	_, err := s.write(storage.Write{Kind: storage.DeleteNamespace, Namespace: namespace}, "delete namespace")
-	return err
+	return s.self.DeleteNamespace(namespace)
 }
 
 // write commits pw through the committer and reports whether it changed
 // a row ([storage.Result.Changed]); op names the call in errors.
 func (s *Store) write(pw storage.Write, op string) (bool, error) {
+	res, err := s.writeResult(pw, op)
+	return res.Changed, err
+}
+
+// writeResult is write, returning the write's whole [storage.Result].
+func (s *Store) writeResult(pw storage.Write, op string) (storage.Result, error) {
 	r := &request{Write: pw}
 	var err error
 	if uerr := s.using(func() {
@@ -481,15 +474,15 @@ func (s *Store) write(pw storage.Write, op string) (bool, error) {
 			err = s.noteDamage(s.committer.do(r))
 		}
 	}); uerr != nil {
-		return false, uerr
+		return storage.Result{}, uerr
 	}
 	switch {
 	case err == nil:
-		return r.res.Changed, nil
+		return r.res, nil
 	case pw.Key != "":
-		return false, wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
+		return storage.Result{}, wrapf(err, "%s %q/%q", op, pw.Namespace, pw.Key)
 	default:
-		return false, wrapf(err, "%s %q", op, pw.Namespace)
+		return storage.Result{}, wrapf(err, "%s %q", op, pw.Namespace)
 	}
 }
 

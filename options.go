@@ -134,6 +134,15 @@ type Options struct {
 	// backend's own goroutines (its checkpointer and its poll of the
 	// change log) report to it too.
 	Logger *slog.Logger
+
+	// Actor names who the Store's writes are recorded as, in the history
+	// of a namespace that keeps one ([Store.SetHistory]), as are the
+	// expiries its sweeps delete; [Store.As] writes as another. Empty
+	// means "USER@HOST": the user name of os/user (else $USER) and
+	// os.Hostname. An actor with a control character, invalid UTF-8 or
+	// over 256 bytes is refused with [ErrInvalidOption]. Every backend
+	// that keeps history.
+	Actor string
 }
 
 // withDefaults returns o with its zero fields filled, or an error for a
@@ -165,6 +174,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Actor == "" {
+		o.Actor = defaultActor()
+	} else if err := checkActor(o.Actor); err != nil {
+		return o, err
 	}
 	return o, nil
 }

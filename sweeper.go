@@ -79,11 +79,15 @@ func (s *Store) sweep(ctx context.Context) (int64, error) {
 			return total, wrapf(err, "delete expired")
 		}
 		if n < sweepBatch {
-			p, ok := s.be.(storage.Pruner)
-			if !ok {
-				return total, nil // no change log to prune
+			if p, ok := s.be.(storage.Pruner); ok {
+				if err := s.pruneChangeLog(ctx, p); err != nil {
+					return total, err
+				}
 			}
-			return total, s.pruneChangeLog(ctx, p)
+			if h, ok := s.be.(storage.Historian); ok {
+				return total, s.pruneHistory(ctx, h)
+			}
+			return total, nil
 		}
 		if s.committer.writes.Load() == writes {
 			continue // nobody else is writing: go on at full speed
@@ -170,6 +174,46 @@ func (s *Store) pruneChangeLog(ctx context.Context, p storage.Pruner) error {
 		}
 		if n < pruneBatch {
 			return nil
+		}
+	}
+	return ErrClosed
+}
+
+// historyPruneBatch is how many changes of the history one transaction
+// deletes.
+const historyPruneBatch = 1024
+
+// pruneHistory deletes, through h, the changes of the history beyond their
+// namespace's keep, and those of namespaces that keep none, batch by
+// batch, until none is left or ctx ends; like a sweep, it leaves the
+// database to others' writes between batches for as long as a batch
+// took.
+func (s *Store) pruneHistory(ctx context.Context, h storage.Historian) error {
+	for ctx.Err() == nil {
+		start, writes := time.Now(), s.committer.writes.Load()
+		var n int
+		var err error
+		if uerr := s.using(func() {
+			if err = s.refuseDamaged(); err == nil {
+				n, err = h.PruneHistory(ctx, historyPruneBatch)
+			}
+		}); uerr != nil {
+			return uerr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ErrClosed
+			}
+			return wrapf(s.noteDamage(err), "prune history")
+		}
+		if n < historyPruneBatch {
+			return nil
+		}
+		if s.committer.writes.Load() != writes {
+			select {
+			case <-time.After(time.Since(start)):
+			case <-ctx.Done():
+			}
 		}
 	}
 	return ErrClosed

@@ -7,6 +7,11 @@
 # NEW, and NEW ÷ OLD. Alternating spreads the machine's own noise over
 # both; the lower quartile is the least disturbed figure. PostgreSQL rows
 # need a server: run it as `pg_virtualenv -t -- bench/compare.sh ...`.
+# BASE="NEWROW=OLDROW ..." compares a row that only NEW has with OLD's
+# row OLDROW (which ONLY must match too): what a new feature costs over
+# the old figure, e.g.
+#   BASE='set-history/opstate=set-normal/opstate' bench/compare.sh main HEAD 8 \
+#     '^(set-normal|set-history)/opstate$'
 set -euo pipefail
 old=${1:?usage: compare.sh OLD NEW [ROUNDS] [ONLY]}
 new=${2:?usage: compare.sh OLD NEW [ROUNDS] [ONLY]}
@@ -27,6 +32,10 @@ for r in $(seq 1 "$rounds"); do
 			awk -v r="$r" -v v="$v" '$2 ~ /^[0-9]+\/[0-9]+$/ && $4 == "ns/op" { print r, v, $1, $3, $5 }'
 	done
 done >"$work/runs"
+for pair in ${BASE:-}; do
+	awk -v n="${pair%%=*}" -v o="${pair#*=}" '$2 == "old" && $3 == o { $3 = n; print }' "$work/runs"
+done >"$work/base"
+cat "$work/base" >>"$work/runs"
 # Per row, version and round: the median of the round's runs; then per row
 # and version, the median and the lower quartile of the round medians.
 sort -k3,3 -k2,2 -k1,1n -k4,4g "$work/runs" | awk '

@@ -265,6 +265,13 @@ func plan(st *stores, w *workload, fail *failures) []row {
 				bench(func(ns, k, v string) error { return st.sqlite[d].Set(ns, k, v) }, w, fail))
 		}
 	}
+	// A Set to a namespace that keeps no history, in a file where another
+	// one does, and to a namespace that keeps history (its keep of
+	// historyKeep not pruned during the run: no sweeper runs).
+	for which, wl := range map[int]string{historyOther: "set-nohistory", historyOwn: "set-history"} {
+		add(wl, "opstate", func() error { return st.openHistory(which) },
+			setSingle(func(ns, k, v string) error { return st.history[which].Set(ns, k, v) }, w, fail))
+	}
 	for _, concurrent := range []bool{false, true} {
 		wl, bench := "set-pg", setSingle
 		if concurrent {

@@ -37,6 +37,10 @@ type stores struct {
 	closers []func() error // in opening order
 
 	opstate [2]*opstate.Store // by durability
+	// history's are Stores of synchronous NORMAL on files where the
+	// workload's namespace keeps no history but another does
+	// (historyOther), and where it keeps history (historyOwn).
+	history [2]*opstate.Store
 	sqlite  [2]*sqliteOnly    // by durability
 	lru     *lru.Cache[string, string]
 	otter   *otter.Cache[string, string]
@@ -82,6 +86,35 @@ func (s *stores) openOpstate(d durability) error {
 	}
 	s.closers = append(s.closers, st.Close)
 	s.opstate[d] = st
+	return warmOpstate(st, s.w, "opstate")
+}
+
+// Which namespace keeps history in a file of stores.history.
+const (
+	historyOther = iota // another namespace: the workload's writes record nothing
+	historyOwn          // the workload's namespace
+)
+
+// historyKeep is the keep of the namespace that keeps history.
+const historyKeep = 1000
+
+func (s *stores) openHistory(which int) error {
+	if s.history[which] != nil {
+		return nil
+	}
+	st, err := opstate.Open(filepath.Join(s.dir, fmt.Sprintf("opstate-history-%d.db", which)), opstate.Options{SweepInterval: -1})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, st.Close)
+	s.history[which] = st
+	ns := "audited"
+	if which == historyOwn {
+		ns = namespace
+	}
+	if err := st.SetHistory(ns, historyKeep); err != nil {
+		return err
+	}
 	return warmOpstate(st, s.w, "opstate")
 }
 

@@ -44,6 +44,7 @@ func Run(t *testing.T, c Config) {
 		{"Coherence", testCoherence},
 		{"HostileText", testHostileText},
 		{"Model", testModel},
+		{"History", testHistory},
 	}
 	for _, p := range parts {
 		t.Run(p.name, func(t *testing.T) { p.run(t, c) })

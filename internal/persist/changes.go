@@ -258,12 +258,32 @@ func (db *DB) recheckLocked(ctx context.Context) error {
 		// repair is idempotent, so a try that met another connection's
 		// lock is tried again whole; its statements run without ctx,
 		// which ends only the wait (see waitLock).
+		//
+		// It runs on a read connection, not the writer: SQLite attaches
+		// the writer's TEMP trigger (history_schema.go) to a history
+		// table made again only when the writer reloads the schema
+		// another connection changed, and a DROP TABLE on the writer
+		// itself would drop the trigger. (That connection's busy handler
+		// waits for others' locks, up to BusyTimeout, before ctx is
+		// looked at again.)
 		err := db.waitLock(ctx, func() error {
-			_, err := repairSchema(context.Background(), db.w, true)
+			bg := context.Background()
+			c, err := db.pool.Conn(bg)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = repairSchema(bg, c, true)
 			return err
 		})
 		if err != nil {
 			return err
+		}
+		if err := createWriterTemp(context.Background(), db.w); err != nil {
+			return err
+		}
+		if db.wc != nil {
+			db.wc.actorSet = false
 		}
 	}
 	err = db.w.Raw(func(dc any) error {

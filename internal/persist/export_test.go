@@ -2,6 +2,8 @@ package persist
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -82,3 +84,27 @@ func (db *DB) GuardRunning() bool {
 // the finding of another SQLite library where err is damage and one is
 // found.
 func (db *DB) Explain(err error) error { return db.guard.explain(err) }
+
+// CreateAtVersion makes a new file at path as the migrations up to version
+// v leave it, with nothing after: the file an opstate of that version
+// made.
+func CreateAtVersion(path string, v int) error {
+	pool, err := sql.Open("sqlite", path)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	c, err := pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := range v {
+		if err := migrations[i](ctx, c); err != nil {
+			return err
+		}
+	}
+	_, err = c.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+	return err
+}

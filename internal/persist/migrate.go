@@ -14,6 +14,7 @@ import (
 var migrations = []func(ctx context.Context, c *sql.Conn) error{
 	migrateV1,
 	migrateV2,
+	migrateV3,
 }
 
 // migrate runs the migrations the database on c lacks, puts back what of

@@ -70,6 +70,10 @@ type Options struct {
 	// Logger is where the DB's goroutines report failures; default
 	// slog.Default().
 	Logger *slog.Logger
+	// Actor is who the DB's sweeps ([DB.DeleteExpired]) are recorded as
+	// in the history of a namespace that keeps one; a [Write] names its
+	// own. "" is recorded as no actor.
+	Actor string
 }
 
 // DefaultBusyTimeout is the BusyTimeout of zero Options.
@@ -143,6 +147,7 @@ type DB struct {
 	guard *guard // watches for other SQLite libraries (foreign.go); nil for a private database
 
 	logger       *slog.Logger  // Options.Logger
+	actor        string        // Options.Actor
 	pollInterval time.Duration // Options.PollInterval
 	maint        *maintainer   // the checkpointer (maintain.go); nil without Options.Maintain
 	checkpoints  atomic.Uint64 // complete checkpoints run by the checkpointer
@@ -239,7 +244,7 @@ func open(path, dsn string, db *DB, opts Options) (*DB, error) {
 	pool.SetConnMaxIdleTime(0)
 	pool.SetConnMaxLifetime(0)
 
-	db.pool, db.verify, db.busyTimeout, db.due = pool, opts.Verify, opts.BusyTimeout, make(chan struct{}, 1)
+	db.pool, db.verify, db.busyTimeout, db.due, db.actor = pool, opts.Verify, opts.BusyTimeout, make(chan struct{}, 1), opts.Actor
 	if err := db.init(); err != nil {
 		db.Close()
 		return nil, openError(path, db.classify(err))
@@ -300,6 +305,9 @@ func (db *DB) setup(ctx context.Context) error {
 		err = migrate(ctx, w, db.busyTimeout, db.verify)
 	}
 	if err != nil {
+		return err
+	}
+	if err := createWriterTemp(ctx, w); err != nil {
 		return err
 	}
 	if err := db.startLog(ctx); err != nil {

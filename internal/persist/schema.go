@@ -34,6 +34,7 @@ type schemaObject struct {
 	create  string   // the statement that creates it
 	columns []string // a table's, as columnsSQL lists them
 	data    bool     // a table that holds the user's data: never dropped
+	table   string   // an index's or a trigger's table, if not operational_state
 }
 
 // stateColumns are operational_state's columns, as columnsSQL lists them.
@@ -88,6 +89,27 @@ var schema = []schemaObject{
 	{kind: "trigger", name: "operational_state_changes_update", create: changeLog[2]},
 	{kind: "trigger", name: "operational_state_changes_rename", create: changeLog[3]},
 	{kind: "trigger", name: "operational_state_changes_delete", create: changeLog[4]},
+	{kind: "table", name: "operational_state_history_keep", create: historySchema[0], columns: []string{
+		"namespace TEXT PRIMARY KEY 1",
+		"keep INTEGER NOT NULL",
+	}},
+	{kind: "table", name: "operational_state_history", create: historySchema[1], columns: []string{
+		"seq INTEGER PRIMARY KEY 1",
+		"at TEXT NOT NULL",
+		"namespace TEXT NOT NULL",
+		"key TEXT NOT NULL",
+		"op TEXT NOT NULL",
+		"before TEXT",
+		"before_expires_at TEXT",
+		"after TEXT",
+		"after_expires_at TEXT",
+		"actor TEXT",
+	}},
+	{kind: "index", name: "operational_state_history_key", create: historySchema[2], table: "operational_state_history"},
+	{kind: "trigger", name: "operational_state_history_insert", create: historySchema[3]},
+	{kind: "trigger", name: "operational_state_history_update", create: historySchema[4]},
+	{kind: "trigger", name: "operational_state_history_rename", create: historySchema[5]},
+	{kind: "trigger", name: "operational_state_history_delete", create: historySchema[6]},
 }
 
 // sameSQL reports whether two CREATE statements are the same but for
@@ -132,7 +154,11 @@ func schemaRepairs(ctx context.Context, c *sql.Conn) ([]string, error) {
 		case f.kind != o.kind:
 			return nil, fmt.Errorf("%w (%s is a %s, not a %s)", ErrSchema, o.name, f.kind, o.kind)
 		case o.kind != "table":
-			if f.table != "operational_state" || !sameSQL(f.sql, o.create) {
+			table := o.table
+			if table == "" {
+				table = "operational_state"
+			}
+			if f.table != table || !sameSQL(f.sql, o.create) {
 				fix = append(fix, fmt.Sprintf("DROP %s %q", strings.ToUpper(o.kind), o.name), o.create)
 			}
 			continue

@@ -51,7 +51,7 @@ func OpenDB(pool *sql.DB, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{shared: true, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout, due: make(chan struct{}, 1)}
+	db := &DB{shared: true, pool: pool, verify: opts.Verify, busyTimeout: opts.BusyTimeout, due: make(chan struct{}, 1), actor: opts.Actor}
 	if err := db.attach(busyMS, opts.Sync); err != nil {
 		db.Close()
 		name := db.path

@@ -66,6 +66,9 @@ type writeConn struct {
 	dataVersion             driver.Stmt
 	schemaVersion           driver.Stmt
 	logMax, logRead, prune  driver.Stmt
+	setKeep, deleteKeep     driver.Stmt // history.go's
+	pruneKept, pruneDropped driver.Stmt
+	setWriterActor          driver.Stmt
 	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
 	args                    []driver.NamedValue         // reused between statements
@@ -73,6 +76,12 @@ type writeConn struct {
 	// changed, each logged once in the change log: Apply hands them to the
 	// DB's record of its own commits when the transaction commits.
 	changed []Key
+	// actor is what temp.opstate_writer says of the connection's history
+	// rows when actorSet is true: their actor, and no sweep's. A statement
+	// that failed, or a transaction rolled back, may have undone what the
+	// DB last set, so that every error unsets actorSet (history.go).
+	actor    string
+	actorSet bool
 }
 
 // Apply runs ws in one transaction, in order, and returns when it has
@@ -145,6 +154,9 @@ func (db *DB) Apply(ctx context.Context, now int64, ws []Write) ([]Result, error
 		db.ownLocked(wc.changed)
 		return nil
 	})
+	if err != nil && db.wc != nil {
+		db.wc.actorSet = false
+	}
 	if err == nil {
 		err = db.guard.afterCommit()
 	}
@@ -174,14 +186,20 @@ func (db *DB) DeleteExpired(ctx context.Context, now int64, limit int) ([]Key, e
 			return err
 		}
 		defer wc.loggedLocked(db)
+		// The history records what the sweep deletes as expired, by the
+		// DB's actor, whatever SQLite's clock says (history_schema.go).
+		bg := context.Background()
+		if err := wc.setWriter(bg, db.actor, true); err != nil {
+			return err
+		}
 		err = db.waitLock(ctx, func() error {
-			keys, err = wc.deleteExpired(context.Background(), formatTime(now), limit)
+			keys, err = wc.deleteExpired(bg, formatTime(now), limit)
 			return err
 		})
 		if err == nil {
 			db.ownLocked(keys)
 		}
-		return err
+		return errors.Join(err, wc.setWriter(bg, db.actor, false))
 	})
 	if err == nil {
 		err = db.guard.afterCommit()
@@ -244,6 +262,11 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.dataVersion, `PRAGMA data_version`)
 	prep(&wc.schemaVersion, `PRAGMA schema_version`)
 	prep(&wc.sweep, sweepSQL)
+	prep(&wc.setKeep, setKeepSQL)
+	prep(&wc.deleteKeep, deleteKeepSQL)
+	prep(&wc.pruneKept, pruneKeptSQL)
+	prep(&wc.pruneDropped, pruneDroppedSQL)
+	prep(&wc.setWriterActor, setWriterActorSQL)
 	if err != nil {
 		wc.close()
 		return nil, err
@@ -275,7 +298,8 @@ func query(ctx context.Context, st driver.Stmt, args []driver.NamedValue) (drive
 // close closes every prepared statement.
 func (wc *writeConn) close() {
 	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep,
-		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.schemaVersion, wc.logMax, wc.logRead, wc.prune}, wc.puts[:]...) {
+		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.schemaVersion, wc.logMax, wc.logRead, wc.prune,
+		wc.setKeep, wc.deleteKeep, wc.pruneKept, wc.pruneDropped, wc.setWriterActor}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
@@ -339,11 +363,14 @@ func (wc *writeConn) run(ctx context.Context, now int64, ws []Write, res []Resul
 	stamp := formatTime(now)
 	for i := 0; i < len(ws); {
 		w, r := &ws[i], &res[i]
+		if err := wc.useActor(ctx, w.Actor); err != nil {
+			return err
+		}
 		var err error
 		switch w.Kind {
 		case Put:
 			n := 1
-			for n < maxPutRows && i+n < len(ws) && ws[i+n].Kind == Put {
+			for n < maxPutRows && i+n < len(ws) && ws[i+n].Kind == Put && ws[i+n].Actor == w.Actor {
 				n++
 			}
 			err = wc.put(ctx, stamp, ws[i:i+n], res[i:i+n])
