@@ -134,7 +134,7 @@ type invocation struct {
 	verb      *verb
 	args      []string      // the verb's params (those it may leave out left out), none empty but VALUE
 	ttl       time.Duration // set: 0 means no expiry
-	json      bool          // list, watch
+	json      bool          // list, watch, history
 	fromStdin bool          // set: args[2] is to be read from standard input
 	serve     serveConfig   // serve
 	n         int           // history -n; history-keep N
