@@ -104,6 +104,19 @@
 //     next read serves another writer's value even before this Store has
 //     noticed the write, and a loop of Get and CompareAndSwap converges at
 //     once.
+//   - A namespace that keeps history ([Store.SetHistory]) has every
+//     change to one of its keys recorded in the transaction that makes
+//     it, by any writer — this Store, others, the opstate command, plain
+//     SQL in the sqlite3 shell — with the value and expiry before and
+//     after, the time by the database's clock and the actor
+//     ([Options.Actor], [Store.As]; none for plain SQL): a write that
+//     returned an error, or a conditional write that changed nothing,
+//     records nothing. [Store.Revert] writes only if the key still holds
+//     what its latest recorded change left, decided by the database as a
+//     conditional write is, and otherwise fails with [ErrConflict],
+//     writing nothing. A write to a namespace without history records
+//     nothing and costs about what it did before history existed
+//     (docs/performance.md).
 //   - Memory is bounded: keys, values and per-entry overhead of all
 //     namespaces share one budget ([Options.CacheBytes], 32 MiB by
 //     default). Evicted keys are read from SQLite again. The changes held
@@ -194,6 +207,13 @@
 //     an OpReset: a Store cannot tell it from a restore, after which the
 //     change log no longer says what changed. CREATE ... IF NOT EXISTS of
 //     what exists, writes to other tables and checkpoints change nothing.
+//   - The history keeps a namespace's last keep changes only as of the
+//     last sweep: the sweeper deletes older ones (and those of a
+//     namespace whose history was turned off) in batches, so between
+//     sweeps, or with the sweeper turned off, it holds more. An actor is
+//     what the writer says it is: a Store's Options.Actor or the name
+//     given to [Store.As], never checked against anything. Writes with
+//     triggers turned off are not recorded, as they are not seen.
 //   - Only rewinds made through SQLite are seen. A copy put in place of
 //     the file with file tools while a Store has it open (cp over it, a
 //     file-system snapshot rolled back under it) is not supported: it

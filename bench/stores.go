@@ -41,7 +41,7 @@ type stores struct {
 	// workload's namespace keeps no history but another does
 	// (historyOther), and where it keeps history (historyOwn).
 	history [2]*opstate.Store
-	sqlite  [2]*sqliteOnly    // by durability
+	sqlite  [2]*sqliteOnly // by durability
 	lru     *lru.Cache[string, string]
 	otter   *otter.Cache[string, string]
 	// otterNeg and lruNeg also hold an entry for every absent key, as a

@@ -87,15 +87,16 @@
 // SQLite-only opstate (version 0, with or without expires_at) is rebuilt
 // WITHOUT ROWID with every row copied as it is (a missing expires_at
 // becomes NULL), and the expiry index is added (version 1); the change
-// log and its triggers are added (version 2). Running a migration again
+// log and its triggers are added (version 2); the history's tables and
+// triggers are added (version 3, history_schema.go). Running a migration again
 // changes nothing; a file from a newer version is refused with
 // [ErrSchemaVersion]. A file that needs a migration is read whole first
 // (quick_check) and migrated before it is switched to WAL, so that a
 // damaged one is refused untouched.
 //
 // A file at the current version may have lost what its migrations made:
-// Open then compares the change log, its triggers and the expiry index
-// with what the migrations create (schema.go), and puts back, in one
+// Open then compares the change log, the history, their triggers and the
+// expiry index with what the migrations create (schema.go), and puts back, in one
 // transaction, what is missing or differs — dropped, or created again
 // with another definition; a change log of other columns is rebuilt
 // empty. operational_state, which holds the data, is created if it is

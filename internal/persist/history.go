@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -53,34 +54,32 @@ const (
 	deleteKeepSQL = `DELETE FROM operational_state_history_keep WHERE namespace = ?1`
 )
 
-// What PruneHistory reads, on a read connection, so that the scan of a
-// namespace's history holds no write up: every namespace that keeps
-// history with the Seq of its newest change beyond its keep (NULL when it
-// has no more than keep), and every namespace with changes that keeps none
-// (found index seek by index seek, rather than by reading every change).
+// The history has no index but its seq (history_schema.go), so that a
+// recorded change costs one page more than a write without: what
+// PruneHistory deletes is found on a read connection, where a scan holds
+// no write up, and the writing transaction deletes changes by seq alone.
+//
+// Read: every namespace that keeps history, with its keep; the seq of a
+// namespace's newest change beyond its keep ?2 (none: it has no more);
+// the namespaces with changes that keep none; at most ?3 of the oldest
+// changes of namespace ?1 up to seq ?2.
 const (
 	pruneKeepsSQL  = `SELECT namespace, keep FROM operational_state_history_keep`
 	pruneCutoffSQL = `SELECT seq FROM operational_state_history WHERE namespace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2`
-	pruneOffSQL    = `WITH RECURSIVE ns(n) AS (
-		SELECT (SELECT min(namespace) FROM operational_state_history)
-		UNION ALL
-		SELECT (SELECT min(namespace) FROM operational_state_history WHERE namespace > n) FROM ns WHERE n IS NOT NULL)
-		SELECT n FROM ns WHERE n IS NOT NULL
-		AND NOT EXISTS (SELECT 1 FROM operational_state_history_keep WHERE namespace = n)`
+	pruneOffSQL    = `SELECT DISTINCT namespace FROM operational_state_history
+		WHERE namespace NOT IN (SELECT namespace FROM operational_state_history_keep)`
+	pruneSeqsSQL = `SELECT seq FROM operational_state_history WHERE seq <= ?2 AND namespace = ?1 ORDER BY seq LIMIT ?3`
 )
 
-// What PruneHistory deletes, in the writing transaction: at most ?3 of the
-// oldest changes of namespace ?1 up to Seq ?2, if it still keeps ?4 (a
-// keep raised since the cutoff was read would make them kept); at most ?2
-// of the oldest changes of namespace ?1, if it still keeps none.
-const (
-	pruneKeptSQL = `DELETE FROM operational_state_history WHERE seq IN (
-		SELECT seq FROM operational_state_history WHERE namespace = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
-		AND (SELECT keep FROM operational_state_history_keep WHERE namespace = ?1) = ?4`
-	pruneDroppedSQL = `DELETE FROM operational_state_history WHERE seq IN (
-		SELECT seq FROM operational_state_history WHERE namespace = ?1 ORDER BY seq LIMIT ?2)
-		AND NOT EXISTS (SELECT 1 FROM operational_state_history_keep WHERE namespace = ?1)`
-)
+// What PruneHistory deletes, in the writing transaction: the changes of
+// namespace ?1 whose seqs the JSON array ?2 lists, if the namespace still
+// keeps ?3 changes (a keep raised since they were read would keep them),
+// or none when ?3 is 0. The newest change of the history is never deleted:
+// a seq is the largest so far plus one, and must never be given again.
+const pruneSQLHistory = `DELETE FROM operational_state_history
+	WHERE seq IN (SELECT value FROM json_each(?2)) AND namespace = ?1
+	AND ifnull((SELECT keep FROM operational_state_history_keep WHERE namespace = ?1), 0) = ?3
+	AND seq < (SELECT max(seq) FROM operational_state_history)`
 
 // SetHistory makes namespace keep its last keep changes, from the next
 // write on, whoever makes it; keep 0 turns its history off, and the
@@ -208,14 +207,15 @@ func (db *DB) History(ctx context.Context, namespace, key string, before int64, 
 // keep, or of a namespace that keeps none, oldest first, in one
 // transaction, and returns how many it deleted. What to delete is found on
 // a read connection first, so that the transaction, which holds the
-// DB's writes off, only deletes. ctx ends a wait for another connection's
-// lock, as it ends [DB.Apply]'s.
+// DB's writes off, only deletes changes by their seq. The newest change of
+// the history stays, whatever its namespace. ctx ends a wait for another
+// connection's lock, as it ends [DB.Apply]'s.
 func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	kept, dropped, err := db.pruneTargets(ctx)
-	if err != nil || (len(kept) == 0 && len(dropped) == 0) {
+	targets, err := db.pruneTargets(ctx, limit)
+	if err != nil || len(targets) == 0 {
 		return 0, err
 	}
 	var n int64
@@ -226,21 +226,8 @@ func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
 			return err
 		}
 		err := func() error {
-			for _, t := range kept {
-				if n >= int64(limit) {
-					return nil
-				}
-				d, err := wc.exec(bg, wc.pruneKept, t.namespace, t.cutoff, int64(limit)-n, t.keep)
-				if err != nil {
-					return err
-				}
-				n += d
-			}
-			for _, ns := range dropped {
-				if n >= int64(limit) {
-					return nil
-				}
-				d, err := wc.exec(bg, wc.pruneDropped, ns, int64(limit)-n)
+			for _, t := range targets {
+				d, err := wc.exec(bg, wc.pruneHistory, t.namespace, t.seqs, t.keep)
 				if err != nil {
 					return err
 				}
@@ -262,63 +249,87 @@ func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
 	return int(n), nil
 }
 
-// pruneTarget is a namespace whose changes up to cutoff are beyond its
-// keep.
+// pruneTarget is what PruneHistory deletes of one namespace.
 type pruneTarget struct {
-	namespace any // as stored: a namespace written by hand may be no text
-	keep      int64
-	cutoff    int64
+	namespace any    // as stored: a namespace written by hand may be no text
+	keep      int64  // its keep when read; 0: none
+	seqs      string // the seqs of the changes to delete, as a JSON array
 }
 
-// pruneTargets reads, on a read connection, what PruneHistory deletes:
-// the namespaces with changes beyond their keep, and those with changes
-// that keep none (as stored).
-func (db *DB) pruneTargets(ctx context.Context) (kept []pruneTarget, dropped []any, err error) {
+// pruneTargets reads, on a read connection, at most limit changes to
+// delete, oldest first by namespace: those beyond their namespace's keep,
+// then those of namespaces that keep none.
+func (db *DB) pruneTargets(ctx context.Context, limit int) ([]pruneTarget, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer db.endRead(db.beginRead())
 	bg := context.Background()
-	rows, err := db.pool.QueryContext(bg, pruneKeepsSQL)
-	if err != nil {
-		return nil, nil, db.classify(err)
+	type namespaceKeep struct {
+		namespace any
+		keep      int64
 	}
-	var keeps []pruneTarget
-	for rows.Next() {
-		var t pruneTarget
-		if err := rows.Scan(&t.namespace, &t.keep); err != nil {
-			rows.Close()
-			return nil, nil, db.classify(err)
+	var spaces []namespaceKeep
+	for _, q := range []string{pruneKeepsSQL, pruneOffSQL} {
+		rows, err := db.pool.QueryContext(bg, q)
+		if err != nil {
+			return nil, db.classify(err)
 		}
-		keeps = append(keeps, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, db.classify(err)
-	}
-	for _, t := range keeps {
-		err := db.pool.QueryRowContext(bg, pruneCutoffSQL, t.namespace, t.keep).Scan(&t.cutoff)
-		switch {
-		case errors.Is(err, sql.ErrNoRows): // no more than keep changes
-		case err != nil:
-			return nil, nil, db.classify(err)
-		default:
-			kept = append(kept, t)
+		for rows.Next() {
+			var nk namespaceKeep
+			dest := []any{&nk.namespace, &nk.keep}
+			if q == pruneOffSQL {
+				dest = dest[:1]
+			}
+			if err := rows.Scan(dest...); err != nil {
+				rows.Close()
+				return nil, db.classify(err)
+			}
+			spaces = append(spaces, nk)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, db.classify(err)
 		}
 	}
-	rows, err = db.pool.QueryContext(bg, pruneOffSQL)
-	if err != nil {
-		return nil, nil, db.classify(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ns any
-		if err := rows.Scan(&ns); err != nil {
-			return nil, nil, db.classify(err)
+	var targets []pruneTarget
+	for _, nk := range spaces {
+		cutoff := int64(math.MaxInt64)
+		if nk.keep > 0 {
+			err := db.pool.QueryRowContext(bg, pruneCutoffSQL, nk.namespace, nk.keep).Scan(&cutoff)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // no more than keep changes
+			}
+			if err != nil {
+				return nil, db.classify(err)
+			}
 		}
-		dropped = append(dropped, ns)
+		rows, err := db.pool.QueryContext(bg, pruneSeqsSQL, nk.namespace, cutoff, int64(limit))
+		if err != nil {
+			return nil, db.classify(err)
+		}
+		var seqs []int64
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				rows.Close()
+				return nil, db.classify(err)
+			}
+			seqs = append(seqs, seq)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, db.classify(err)
+		}
+		if len(seqs) > 0 {
+			list, _ := json.Marshal(seqs)
+			targets = append(targets, pruneTarget{namespace: nk.namespace, keep: nk.keep, seqs: string(list)})
+			if limit -= len(seqs); limit == 0 {
+				break
+			}
+		}
 	}
-	return kept, dropped, db.classify(rows.Err())
+	return targets, nil
 }
 
 // useActor makes the history rows of the write connection's next

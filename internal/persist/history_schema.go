@@ -26,15 +26,21 @@ import (
 // historyStamp is SQLite's clock in the stored timestamp form.
 const historyStamp = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 
-// historySchema creates the history's tables, index and triggers, in that
-// order (schema.go names each).
+// historySchema creates the history's tables and triggers, in that order
+// (schema.go names each). The history has no index but its seq, the
+// rowid, to which a change is appended: an index of its keys would be one
+// more page written by every recorded change, in a random place, and
+// would cost a write about a third more (docs/performance.md); a read of
+// a key's history scans the namespace's changes from the newest instead.
+// seq is no AUTOINCREMENT, whose counter is one more page too: it is the
+// largest seq plus one, and PruneHistory never deletes the largest.
 var historySchema = []string{
 	`CREATE TABLE IF NOT EXISTS operational_state_history_keep (
 	namespace TEXT PRIMARY KEY,
 	keep      INTEGER NOT NULL CHECK (keep > 0)
 )`,
 	`CREATE TABLE IF NOT EXISTS operational_state_history (
-	seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq               INTEGER PRIMARY KEY,
 	at                TEXT NOT NULL,
 	namespace         TEXT NOT NULL,
 	key               TEXT NOT NULL,
@@ -45,8 +51,6 @@ var historySchema = []string{
 	after_expires_at  TEXT,
 	actor             TEXT
 )`,
-	`CREATE INDEX IF NOT EXISTS operational_state_history_key
-	ON operational_state_history (namespace, key, seq)`,
 	`CREATE TRIGGER IF NOT EXISTS operational_state_history_insert
 	AFTER INSERT ON operational_state
 	WHEN EXISTS (SELECT 1 FROM operational_state_history_keep WHERE namespace = NEW.namespace) BEGIN

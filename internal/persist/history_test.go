@@ -255,9 +255,13 @@ func TestPruneHistory(t *testing.T) {
 		t.Errorf("HistoryKeeps() = %v, %v; want h: 3", keeps, err)
 	}
 	apply(t, db, t0, putW("g", "k", "after", 0))
+	// The newest change of the history stays, whatever its namespace: seq
+	// is the largest plus one.
 	prune(6, 6)
-	prune(6, 4)
+	prune(6, 3)
 	prune(6, 0)
+	apply(t, db, t0, putW("h", "k", "k", 0))
+	prune(6, 1+1) // g's last, and h's oldest beyond its keep
 	if got := history(t, db, "g", ""); len(got) != 0 {
 		t.Errorf("history of g turned off = %+v; want none", got)
 	}

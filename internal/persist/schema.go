@@ -34,7 +34,6 @@ type schemaObject struct {
 	create  string   // the statement that creates it
 	columns []string // a table's, as columnsSQL lists them
 	data    bool     // a table that holds the user's data: never dropped
-	table   string   // an index's or a trigger's table, if not operational_state
 }
 
 // stateColumns are operational_state's columns, as columnsSQL lists them.
@@ -105,11 +104,10 @@ var schema = []schemaObject{
 		"after_expires_at TEXT",
 		"actor TEXT",
 	}},
-	{kind: "index", name: "operational_state_history_key", create: historySchema[2], table: "operational_state_history"},
-	{kind: "trigger", name: "operational_state_history_insert", create: historySchema[3]},
-	{kind: "trigger", name: "operational_state_history_update", create: historySchema[4]},
-	{kind: "trigger", name: "operational_state_history_rename", create: historySchema[5]},
-	{kind: "trigger", name: "operational_state_history_delete", create: historySchema[6]},
+	{kind: "trigger", name: "operational_state_history_insert", create: historySchema[2]},
+	{kind: "trigger", name: "operational_state_history_update", create: historySchema[3]},
+	{kind: "trigger", name: "operational_state_history_rename", create: historySchema[4]},
+	{kind: "trigger", name: "operational_state_history_delete", create: historySchema[5]},
 }
 
 // sameSQL reports whether two CREATE statements are the same but for
@@ -154,11 +152,7 @@ func schemaRepairs(ctx context.Context, c *sql.Conn) ([]string, error) {
 		case f.kind != o.kind:
 			return nil, fmt.Errorf("%w (%s is a %s, not a %s)", ErrSchema, o.name, f.kind, o.kind)
 		case o.kind != "table":
-			table := o.table
-			if table == "" {
-				table = "operational_state"
-			}
-			if f.table != table || !sameSQL(f.sql, o.create) {
+			if f.table != "operational_state" || !sameSQL(f.sql, o.create) {
 				fix = append(fix, fmt.Sprintf("DROP %s %q", strings.ToUpper(o.kind), o.name), o.create)
 			}
 			continue
