@@ -67,19 +67,27 @@ const (
 	pruneKeepsSQL  = `SELECT namespace, keep FROM operational_state_history_keep`
 	pruneCutoffSQL = `SELECT seq FROM operational_state_history WHERE namespace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2`
 	pruneOffSQL    = `SELECT DISTINCT namespace FROM operational_state_history
-		WHERE namespace NOT IN (SELECT namespace FROM operational_state_history_keep)`
+		WHERE namespace <> '' AND namespace NOT IN (SELECT namespace FROM operational_state_history_keep)`
 	pruneSeqsSQL = `SELECT seq FROM operational_state_history WHERE seq <= ?2 AND namespace = ?1 ORDER BY seq LIMIT ?3`
 )
 
 // What PruneHistory deletes, in the writing transaction: the changes of
 // namespace ?1 whose seqs the JSON array ?2 lists, if the namespace still
 // keeps ?3 changes (a keep raised since they were read would keep them),
-// or none when ?3 is 0. The newest change of the history is never deleted:
-// a seq is the largest so far plus one, and must never be given again.
-const pruneSQLHistory = `DELETE FROM operational_state_history
+// or none when ?3 is 0. The newest change of the history is not deleted
+// but emptied, left to no namespace (”), which no Store reads: a seq is
+// the largest so far plus one, and must never be given again.
+const (
+	pruneSQLHistory = `DELETE FROM operational_state_history
 	WHERE seq IN (SELECT value FROM json_each(?2)) AND namespace = ?1
 	AND ifnull((SELECT keep FROM operational_state_history_keep WHERE namespace = ?1), 0) = ?3
 	AND seq < (SELECT max(seq) FROM operational_state_history)`
+	emptySQLHistory = `UPDATE operational_state_history SET namespace = '', key = '',
+	before = NULL, before_expires_at = NULL, after = NULL, after_expires_at = NULL, actor = NULL
+	WHERE seq = (SELECT max(seq) FROM operational_state_history)
+	AND seq IN (SELECT value FROM json_each(?2)) AND namespace = ?1
+	AND ifnull((SELECT keep FROM operational_state_history_keep WHERE namespace = ?1), 0) = ?3`
+)
 
 // SetHistory makes namespace keep its last keep changes, from the next
 // write on, whoever makes it; keep 0 turns its history off, and the
@@ -208,7 +216,7 @@ func (db *DB) History(ctx context.Context, namespace, key string, before int64, 
 // transaction, and returns how many it deleted. What to delete is found on
 // a read connection first, so that the transaction, which holds the
 // DB's writes off, only deletes changes by their seq. The newest change of
-// the history stays, whatever its namespace. ctx ends a wait for another
+// the history is emptied instead, and left to no namespace. ctx ends a wait for another
 // connection's lock, as it ends [DB.Apply]'s.
 func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
@@ -227,11 +235,13 @@ func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
 		}
 		err := func() error {
 			for _, t := range targets {
-				d, err := wc.exec(bg, wc.pruneHistory, t.namespace, t.seqs, t.keep)
-				if err != nil {
-					return err
+				for _, st := range []driver.Stmt{wc.pruneHistory, wc.emptyHistory} {
+					d, err := wc.exec(bg, st, t.namespace, t.seqs, t.keep)
+					if err != nil {
+						return err
+					}
+					n += d
 				}
-				n += d
 			}
 			return nil
 		}()

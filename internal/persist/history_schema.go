@@ -33,7 +33,8 @@ const historyStamp = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 // would cost a write about a third more (docs/performance.md); a read of
 // a key's history scans the namespace's changes from the newest instead.
 // seq is no AUTOINCREMENT, whose counter is one more page too: it is the
-// largest seq plus one, and PruneHistory never deletes the largest.
+// largest seq plus one, and PruneHistory never deletes the largest (it
+// empties it, and leaves it to no namespace).
 var historySchema = []string{
 	`CREATE TABLE IF NOT EXISTS operational_state_history_keep (
 	namespace TEXT PRIMARY KEY,

@@ -255,13 +255,19 @@ func TestPruneHistory(t *testing.T) {
 		t.Errorf("HistoryKeeps() = %v, %v; want h: 3", keeps, err)
 	}
 	apply(t, db, t0, putW("g", "k", "after", 0))
-	// The newest change of the history stays, whatever its namespace: seq
-	// is the largest plus one.
 	prune(6, 6)
-	prune(6, 3)
+	prune(6, 4)
 	prune(6, 0)
+	// The newest change of the history, g's, was emptied rather than
+	// deleted: the next change's seq follows it.
+	var max int64
+	if err := rawDB(t, db.Path()).QueryRow(`SELECT max(seq) FROM operational_state_history WHERE namespace = ''`).Scan(&max); err != nil {
+		t.Fatalf("the newest change, emptied: %v", err)
+	}
 	apply(t, db, t0, putW("h", "k", "k", 0))
-	prune(6, 1+1) // g's last, and h's oldest beyond its keep
+	if cs, _ := db.History(t.Context(), "h", "k", 0, 1); len(cs) != 1 || cs[0].Seq != max+1 {
+		t.Errorf("seq after the emptied newest change %d = %+v; want %d", max, cs, max+1)
+	}
 	if got := history(t, db, "g", ""); len(got) != 0 {
 		t.Errorf("history of g turned off = %+v; want none", got)
 	}
@@ -340,5 +346,30 @@ func TestHistoryRepairedWhileOpen(t *testing.T) {
 				t.Errorf("history after the repair = %+v; want the last change set 2 by b", got)
 			}
 		})
+	}
+}
+
+// TestMigrateToHistoryFails checks that a migration to the history that
+// fails part way (a file of version 2 with an index named as the history
+// table, which the migration cannot create) rolls back whole: Open fails
+// and the file is as it was, at version 2.
+func TestMigrateToHistoryFails(t *testing.T) {
+	path := tempPath(t)
+	if err := persist.CreateAtVersion(path, 2); err != nil {
+		t.Fatal(err)
+	}
+	execRaw(t, path,
+		`INSERT INTO operational_state VALUES ('h', 'k', 'old', '2026-01-01T00:00:00.000Z', NULL)`,
+		`CREATE INDEX operational_state_history ON operational_state (value)`)
+	before := dump(t, path)
+	if db, err := persist.Open(path, persist.Options{}); err == nil {
+		db.Close()
+		t.Fatal("Open of a file whose migration must fail succeeded")
+	}
+	if after := dump(t, path); after != before {
+		t.Errorf("the failed migration changed the file:\n%s\nwas:\n%s", after, before)
+	}
+	if !strings.Contains(before, "user_version 2") {
+		t.Errorf("dump of the file = %s; want user_version 2", before)
 	}
 }

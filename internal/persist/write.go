@@ -68,6 +68,7 @@ type writeConn struct {
 	logMax, logRead, prune  driver.Stmt
 	setKeep, deleteKeep     driver.Stmt // history.go's
 	pruneHistory            driver.Stmt
+	emptyHistory            driver.Stmt
 	setWriterActor          driver.Stmt
 	status                  sqlite.DBStatus             // conn's counters
 	puts                    [maxPutRows + 1]driver.Stmt // puts[n] upserts n rows; prepared on first use
@@ -265,6 +266,7 @@ func (db *DB) writeConnLocked(dc any) (*writeConn, error) {
 	prep(&wc.setKeep, setKeepSQL)
 	prep(&wc.deleteKeep, deleteKeepSQL)
 	prep(&wc.pruneHistory, pruneSQLHistory)
+	prep(&wc.emptyHistory, emptySQLHistory)
 	prep(&wc.setWriterActor, setWriterActorSQL)
 	if err != nil {
 		wc.close()
@@ -298,7 +300,7 @@ func query(ctx context.Context, st driver.Stmt, args []driver.NamedValue) (drive
 func (wc *writeConn) close() {
 	for _, st := range append([]driver.Stmt{wc.begin, wc.commit, wc.rollback, wc.del, wc.delNS, wc.sweep,
 		wc.beginRead, wc.putIfAbsent, wc.swap, wc.deleteIf, wc.held, wc.dataVersion, wc.schemaVersion, wc.logMax, wc.logRead, wc.prune,
-		wc.setKeep, wc.deleteKeep, wc.pruneHistory, wc.setWriterActor}, wc.puts[:]...) {
+		wc.setKeep, wc.deleteKeep, wc.pruneHistory, wc.emptyHistory, wc.setWriterActor}, wc.puts[:]...) {
 		if st != nil {
 			st.Close()
 		}
