@@ -88,3 +88,7 @@ func (s *Store) Closing() bool { return s.isClosed() }
 // NoteDamage records err as the Store's first sign of damage if it is one,
 // as a failed write does.
 func (s *Store) NoteDamage(err error) { s.noteDamage(err) }
+
+// WatchBatch is how many events a watcher takes from its topic at once,
+// and so holds, taken and not yet sent, while its consumer does not read.
+const WatchBatch = batchSize

@@ -186,8 +186,10 @@ func TestWatchCoalesces(t *testing.T) {
 // nobody and holds a bounded backlog. With one such watcher, 10,000 Sets
 // of new keys and as many Gets complete, and another watcher of the
 // namespace, reading, receives every one of them and no OpReset. When
-// the stalled watcher finally reads, it receives at most one event taken
-// before the backlog overflowed, one OpReset in place of the rest, and at
+// the stalled watcher finally reads, it receives the Sets of the batch it
+// took before the backlog overflowed (the first keys, in order; at most
+// WatchBatch of them, how many depending on how many Sets had committed
+// when its goroutine first ran), one OpReset in place of the rest, and at
 // most MaxPendingEvents events after it, from which, applying the OpReset
 // as a List, it builds what List holds.
 func TestWatchSlowConsumer(t *testing.T) {
@@ -240,8 +242,14 @@ func TestWatchSlowConsumer(t *testing.T) {
 	if reset < 0 {
 		t.Fatalf("%d events and no OpReset for %d keys pending", len(evs), n)
 	}
-	if reset > 1 {
-		t.Errorf("%d events before the OpReset; want at most one", reset)
+	if reset > opstate.WatchBatch {
+		t.Errorf("%d events before the OpReset; want at most one batch, WatchBatch = %d", reset, opstate.WatchBatch)
+	}
+	for i, ev := range evs[:reset] {
+		if want := (opstate.Event{Namespace: "ns", Key: fmt.Sprint("k", i), Op: opstate.OpSet, Value: fmt.Sprint(i)}); ev != want {
+			t.Errorf("event %d before the OpReset: %+v; want %+v, the first keys' Sets in order", i, ev, want)
+			break
+		}
 	}
 	after := evs[reset+1:]
 	if slices.ContainsFunc(after, func(ev opstate.Event) bool { return ev.Op == opstate.OpReset }) {

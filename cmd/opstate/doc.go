@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	opstate [-db PATH|URL] VERB [ARGS]
+//	opstate [-db PATH|URL] [-actor NAME] VERB [ARGS]
 //
 // The database is the file PATH, ./opstate.db by default (relative to the
 // working directory), or the PostgreSQL database of URL (see PostgreSQL
@@ -105,6 +105,35 @@
 //	    has open: cp of the file, or of the file and its -wal, can catch a
 //	    commit or checkpoint halfway and copy a damaged database. SQLite
 //	    only: on PostgreSQL it fails (exit 1), and pg_dump copies.
+//	history-keep [NS N]
+//	    Make NS keep the history of its keys, its last N changes: from then
+//	    on every change to one of them, by any writer (plain SQL in the
+//	    sqlite3 shell or psql included), is recorded in the database with
+//	    the time, who made it and the value before and after. N 0 turns it
+//	    off. The choice is stored in the database: every writer honours it.
+//	    Without arguments, print one NAMESPACE<TAB>N line for each
+//	    namespace that keeps history, sorted by name.
+//	history [-n N] [-json] NS [KEY]
+//	    Print the recorded changes of KEY, or of every key of NS, newest
+//	    first, at most N (default 20), as a table with a header: SEQ, TIME
+//	    (UTC, by the database's clock, to the millisecond), ACTOR (who made
+//	    it, sql for plain SQL), OP (set, delete, expire), KEY, CHANGE (the
+//	    value before and after, "before" → "after", each quoted by
+//	    strconv.Quote, or absent for no value) and EXPIRES (of the value
+//	    set: a time, never, or - for a change that left no value). With
+//	    -json, print one JSON array of objects with seq, time, namespace,
+//	    key, op and actor, before and beforeExpires when the key had a row,
+//	    after and expires for a set (an expiry only when there is one);
+//	    exact or absent, as list -json. A namespace that keeps no history
+//	    fails (exit 1).
+//	revert NS KEY SEQ
+//	    Give KEY the value and expiry it had right after change SEQ of its
+//	    history, or no value if that change deleted it, writing only if KEY
+//	    still holds what its latest recorded change left; if it was changed
+//	    since (while history was off), change nothing and fail, saying what
+//	    it holds. The revert is itself recorded, as this run's actor. A SEQ
+//	    that is not a change of KEY fails (exit 1); one that is not a
+//	    positive number is bad usage.
 //	serve [-addr HOST:PORT] [-flags NAMESPACE] [-tokens FILE] [-cors ORIGIN]... [-max-value BYTES]
 //	    Serve the database over HTTP until SIGINT or SIGTERM, which end it
 //	    with exit status 0 once the requests in flight are answered (for
@@ -138,6 +167,11 @@
 //	    It opens no database.
 //	help
 //	    Print the usage on standard output.
+//
+// -actor NAME names who the run's writes are recorded as in the history
+// of a namespace that keeps one (default: the OS user's name); an empty
+// NAME, one longer than 256 bytes, or one with a control character or
+// invalid UTF-8 is bad usage.
 //
 // Verb flags go between the verb and its arguments. A namespace or key that
 // begins with "-" follows "--": opstate get -- -ns key.

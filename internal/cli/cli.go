@@ -37,16 +37,33 @@ const (
 )
 
 // An Opener opens the Store that db, the value of -db (or of [DBEnv]),
-// names, for one run of the command; create reports whether the verb may
-// create the database (set and serve do, every other verb fails on a
-// database that does not exist), and sweep whether the Store runs its
-// background sweeper (serve does, running for long: expired keys are
-// then deleted, and reported to watchers, as they expire; every other
-// verb opens the Store without one). db is never empty, and is a file
-// path or, as [IsPostgresURL] tells, a PostgreSQL URL. The error is
-// printed as it is, on a line of its own: it must not hold the URL's
+// names, for one run of the command, as o asks. db is never empty, and is
+// a file path or, as [IsPostgresURL] tells, a PostgreSQL URL. The error
+// is printed as it is, on a line of its own: it must not hold the URL's
 // password.
-type Opener func(db string, create, sweep bool) (*opstate.Store, error)
+type Opener func(db string, o OpenOptions) (*opstate.Store, error)
+
+// OpenOptions is what one run of the command asks of the Store an
+// [Opener] opens.
+type OpenOptions struct {
+	// Create reports whether the verb may create the database (set and
+	// serve do; every other verb fails on a database that does not
+	// exist).
+	Create bool
+	// Sweep reports whether the Store runs its background sweeper (serve
+	// does, running for long: expired keys are then deleted, and reported
+	// to watchers, as they expire; every other verb opens the Store
+	// without one).
+	Sweep bool
+	// Actor is who the Store's writes are recorded as in the history of a
+	// namespace that keeps one: -actor, or the OS user's name.
+	Actor string
+}
+
+// Options returns the [opstate.Options] of a Store opened as o asks.
+func (o OpenOptions) Options() opstate.Options {
+	return opstate.Options{SweepInterval: SweepInterval(o.Sweep), Actor: o.Actor}
+}
 
 // Main runs the command line args (without the program name) with the
 // given standard streams, opening its database with open, and returns the
@@ -61,7 +78,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 	if err != nil { // bad usage
 		fmt.Fprintf(stderr, "opstate: %v\n", err)
 		if ue := (*usageError)(nil); errors.As(err, &ue) && ue.verb != nil {
-			fmt.Fprintf(stderr, "usage: opstate [-db PATH|URL] %s\n", ue.verb.synopsis())
+			fmt.Fprintf(stderr, "usage: opstate [-db PATH|URL] [-actor NAME] %s\n", ue.verb.synopsis())
 		}
 		fmt.Fprintln(stderr, "Run 'opstate -h' for help.")
 		return exitUsage
@@ -94,7 +111,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 		inv.args[2] = v
 	}
 
-	s, err := open(inv.db, inv.verb.creates, inv.verb.sweeps)
+	s, err := open(inv.db, OpenOptions{Create: inv.verb.creates, Sweep: inv.verb.sweeps, Actor: inv.actor})
 	if err != nil {
 		fmt.Fprintln(stderr, err) // the library's errors say "opstate: open PATH: ..." or "opstate: open postgres: ..."
 		return exitFail
@@ -113,12 +130,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, open Opener)
 // invocation is a parsed and validated command line.
 type invocation struct {
 	db        string
+	actor     string // -actor, or the OS user's name
 	verb      *verb
-	args      []string      // exactly the verb's params, none empty but VALUE
+	args      []string      // the verb's params (those it may leave out left out), none empty but VALUE
 	ttl       time.Duration // set: 0 means no expiry
-	json      bool          // list, watch
+	json      bool          // list, watch, history
 	fromStdin bool          // set: args[2] is to be read from standard input
 	serve     serveConfig   // serve
+	n         int           // history -n; history-keep N
+	seq       int64         // revert SEQ
 	stderr    io.Writer     // for the messages of a verb that runs on
 }
 
@@ -150,11 +170,17 @@ func parse(args []string, env string) (*invocation, error) {
 	inv := &invocation{}
 	fs := newFlagSet("opstate")
 	fs.StringVar(&inv.db, "db", "", "")
+	fs.StringVar(&inv.actor, "actor", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
 		return nil, usagef(nil, "%v", err)
+	}
+	if !isSet(fs, "actor") {
+		inv.actor = osUser()
+	} else if err := checkActor(inv.actor); err != nil {
+		return nil, usagef(nil, "-actor %q: %v", inv.actor, err)
 	}
 	from, sep := "-db", " " // where inv.db comes from, for messages: -db X or OPSTATE_DB=X
 	if !isSet(fs, "db") {
@@ -203,12 +229,15 @@ func parse(args []string, env string) (*invocation, error) {
 		return nil, flag.ErrHelp
 	}
 	inv.args = slices.Clone(vfs.Args()) // set - replaces args[2]; the caller's slice stays as it was
-	if len(inv.args) != len(v.params) {
-		return nil, usagef(v, "%s: want %d arguments, got %d", name, len(v.params), len(inv.args))
+	if most, least := len(v.params), len(v.params)-v.optional; len(inv.args) < least || len(inv.args) > most {
+		if least == most {
+			return nil, usagef(v, "%s: want %d arguments, got %d", name, most, len(inv.args))
+		}
+		return nil, usagef(v, "%s: want %d to %d arguments, got %d", name, least, most, len(inv.args))
 	}
-	for i, p := range v.params {
-		if p != "VALUE" && inv.args[i] == "" {
-			return nil, usagef(v, "%s: empty %s", name, p)
+	for i, a := range inv.args {
+		if v.params[i] != "VALUE" && a == "" {
+			return nil, usagef(v, "%s: empty %s", name, v.params[i])
 		}
 	}
 	if isSet(vfs, "ttl") && inv.ttl <= 0 {

@@ -14,18 +14,18 @@ import (
 )
 
 // OpenSQLite is the [Opener] of SQLite database files, the root module's
-// command's: it opens the file db, with the background sweeper if sweep
-// and none otherwise. Unless create, a path that holds nothing is
-// refused, creating nothing, so that a mistyped -db fails loudly instead
-// of creating an empty file and reporting a missing key. A PostgreSQL
-// URL is refused, creating nothing, with a message that names the command
-// that speaks PostgreSQL.
-func OpenSQLite(db string, create, sweep bool) (*opstate.Store, error) {
+// command's: it opens the file db with o's options (the background
+// sweeper if o.Sweep, none otherwise). Unless o.Create, a path that holds
+// nothing is refused, creating nothing, so that a mistyped -db fails
+// loudly instead of creating an empty file and reporting a missing key. A
+// PostgreSQL URL is refused, creating nothing, with a message that names
+// the command that speaks PostgreSQL.
+func OpenSQLite(db string, o OpenOptions) (*opstate.Store, error) {
 	if IsPostgresURL(db) {
 		return nil, fmt.Errorf("opstate: open %s: this opstate command speaks SQLite only; "+
 			"PostgreSQL is spoken by %s", redact(db), postgresCommand)
 	}
-	if !create {
+	if !o.Create {
 		// os.Stat opens no descriptor of the file.
 		if _, err := os.Stat(db); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -34,7 +34,7 @@ func OpenSQLite(db string, create, sweep bool) (*opstate.Store, error) {
 			return nil, fmt.Errorf("opstate: open %s: %w", db, err)
 		}
 	}
-	return opstate.Open(db, opstate.Options{SweepInterval: SweepInterval(sweep)})
+	return opstate.Open(db, o.Options())
 }
 
 // SweepInterval returns the Options.SweepInterval of a Store that runs

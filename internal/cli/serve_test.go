@@ -273,6 +273,7 @@ func TestServe(t *testing.T) {
 	// A file that is refused leaves the tokens as they were.
 	writeTokens(t, tokens, tokenLine("reader", "read", reader), "PLAIN-SECRET")
 	p.Signal(t, syscall.SIGHUP)
+	p.WaitStderr(t, "reload "+tokens) // else SIGTERM may come first
 	if code, _ := call(t, "GET", base+"/v1/namespaces", newcomer, ""); code != 200 {
 		t.Errorf("a token after a refused reload = %d; want 200", code)
 	}

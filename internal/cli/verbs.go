@@ -22,7 +22,10 @@ type verb struct {
 	name   string
 	flags  string   // synopsis of the verb's flags
 	params []string // positional parameters
-	help   string
+	// optional is how many of params, the last ones, may be left out
+	// together.
+	optional int
+	help     string
 	// creates is whether the verb creates the database when it is
 	// missing; every other verb fails on a missing database.
 	creates bool
@@ -45,7 +48,12 @@ type verb struct {
 }
 
 func (v *verb) synopsis() string {
-	return strings.Join(slices.DeleteFunc([]string{v.name, v.flags, strings.Join(v.params, " ")},
+	k := len(v.params) - v.optional
+	params := strings.Join(v.params[:k], " ")
+	if v.optional > 0 {
+		params = strings.TrimSpace(params + " [" + strings.Join(v.params[k:], " ") + "]")
+	}
+	return strings.Join(slices.DeleteFunc([]string{v.name, v.flags, params},
 		func(s string) bool { return s == "" }), " ")
 }
 
@@ -124,6 +132,9 @@ var verbs = []*verb{
 			"SQLite only: copy a PostgreSQL database with pg_dump",
 		exec: execBackup,
 	},
+	historyKeepVerb,
+	historyVerb,
+	revertVerb,
 	serveVerb,
 	tokenVerb,
 	{
@@ -144,7 +155,7 @@ func lookupVerb(name string) *verb {
 // usage returns the help text printed by -h and help.
 func usage() string {
 	var b strings.Builder
-	b.WriteString("usage: opstate [-db PATH|URL] VERB [ARGS]\n\nVerbs:\n")
+	b.WriteString("usage: opstate [-db PATH|URL] [-actor NAME] VERB [ARGS]\n\nVerbs:\n")
 	for _, v := range verbs {
 		fmt.Fprintf(&b, "  %s\n", v.synopsis())
 		for line := range strings.SplitSeq(v.help, "\n") {
@@ -153,6 +164,10 @@ func usage() string {
 	}
 	b.WriteString(`
 Flags:
+  -actor NAME
+      who this run's writes are recorded as in the history of a namespace
+      that keeps one (default: the OS user's name); at most 256 bytes,
+      without control characters
   -db PATH|URL
       the database (default $` + DBEnv + `, or ` + defaultDB + ` if that is empty): the
       SQLite file PATH, which set creates (mode 0600) if missing, while every

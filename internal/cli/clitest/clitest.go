@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ type Process struct {
 	out    *os.File    // the read end of standard output
 	lines  chan string // each line read, with its newline; closed at EOF
 	done   chan struct{}
-	stderr bytes.Buffer // complete once done is closed
+	stderr lockedBuffer // complete once done is closed
 	code   int          // set before done is closed
 }
 
@@ -231,6 +232,38 @@ func (p *Process) Stop(t *testing.T, sig os.Signal) {
 	if code, stderr := p.Exit(t); code != 0 || stderr != "" {
 		t.Errorf("%q after %v: exit %d, stderr %q; want 0, \"\"", p.Args, sig, code, stderr)
 	}
+}
+
+// WaitStderr returns once the process has written want on its standard
+// error, failing the test if it does not within [Wait].
+func (p *Process) WaitStderr(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for !strings.Contains(p.stderr.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q wrote no %q on standard error within %v; stderr %q", p.Args, want, Wait, p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test
+// reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // CloseOutput closes the read end of the process's standard output: its

@@ -29,13 +29,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // open is the command's [cli.Opener]: a postgres:// or postgresql:// URL
 // goes to [pgstate.Open], anything else is an SQLite file.
-func open(db string, create, sweep bool) (*opstate.Store, error) {
+func open(db string, o cli.OpenOptions) (*opstate.Store, error) {
 	if !cli.IsPostgresURL(db) {
-		return cli.OpenSQLite(db, create, sweep)
+		return cli.OpenSQLite(db, o)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 	defer cancel()
-	s, err := pgstate.Open(ctx, db, opstate.Options{SweepInterval: cli.SweepInterval(sweep)})
+	s, err := pgstate.Open(ctx, db, o.Options())
 	if errors.Is(err, context.DeadlineExceeded) {
 		return nil, fmt.Errorf("%w (gave up after %v)", err, connectTimeout)
 	}
