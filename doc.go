@@ -35,8 +35,8 @@
 // [github.com/d8da9184/opstate/internal/cache]); a key found there costs no I/O, no
 // allocation and no exclusive lock. A miss reads SQLite once and caches the
 // answer, including the answer "absent", so a hot lookup of a toggle that is
-// not set reaches SQLite once. [Store.List] and [Store.Namespaces] always
-// read SQLite. [Store.Stats] counts the reads answered from memory and
+// not set reaches SQLite once. [Store.List], [Store.ListItems] (List with
+// each key's expiry) and [Store.Namespaces] always read SQLite. [Store.Stats] counts the reads answered from memory and
 // those that went to SQLite, with the writes, evictions and sweeps.
 //
 // # Writes

@@ -89,7 +89,9 @@ var (
 	// serve: [Store.Backup] over PostgreSQL, and the history's methods
 	// ([Store.SetHistory], [Store.HistoryKeeps], [Store.History],
 	// [Store.HistoryBefore], [Store.Revert]) over a backend that keeps no
-	// history (one that does not implement [storage.Historian]). It
+	// history (one that does not implement [storage.Historian]), and
+	// [Store.ListItems] over one that does not implement
+	// [storage.RowLister]. It
 	// matches errors.ErrUnsupported too.
 	ErrUnsupported = fmt.Errorf("opstate: not supported by this storage: %w", errors.ErrUnsupported)
 

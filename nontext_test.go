@@ -34,7 +34,7 @@ var nonTextNames = []struct {
 
 // TestNonTextNames checks that every read of a Store and its watchers
 // agree on the rows of nonTextNames: a row whose namespace or key is not
-// TEXT is absent to Get, left out by List and Namespaces, and reported to
+// TEXT is absent to Get, left out by List, ListItems and Namespaces, and reported to
 // no watcher, whatever text its bytes spell; a number stored as text is a
 // key everywhere.
 func TestNonTextNames(t *testing.T) {
@@ -110,6 +110,17 @@ func TestNonTextNames(t *testing.T) {
 				}
 				if got, err := s.List(ns); err != nil || !maps.Equal(got, want) {
 					t.Errorf("List(%q) = %v, %v; want %v", ns, got, err, want)
+				}
+				items, err := s.ListItems(ns)
+				got := map[string]string{}
+				for k, it := range items {
+					got[k] = it.Value
+					if !it.Expires.IsZero() {
+						t.Errorf("ListItems(%q)[%q].Expires = %v; want the zero time", ns, k, it.Expires)
+					}
+				}
+				if err != nil || !maps.Equal(got, want) {
+					t.Errorf("ListItems(%q) = %v, %v; want the values %v", ns, items, err, want)
 				}
 			}
 			wantNS := []opstate.Namespace{{Name: "7", Keys: 1}, {Name: "ns", Keys: 2}}

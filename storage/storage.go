@@ -134,6 +134,17 @@ type Historian interface {
 	PruneHistory(ctx context.Context, limit int) (int, error)
 }
 
+// RowLister is implemented by a backend that can list a namespace's rows
+// with their expiries; a Store over another backend reports
+// ErrUnsupported for ListItems.
+type RowLister interface {
+	// ListRows returns what [Backend.List] returns, read and judged the
+	// same way (one snapshot, the same rows left out as expired or as no
+	// key), with each row's ExpiresAt, an instant of the Store's clock;
+	// never nil when the error is nil.
+	ListRows(ctx context.Context, namespace string, now int64) (map[string]Row, error)
+}
+
 // ChangeOp says what a recorded [Change] did to its key.
 type ChangeOp uint8
 

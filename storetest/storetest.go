@@ -45,6 +45,7 @@ func Run(t *testing.T, c Config) {
 		{"HostileText", testHostileText},
 		{"Model", testModel},
 		{"History", testHistory},
+		{"Items", testItems},
 	}
 	for _, p := range parts {
 		t.Run(p.name, func(t *testing.T) { p.run(t, c) })

@@ -431,31 +431,42 @@ func (db *DB) Get(ctx context.Context, ns, key string) (Row, bool, error) {
 // List returns every row of ns whose expiry is after now (Unix
 // milliseconds), keyed by key.
 func (db *DB) List(ctx context.Context, ns string, now int64) (map[string]string, error) {
-	if err := ctx.Err(); err != nil {
+	out := make(map[string]string)
+	err := db.listLive(ctx, ns, now, func(k string, r Row) { out[k] = r.Value })
+	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// listLive calls f with every row of ns whose expiry is after now (Unix
+// milliseconds), read in one statement: what List and ListRows return.
+func (db *DB) listLive(ctx context.Context, ns string, now int64, f func(key string, r Row)) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	defer db.endRead(db.beginRead())
 	rows, err := db.list.QueryContext(context.Background(), ns)
 	if err != nil {
-		return nil, db.classify(err)
+		return db.classify(err)
 	}
 	defer rows.Close()
-	out := make(map[string]string)
 	for rows.Next() {
-		var k, v string
+		var k string
+		var r Row
 		var exp sql.NullInt64
-		if err := rows.Scan(&k, &v, &exp); err != nil {
-			return nil, db.classify(err)
+		if err := rows.Scan(&k, &r.Value, &exp); err != nil {
+			return db.classify(err)
 		}
-		if e := parseExpiry(exp); e != 0 && e <= now {
+		if r.ExpiresAt = parseExpiry(exp); r.ExpiresAt != 0 && r.ExpiresAt <= now {
 			continue
 		}
-		out[k] = v
+		f(k, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, db.classify(err)
+		return db.classify(err)
 	}
-	return out, nil
+	return nil
 }
 
 // NamespaceCount is a namespace and its number of live keys.

@@ -20,6 +20,7 @@
 //
 //	GET    /v1/namespaces                  {"NS": LIVE_KEYS, ...}
 //	GET    /v1/namespaces/{ns}             {"KEY": "VALUE", ...}
+//	GET    /v1/namespaces/{ns}?expiry=1    {"KEY": {"value": "VALUE", "expires": "TIME"}, ...}; no expires: never
 //	DELETE /v1/namespaces/{ns}             every key of ns
 //	GET    /v1/namespaces/{ns}/keys/{key}  the value, byte for byte, with an ETag
 //	PUT    /v1/namespaces/{ns}/keys/{key}  the body is the value; ?ttl=DURATION

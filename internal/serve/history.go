@@ -116,13 +116,16 @@ func appendChange(b []byte, c opstate.Change) []byte {
 	return append(b, '}')
 }
 
+// timeLayout is how the API writes a time: RFC 3339 with milliseconds.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // appendTime appends ,"name":"TIME" to b, t in RFC 3339 with
 // milliseconds, UTC.
 func appendTime(b []byte, name string, t time.Time) []byte {
 	b = append(b, ',', '"')
 	b = append(b, name...)
 	b = append(b, `":"`...)
-	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	b = t.UTC().AppendFormat(b, timeLayout)
 	return append(b, '"')
 }
 

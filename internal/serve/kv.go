@@ -35,8 +35,13 @@ func (s *Server) namespaces(w http.ResponseWriter, r *http.Request) {
 }
 
 // namespace answers GET /v1/namespaces/{ns}, {"KEY": "VALUE", ...} for
-// its live keys, and DELETE, which deletes them all.
+// its live keys (with ?expiry=1, their expiries too: see items), and
+// DELETE, which deletes them all.
 func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string, wr *opstate.Writer) {
+	if r.Method == http.MethodGet && r.URL.RawQuery != "" {
+		s.items(w, r, ns)
+		return
+	}
 	if !noQuery(w, r) {
 		return
 	}
@@ -56,16 +61,25 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request, ns string, wr
 		return
 	}
 	for k, v := range m {
-		// The answer is exact or absent: encoding/json would replace
-		// invalid UTF-8 with U+FFFD.
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			writeError(w, http.StatusInternalServerError, fmt.Sprintf("key %s of namespace %s or its value is not valid UTF-8, "+
-				"which JSON cannot hold exactly; GET /v1/namespaces/{ns}/keys/{key} serves it byte for byte",
-				strconv.Quote(k), strconv.Quote(ns)))
+		if !jsonExact(w, ns, k, v) {
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, m)
+}
+
+// jsonExact reports whether key k of namespace ns and its value v are
+// valid UTF-8, which JSON holds exactly, and answers 500 when they are
+// not: the answer is exact or absent, since encoding/json would replace
+// invalid UTF-8 with U+FFFD.
+func jsonExact(w http.ResponseWriter, ns, k, v string) bool {
+	if utf8.ValidString(k) && utf8.ValidString(v) {
+		return true
+	}
+	writeError(w, http.StatusInternalServerError, fmt.Sprintf("key %s of namespace %s or its value is not valid UTF-8, "+
+		"which JSON cannot hold exactly; GET /v1/namespaces/{ns}/keys/{key} serves it byte for byte",
+		strconv.Quote(k), strconv.Quote(ns)))
+	return false
 }
 
 // key answers GET, HEAD, PUT and DELETE /v1/namespaces/{ns}/keys/{key};

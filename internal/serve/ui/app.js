@@ -17,6 +17,8 @@
   const state = {
     ns: null,          // the namespace shown
     keys: new Map(),   // its keys and values, as last read or reported
+    expires: new Map(), // key -> its expiry (ISO time, '' for never), from the listing
+    expiresOn: null,   // whether the listing gives expiries (false: the backend cannot; then history does)
     latest: new Map(), // key -> its latest change read from history
     historyOn: null,   // whether ns keeps history (null: not known yet)
     stale: false,      // a stale event came, and no reset since
@@ -203,6 +205,8 @@
     closeStream();
     state.ns = ns;
     state.keys = new Map();
+    state.expires = new Map();
+    state.expiresOn = null;
     state.latest = new Map();
     state.historyOn = null;
     state.stale = false;
@@ -220,13 +224,53 @@
     attempt(loadNamespaces);
   }
 
-  async function loadKeys() {
-    const ns = state.ns;
+  // readKeys reads the namespace's live keys with their values and, when
+  // the server can list them, their expiries ({key: {value, expires}}).
+  async function readKeys(ns) {
+    if (state.expiresOn !== false) {
+      try {
+        const resp = await api('GET', nsPath(ns) + '?expiry=1');
+        return { items: await resp.json(), withExpiry: true };
+      } catch (e) {
+        if (!(e instanceof HTTPError && e.status === 501)) throw e;
+      }
+    }
     const resp = await api('GET', nsPath(ns));
     const m = await resp.json();
+    const items = {};
+    for (const [k, v] of Object.entries(m)) items[k] = { value: v };
+    return { items, withExpiry: false };
+  }
+
+  async function loadKeys() {
+    const ns = state.ns;
+    const { items, withExpiry } = await readKeys(ns);
     if (ns !== state.ns) return;
-    state.keys = new Map(Object.entries(m));
+    state.expiresOn = withExpiry;
+    state.keys = new Map();
+    state.expires = new Map();
+    for (const [k, it] of Object.entries(items)) {
+      state.keys.set(k, it.value);
+      state.expires.set(k, it.expires || '');
+    }
     renderKeys();
+  }
+
+  // loadExpiries re-reads the expiries of the keys shown (a change event
+  // carries none) and redraws just the expiry cells.
+  async function loadExpiries() {
+    const ns = state.ns;
+    if (state.expiresOn !== true) return;
+    const { items, withExpiry } = await readKeys(ns);
+    if (ns !== state.ns || !withExpiry) return;
+    state.expires = new Map();
+    for (const [k, it] of Object.entries(items)) state.expires.set(k, it.expires || '');
+    refillLatest();
+  }
+  let expiresTimer = 0;
+  function loadExpiriesSoon() {
+    clearTimeout(expiresTimer);
+    expiresTimer = setTimeout(() => attempt(loadExpiries), 300);
   }
 
   function renderKeys() {
@@ -265,23 +309,34 @@
     return tr;
   }
 
-  // fillLatest shows the expiry and last change of key from its latest
-  // recorded change.
+  // expiryOf returns key's expiry: an ISO time, '' for never, or
+  // undefined when not known.
+  function expiryOf(key) {
+    if (state.expiresOn === true) return state.expires.get(key);
+    const c = state.latest.get(key);
+    if (c && c.op === 'set') return c.expires || '';
+    return undefined;
+  }
+
+  // fillLatest shows the expiry of key, from the listing (or, when the
+  // server cannot list expiries, its latest recorded change), and its
+  // last change, from history.
   function fillLatest(tr, key) {
     const c = state.latest.get(key);
     const exp = $('[data-test="key-expiry"]', tr);
     const changed = $('[data-test="key-changed"]', tr);
+    const e = expiryOf(key);
     exp.dataset.expires = '';
-    if (c && c.op === 'set' && c.expires) {
-      exp.textContent = fmtTime(c.expires);
-      exp.title = c.expires;
-      exp.dataset.expires = c.expires;
-    } else if (c && c.op === 'set') {
+    if (e) {
+      exp.textContent = fmtTime(e);
+      exp.title = e;
+      exp.dataset.expires = e;
+    } else if (e === '') {
       exp.textContent = 'never';
       exp.title = '';
     } else {
       exp.textContent = '—';
-      exp.title = state.historyOn === false ? 'the namespace keeps no history, from which the expiry is read' : 'not in the history read';
+      exp.title = state.expiresOn === true ? 'not in the listing read' : state.historyOn === false ? 'the namespace keeps no history, from which the expiry is read' : 'not in the history read';
     }
     if (c) {
       changed.textContent = `${c.actor || 'sql'}, ${fmtTime(c.time)}`;
@@ -310,6 +365,7 @@
 
   function removeKey(key) {
     state.keys.delete(key);
+    state.expires.delete(key);
     const tr = rowOf(key);
     if (tr) tr.remove();
     hook('keys-empty').hidden = state.keys.size > 0;
@@ -392,6 +448,7 @@
     const next = cur === 'true' ? 'false' : 'true';
     await attempt(async () => {
       await api('PUT', keyPath(state.ns, key), { body: next, headers: await precondition(key) });
+      state.expires.set(key, ''); // a write without a TTL never expires
       setKey(key, next);
       clearError();
     });
@@ -408,8 +465,8 @@
     hook('edit-value').value = isNew ? '' : state.keys.get(key);
     // A key that expires keeps about what it has left, unless the TTL is
     // cleared: saving with none makes it permanent.
-    const c = isNew ? null : state.latest.get(key);
-    const left = c && c.op === 'set' && c.expires ? Date.parse(c.expires) - Date.now() : 0;
+    const e = isNew ? undefined : expiryOf(key);
+    const left = e ? Date.parse(e) - Date.now() : 0;
     hook('edit-ttl').value = left > 1000 ? duration(left) : '';
     (isNew ? k : hook('edit-value')).focus();
   }
@@ -428,6 +485,7 @@
       const headers = state.edit && state.edit.isNew ? { 'If-None-Match': '*' } : await precondition(key);
       const q = ttl ? '?ttl=' + encodeURIComponent(ttl) : '';
       await api('PUT', keyPath(state.ns, key) + q, { body: value, headers });
+      if (ttl) loadExpiriesSoon(); else state.expires.set(key, '');
       setKey(key, value);
       closeEdit();
       clearError();
@@ -610,6 +668,7 @@
     switch (ev.op) {
       case 'set':
         if (state.keys.get(ev.key) !== ev.value || !rowOf(ev.key)) setKey(ev.key, ev.value);
+        loadExpiriesSoon(); // the event carries no expiry
         break;
       case 'delete':
       case 'expire':
