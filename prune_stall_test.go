@@ -222,13 +222,23 @@ func TestHeldAcross(t *testing.T) {
 
 // BenchmarkSetWhilePruning measures a writer's Set latency with no prune
 // running and while the sweeper prunes a large history (100 namespaces ×
-// 10,000 changes over a keep of 100: 990,000 changes to delete), in the
-// same run, on the same file; and how long each PruneHistory call (one
-// transaction, HistoryPruneBatch changes) takes, which bounds how long it
-// holds the write lock. Each iteration makes the history anew (not timed)
-// and prunes it all: run it with -benchtime 1x or a few x.
+// 1,000 or 10,000 changes over a keep of 100), in the same run, on the
+// same file; and how long each PruneHistory call (one transaction of at
+// most HistoryPruneBatch changes, after a read that finds them) takes,
+// which bounds how long it holds the write lock. Each iteration makes the
+// history anew (not timed) and prunes it all: run it with -benchtime 1x.
 func BenchmarkSetWhilePruning(b *testing.B) {
-	const namespaces, changes, keep, idleSets = 100, 10000, 100, 3000
+	for _, size := range []struct{ namespaces, changes int }{{100, 1000}, {100, 10000}} {
+		b.Run(fmt.Sprintf("%dx%d", size.namespaces, size.changes), func(b *testing.B) {
+			benchSetWhilePruning(b, size.namespaces, size.changes)
+		})
+	}
+}
+
+// benchSetWhilePruning is BenchmarkSetWhilePruning over namespaces
+// namespaces of changes changes each.
+func benchSetWhilePruning(b *testing.B, namespaces, changes int) {
+	const keep, idleSets = 100, 3000
 	var idle, pruning, calls []time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
