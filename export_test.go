@@ -92,3 +92,7 @@ func (s *Store) NoteDamage(err error) { s.noteDamage(err) }
 // WatchBatch is how many events a watcher takes from its topic at once,
 // and so holds, taken and not yet sent, while its consumer does not read.
 const WatchBatch = batchSize
+
+// HistoryPruneBatch is how many changes one transaction of the sweeper's
+// pruning of the history deletes at most.
+const HistoryPruneBatch = historyPruneBatch
