@@ -99,14 +99,15 @@ func isLoopback(host string) bool {
 // prepareServe reads the token file and listens, before the database is
 // opened: a bad file or a busy port then changes nothing. A token file
 // that is one of the database's files is refused unopened
-// (checkNotDatabase).
+// (serve.LoadTokens, dbFiles).
 func prepareServe(inv *invocation) (func(), error) {
 	c := &inv.serve
 	if c.tokensPath != "" {
-		if err := checkNotDatabase(c.tokensPath, inv.db); err != nil {
+		toks, err := serve.LoadTokens(c.tokensPath, dbFiles(inv.db)...)
+		var own *serve.OwnFileError
+		if errors.As(err, &own) {
 			return nil, fmt.Errorf("opstate: serve: -tokens %w", err)
 		}
-		toks, err := serve.LoadTokens(c.tokensPath)
 		if err != nil {
 			return nil, fmt.Errorf("opstate: serve: %w", err)
 		}
@@ -170,18 +171,14 @@ func execServe(s *opstate.Store, inv *invocation, stdout io.Writer) (int, error)
 // reload reads the token file at path again, on SIGHUP, and gives its
 // tokens to srv; a file it refuses leaves the tokens as they were. It
 // says which on stdout or stderr. It refuses unopened a path that has
-// become one of the files of the database db (checkNotDatabase), which
+// become one of the files of the database db (serve.LoadTokens), which
 // the Store holds open: closing the file would drop SQLite's locks.
 func reload(srv *serve.Server, path, db string, stdout, stderr io.Writer) {
 	if path == "" {
 		fmt.Fprintln(stderr, "opstate: serve: SIGHUP: no -tokens file to reload")
 		return
 	}
-	var toks *serve.Tokens
-	err := checkNotDatabase(path, db)
-	if err == nil {
-		toks, err = serve.LoadTokens(path)
-	}
+	toks, err := serve.LoadTokens(path, dbFiles(db)...)
 	if err == nil {
 		err = srv.SetTokens(toks)
 	}

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -91,13 +93,32 @@ func (t *Tokens) Len() int { return len(t.list) }
 // group or others may read (mode & 0o077 != 0, the file's secrets' hashes
 // being as good as a password list to an offline guesser), and whatever
 // [ParseTokens] refuses; errors name the path and the line.
-func LoadTokens(path string) (*Tokens, error) {
+//
+// avoid names files that SQLite may hold open in this process (a
+// database's file, -wal, -shm, -journal): closing any descriptor of one
+// drops every POSIX lock the process holds on it, SQLite's included. A
+// path that is one of them — the same path, cleaned and made absolute, or
+// the same file through a link — is refused with a [*OwnFileError]
+// without being opened; and should one be renamed over path between that
+// check and the open, the descriptor is kept open, never closed, and
+// refused the same way.
+func LoadTokens(path string, avoid ...string) (*Tokens, error) {
+	fi, _ := os.Stat(path)
+	if err := refuseAvoided(path, fi, avoid); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenFile, err)
 	}
+	fi, err = f.Stat()
+	if err == nil {
+		if err := refuseAvoided(path, fi, avoid); err != nil {
+			keepOpen(f)
+			return nil, err
+		}
+	}
 	defer f.Close()
-	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTokenFile, err)
 	}
@@ -109,6 +130,61 @@ func LoadTokens(path string) (*Tokens, error) {
 			ErrTokenFile, path, perm, path)
 	}
 	return ParseTokens(f, path)
+}
+
+// OwnFileError is LoadTokens' refusal of a path that is one of the files
+// it was told to avoid.
+type OwnFileError struct {
+	Path string // the token file's path
+	File string // the file to avoid it is
+}
+
+func (e *OwnFileError) Error() string {
+	return fmt.Sprintf("%s is the database's file %s, or a link to it: "+
+		"give a token file of its own (only SQLite may open the database's files)", e.Path, e.File)
+}
+
+// refuseAvoided returns an *OwnFileError if path, of file info fi (nil
+// when it could not be stat'ed), is one of the files avoid names. Those
+// are stat'ed, never opened.
+func refuseAvoided(path string, fi os.FileInfo, avoid []string) error {
+	for _, a := range avoid {
+		same := samePath(path, a)
+		if !same && fi != nil {
+			afi, err := os.Stat(a)
+			same = err == nil && os.SameFile(fi, afi)
+		}
+		if same {
+			return &OwnFileError{Path: path, File: a}
+		}
+	}
+	return nil
+}
+
+// samePath reports whether paths a and b are the same once cleaned and
+// made absolute.
+func samePath(a, b string) bool {
+	abs := func(p string) string {
+		if ap, err := filepath.Abs(p); err == nil {
+			return ap
+		}
+		return filepath.Clean(p)
+	}
+	return abs(a) == abs(b)
+}
+
+// kept holds the descriptors LoadTokens opened on a file it should have
+// avoided: closing one would drop the process's locks on it.
+var kept struct {
+	mu    sync.Mutex
+	files []*os.File
+}
+
+// keepOpen keeps f open for the life of the process.
+func keepOpen(f *os.File) {
+	kept.mu.Lock()
+	kept.files = append(kept.files, f)
+	kept.mu.Unlock()
 }
 
 // ParseTokens parses a token file read from r; name names it in errors.
