@@ -108,3 +108,10 @@ func CreateAtVersion(path string, v int) error {
 	_, err = c.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
 	return err
 }
+
+// PruneRowsRead is how many rows of the history PruneHistory has read.
+func (db *DB) PruneRowsRead() int64 {
+	db.prune.mu.Lock()
+	defer db.prune.mu.Unlock()
+	return db.prune.read
+}

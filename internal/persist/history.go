@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 
@@ -56,21 +54,9 @@ const (
 
 // The history has no index but its seq (history_schema.go), so that a
 // recorded change costs one page more than a write without: what
-// PruneHistory deletes is found on a read connection, where a scan holds
-// no write up, and the writing transaction deletes changes by seq alone.
-//
-// Read: every namespace that keeps history, with its keep; the seq of a
-// namespace's newest change beyond its keep ?2 (none: it has no more);
-// the namespaces with changes that keep none; at most ?3 of the oldest
-// changes of namespace ?1 up to seq ?2.
-const (
-	pruneKeepsSQL  = `SELECT namespace, keep FROM operational_state_history_keep`
-	pruneCutoffSQL = `SELECT seq FROM operational_state_history WHERE namespace = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2`
-	pruneOffSQL    = `SELECT DISTINCT namespace FROM operational_state_history
-		WHERE namespace <> '' AND namespace NOT IN (SELECT namespace FROM operational_state_history_keep)`
-	pruneSeqsSQL = `SELECT seq FROM operational_state_history WHERE seq <= ?2 AND namespace = ?1 ORDER BY seq LIMIT ?3`
-)
-
+// PruneHistory deletes is found on read connections (prune.go), where a
+// scan holds no write up, and the writing transaction deletes changes by
+// seq alone.
 // What PruneHistory deletes, in the writing transaction: the changes of
 // namespace ?1 whose seqs the JSON array ?2 lists, if the namespace still
 // keeps ?3 changes (a keep raised since they were read would keep them),
@@ -209,137 +195,6 @@ func (db *DB) History(ctx context.Context, namespace, key string, before int64, 
 		out = append(out, c)
 	}
 	return out, db.classify(rows.Err())
-}
-
-// PruneHistory deletes at most limit changes beyond their namespace's
-// keep, or of a namespace that keeps none, oldest first, in one
-// transaction, and returns how many it deleted. What to delete is found on
-// a read connection first, so that the transaction, which holds the
-// DB's writes off, only deletes changes by their seq. The newest change of
-// the history is emptied instead, and left to no namespace. ctx ends a wait for another
-// connection's lock, as it ends [DB.Apply]'s.
-func (db *DB) PruneHistory(ctx context.Context, limit int) (int, error) {
-	if limit <= 0 {
-		return 0, nil
-	}
-	targets, err := db.pruneTargets(ctx, limit)
-	if err != nil || len(targets) == 0 {
-		return 0, err
-	}
-	var n int64
-	err = db.writeStmts(ctx, func(wc *writeConn) error {
-		n = 0
-		bg := context.Background()
-		if _, err := wc.exec(bg, wc.begin); err != nil {
-			return err
-		}
-		err := func() error {
-			for _, t := range targets {
-				for _, st := range []driver.Stmt{wc.pruneHistory, wc.emptyHistory} {
-					d, err := wc.exec(bg, st, t.namespace, t.seqs, t.keep)
-					if err != nil {
-						return err
-					}
-					n += d
-				}
-			}
-			return nil
-		}()
-		if err == nil {
-			_, err = wc.exec(bg, wc.commit)
-		}
-		if err != nil {
-			wc.exec(bg, wc.rollback)
-		}
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return int(n), nil
-}
-
-// pruneTarget is what PruneHistory deletes of one namespace.
-type pruneTarget struct {
-	namespace any    // as stored: a namespace written by hand may be no text
-	keep      int64  // its keep when read; 0: none
-	seqs      string // the seqs of the changes to delete, as a JSON array
-}
-
-// pruneTargets reads, on a read connection, at most limit changes to
-// delete, oldest first by namespace: those beyond their namespace's keep,
-// then those of namespaces that keep none.
-func (db *DB) pruneTargets(ctx context.Context, limit int) ([]pruneTarget, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	defer db.endRead(db.beginRead())
-	bg := context.Background()
-	type namespaceKeep struct {
-		namespace any
-		keep      int64
-	}
-	var spaces []namespaceKeep
-	for _, q := range []string{pruneKeepsSQL, pruneOffSQL} {
-		rows, err := db.pool.QueryContext(bg, q)
-		if err != nil {
-			return nil, db.classify(err)
-		}
-		for rows.Next() {
-			var nk namespaceKeep
-			dest := []any{&nk.namespace, &nk.keep}
-			if q == pruneOffSQL {
-				dest = dest[:1]
-			}
-			if err := rows.Scan(dest...); err != nil {
-				rows.Close()
-				return nil, db.classify(err)
-			}
-			spaces = append(spaces, nk)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, db.classify(err)
-		}
-	}
-	var targets []pruneTarget
-	for _, nk := range spaces {
-		cutoff := int64(math.MaxInt64)
-		if nk.keep > 0 {
-			err := db.pool.QueryRowContext(bg, pruneCutoffSQL, nk.namespace, nk.keep).Scan(&cutoff)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // no more than keep changes
-			}
-			if err != nil {
-				return nil, db.classify(err)
-			}
-		}
-		rows, err := db.pool.QueryContext(bg, pruneSeqsSQL, nk.namespace, cutoff, int64(limit))
-		if err != nil {
-			return nil, db.classify(err)
-		}
-		var seqs []int64
-		for rows.Next() {
-			var seq int64
-			if err := rows.Scan(&seq); err != nil {
-				rows.Close()
-				return nil, db.classify(err)
-			}
-			seqs = append(seqs, seq)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, db.classify(err)
-		}
-		if len(seqs) > 0 {
-			list, _ := json.Marshal(seqs)
-			targets = append(targets, pruneTarget{namespace: nk.namespace, keep: nk.keep, seqs: string(list)})
-			if limit -= len(seqs); limit == 0 {
-				break
-			}
-		}
-	}
-	return targets, nil
 }
 
 // useActor makes the history rows of the write connection's next

@@ -144,6 +144,8 @@ type DB struct {
 
 	log logState // the change log (changes.go); guarded by wmu
 
+	prune pruner // PruneHistory's round (prune.go)
+
 	guard *guard // watches for other SQLite libraries (foreign.go); nil for a private database
 
 	logger       *slog.Logger  // Options.Logger
