@@ -45,12 +45,21 @@ type Cache struct {
 
 	// mu serializes every change. It guards the fields below, the tables'
 	// counts and slot stores, the stripes' pending counts, and every
-	// namespace's order.
+	// namespace's list.
 	mu            sync.Mutex
 	size          int64                          // bytes accounted against budget
 	spaces        *simplelru.LRU[string, *space] // least recently used first
 	pendingSpaces int                            // namespace writes begun and not yet ended
 	clears        uint64                         // Clear and RemoveNamespace calls
+
+	// The eviction policy (evict.go, policy.go): every entry's record, the
+	// free records, the segments, and how often keys were used.
+	recs                    []rec
+	free                    int32
+	segs                    [numSegs]list
+	sketch                  sketch
+	windowMax, protectedMax int64 // the window's and protected's bytes at most
+	cands                   []int32 // evictLocked's, kept for the next
 }
 
 // nsHash is a namespace and its hash.
@@ -77,6 +86,9 @@ func New(budget int64) *Cache {
 		panic("cache: " + err.Error())
 	}
 	c := &Cache{seed: maphash.MakeSeed(), budget: max(budget, 0), spaces: spaces}
+	c.windowMax = int64(float64(c.budget) * windowShare)
+	c.protectedMax = int64(float64(c.budget-c.windowMax) * protectedShare)
+	c.resetListsLocked()
 	c.tab.Store(newTable(minSlots))
 	return c
 }
@@ -134,10 +146,12 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 			meta, value, ok = n.match(h, ns, key)
 		}
 		if ok {
-			// Load before store: a hot entry's flag is already set, and a
+			// Count the use, up to 3, once for every meta this Get
+			// loaded (a count another Get raised meanwhile is lost: the
+			// count is an estimate). A hot entry's count is at 3, and a
 			// plain load keeps its cache line shared between cores.
-			if meta&metaUsed == 0 {
-				n.meta.Or(metaUsed)
+			if meta&metaFreq != metaFreq {
+				n.meta.CompareAndSwap(meta, meta+freqOne)
 			}
 			if sp := n.space; !sp.used.Load() {
 				sp.used.Store(true)

@@ -1,12 +1,14 @@
 package cache
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
 )
 
 // EntryOverhead is the number of bytes charged against the budget for every
 // entry on top of the length of its key and value. It approximates the heap
-// an entry really costs: its node and its share of the slot table
+// an entry really costs: its node, its record in the eviction lists, its
+// share of the slot table and of the frequency sketch
 // (BenchmarkMemoryPerEntry in the opstate package measures it).
 const EntryOverhead = 128
 
@@ -15,20 +17,43 @@ const EntryOverhead = 128
 // namespace LRU.
 const namespaceOverhead = 192
 
-// space is one namespace and the recency order of its entries.
+// The policy (policy.go) keeps entries in three segments.
+const (
+	segWindow    = iota // new entries, least recent first
+	segProbation        // admitted, not used since
+	segProtected        // admitted and used since
+	numSegs
+)
+
+// none is the id of no record.
+const none = -1
+
+// rec is an entry's place in the eviction lists: its segment's, and its
+// namespace's. The node's pos is the record's id, an index in Cache.recs;
+// a free record is linked by next into Cache.free.
+type rec struct {
+	n              *node
+	prev, next     int32 // in its segment, from the least recent
+	nsPrev, nsNext int32 // in its namespace, from the oldest stored
+	seg            uint8
+}
+
+// list is a doubly linked list of records, threaded through rec.prev and
+// rec.next.
+type list struct {
+	head, tail int32 // the least and the most recent; none when empty
+	bytes      int64 // the entries' accounted bytes
+}
+
+// space is one namespace and its entries.
 type space struct {
 	name string
 	used atomic.Bool // set by readers, cleared by eviction under Cache.mu
 
-	// guarded by Cache.mu
-	//
-	// order holds the namespace's entries from order[head], the least
-	// recently stored or given a second chance, to the end, the most
-	// recently; a removed entry leaves a nil behind until the slice is
-	// compacted. n counts the entries.
-	order []*node
-	head  int
-	n     int
+	// guarded by Cache.mu: the namespace's records, oldest stored first
+	// (threaded through rec.nsPrev and rec.nsNext), and how many.
+	head, tail int32
+	n          int
 }
 
 func entryCost(key string, e Entry) int64 {
@@ -54,29 +79,38 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 	var n *node
 	if old != nil {
 		n = newNode(h, key, old.space, e)
+		n.pos = old.pos
+		c.recs[n.pos].n = n
 		c.tab.Load().storeLocked(i, n)
-		c.detachLocked(old)
-		c.pushLocked(n)
-		c.spaces.Get(n.space.name)
+		c.segs[c.recs[n.pos].seg].bytes += cost - entryCost(key, old.entry())
 		c.size += cost - entryCost(key, old.entry())
+		c.spaces.Get(n.space.name)
+		c.usedLocked(n.pos) // a write of a cached key is a use of it
 	} else {
 		n = newNode(h, key, c.spaceLocked(ns), e)
 		c.insertLocked(n)
-		c.pushLocked(n)
+		n.pos = c.newRecLocked(n)
+		c.pushLocked(segWindow, n.pos, cost)
+		c.nsPushLocked(n.pos)
 		c.size += cost
+		c.sketch.ensure(c.tab.Load().live)
 	}
+	c.sketch.add(n.hash, 1)
 	c.evictLocked(n)
 	return true
 }
 
-// dropLocked removes node n, found at slot i, from the table and its
-// namespace, and the namespace when it becomes empty.
+// dropLocked removes node n, found at slot i, from the table, the lists
+// and its namespace, and the namespace when it becomes empty.
 func (c *Cache) dropLocked(i uint64, n *node) {
 	t := c.tab.Load()
 	t.storeLocked(i, tombstone)
 	t.live--
-	c.detachLocked(n)
-	c.size -= entryCost(n.key(), n.entry())
+	cost := entryCost(n.key(), n.entry())
+	c.unlinkLocked(n.pos, cost)
+	c.nsUnlinkLocked(n.pos)
+	c.freeRecLocked(n.pos)
+	c.size -= cost
 	if sp := n.space; sp.n == 0 {
 		c.spaces.Remove(sp.name)
 		c.size -= spaceCost(sp.name)
@@ -92,7 +126,7 @@ func (c *Cache) dropSpaceLocked(ns string) {
 		return
 	}
 	for sp.n > 0 {
-		n := sp.oldest()
+		n := c.recs[sp.head].n
 		c.dropLocked(c.slotLocked(n), n)
 	}
 }
@@ -103,92 +137,159 @@ func (c *Cache) spaceLocked(ns string) *space {
 	if sp, ok := c.spaces.Get(ns); ok {
 		return sp
 	}
-	sp := &space{name: clone(ns)}
+	sp := &space{name: clone(ns), head: none, tail: none}
 	c.spaces.Add(sp.name, sp)
 	c.size += spaceCost(ns)
 	c.memo[memoIndex(ns)].Store(&nsHash{name: sp.name, h: c.hashNamespace(ns)})
 	return sp
 }
 
-// pushLocked makes n the namespace's most recent entry.
-func (c *Cache) pushLocked(n *node) {
-	sp := n.space
-	n.pos = int32(len(sp.order))
-	sp.order = append(sp.order, n)
+// resetListsLocked empties the records and the segments.
+func (c *Cache) resetListsLocked() {
+	c.recs, c.free = nil, none
+	for i := range c.segs {
+		c.segs[i] = list{head: none, tail: none}
+	}
+}
+
+// newRecLocked returns the id of a new record of n, linked nowhere.
+func (c *Cache) newRecLocked(n *node) int32 {
+	id := c.free
+	if id == none {
+		id = int32(len(c.recs))
+		c.recs = append(c.recs, rec{})
+	} else {
+		c.free = c.recs[id].next
+	}
+	c.recs[id] = rec{n: n, prev: none, next: none, nsPrev: none, nsNext: none}
+	return id
+}
+
+// freeRecLocked returns record id, unlinked, to the free list.
+func (c *Cache) freeRecLocked(id int32) {
+	c.recs[id] = rec{next: c.free}
+	c.free = id
+}
+
+// pushLocked appends record id, of an entry of cost bytes, to segment seg
+// as its most recent.
+func (c *Cache) pushLocked(seg uint8, id int32, cost int64) {
+	l := &c.segs[seg]
+	r := &c.recs[id]
+	r.seg, r.prev, r.next = seg, l.tail, none
+	if l.tail == none {
+		l.head = id
+	} else {
+		c.recs[l.tail].next = id
+	}
+	l.tail = id
+	l.bytes += cost
+}
+
+// unlinkLocked takes record id, of an entry of cost bytes, out of its
+// segment.
+func (c *Cache) unlinkLocked(id int32, cost int64) {
+	r := &c.recs[id]
+	l := &c.segs[r.seg]
+	if r.prev == none {
+		l.head = r.next
+	} else {
+		c.recs[r.prev].next = r.next
+	}
+	if r.next == none {
+		l.tail = r.prev
+	} else {
+		c.recs[r.next].prev = r.prev
+	}
+	r.prev, r.next = none, none
+	l.bytes -= cost
+}
+
+// moveLocked makes record id the most recent of segment seg.
+func (c *Cache) moveLocked(id int32, seg uint8) {
+	cost := c.costOf(id)
+	c.unlinkLocked(id, cost)
+	c.pushLocked(seg, id, cost)
+}
+
+// costOf returns the accounted bytes of record id's entry.
+func (c *Cache) costOf(id int32) int64 {
+	n := c.recs[id].n
+	return entryCost(n.key(), n.entry())
+}
+
+// nsPushLocked appends record id to its namespace's entries.
+func (c *Cache) nsPushLocked(id int32) {
+	r := &c.recs[id]
+	sp := r.n.space
+	r.nsPrev, r.nsNext = sp.tail, none
+	if sp.tail == none {
+		sp.head = id
+	} else {
+		c.recs[sp.tail].nsNext = id
+	}
+	sp.tail = id
 	sp.n++
 }
 
-// detachLocked takes n out of its namespace's order.
-func (c *Cache) detachLocked(n *node) {
-	sp := n.space
-	sp.order[n.pos] = nil
+// nsUnlinkLocked takes record id out of its namespace's entries.
+func (c *Cache) nsUnlinkLocked(id int32) {
+	r := &c.recs[id]
+	sp := r.n.space
+	if r.nsPrev == none {
+		sp.head = r.nsNext
+	} else {
+		c.recs[r.nsPrev].nsNext = r.nsNext
+	}
+	if r.nsNext == none {
+		sp.tail = r.nsPrev
+	} else {
+		c.recs[r.nsNext].nsPrev = r.nsPrev
+	}
 	sp.n--
-	if sp.n == 0 {
-		sp.order, sp.head = nil, 0
-		return
-	}
-	for sp.order[sp.head] == nil {
-		sp.head++
-	}
-	// Compact once the holes outnumber the entries: each hole is then paid
-	// for by the removal that made it.
-	if len(sp.order) > 2*sp.n+16 {
-		order := make([]*node, 0, sp.n+sp.n/4+16)
-		for _, m := range sp.order[sp.head:] {
-			if m != nil {
-				m.pos = int32(len(order))
-				order = append(order, m)
-			}
-		}
-		sp.order, sp.head = order, 0
-	}
 }
 
-// oldest returns the namespace's least recent entry; guarded by Cache.mu.
-func (sp *space) oldest() *node {
-	return sp.order[sp.head]
-}
-
-// evictLocked drops entries until the accounted size fits the budget: from
-// the least recently used namespace, its least recently used entries, giving
-// each namespace and entry used since it was last considered a second chance.
-// It never drops keep, the entry being stored: an entry fits in half the
-// budget, so dropping all others is always enough. Readers can set "used"
-// bits again while it runs, so second chances are bounded: after two for
-// every namespace and entry, it drops what it meets.
+// evictLocked moves the window's least recent entries beyond its share
+// to probation, as candidates, then drops entries until the accounted size
+// fits the budget. It never drops keep, the entry being stored: an entry
+// fits in half the budget, so dropping all others is always enough.
+//
+// Namespaces go first that nobody read since eviction last looked at them
+// (the conversations that ended), least recently stored first, each
+// looked at once a call: a namespace read since is passed over, and its
+// "used" flag cleared. keep's namespace, being written, is not one of
+// them. Once every namespace was passed over, the policy (policy.go)
+// picks each victim among all entries.
 func (c *Cache) evictLocked(keep *node) {
 	chances := 2 * (c.tab.Load().live + c.spaces.Len())
+	c.cands = c.drainWindowLocked(keep, &chances, c.cands[:0])
+	cands := c.cands
+	looked := 0
 	for c.size > c.budget {
-		_, sp, ok := c.spaces.GetOldest()
-		if !ok {
-			return
-		}
-		if sp.used.Load() && chances > 0 {
-			chances--
-			sp.used.Store(false)
-			c.spaces.Get(sp.name)
+		if looked < c.spaces.Len() {
+			_, sp, _ := c.spaces.GetOldest()
+			looked++
+			if sp == keep.space || sp.used.Load() {
+				sp.used.Store(false)
+				c.spaces.Get(sp.name)
+				continue
+			}
+			for c.size > c.budget && sp.n > 0 {
+				n := c.recs[sp.head].n
+				c.dropLocked(c.slotLocked(n), n)
+				c.evictions.Add(1)
+			}
 			continue
 		}
-		for c.size > c.budget && sp.n > 0 {
-			n := sp.oldest()
-			if n == keep {
-				if sp.n == 1 {
-					c.spaces.Get(sp.name) // nothing else here: try other namespaces
-					break
-				}
-				c.detachLocked(n)
-				c.pushLocked(n)
-				continue
-			}
-			if n.meta.Load()&metaUsed != 0 && chances > 0 {
-				chances--
-				n.meta.And(^uint32(metaUsed))
-				c.detachLocked(n)
-				c.pushLocked(n)
-				continue
-			}
-			c.dropLocked(c.slotLocked(n), n)
-			c.evictions.Add(1)
+		var ok bool
+		if cands, ok = c.evictOneLocked(keep, &chances, cands); !ok {
+			return
 		}
 	}
+}
+
+// randomAdmit admits one candidate in 128 that lost to its victim though
+// it was used often (see admitLocked).
+func randomAdmit() bool {
+	return rand.Uint32()&127 == 0
 }

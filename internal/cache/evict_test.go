@@ -109,8 +109,10 @@ func TestBudget(t *testing.T) {
 }
 
 // TestSecondChance fills one namespace exactly to the budget, reads its
-// oldest entry (or not), and writes more: the read entry must outlive the
-// unread ones written after it.
+// oldest entry (or not), and writes more keys, each twice, so that they
+// are used more often than the old ones and displace them: the read entry
+// must outlive the unread ones written after it, and the unread oldest go
+// first.
 func TestSecondChance(t *testing.T) {
 	const n, more = 16, 8
 	val := strings.Repeat("v", 10)
@@ -131,12 +133,15 @@ func TestSecondChance(t *testing.T) {
 			}
 			for i := n; i < n+more; i++ {
 				put(c, "ns", key(i), Entry{Value: val})
+				put(c, "ns", key(i), Entry{Value: val})
 			}
 			if st := c.Stats(); st.Evictions != more || st.Entries != n {
 				t.Errorf("Stats() = %+v; want %d evictions, %d entries", st, more, n)
 			}
-			// Read, key 0 goes to the front and keys 1..more go; unread,
-			// keys 0..more-1 go. (Gets from here on change nothing: no
+			// Read, key 0 is passed over and keys 1..more-1 go; unread,
+			// keys 0..more-2 go. And key n-1, the window's when the new
+			// keys came, leaves it as a candidate used no more often than
+			// its victim, and goes. (Gets from here on change nothing: no
 			// more evictions happen.)
 			first := 0
 			if read {
@@ -144,7 +149,7 @@ func TestSecondChance(t *testing.T) {
 				first = 1
 			}
 			for i := first; i < n+more; i++ {
-				if i < first+more {
+				if i < first+more-1 || i == n-1 {
 					checkGet(t, c, "ns", key(i), nil)
 				} else {
 					checkGet(t, c, "ns", key(i), &Entry{Value: val})

@@ -130,5 +130,6 @@ func (c *Cache) Clear() {
 	c.epoch.Add(1)
 	c.tab.Store(newTable(minSlots))
 	c.spaces.Purge()
+	c.resetListsLocked()
 	c.size = 0
 }

@@ -28,11 +28,11 @@ type node struct {
 	// any table (tables have fewer than 1<<32 slots).
 	hash uint32
 	// meta holds the key's length, metaLong, metaAbsent for a negative
-	// entry, and metaUsed, which readers set without any lock and eviction
-	// clears under Cache.mu.
+	// entry, and metaFreq, the uses readers count without any lock (up to
+	// 3) and the policy takes under Cache.mu.
 	meta atomic.Uint32
-	// pos is the node's index in space.order; guarded by Cache.mu and
-	// never read by readers.
+	// pos is the id of the node's record in Cache.recs; guarded by
+	// Cache.mu and never read by readers.
 	pos int32
 	buf [20]byte
 }
@@ -47,7 +47,8 @@ const (
 	metaLen    = 1<<24 - 1 // the key's length
 	metaLong   = 1 << 24   // the key is in data, not buf
 	metaAbsent = 1 << 25
-	metaUsed   = 1 << 26
+	freqOne    = 1 << 26 // one use in metaFreq
+	metaFreq   = 3 << 26
 
 	// maxKey is the longest key the cache holds.
 	maxKey = metaLen

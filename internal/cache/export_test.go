@@ -1,0 +1,40 @@
+package cache
+
+// SaturateSketch sets every counter of c's frequency sketch to its
+// largest value, as keys chosen to collide with every other key would.
+func (c *Cache) SaturateSketch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.sketch.words {
+		c.sketch.words[i] = ^uint64(0)
+	}
+}
+
+// SketchSlots returns where c's frequency sketch counts ns and key: the
+// word and shift of each of its four counters.
+func (c *Cache) SketchSlots(ns, key string) [4][2]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	x := spread(uint32(c.hash(ns, key)))
+	var out [4][2]int
+	for i := range 4 {
+		w, sh := c.sketch.slot(x, i)
+		out[i] = [2]int{w, int(sh)}
+	}
+	return out
+}
+
+// Estimate returns the frequency c's sketch estimates for ns and key.
+func (c *Cache) Estimate(ns, key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sketch.estimate(uint32(c.hash(ns, key)))
+}
+
+// Contains reports whether ns and key are cached, without counting a use.
+func (c *Cache) Contains(ns, key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, n := c.findLocked(c.hash(ns, key), ns, key)
+	return n != nil
+}

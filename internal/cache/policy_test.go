@@ -1,0 +1,168 @@
+package cache_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/d8da9184/opstate/internal/cache"
+)
+
+// policyCache is a cache of capacity entries of the form read and filled
+// by use, in one namespace.
+type policyCache struct {
+	*cache.Cache
+	hits, misses int
+}
+
+var policyValue = Entry{Value: "value-0123456789"}
+
+func policyKey(k int) string { return fmt.Sprintf("key-%07d", k) }
+
+func newPolicyCache(capacity int) *policyCache {
+	return &policyCache{Cache: cache.New(nsBytes("ns") + int64(capacity)*entryBytes(policyKey(0), policyValue))}
+}
+
+// use reads key k, filling it on a miss, as a Store does.
+func (c *policyCache) use(k int) {
+	key := policyKey(k)
+	if _, ok := c.Get("ns", key); ok {
+		c.hits++
+		return
+	}
+	c.misses++
+	c.Fill("ns", key, policyValue, c.Token("ns", key))
+}
+
+// cached counts the keys from..to-1 that are cached, without using them.
+func (c *policyCache) cached(from, to int) int {
+	n := 0
+	for k := from; k < to; k++ {
+		if c.Contains("ns", policyKey(k)) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestScanKeepsHotSet reads a hot set until it is cached, then reads
+// 20 times the cache's capacity of other keys once each, as a List or a
+// batch job does: the hot set must stay cached (a recency-only policy
+// keeps none of it).
+func TestScanKeepsHotSet(t *testing.T) {
+	const capacity, hot = 1000, 400
+	c := newPolicyCache(capacity)
+	for range 20 {
+		for k := range hot {
+			c.use(k)
+		}
+	}
+	if n := c.cached(0, hot); n != hot {
+		t.Fatalf("%d of the %d hot keys cached after 20 rounds; want all", n, hot)
+	}
+	for k := hot; k < hot+20*capacity; k++ {
+		c.use(k)
+	}
+	if n := c.cached(0, hot); n < hot*95/100 {
+		t.Errorf("%d of the %d hot keys cached after a scan of %d keys; want at least 95%%", n, hot, 20*capacity)
+	}
+	if st := c.Stats(); st.Entries > capacity {
+		t.Errorf("Stats().Entries = %d; want at most the capacity %d", st.Entries, capacity)
+	}
+}
+
+// TestLoopHits reads a loop of keys a tenth larger than the cache, over
+// and over: a recency-only policy evicts each key just before its next
+// use and never hits; this one must keep most of the cache's worth.
+func TestLoopHits(t *testing.T) {
+	const capacity = 1000
+	c := newPolicyCache(capacity)
+	for round := range 20 {
+		if round == 10 {
+			c.hits, c.misses = 0, 0
+		}
+		for k := range capacity * 11 / 10 {
+			c.use(k)
+		}
+	}
+	if ratio := float64(c.hits) / float64(c.hits+c.misses); ratio < 0.7 {
+		t.Errorf("hit ratio of the loop = %.3f; want at least 0.7 (the best possible is about 0.9)", ratio)
+	}
+}
+
+// TestFloodKeepsHotSet has the hot set read, 5 times a round, while an
+// adversary reads keys it need not know the hash seed for, each 3 times,
+// twice the capacity of them a round; and then, having every
+// counter of the sketch at its largest (what keys chosen to collide with
+// everything would do), floods again. The hot set must stay, and after
+// the saturation a new set of keys read over and over must still get in
+// (one candidate in 128 that ties its victim is admitted at random).
+func TestFloodKeepsHotSet(t *testing.T) {
+	const capacity, hot = 1000, 300
+	c := newPolicyCache(capacity)
+	attacker := 1 << 20
+	flood := func(keys, times int) {
+		for range times {
+			for k := attacker; k < attacker+keys; k++ {
+				c.use(k)
+			}
+		}
+		attacker += keys
+	}
+	readHot := func() {
+		for range 5 {
+			for k := range hot {
+				c.use(k)
+			}
+		}
+	}
+	for round := range 30 {
+		readHot()
+		if round >= 10 {
+			flood(2*capacity, 3)
+		}
+	}
+	if n := c.cached(0, hot); n < hot*90/100 {
+		t.Errorf("%d of the %d hot keys cached through a flood of keys read 3 times each; want at least 90%%", n, hot)
+	}
+
+	c.SaturateSketch()
+	for range 10 {
+		readHot()
+		flood(2*capacity, 1)
+	}
+	if n := c.cached(0, hot); n < hot*90/100 {
+		t.Errorf("%d of the %d hot keys cached through a flood with the sketch saturated; want at least 90%%", n, hot)
+	}
+	// The new hot set: read 40 times, a quarter of the cache.
+	const newHot, newFrom = 250, 1 << 30
+	for range 40 {
+		for k := newFrom; k < newFrom+newHot; k++ {
+			c.use(k)
+		}
+	}
+	if n := c.cached(newFrom, newFrom+newHot); n < newHot/10 {
+		t.Errorf("%d of %d keys read 40 times each cached with the sketch saturated; want at least a tenth", n, newHot)
+	}
+}
+
+// TestBurstIsCached checks that a key used in a burst right after it is
+// stored hits, whatever the sketch says of it: it waits in the window.
+func TestBurstIsCached(t *testing.T) {
+	const capacity = 1000
+	c := newPolicyCache(capacity)
+	for range 5 {
+		for k := range 2 * capacity {
+			c.use(k)
+		}
+	}
+	c.SaturateSketch()
+	const key = 1 << 25
+	c.use(key)
+	c.hits = 0
+	for range 10 {
+		c.use(key)
+	}
+	if c.hits != 10 {
+		t.Errorf("a key stored, then read 10 times at once, hit %d times; want 10", c.hits)
+	}
+}
