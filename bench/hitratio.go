@@ -183,9 +183,9 @@ func opstateHits(path string, tk traceKeys, t trace) (hits, entries int, err err
 // after a lookup. With async, otter runs with its default options, its
 // maintenance (eviction among it) on goroutines of its own, which a
 // single caller outruns: it then holds more than t.capacity entries for a
-// while, and drops reads it has no room to record. Without, maintenance
-// runs on the caller's goroutine, and the cache holds t.capacity entries at
-// most.
+// while, and its read buffer, lossy by design, records fewer reads.
+// Without, maintenance runs on the caller's goroutine, and the cache holds
+// t.capacity entries at most.
 func otterHits(tk traceKeys, t trace, async bool) (hits, most int) {
 	opts := &otter.Options[string, string]{MaximumSize: t.capacity}
 	if !async {
@@ -271,7 +271,8 @@ key (which no cache can answer) included; every cache starts empty.
   default executor, which runs maintenance on goroutines of its own: a
   single caller outruns them, so that the cache holds more entries than
   its capacity for a while (the most it held after a lookup in
-  parentheses) and drops reads it has no room to record.
+  parentheses), and its read buffer, lossy by design, records fewer
+  reads.
 - golang-lru: lru.New(capacity); Get, then Add on a miss.
 - optimal: Belady's clairvoyant policy on the whole trace: on a miss, of
   the cached keys and the one looked up, the one looked up again farthest
