@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,11 +21,19 @@ import (
 // hitNamespace is the namespace of the opstate runs.
 const hitNamespace = "hr"
 
+// otterRuns is how many times otter runs each trace (with its maintenance
+// on the caller's goroutine); the table gives the median and the range.
+const otterRuns = 5
+
 // hitResult is the hit ratios of one trace.
 type hitResult struct {
 	spec                         traceSpec
 	lookups                      int
 	opstate, otter, lru, optimal float64
+	// otterRuns are otter's hit ratios in each of its runs, otter their
+	// median: otter's hash seeds and admission draw random numbers, so
+	// that its hit ratio varies from run to run.
+	otterRuns []float64
 	// otterAsync is otter's hit ratio with its default executor, and
 	// otterMost the most entries it held then.
 	otterAsync float64
@@ -69,12 +78,16 @@ func runHitRatio(w io.Writer, dir string, only *regexp.Regexp) error {
 			return fmt.Errorf("%s: opstate: %w", t.name, err)
 		}
 		res.opstate, res.entries = float64(hits)/total, entries
-		oh, most := otterHits(keys, t, false)
-		if most > t.capacity {
-			return fmt.Errorf("%s: otter held %d entries, above its MaximumSize %d", t.name, most, t.capacity)
+		for range otterRuns {
+			oh, most := otterHits(keys, t, false)
+			if most > t.capacity {
+				return fmt.Errorf("%s: otter held %d entries, above its MaximumSize %d", t.name, most, t.capacity)
+			}
+			res.otterRuns = append(res.otterRuns, float64(oh)/total)
 		}
-		res.otter = float64(oh) / total
-		oh, res.otterMost = otterHits(keys, t, true)
+		res.otter = median(res.otterRuns)
+		oh, most := otterHits(keys, t, true)
+		res.otterMost = most
 		res.otterAsync = float64(oh) / total
 		res.lru = float64(lruHits(keys, t)) / total
 		res.optimal = float64(optimalHits(t.lookups, t.keys, t.capacity)) / total
@@ -246,8 +259,8 @@ func printHitTable(w io.Writer, results []hitResult) {
 			op += fmt.Sprintf(" (%d entries)", r.entries)
 			short = true
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %.3f | %.3f | %.3f | %s | %.3f (%d) |\n", r.spec.name, r.lookups, r.spec.capacity,
-			op, r.otter, r.lru, r.optimal, points(r.opstate-r.otter), r.otterAsync, r.otterMost)
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %.3f (%.3f–%.3f) | %.3f | %.3f | %s | %.3f (%d) |\n", r.spec.name, r.lookups, r.spec.capacity,
+			op, r.otter, slices.Min(r.otterRuns), slices.Max(r.otterRuns), r.lru, r.optimal, points(r.opstate-r.otter), r.otterAsync, r.otterMost)
 	}
 	fmt.Fprintf(w, `
 Hit ratio: hits ÷ lookups over the whole trace, the first lookups of every
@@ -267,12 +280,14 @@ key (which no cache can answer) included; every cache starts empty.
 - otter: otter v2, Options{MaximumSize: capacity, Executor: func(fn
   func()) { fn() }}: its maintenance (eviction among it) runs on the
   caller's goroutine, so that it never holds more than the capacity;
-  GetIfPresent, then Set on a miss. The last column is otter with its
-  default executor, which runs maintenance on goroutines of its own: a
-  single caller outruns them, so that the cache holds more entries than
-  its capacity for a while (the most it held after a lookup in
-  parentheses), and its read buffer, lossy by design, records fewer
-  reads.
+  GetIfPresent, then Set on a miss. Its hash seeds and its admission draw
+  random numbers, so that its hit ratio varies from run to run: the median
+  of %d runs, their range in parentheses; the targets compare with the
+  median. The last column is one run of otter with its default executor,
+  which runs maintenance on goroutines of its own: a single caller
+  outruns them, so that the cache holds more entries than its capacity
+  for a while (the most it held after a lookup in parentheses), and its
+  read buffer, lossy by design, records fewer reads.
 - golang-lru: lru.New(capacity); Get, then Add on a miss.
 - optimal: Belady's clairvoyant policy on the whole trace: on a miss, of
   the cached keys and the one looked up, the one looked up again farthest
@@ -280,7 +295,7 @@ key (which no cache can answer) included; every cache starts empty.
 
 | trace | what it is |
 | --- | --- |
-`)
+`, otterRuns)
 	seen := map[string]bool{}
 	for _, r := range results {
 		if !seen[r.spec.note] {

@@ -110,6 +110,14 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	if cfg.hitratio {
+		// An interrupted run removes its database too.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			os.RemoveAll(dir)
+			os.Exit(130)
+		}()
 		return runHitRatio(os.Stdout, dir, cfg.only)
 	}
 
