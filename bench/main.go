@@ -6,12 +6,17 @@
 //	go run . -short                       # smoke run
 //	go run . -only 'get-hit/' -count 10   # some rows only
 //	pg_virtualenv -- go run . -only pg    # the PostgreSQL rows on a throwaway server
+//	go run . -hitratio                    # hit ratios of the caches on generated traces
 //
 // Each row is one testing.Benchmark call, repeated -count times; the
 // implementations of a workload take turns within every repetition, so
 // that a drift of the machine touches them alike. The PostgreSQL rows
 // (pg.go, staleness.go) run on the server of OPSTATE_PG_DSN or libpq's
 // PG* variables, and are reported as not run when there is none.
+//
+// With -hitratio, it runs the traces of traces.go through opstate's cache
+// and others of the same capacity instead (hitratio.go), and prints their
+// hit ratios and opstate's targets for them; -only then selects traces.
 package main
 
 import (
@@ -48,6 +53,7 @@ type config struct {
 	only      *regexp.Regexp
 	dir       string
 	profile   string
+	hitratio  bool
 }
 
 func parseFlags() (config, error) {
@@ -57,6 +63,7 @@ func parseFlags() (config, error) {
 	short := flag.Bool("short", false, "quick smoke run: -count 3 -benchtime 100ms unless given")
 	dir := flag.String("dir", "", "create the temporary database directory in `dir` (default: the system temporary directory)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed runs (setup excluded) to `file`")
+	hitratio := flag.Bool("hitratio", false, "measure hit ratios on generated traces instead of timings; -only selects traces, e.g. 'zipf'")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -74,7 +81,7 @@ func parseFlags() (config, error) {
 	if *count < 1 {
 		return config{}, fmt.Errorf("-count %d: must be at least 1", *count)
 	}
-	c := config{count: *count, benchtime: *benchtime, dir: *dir, profile: *profile}
+	c := config{count: *count, benchtime: *benchtime, dir: *dir, profile: *profile, hitratio: *hitratio}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
 		if err != nil {
@@ -102,6 +109,17 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if cfg.hitratio {
+		// An interrupted run removes its database too.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sigs
+			os.RemoveAll(dir)
+			os.Exit(130)
+		}()
+		return runHitRatio(os.Stdout, dir, cfg.only)
+	}
 
 	w := newWorkload()
 	st := &stores{dir: dir, w: w}
