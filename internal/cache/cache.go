@@ -58,8 +58,9 @@ type Cache struct {
 	free                    int32
 	segs                    [numSegs]list
 	sketch                  sketch
-	windowMax, protectedMax int64 // the window's and protected's bytes at most
+	windowMax, protectedMax int64   // the window's and protected's bytes at most
 	cands                   []int32 // evictLocked's, kept for the next
+	hand                    int32   // countUsesLocked's next record
 }
 
 // nsHash is a namespace and its hash.
@@ -146,12 +147,12 @@ func (c *Cache) Get(ns, key string) (Entry, bool) {
 			meta, value, ok = n.match(h, ns, key)
 		}
 		if ok {
-			// Count the use, up to 3, once for every meta this Get
-			// loaded (a count another Get raised meanwhile is lost: the
-			// count is an estimate). A hot entry's count is at 3, and a
-			// plain load keeps its cache line shared between cores.
-			if meta&metaFreq != metaFreq {
-				n.meta.CompareAndSwap(meta, meta+freqOne)
+			// Record the use (a use another Get recorded meanwhile makes
+			// this one lost: the count is an estimate). A hot entry's
+			// flag is set and its count full, and a plain load keeps its
+			// cache line shared between cores.
+			if meta&metaUse != metaUse {
+				n.meta.CompareAndSwap(meta, used(meta))
 			}
 			if sp := n.space; !sp.used.Load() {
 				sp.used.Store(true)

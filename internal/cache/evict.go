@@ -94,6 +94,7 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 		c.nsPushLocked(n.pos)
 		c.size += cost
 		c.sketch.ensure(c.tab.Load().live)
+		c.countUsesLocked()
 	}
 	c.sketch.add(n.hash, 1)
 	c.evictLocked(n)
@@ -146,7 +147,7 @@ func (c *Cache) spaceLocked(ns string) *space {
 
 // resetListsLocked empties the records and the segments.
 func (c *Cache) resetListsLocked() {
-	c.recs, c.free = nil, none
+	c.recs, c.free, c.hand = nil, none, 0
 	for i := range c.segs {
 		c.segs[i] = list{head: none, tail: none}
 	}

@@ -34,15 +34,42 @@ const (
 	warmCount = 6
 )
 
-// takeUsesLocked returns the uses Gets counted in n since the last call,
-// and clears them.
-func takeUsesLocked(n *node) int {
-	m := n.meta.Load()
-	if m&metaFreq == 0 {
-		return 0
+// takeRefLocked reports whether a Get used n since the last call, and
+// clears the flag that says so.
+func takeRefLocked(n *node) bool {
+	if n.meta.Load()&metaRef == 0 {
+		return false
 	}
-	m = n.meta.And(^uint32(metaFreq))
-	return int(m & metaFreq / freqOne)
+	n.meta.And(^uint32(metaRef))
+	return true
+}
+
+// countHand is how many records countUsesLocked visits for each entry
+// stored: the hand goes round all records once every live/countHand
+// stores.
+const countHand = 8
+
+// countUsesLocked adds to the sketch the uses Gets counted in the next
+// countHand records, and clears those counts. Without it, the uses of an
+// entry that stays put, in protected, would never reach the sketch, and
+// keys that miss (each store counts) would look more popular than the
+// hits of the entries they are weighed against.
+func (c *Cache) countUsesLocked() {
+	for range min(countHand, len(c.recs)) {
+		if c.hand >= int32(len(c.recs)) {
+			c.hand = 0
+		}
+		n := c.recs[c.hand].n
+		c.hand++
+		if n == nil {
+			continue
+		}
+		if n.meta.Load()&metaCount == 0 {
+			continue
+		}
+		m := n.meta.And(^uint32(metaCount))
+		c.sketch.add(n.hash, int(m&metaCount/countOne))
+	}
 }
 
 // usedLocked records a use of record id's entry that happened under
@@ -64,11 +91,10 @@ func (c *Cache) balanceProtectedLocked(chances *int) {
 	l := &c.segs[segProtected]
 	for l.bytes > c.protectedMax && l.head != none {
 		id := l.head
-		if uses := takeUsesLocked(c.recs[id].n); uses > 0 && (chances == nil || *chances > 0) {
+		if takeRefLocked(c.recs[id].n) && (chances == nil || *chances > 0) {
 			if chances != nil {
 				*chances--
 			}
-			c.sketch.add(c.recs[id].n.hash, uses)
 			c.moveLocked(id, segProtected)
 			continue
 		}
@@ -100,9 +126,8 @@ func (c *Cache) victimLocked(keep *node, chances *int) int32 {
 			c.balanceProtectedLocked(chances)
 			continue
 		}
-		if uses := takeUsesLocked(n); uses > 0 && *chances > 0 {
+		if takeRefLocked(n) && *chances > 0 {
 			*chances--
-			c.sketch.add(n.hash, uses)
 			c.moveLocked(id, segProtected)
 			c.balanceProtectedLocked(chances)
 			continue
@@ -138,9 +163,8 @@ func (c *Cache) drainWindowLocked(keep *node, chances *int, cands []int32) []int
 			c.moveLocked(id, segWindow)
 			continue
 		}
-		if uses := takeUsesLocked(n); uses > 0 && *chances > 0 {
+		if takeRefLocked(n) && *chances > 0 {
 			*chances--
-			c.sketch.add(n.hash, uses)
 			c.moveLocked(id, segWindow)
 			continue
 		}

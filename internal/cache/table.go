@@ -28,8 +28,8 @@ type node struct {
 	// any table (tables have fewer than 1<<32 slots).
 	hash uint32
 	// meta holds the key's length, metaLong, metaAbsent for a negative
-	// entry, and metaFreq, the uses readers count without any lock (up to
-	// 3) and the policy takes under Cache.mu.
+	// entry, and metaRef and metaCount, which readers set and count (up
+	// to 7) without any lock and the policy takes under Cache.mu.
 	meta atomic.Uint32
 	// pos is the id of the node's record in Cache.recs; guarded by
 	// Cache.mu and never read by readers.
@@ -47,12 +47,23 @@ const (
 	metaLen    = 1<<24 - 1 // the key's length
 	metaLong   = 1 << 24   // the key is in data, not buf
 	metaAbsent = 1 << 25
-	freqOne    = 1 << 26 // one use in metaFreq
-	metaFreq   = 3 << 26
+	metaRef    = 1 << 26 // used since the policy last looked
+	countOne   = 1 << 27 // one use in metaCount
+	metaCount  = 7 << 27 // uses since the sketch last counted them
+	metaUse    = metaRef | metaCount
 
 	// maxKey is the longest key the cache holds.
 	maxKey = metaLen
 )
+
+// used returns meta m with a use recorded: metaRef set, and one more in
+// metaCount unless it is full.
+func used(m uint32) uint32 {
+	if m&metaCount != metaCount {
+		m += countOne
+	}
+	return m | metaRef
+}
 
 // key returns the node's key.
 func (n *node) key() string {
