@@ -25,6 +25,11 @@ const hitNamespace = "hr"
 // on the caller's goroutine); the table gives the median and the range.
 const otterRuns = 5
 
+// opstateRuns is how many times opstate runs each trace: its cache's
+// hash seed and its admission draw random numbers too; the table gives
+// the median and the range.
+const opstateRuns = 3
+
 // hitResult is the hit ratios of one trace.
 type hitResult struct {
 	spec                         traceSpec
@@ -34,6 +39,8 @@ type hitResult struct {
 	// median: otter's hash seeds and admission draw random numbers, so
 	// that its hit ratio varies from run to run.
 	otterRuns []float64
+	// opstateRuns are opstate's, opstate their median.
+	opstateRuns []float64
 	// otterAsync is otter's hit ratio with its default executor, and
 	// otterMost the most entries it held then.
 	otterAsync float64
@@ -73,11 +80,17 @@ func runHitRatio(w io.Writer, dir string, only *regexp.Regexp) error {
 	for i, t := range traces {
 		res := hitResult{spec: specs[i], lookups: len(t.lookups)}
 		total := float64(len(t.lookups))
-		hits, entries, err := opstateHits(db, keys, t)
-		if err != nil {
-			return fmt.Errorf("%s: opstate: %w", t.name, err)
+		for range opstateRuns {
+			hits, entries, err := opstateHits(db, keys, t)
+			if err != nil {
+				return fmt.Errorf("%s: opstate: %w", t.name, err)
+			}
+			res.opstateRuns = append(res.opstateRuns, float64(hits)/total)
+			if res.entries == 0 || entries != t.capacity {
+				res.entries = entries
+			}
 		}
-		res.opstate, res.entries = float64(hits)/total, entries
+		res.opstate = median(res.opstateRuns)
 		for range otterRuns {
 			oh, most := otterHits(keys, t, false)
 			if most > t.capacity {
@@ -91,8 +104,8 @@ func runHitRatio(w io.Writer, dir string, only *regexp.Regexp) error {
 		res.otterAsync = float64(oh) / total
 		res.lru = float64(lruHits(keys, t)) / total
 		res.optimal = float64(optimalHits(t.lookups, t.keys, t.capacity)) / total
-		fmt.Fprintf(os.Stderr, "%-14s opstate %.3f  otter %.3f (async %.3f)  lru %.3f  optimal %.3f  (%v)\n",
-			t.name, res.opstate, res.otter, res.otterAsync, res.lru, res.optimal, time.Since(began).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "%-14s opstate %.3f (%.3f–%.3f)  otter %.3f (async %.3f)  lru %.3f  optimal %.3f  (%v)\n",
+			t.name, res.opstate, slices.Min(res.opstateRuns), slices.Max(res.opstateRuns), res.otter, res.otterAsync, res.lru, res.optimal, time.Since(began).Round(time.Millisecond))
 		results = append(results, res)
 	}
 	printHitHeader(w, began)
@@ -254,7 +267,7 @@ func printHitTable(w io.Writer, results []hitResult) {
 	fmt.Fprintf(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	short := false
 	for _, r := range results {
-		op := fmt.Sprintf("%.3f", r.opstate)
+		op := fmt.Sprintf("%.3f (%.3f–%.3f)", r.opstate, slices.Min(r.opstateRuns), slices.Max(r.opstateRuns))
 		if r.entries != r.spec.capacity {
 			op += fmt.Sprintf(" (%d entries)", r.entries)
 			short = true
@@ -271,8 +284,10 @@ key (which no cache can answer) included; every cache starts empty.
   measuring Store opens it cold, with Options.CacheBytes set to what its
   cache accounts for the namespace and the capacity's entries (measured
   through CacheStats.Bytes), and calls Get for every lookup. Hits are
-  lookups less the Gets that read SQLite (Stats.Misses). After the trace
-  its cache held the capacity in entries`, len(traceKey(0)), traceValLen)
+  lookups less the Gets that read SQLite (Stats.Misses). Its cache's hash
+  seed and admission draw random numbers too: the median of %d runs, their
+  range in parentheses. After the trace its cache held the capacity in
+  entries`, len(traceKey(0)), traceValLen, opstateRuns)
 	if short {
 		fmt.Fprintf(w, ", except where the entries are given")
 	}
