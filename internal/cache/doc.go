@@ -6,17 +6,37 @@
 //
 // Lookups take no lock: entries live in an open-addressing hash table of
 // atomic pointers to immutable 64-byte nodes, which hold keys of up to 20
-// bytes themselves, so that a lookup reads one cache line of its node. Every change happens under one
-// mutex and publishes a new entry (or a whole new table when it grows), so
-// a concurrent [Cache.Get] sees either the old or the new state, never a
-// torn one. Recency is kept without an exclusive lock per read: a Get sets
-// a "used" bit on the entry and on its namespace, and eviction gives every
-// used entry a second chance (the CLOCK approximation of LRU). Namespaces
-// are ordered by a github.com/hashicorp/golang-lru/v2 LRU; when the budget
-// is exceeded, the least recently used namespace gives up its least
-// recently used entries first. Agents that open one namespace per
-// conversation thus lose the namespaces of finished conversations before
-// anything hot.
+// bytes themselves, so that a lookup reads one cache line of its node.
+// Every change happens under one mutex and publishes a new entry (or a
+// whole new table when it grows), so a concurrent [Cache.Get] sees either
+// the old or the new state, never a torn one.
+//
+// # Eviction
+//
+// When the budget is exceeded, namespaces that nobody read since eviction
+// last looked at them go first, least recently written first: agents
+// that open one namespace per conversation lose the namespaces of
+// finished conversations before anything hot. Namespaces are ordered by a
+// github.com/hashicorp/golang-lru/v2 LRU, and a Get sets a "used" flag on
+// its namespace.
+//
+// Among the namespaces in use, the policy is W-TinyLFU's (policy.go): new
+// entries wait in a small window (1% of the budget); one leaving it
+// displaces the main area's victim only if a frequency sketch (sketch.go,
+// a count-min sketch of 4-bit counters, halved as it fills) says it was
+// used more often lately, so that a scan of keys used once passes through
+// and leaves the hot set alone, and a loop a little larger than the cache
+// keeps most of the cache hitting; the main area is split into probation
+// and protected, for entries used again. A Get records a use without any
+// lock and without writing anything other Gets write, once the entry is
+// hot: it sets a "used" flag and counts up to 7 uses in the entry's node,
+// with a compare-and-swap that a hot entry, whose flag is set and count
+// full, skips. The policy reads the flag when an entry comes up for
+// eviction (a second chance, or a move to protected), and a hand going
+// round the entries adds their counts to the sketch. Keys an adversary
+// picks cannot be made to collide in the sketch without knowing the
+// cache's random hash seed; even if every counter were full, one
+// candidate in 128 that was used often is admitted at random.
 //
 // An entry is either a value with an optional expiry or a negative entry,
 // which records that the key is known to be absent. Both count against the
@@ -46,9 +66,11 @@
 // cache nothing. [Cache.Remove] forgets one key whose row is known to be
 // gone or invisible (an expired row deleted by a sweep).
 //
-// The code is in four files: table.go (the lock-free slot table, its tags
-// and probing), evict.go (namespaces, recency and the budget), fence.go
-// (tokens, pending writes, Clear) and cache.go (the Cache, Get, Stats).
+// The code is in six files: table.go (the lock-free slot table, its tags
+// and probing), evict.go (namespaces, the entries' records and the
+// budget), policy.go (which entry goes), sketch.go (the frequency sketch),
+// fence.go (tokens, pending writes, Clear) and cache.go (the Cache, Get,
+// Stats).
 //
 // # Guarantees
 //

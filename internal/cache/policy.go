@@ -14,15 +14,17 @@ package cache
 //     victims come from, and protected (protectedShare of the main area),
 //     for entries used again while in probation.
 //
-// Readers take no lock and write nothing shared: a Get counts a use in
-// the entry's node (meta's freq bits, a count to 3, written only while it
-// is lower, so a hot entry's line stays shared). The policy reads and
-// clears the counts when an entry reaches the least recent end of its
-// segment, and adds them to the sketch then: an entry used since it was
+// Readers take no lock and write nothing shared once an entry is hot: a
+// Get sets the node's metaRef and counts the use in its metaCount (up to
+// 7), by a compare-and-swap it skips when both are full, so a hot entry's
+// line stays shared. The policy reads and clears metaRef when an entry
+// reaches the least recent end of its segment: an entry used since it was
 // last looked at moves to the most recent end (in probation: to
-// protected) rather than being chosen, like a CLOCK's second chance. The
-// sketch also counts every store, so a key that misses over and over
-// builds up its frequency before it is cached at all.
+// protected) rather than being chosen, like a CLOCK's second chance. A
+// hand going round the records, a few for each entry stored, adds the
+// counts to the sketch and clears them, so that the uses of entries that
+// stay put reach it; the sketch also counts every store, so a key that
+// misses over and over builds up its frequency before it is cached.
 
 const (
 	windowShare    = 0.01 // of the budget
