@@ -10,7 +10,7 @@ import (
 // an entry really costs: its node, its record in the eviction lists, its
 // share of the slot table and of the frequency sketch
 // (BenchmarkMemoryPerEntry in the opstate package measures it).
-const EntryOverhead = 128
+const EntryOverhead = 160
 
 // namespaceOverhead is charged for every namespace that holds entries, on top
 // of the length of its name: the namespace record and its place in the
@@ -28,14 +28,14 @@ const (
 // none is the id of no record.
 const none = -1
 
-// rec is an entry's place in the eviction lists: its segment's, and its
-// namespace's. The node's pos is the record's id, an index in Cache.recs;
-// a free record is linked by next into Cache.free.
+// rec is an entry's place in the eviction lists: its segment's (which
+// segment, the node's meta says: metaSeg), and its namespace's. The
+// node's pos is the record's id, an index in Cache.recs; a free record is
+// linked by next into Cache.free.
 type rec struct {
 	n              *node
 	prev, next     int32 // in its segment, from the least recent
 	nsPrev, nsNext int32 // in its namespace, from the oldest stored
-	seg            uint8
 }
 
 // list is a doubly linked list of records, threaded through rec.prev and
@@ -80,9 +80,10 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 	if old != nil {
 		n = newNode(h, key, old.space, e)
 		n.pos = old.pos
+		n.setSegLocked(old.seg())
 		c.recs[n.pos].n = n
 		c.tab.Load().storeLocked(i, n)
-		c.segs[c.recs[n.pos].seg].bytes += cost - entryCost(key, old.entry())
+		c.segs[n.seg()].bytes += cost - entryCost(key, old.entry())
 		c.size += cost - entryCost(key, old.entry())
 		c.spaces.Get(n.space.name)
 		c.usedLocked(n.pos) // a write of a cached key is a use of it
@@ -177,7 +178,8 @@ func (c *Cache) freeRecLocked(id int32) {
 func (c *Cache) pushLocked(seg uint8, id int32, cost int64) {
 	l := &c.segs[seg]
 	r := &c.recs[id]
-	r.seg, r.prev, r.next = seg, l.tail, none
+	r.n.setSegLocked(seg)
+	r.prev, r.next = l.tail, none
 	if l.tail == none {
 		l.head = id
 	} else {
@@ -191,7 +193,7 @@ func (c *Cache) pushLocked(seg uint8, id int32, cost int64) {
 // segment.
 func (c *Cache) unlinkLocked(id int32, cost int64) {
 	r := &c.recs[id]
-	l := &c.segs[r.seg]
+	l := &c.segs[r.n.seg()]
 	if r.prev == none {
 		l.head = r.next
 	} else {

@@ -78,7 +78,7 @@ func (c *Cache) countUsesLocked() {
 // Cache.mu (a write of a cached key): in the window, it becomes the most
 // recent; elsewhere, protected's most recent.
 func (c *Cache) usedLocked(id int32) {
-	if c.recs[id].seg == segWindow {
+	if c.recs[id].n.seg() == segWindow {
 		c.moveLocked(id, segWindow)
 		return
 	}
@@ -199,7 +199,7 @@ func (c *Cache) evictOneLocked(keep *node, chances *int, cands []int32) ([]int32
 	// by victimLocked, or the victim itself, are no longer candidates.
 	for len(cands) > 0 {
 		r := &c.recs[cands[0]]
-		if r.n != nil && r.seg == segProbation && cands[0] != v {
+		if r.n != nil && r.n.seg() == segProbation && cands[0] != v {
 			break
 		}
 		cands = cands[1:]

@@ -28,8 +28,9 @@ type node struct {
 	// any table (tables have fewer than 1<<32 slots).
 	hash uint32
 	// meta holds the key's length, metaLong, metaAbsent for a negative
-	// entry, and metaRef and metaCount, which readers set and count (up
-	// to 7) without any lock and the policy takes under Cache.mu.
+	// entry, metaRef and metaCount, which readers set and count (up to 7)
+	// without any lock and the policy takes under Cache.mu, and metaSeg,
+	// the policy's segment of the node.
 	meta atomic.Uint32
 	// pos is the id of the node's record in Cache.recs; guarded by
 	// Cache.mu and never read by readers.
@@ -51,6 +52,8 @@ const (
 	countOne   = 1 << 27 // one use in metaCount
 	metaCount  = 7 << 27 // uses since the sketch last counted them
 	metaUse    = metaRef | metaCount
+	segShift   = 30
+	metaSeg    = 3 << segShift // the policy's segment; set under Cache.mu
 
 	// maxKey is the longest key the cache holds.
 	maxKey = metaLen
@@ -63,6 +66,20 @@ func used(m uint32) uint32 {
 		m += countOne
 	}
 	return m | metaRef
+}
+
+// seg returns the policy's segment of n.
+func (n *node) seg() uint8 { return uint8(n.meta.Load() >> segShift) }
+
+// setSegLocked sets the policy's segment of n, keeping the uses readers
+// record meanwhile; guarded by Cache.mu.
+func (n *node) setSegLocked(seg uint8) {
+	for {
+		m := n.meta.Load()
+		if n.meta.CompareAndSwap(m, m&^metaSeg|uint32(seg)<<segShift) {
+			return
+		}
+	}
 }
 
 // key returns the node's key.
