@@ -19,8 +19,9 @@
 //
 // Schema version 3 records every change of a namespace listed in
 // operational_state_history_keep in operational_state_history, by
-// triggers, in the transaction of the change (history_schema.go); the
-// DB is a storage.Historian over those tables (history.go). Apply sets
+// triggers, in the transaction of the change (history_schema.go);
+// version 4 gives that table one index, its primary key (namespace, seq),
+// which every query of it uses. The DB is a storage.Historian over those tables (history.go). Apply sets
 // the actor of its writes in the batch's first statement (originSQL), and
 // again before a write of another actor, with set_config(..., true),
 // which ends with the transaction: nothing carries over to the next
