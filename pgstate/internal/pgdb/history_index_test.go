@@ -166,3 +166,21 @@ func TestMigrateV4Idempotent(t *testing.T) {
 		t.Errorf("History after one more change = %d changes, %v; want 2", len(cs), err)
 	}
 }
+
+// TestMigrateFromV3HistoryDropped opens a schema of version 3 whose
+// history tables an operator dropped: the migration to version 4 skips
+// the missing table (it does not fail Open), and Open re-creates the
+// tables, empty, with the one index.
+func TestMigrateFromV3HistoryDropped(t *testing.T) {
+	dsn, raw := v3Schema(t)
+	rawExec(t, raw, `DROP TABLE operational_state_history, operational_state_history_keep`)
+	db := openDSN(t, dsn, pgdb.Options{})
+	if got := historyIndexes(t, raw); !slices.Equal(got, oneIndex) {
+		t.Errorf("indexes of the re-created history table = %q; want %q", got, oneIndex)
+	}
+	setHistory(t, db, "ns", 10)
+	rawPut(t, raw, "ns", "k", "v", 0)
+	if cs, err := db.History(context.Background(), "ns", "k", 0, 10); err != nil || len(cs) != 1 {
+		t.Errorf("History after the re-creation = %+v, %v; want the one change", cs, err)
+	}
+}

@@ -184,11 +184,16 @@ var migrateV3 = func() string {
 // by one on (namespace, seq), under the table's exclusive lock (writers
 // to a namespace with history wait for it; the index is built over the
 // history kept). It may run any number of times: a primary key already
-// on (namespace, seq) is left as it is.
+// on (namespace, seq) is left as it is. A history table that is missing
+// (dropped by hand) is left to repairHistory, which creates it as
+// historyTablesSQL does.
 const migrateV4 = `
 DROP INDEX IF EXISTS operational_state_history_key;
 DROP INDEX IF EXISTS operational_state_history_namespace;
 DO $do$ BEGIN
+	IF to_regclass('operational_state_history') IS NULL THEN
+		RETURN;
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_constraint c
 		WHERE c.conrelid = 'operational_state_history'::regclass AND c.contype = 'p'
 		AND (SELECT array_agg(a.attname::text ORDER BY k.i)
