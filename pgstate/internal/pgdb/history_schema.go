@@ -49,6 +49,17 @@ import (
 // session may set it to 'off' itself, to write unrecorded (a bulk load):
 // the history is for those who write through opstate, not a tamper-proof
 // audit, as psql can delete history rows too.
+//
+// The probe is a second query the function runs for each row, besides
+// the insert of the change, and most of what the function costs beyond
+// the insert (docs/performance.md, "One index"). So the same first
+// statement sets opstate.record to 'all' when every namespace of the
+// batch keeps history, and the function then records without the probe;
+// 'on' (some do) leaves it probing each row. A batch decided 'all' before
+// a SetHistory(ns, 0) committed records its rows, as one decided 'off'
+// before SetHistory records none; pruning deletes what a namespace
+// without a keep holds. A session that sets 'all' itself records every
+// row it writes.
 
 // recordSchemaMark stands for the quoted schema in recordFuncsTemplate.
 const recordSchemaMark = "@schema@"
@@ -59,21 +70,33 @@ const recordFuncsTemplate = `
 CREATE OR REPLACE FUNCTION operational_state_record() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
 	who text := nullif(current_setting('opstate.actor', true), '');
+	every boolean := current_setting('opstate.record', true) IS NOT DISTINCT FROM 'all';
 	moved boolean := false;
+	keeps boolean;
 BEGIN
 	IF TG_OP <> 'INSERT' THEN
 		moved := TG_OP = 'DELETE' OR NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key;
-		IF moved AND EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = OLD.namespace) THEN
-			INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, actor)
-			VALUES (now(), OLD.namespace, OLD.key,
-				CASE WHEN OLD.expires_at <= now() THEN 'expire' ELSE 'delete' END,
-				OLD.value, OLD.expires_at, who);
+		IF moved THEN
+			keeps := every;
+			IF NOT keeps THEN
+				keeps := EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = OLD.namespace);
+			END IF;
+			IF keeps THEN
+				INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, actor)
+				VALUES (now(), OLD.namespace, OLD.key,
+					CASE WHEN OLD.expires_at <= now() THEN 'expire' ELSE 'delete' END,
+					OLD.value, OLD.expires_at, who);
+			END IF;
 		END IF;
 		IF TG_OP = 'DELETE' THEN
 			RETURN NULL;
 		END IF;
 	END IF;
-	IF EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = NEW.namespace) THEN
+	keeps := every;
+	IF NOT keeps THEN
+		keeps := EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = NEW.namespace);
+	END IF;
+	IF keeps THEN
 		IF TG_OP = 'UPDATE' AND NOT moved THEN
 			INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, after, after_expires_at, actor)
 			VALUES (now(), NEW.namespace, NEW.key, 'set', OLD.value, OLD.expires_at, NEW.value, NEW.expires_at, who);

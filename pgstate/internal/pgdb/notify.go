@@ -22,11 +22,14 @@ func channelSQL(schema string) string {
 const originSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true)`
 
 // applyOriginSQL is originSQL for a batch of Apply, whose writes change
-// rows of the namespaces $3 only: it turns the record trigger off for the
-// transaction when none of them keeps history (see history_schema.go).
+// rows of the namespaces $3 only (each named once): it turns the record
+// trigger off for the transaction when none of them keeps history, and
+// tells the record function that every row is to be recorded, without
+// its probe of the keep table, when all of them do ('all'; see
+// history_schema.go).
 const applyOriginSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true),
-	set_config('opstate.record', CASE WHEN EXISTS (SELECT 1 FROM operational_state_history_keep
-		WHERE namespace = ANY($3::text[])) THEN 'on' ELSE 'off' END, true)`
+	set_config('opstate.record', (SELECT CASE count(*) WHEN 0 THEN 'off' WHEN cardinality($3::text[]) THEN 'all' ELSE 'on' END
+		FROM operational_state_history_keep WHERE namespace = ANY($3::text[])), true)`
 
 // actorSQL sets the actor of the rest of the transaction's changes to $1.
 const actorSQL = `SELECT set_config('opstate.actor', $1, true)`
