@@ -53,9 +53,10 @@ import (
 // The probe is a second query the function runs for each row, besides
 // the insert of the change, and most of what the function costs beyond
 // the insert (docs/performance.md, "One index"). So the same first
-// statement sets opstate.record to 'all' when every namespace of the
-// batch keeps history, and the function then records without the probe;
-// 'on' (some do) leaves it probing each row. A batch decided 'all' before
+// statement sets opstate.record to 'all' when the batch writes one
+// namespace and it keeps history, and the function then records without
+// the probe; 'on' (a batch of several namespaces, one of which keeps
+// history) leaves it probing each row. A batch decided 'all' before
 // a SetHistory(ns, 0) committed records its rows, as one decided 'off'
 // before SetHistory records none; pruning deletes what a namespace
 // without a keep holds. A session that sets 'all' itself records every

@@ -10,9 +10,10 @@ import (
 
 // TestApplyOriginRecordSetting runs the first statement of an Apply's
 // batch for sets of namespaces and reads what it set opstate.record to:
-// 'off' when none keeps history, 'on' when some do (the record function
-// probes the keep table for each row), 'all' when every one does (it
-// records each row without the probe).
+// 'off' when none keeps history, 'all' when the batch has one namespace
+// and it does (the record function records each row without probing
+// the keep table), 'on' when it has several and some do (it probes for
+// each row).
 func TestApplyOriginRecordSetting(t *testing.T) {
 	db, _, raw := mustOpen(t)
 	setHistory(t, db, "h1", 10)
@@ -25,7 +26,7 @@ func TestApplyOriginRecordSetting(t *testing.T) {
 		{[]string{"plain"}, "off"},
 		{[]string{"plain", "other"}, "off"},
 		{[]string{"h1"}, "all"},
-		{[]string{"h1", "h2"}, "all"},
+		{[]string{"h1", "h2"}, "on"},
 		{[]string{"h1", "plain"}, "on"},
 		{[]string{"plain", "h2", "h1"}, "on"},
 		{[]string{}, "off"},
