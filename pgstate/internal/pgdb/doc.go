@@ -25,8 +25,10 @@
 // tables (history.go). Apply sets the actor of its writes in the batch's
 // first statement (originSQL), and again before a write of another
 // actor, with set_config(..., true), which ends with the transaction:
-// nothing carries over to the next batch on the same connection. The same first statement turns the record
-// trigger off for a batch none of whose namespaces keeps history
+// nothing carries over to the next batch on the same connection. The
+// same first statement turns the record trigger off for a batch none of
+// whose namespaces keeps history, and spares the record function its
+// probe of the keep table for a batch of one namespace that keeps it
 // (applyOriginSQL).
 //
 // # Clock
