@@ -51,7 +51,8 @@
 // the batch keeps history, and if none does turns the record trigger off
 // for the batch's transaction (opstate.record), so that a write to a
 // namespace without history costs one probe of the keep table a batch and
-// no trigger call. The tables, the triggers, what
+// no trigger call; a batch of one namespace that keeps history has each
+// row recorded without probing the keep table again. The tables, the triggers, what
 // Open repairs and what TRUNCATE and operational_state_reset() record are
 // in docs/schema.md of the root module ("PostgreSQL").
 //

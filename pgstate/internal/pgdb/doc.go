@@ -19,13 +19,16 @@
 //
 // Schema version 3 records every change of a namespace listed in
 // operational_state_history_keep in operational_state_history, by
-// triggers, in the transaction of the change (history_schema.go); the
-// DB is a storage.Historian over those tables (history.go). Apply sets
-// the actor of its writes in the batch's first statement (originSQL), and
-// again before a write of another actor, with set_config(..., true),
-// which ends with the transaction: nothing carries over to the next
-// batch on the same connection. The same first statement turns the record
-// trigger off for a batch none of whose namespaces keeps history
+// triggers, in the transaction of the change (history_schema.go);
+// version 4 gives that table one index, its primary key (namespace, seq),
+// which every query of it uses. The DB is a storage.Historian over those
+// tables (history.go). Apply sets the actor of its writes in the batch's
+// first statement (originSQL), and again before a write of another
+// actor, with set_config(..., true), which ends with the transaction:
+// nothing carries over to the next batch on the same connection. The
+// same first statement turns the record trigger off for a batch none of
+// whose namespaces keeps history, and spares the record function its
+// probe of the keep table for a batch of one namespace that keeps it
 // (applyOriginSQL).
 //
 // # Clock

@@ -81,7 +81,11 @@ var historyColumns = `seq, ` + millisOf("at") + `, namespace, key, op,
 
 var (
 	// historyKeySQL reads the changes of key $2 of namespace $1 with
-	// seq below $3, newest first, at most $4.
+	// seq below $3, newest first, at most $4. The one index, (namespace,
+	// seq), has no key: it scans the namespace's changes back from $3,
+	// skipping other keys' (at most what the namespace keeps, and what
+	// pruning has not deleted yet). Reads of history are an operator's,
+	// not a writer's: an index for them would cost every recorded change.
 	historyKeySQL = `SELECT ` + historyColumns + `
 	WHERE namespace = $1 AND key = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4`
 	// historyNamespaceSQL reads those of every key of namespace $1.
@@ -155,9 +159,10 @@ func (db *DB) scanChange(r pgx.CollectableRow) (storage.Change, error) {
 
 // pruneHistorySQL deletes at most $1 changes beyond their namespace's
 // keep, or of a namespace that keeps none, skipping those another pruner
-// holds. It finds the namespaces of the history by a walk of the index on
-// (namespace, seq), one probe a namespace, and in each the changes beyond
-// its keep newest by the same index; it stops once it has $1 of them.
+// holds. It finds the namespaces of the history by a walk of the primary
+// key (namespace, seq), one probe a namespace, and in each the changes
+// beyond its keep newest by the same index; it stops once it has $1 of
+// them, and deletes them by their primary key.
 const pruneHistorySQL = `WITH RECURSIVE nss(ns) AS (
 	(SELECT namespace FROM operational_state_history ORDER BY namespace LIMIT 1)
 	UNION ALL
@@ -165,7 +170,7 @@ const pruneHistorySQL = `WITH RECURSIVE nss(ns) AS (
 		WHERE h.namespace > nss.ns ORDER BY h.namespace LIMIT 1)
 	FROM nss WHERE nss.ns IS NOT NULL
 ), doomed AS (
-	SELECT d.seq FROM nss CROSS JOIN LATERAL (
+	SELECT nss.ns, d.seq FROM nss CROSS JOIN LATERAL (
 		SELECT h.seq FROM operational_state_history h
 		WHERE h.namespace = nss.ns
 		ORDER BY h.seq DESC
@@ -174,8 +179,9 @@ const pruneHistorySQL = `WITH RECURSIVE nss(ns) AS (
 	WHERE nss.ns IS NOT NULL
 	LIMIT $1
 )
-DELETE FROM operational_state_history WHERE seq IN (
-	SELECT seq FROM operational_state_history WHERE seq IN (SELECT seq FROM doomed)
+DELETE FROM operational_state_history WHERE (namespace, seq) IN (
+	SELECT h.namespace, h.seq FROM operational_state_history h
+	WHERE (h.namespace, h.seq) IN (SELECT ns, seq FROM doomed)
 	FOR UPDATE SKIP LOCKED)`
 
 // PruneHistory deletes at most limit changes beyond their namespace's

@@ -8,7 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The history of a namespace (schema version 3) lives in two tables:
+// The history of a namespace (schema version 3; version 4 indexes it
+// by (namespace, seq) alone) lives in two tables:
 // operational_state_history_keep names the namespaces that keep one, and
 // how many changes each; operational_state_history holds the changes. Two
 // triggers of operational_state fill it, in the transaction of the change,
@@ -48,6 +49,18 @@ import (
 // session may set it to 'off' itself, to write unrecorded (a bulk load):
 // the history is for those who write through opstate, not a tamper-proof
 // audit, as psql can delete history rows too.
+//
+// The probe is a second query the function runs for each row, besides
+// the insert of the change, and most of what the function costs beyond
+// the insert (docs/performance.md, "One index"). So the same first
+// statement sets opstate.record to 'all' when the batch writes one
+// namespace and it keeps history, and the function then records without
+// the probe; 'on' (a batch of several namespaces, one of which keeps
+// history) leaves it probing each row. A batch decided 'all' before
+// a SetHistory(ns, 0) committed records its rows, as one decided 'off'
+// before SetHistory records none; pruning deletes what a namespace
+// without a keep holds. A session that sets 'all' itself records every
+// row it writes.
 
 // recordSchemaMark stands for the quoted schema in recordFuncsTemplate.
 const recordSchemaMark = "@schema@"
@@ -58,21 +71,33 @@ const recordFuncsTemplate = `
 CREATE OR REPLACE FUNCTION operational_state_record() RETURNS trigger LANGUAGE plpgsql AS $f$
 DECLARE
 	who text := nullif(current_setting('opstate.actor', true), '');
+	every boolean := current_setting('opstate.record', true) IS NOT DISTINCT FROM 'all';
 	moved boolean := false;
+	keeps boolean;
 BEGIN
 	IF TG_OP <> 'INSERT' THEN
 		moved := TG_OP = 'DELETE' OR NEW.namespace <> OLD.namespace OR NEW.key <> OLD.key;
-		IF moved AND EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = OLD.namespace) THEN
-			INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, actor)
-			VALUES (now(), OLD.namespace, OLD.key,
-				CASE WHEN OLD.expires_at <= now() THEN 'expire' ELSE 'delete' END,
-				OLD.value, OLD.expires_at, who);
+		IF moved THEN
+			keeps := every;
+			IF NOT keeps THEN
+				keeps := EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = OLD.namespace);
+			END IF;
+			IF keeps THEN
+				INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, actor)
+				VALUES (now(), OLD.namespace, OLD.key,
+					CASE WHEN OLD.expires_at <= now() THEN 'expire' ELSE 'delete' END,
+					OLD.value, OLD.expires_at, who);
+			END IF;
 		END IF;
 		IF TG_OP = 'DELETE' THEN
 			RETURN NULL;
 		END IF;
 	END IF;
-	IF EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = NEW.namespace) THEN
+	keeps := every;
+	IF NOT keeps THEN
+		keeps := EXISTS (SELECT 1 FROM @schema@.operational_state_history_keep WHERE namespace = NEW.namespace);
+	END IF;
+	IF keeps THEN
 		IF TG_OP = 'UPDATE' AND NOT moved THEN
 			INSERT INTO @schema@.operational_state_history (at, namespace, key, op, before, before_expires_at, after, after_expires_at, actor)
 			VALUES (now(), NEW.namespace, NEW.key, 'set', OLD.value, OLD.expires_at, NEW.value, NEW.expires_at, who);
@@ -115,9 +140,10 @@ var historyTriggers = []trigger{
 	FOR EACH STATEMENT EXECUTE FUNCTION %[2]soperational_state_record_truncate()`},
 }
 
-// historyTablesSQL creates the history's tables and indexes, unless they
-// exist.
-const historyTablesSQL = `
+// historyTablesV3SQL is what schema version 3 created the history's
+// tables with: seq its primary key, and two indexes. Version 4
+// (migrateV4) replaces the three with the one of historyTablesSQL.
+const historyTablesV3SQL = `
 CREATE TABLE IF NOT EXISTS operational_state_history_keep (
 	namespace text PRIMARY KEY,
 	keep      integer NOT NULL CHECK (keep > 0)
@@ -138,17 +164,70 @@ CREATE INDEX IF NOT EXISTS operational_state_history_key ON operational_state_hi
 CREATE INDEX IF NOT EXISTS operational_state_history_namespace ON operational_state_history (namespace, seq);
 `
 
+// historyTablesSQL creates the history's tables, unless they exist, as
+// this version lays them out: the changes with one index, their primary
+// key (namespace, seq). Each change a write records costs a heap row and
+// one index entry; every query of the history names its namespace
+// (history.go). seq stays a bigserial, its sequence owned by the column:
+// unique and increasing as the sequence hands it out, though no index of
+// its own enforces that.
+const historyTablesSQL = `
+CREATE TABLE IF NOT EXISTS operational_state_history_keep (
+	namespace text PRIMARY KEY,
+	keep      integer NOT NULL CHECK (keep > 0)
+);
+CREATE TABLE IF NOT EXISTS operational_state_history (
+	seq               bigserial NOT NULL,
+	at                timestamptz NOT NULL,
+	namespace         text NOT NULL,
+	key               text NOT NULL,
+	op                text NOT NULL CHECK (op IN ('set', 'delete', 'expire')),
+	before            text,
+	before_expires_at timestamptz,
+	after             text,
+	after_expires_at  timestamptz,
+	actor             text,
+	PRIMARY KEY (namespace, seq)
+);
+`
+
 // migrateV3 creates the history's tables, its functions and triggers. It
 // may run any number of times.
 var migrateV3 = func() string {
 	var b strings.Builder
-	b.WriteString(historyTablesSQL)
+	b.WriteString(historyTablesV3SQL)
 	b.WriteString(recordFuncsSQL + ";\n")
 	for _, tr := range historyTriggers {
 		b.WriteString(tr.install("operational_state", "") + ";\n")
 	}
 	return b.String()
 }()
+
+// migrateV4 gives the history table the one index of historyTablesSQL:
+// it drops version 3's two indexes and replaces the primary key on seq
+// by one on (namespace, seq), under the table's exclusive lock (writers
+// to a namespace with history wait for it; the index is built over the
+// history kept). It may run any number of times: a primary key already
+// on (namespace, seq) is left as it is. A history table that is missing
+// (dropped by hand) is left to repairHistory, which creates it as
+// historyTablesSQL does.
+const migrateV4 = `
+DROP INDEX IF EXISTS operational_state_history_key;
+DROP INDEX IF EXISTS operational_state_history_namespace;
+DO $do$ BEGIN
+	IF to_regclass('operational_state_history') IS NULL THEN
+		RETURN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint c
+		WHERE c.conrelid = 'operational_state_history'::regclass AND c.contype = 'p'
+		AND (SELECT array_agg(a.attname::text ORDER BY k.i)
+			FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i)
+			JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n) = ARRAY['namespace', 'seq']) THEN
+		ALTER TABLE operational_state_history DROP CONSTRAINT IF EXISTS operational_state_history_pkey;
+		ALTER TABLE operational_state_history ADD CONSTRAINT operational_state_history_pkey PRIMARY KEY (namespace, seq);
+	END IF;
+END $do$;
+`
 
 // historyStateSQL reads, for the search_path's schema, whether each record
 // function is as recordFuncsTemplate makes it for that schema, and the

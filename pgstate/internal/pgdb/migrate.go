@@ -12,7 +12,7 @@ import (
 // migrations[i] brings a schema at version i to version i+1; each is run
 // in Open's one transaction. A migration is never changed once released:
 // a database at its version has run it.
-var migrations = []string{migrateV1 + notifyTriggerV1, migrateV2, migrateV3}
+var migrations = []string{migrateV1 + notifyTriggerV1, migrateV2, migrateV3, migrateV4}
 
 // migrateV1 creates the table, its expiry index, the version table and the
 // trigger that notifies every change (notify.go).

@@ -22,11 +22,20 @@ func channelSQL(schema string) string {
 const originSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true)`
 
 // applyOriginSQL is originSQL for a batch of Apply, whose writes change
-// rows of the namespaces $3 only: it turns the record trigger off for the
-// transaction when none of them keeps history (see history_schema.go).
+// rows of the namespaces $3 only (each named once): it turns the record
+// trigger off for the transaction when none of them keeps history, and
+// when the batch has one namespace and it keeps history (a lone Set, the
+// group commit of Sets to one namespace) tells the record function to
+// record every row without its probe of the keep table ('all'; see
+// history_schema.go). A batch of several namespaces some of which keep
+// history is 'on': the function probes for each row. (Checking that
+// every one of several namespaces keeps history would take a count, or
+// an anti-join, whose cost depends on the length of $3: the server would
+// then plan the statement anew for every batch, some 30 µs, rather than
+// reuse its generic plan; docs/performance.md, "One index".)
 const applyOriginSQL = `SELECT set_config('opstate.origin', $1, true), set_config('opstate.actor', $2, true),
-	set_config('opstate.record', CASE WHEN EXISTS (SELECT 1 FROM operational_state_history_keep
-		WHERE namespace = ANY($3::text[])) THEN 'on' ELSE 'off' END, true)`
+	set_config('opstate.record', CASE WHEN NOT EXISTS (SELECT 1 FROM operational_state_history_keep
+		WHERE namespace = ANY($3::text[])) THEN 'off' WHEN cardinality($3::text[]) = 1 THEN 'all' ELSE 'on' END, true)`
 
 // actorSQL sets the actor of the rest of the transaction's changes to $1.
 const actorSQL = `SELECT set_config('opstate.actor', $1, true)`
