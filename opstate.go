@@ -195,6 +195,7 @@ func start(b storage.Backend, opts Options) (*Store, error) {
 	s := &Store{be: b, clock: opts.Clock, log: opts.Logger, serveStale: opts.ServeStaleOnOutage}
 	s.self = Writer{s: s, actor: opts.Actor}
 	s.cache = cache.New(opts.CacheBytes) // a negative budget holds nothing; writes still go through it
+	s.cache.CountHits(s.counters.hits.load)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.committer = committer{be: b, ctx: s.ctx, cache: s.cache, now: s.now, feed: &s.feed}
 	if n, ok := b.(storage.Notifier); ok && opts.SyncInterval > 0 {

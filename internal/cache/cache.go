@@ -61,6 +61,7 @@ type Cache struct {
 	windowMax, protectedMax int64   // the window's and protected's bytes at most
 	cands                   []int32 // evictLocked's, kept for the next
 	hand                    int32   // countUsesLocked's next record
+	age                     ager    // the sketch's aging by lookups (age.go)
 }
 
 // nsHash is a namespace and its hash.

@@ -39,6 +39,7 @@ func (c *Cache) Fill(ns, key string, e Entry, t Token) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.stripe(h)
+	c.ageLocked()
 	if c.epoch.Load() != t.epoch || st.seq.Load() != t.seq || st.pending > 0 || c.pendingSpaces > 0 {
 		return false
 	}

@@ -166,3 +166,43 @@ func TestBurstIsCached(t *testing.T) {
 		t.Errorf("a key stored, then read 10 times at once, hit %d times; want 10", c.hits)
 	}
 }
+
+// TestAgeByLookups checks that a cache lent its owner's hit count halves
+// its sketch once 20 lookups per entry went by (hits and Fills), and one
+// without a hit count does not, having seen too few increments.
+func TestAgeByLookups(t *testing.T) {
+	for _, lent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("lent=%v", lent), func(t *testing.T) {
+			c := cache.New(1 << 20)
+			var hits uint64
+			fill := func() {
+				for k := range 64 {
+					key := policyKey(k)
+					c.Fill("ns", key, policyValue, c.Token("ns", key))
+				}
+			}
+			fill() // the sketch sized for them: it grows no more below
+			for range 10 {
+				put(c, "ns", "hot", policyValue)
+			}
+			hits = 64 // as many lookups before as the cache has counted
+			if lent {
+				c.CountHits(func() uint64 { return hits })
+			}
+			if e := c.Estimate("ns", "hot"); e != 10 {
+				t.Fatalf("estimate of a key stored 10 times = %d; want 10", e)
+			}
+			// 20 lookups per entry for 65 entries, less the 64 Fills to
+			// come, as hits.
+			hits += 20*65 - 64
+			fill()
+			want := 10
+			if lent {
+				want = 5
+			}
+			if e := c.Estimate("ns", "hot"); e != want {
+				t.Errorf("estimate after 20 lookups per entry = %d; want %d", e, want)
+			}
+		})
+	}
+}

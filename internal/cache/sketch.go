@@ -4,14 +4,16 @@ import "math/bits"
 
 // sketch estimates how often each key was used lately: a count-min sketch
 // of 4-bit counters, four per key, all four in one 64-byte block, so that
-// recording or estimating a key touches one cache line. Every
-// sampleSize increments, all counters are halved, so that what was
-// popular long ago fades. It is guarded by Cache.mu.
+// recording or estimating a key touches one cache line. All counters are
+// halved every so often, so that what was popular long ago fades: by the
+// lookups the cache sees (age.go) when byLookups, else every sampleSize
+// increments. It is guarded by Cache.mu.
 type sketch struct {
 	words      []uint64 // 8 words (a block) of 16 counters each per 8 keys of capacity
 	blockMask  uint64
 	increments int // since the last halving
 	sampleSize int
+	byLookups  bool
 }
 
 const (
@@ -22,7 +24,10 @@ const (
 	sketchMaxBlocks = 1 << 22
 )
 
-// ensure sizes s for at least entries entries, emptying it when it grows.
+// ensure sizes s for at least entries entries, emptying it when it grows
+// (bench -hitratio: a grown sketch holding copies of the old one, whose
+// counters many more keys shared, kept their overestimates and lost the
+// Zipf traces at 10% half a point).
 func (s *sketch) ensure(entries int) {
 	blocks := 1
 	for blocks*blockWords < entries && blocks < sketchMaxBlocks {
@@ -32,8 +37,8 @@ func (s *sketch) ensure(entries int) {
 		return
 	}
 	s.words = make([]uint64, blocks*blockWords)
-	s.blockMask = uint64(blocks - 1)
 	s.increments = 0
+	s.blockMask = uint64(blocks - 1)
 	s.sampleSize = 10 * blocks * blockWords
 }
 
@@ -70,7 +75,7 @@ func (s *sketch) add(h uint32, n int) {
 		if !grew {
 			return // saturated
 		}
-		if s.increments++; s.increments >= s.sampleSize {
+		if s.increments++; s.increments >= s.sampleSize && !s.byLookups {
 			s.halve()
 		}
 	}
