@@ -29,7 +29,8 @@ const tmpfsMagic = 0x01021994
 //
 //	go test -c -o /tmp/opstate.test . && for i in 1 2 3 4 5 6; do
 //	  OPSTATE_BENCH_FDATASYNC_FIRST=$((i % 2)) /tmp/opstate.test -test.run '^$' \
-//	    -test.bench '^BenchmarkSetFdatasync$' -test.benchtime 2s; done
+//	    -test.bench '^BenchmarkSetFdatasync$' -test.benchtime 2s; done > fd.txt
+//	benchstat -col /sync fd.txt
 func BenchmarkSetFdatasync(b *testing.B) {
 	prev := sqlite.FdatasyncEnabled()
 	b.Cleanup(func() { sqlite.Fdatasync(prev) })
@@ -44,7 +45,7 @@ func BenchmarkSetFdatasync(b *testing.B) {
 		syncs[0], syncs[1] = syncs[1], syncs[0]
 	}
 	for _, place := range []string{"disk", "tmpfs"} {
-		b.Run(place, func(b *testing.B) {
+		b.Run("on="+place, func(b *testing.B) {
 			dir := b.TempDir()
 			if place == "tmpfs" {
 				var st syscall.Statfs_t
@@ -60,7 +61,7 @@ func BenchmarkSetFdatasync(b *testing.B) {
 			s := filledFullStore(b, filepath.Join(dir, "state.db"))
 			for _, w := range []string{"set", "set-8goroutines"} {
 				for _, sync := range syncs {
-					b.Run(w+"/"+sync.name, func(b *testing.B) {
+					b.Run("op="+w+"/sync="+sync.name, func(b *testing.B) {
 						if _, err := sqlite.Fdatasync(sync.on); err != nil {
 							b.Fatal(err)
 						}
@@ -121,7 +122,7 @@ func filledFullStore(b *testing.B, path string) *opstate.Store {
 func BenchmarkSyncCall(b *testing.B) {
 	for _, mode := range []string{"append", "overwrite"} {
 		for _, call := range []string{"fsync", "fdatasync"} {
-			b.Run(mode+"/"+call, func(b *testing.B) {
+			b.Run("write="+mode+"/sync="+call, func(b *testing.B) {
 				f, err := os.Create(filepath.Join(b.TempDir(), "file"))
 				if err != nil {
 					b.Fatal(err)

@@ -93,9 +93,6 @@ func switchFdatasync(opts Options, modernc bool) error {
 // moderncPool reports whether pool's driver is modernc.org/sqlite's, under
 // whatever name it was registered.
 func moderncPool(pool *sql.DB) bool {
-	if pool == nil {
-		return false
-	}
 	_, ok := pool.Driver().(*sqlite.Driver)
 	return ok
 }

@@ -166,8 +166,10 @@ func OpenDB(db *sql.DB, opts Options) (*Store, error) {
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
 	}
-	if err := switchFdatasync(opts, moderncPool(db)); err != nil {
-		return nil, err
+	if db != nil { // persist.OpenDB refuses a nil db
+		if err := switchFdatasync(opts, moderncPool(db)); err != nil {
+			return nil, err
+		}
 	}
 	b, err := persist.OpenDB(db, popts)
 	if err != nil {
