@@ -99,9 +99,9 @@ func NewStore(path string) (*Store, error) {
 // is a store of its own that no other Store, process or tool can reach,
 // and its data is gone at Close. Every method works as on a file, Backup
 // included, which writes a file that Open can read; Durability,
-// Fdatasync and SyncInterval have nothing to do. A path beginning with "file:", which
-// SQLite would read as a URI, is refused with [ErrInvalidPath] and creates
-// nothing, as is an empty path. Every other path is a file name, byte for
+// Fdatasync and SyncInterval have nothing to do. A path beginning with
+// "file:", which SQLite would read as a URI, is refused with
+// [ErrInvalidPath] and creates nothing, as is an empty path. Every other path is a file name, byte for
 // byte: "./:memory:" is a file named ":memory:", and a "?" is part of the
 // name.
 func Open(path string, opts Options) (*Store, error) {
