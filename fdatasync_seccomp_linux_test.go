@@ -60,22 +60,22 @@ func denyFdatasync() error {
 }
 
 // Environment of the child process of TestFdatasyncSystemCall.
-const fdatasyncModeEnv = "OPSTATE_FDATASYNC_MODE" // "auto" or "leave"
+const fdatasyncModeEnv = "OPSTATE_FDATASYNC_MODE" // "on" or "leave"
 
 // TestFdatasyncSystemCall checks the system call a Store's commits make,
 // in a child process where fdatasync(2) fails with EPERM (a seccomp
-// filter): with DurabilityFull and the default FdatasyncAuto the Store
-// commits with fdatasync, so that Open or the first Set fails with ErrIO;
-// with FdatasyncLeave it commits with fsync, and a Set succeeds, while a
-// plain fdatasync of the child's fails (the filter is in force). This is
-// also what an application under such a filter meets, and why
-// FdatasyncLeave exists.
+// filter): with DurabilityFull and FdatasyncOn the Store commits with
+// fdatasync, so that Open or the first Set fails with ErrIO; with the
+// default, FdatasyncLeave, it commits with fsync, and a Set succeeds,
+// while a plain fdatasync of the child's fails (the filter is in force).
+// This is also what an application under such a filter meets with
+// FdatasyncOn.
 func TestFdatasyncSystemCall(t *testing.T) {
 	for _, c := range []struct {
 		mode string
 		want string // the child's last line
 	}{
-		{"auto", "ErrIO"},
+		{"on", "ErrIO"},
 		{"leave", "ok"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
@@ -119,7 +119,7 @@ func fdatasyncDeniedChild() int {
 		fmt.Fprintf(os.Stderr, "fdatasync with the filter = %v; want EPERM\n", err)
 		return 1
 	}
-	mode := map[string]opstate.Fdatasync{"auto": opstate.FdatasyncAuto, "leave": opstate.FdatasyncLeave}[os.Getenv(fdatasyncModeEnv)]
+	mode := map[string]opstate.Fdatasync{"on": opstate.FdatasyncOn, "leave": opstate.FdatasyncLeave}[os.Getenv(fdatasyncModeEnv)]
 	s, err := opstate.Open(filepath.Join(dir, "state.db"), opstate.Options{Durability: opstate.DurabilityFull, Fdatasync: mode})
 	if err == nil {
 		err = s.Set("ns", "k", "v")

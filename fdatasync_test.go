@@ -43,11 +43,11 @@ const (
 //   - "app on", "app off" are the application's own sqlite.Fdatasync calls;
 //   - "close" closes every Store the child opened.
 //
-// The cases pin down the promises of [opstate.Fdatasync]: DurabilityFull
-// turns it on by default, DurabilityNormal and FdatasyncLeave leave it as
-// it is (off, or the application's on), FdatasyncOn turns it on whatever
-// the durability, and nothing opstate does turns it off: not a second
-// Store that disagrees, not Close.
+// The cases pin down the promises of [opstate.Fdatasync]: the default,
+// FdatasyncLeave, leaves it as it is (off, or the application's on), with
+// either durability; FdatasyncOn turns it on whatever the durability, and
+// nothing opstate does turns it off: not a second Store that disagrees,
+// not Close.
 func TestFdatasyncSwitch(t *testing.T) {
 	if !fdatasyncOffered() {
 		t.Skipf("modernc.org/sqlite does not sync with fdatasync on %s", runtime.GOOS)
@@ -57,14 +57,14 @@ func TestFdatasyncSwitch(t *testing.T) {
 		steps []string
 		want  []bool // FdatasyncEnabled after each step
 	}{
-		{"full-default-turns-on", []string{"open full auto"}, []bool{true}},
-		{"normal-default-leaves-off", []string{"open normal auto"}, []bool{false}},
-		{"full-leave-leaves-off", []string{"open full leave"}, []bool{false}},
+		{"full-default-leaves-off", []string{"open full leave"}, []bool{false}},
+		{"normal-default-leaves-off", []string{"open normal leave"}, []bool{false}},
+		{"full-on", []string{"open full on"}, []bool{true}},
 		{"leave-keeps-application-on", []string{"app on", "open full leave", "open normal leave", "close"}, []bool{true, true, true, true}},
 		{"on-with-normal", []string{"open normal on"}, []bool{true}},
-		{"disagreeing-stores", []string{"open full leave", "open full auto", "open full leave", "close"}, []bool{false, true, true, true}},
-		{"application-off-stands-for-leave", []string{"open full auto", "app off", "open full leave", "close"}, []bool{true, false, false, false}},
-		{"opendb-modernc-full", []string{"opendb full auto"}, []bool{true}},
+		{"disagreeing-stores", []string{"open full leave", "open full on", "open full leave", "close"}, []bool{false, true, true, true}},
+		{"application-off-stands-for-leave", []string{"open full on", "app off", "open full leave", "close"}, []bool{true, false, false, false}},
+		{"opendb-modernc-on", []string{"opendb full on"}, []bool{true}},
 		{"opendb-modernc-leave", []string{"opendb full leave"}, []bool{false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func fdatasyncChild() int {
 		}
 	}()
 	durability := map[string]opstate.Durability{"normal": opstate.DurabilityNormal, "full": opstate.DurabilityFull}
-	mode := map[string]opstate.Fdatasync{"auto": opstate.FdatasyncAuto, "on": opstate.FdatasyncOn, "leave": opstate.FdatasyncLeave}
+	mode := map[string]opstate.Fdatasync{"on": opstate.FdatasyncOn, "leave": opstate.FdatasyncLeave}
 	for i, step := range strings.Split(os.Getenv(fdatasyncStepsEnv), ";") {
 		f := strings.Fields(step)
 		path := filepath.Join(dir, fmt.Sprintf("s%d.db", i))
@@ -163,8 +163,8 @@ func init() { sql.Register("opstate-other-sqlite", &otherDriver{}) }
 // by a switch that fails as it does there) FdatasyncOn is refused with
 // ErrInvalidOption before anything is created, while the default opens
 // with SQLite's sync left as it is. Over a pool of another driver, which
-// the switch cannot reach, FdatasyncOn is refused and the default does
-// not call it.
+// the switch cannot reach, FdatasyncOn is refused; the default never
+// calls it.
 func TestFdatasyncRefused(t *testing.T) {
 	for _, c := range []struct {
 		name        string
@@ -175,13 +175,12 @@ func TestFdatasyncRefused(t *testing.T) {
 		wantCalls   int
 		wantErr     bool
 	}{
-		{"full-auto", false, opstate.DurabilityFull, opstate.FdatasyncAuto, false, 1, false},
-		{"full-auto-unavailable", false, opstate.DurabilityFull, opstate.FdatasyncAuto, true, 1, false},
+		{"full-on", false, opstate.DurabilityFull, opstate.FdatasyncOn, false, 1, false},
+		{"full-default", false, opstate.DurabilityFull, opstate.FdatasyncLeave, false, 0, false},
 		{"full-on-unavailable", false, opstate.DurabilityFull, opstate.FdatasyncOn, true, 1, true},
 		{"normal-on-unavailable", false, opstate.DurabilityNormal, opstate.FdatasyncOn, true, 1, true},
-		{"full-leave-unavailable", false, opstate.DurabilityFull, opstate.FdatasyncLeave, true, 0, false},
-		{"normal-auto", false, opstate.DurabilityNormal, opstate.FdatasyncAuto, false, 0, false},
-		{"other-driver-full-auto", true, opstate.DurabilityFull, opstate.FdatasyncAuto, false, 0, false},
+		{"full-default-unavailable", false, opstate.DurabilityFull, opstate.FdatasyncLeave, true, 0, false},
+		{"other-driver-full-default", true, opstate.DurabilityFull, opstate.FdatasyncLeave, false, 0, false},
 		{"other-driver-full-on", true, opstate.DurabilityFull, opstate.FdatasyncOn, false, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -91,8 +91,8 @@ func NewStore(path string) (*Store, error) {
 // The first Open in a process has modernc.org/sqlite take OFD locks on
 // database files, on Linux, unless the environment sets
 // MODERNC_SQLITE_OFD_LOCK (see the package's Caveats). An Open with
-// DurabilityFull has it sync commits with fdatasync(2), process-wide,
-// unless [Options.Fdatasync] is FdatasyncLeave (see [Fdatasync]).
+// [Options.Fdatasync] FdatasyncOn has it sync commits with fdatasync(2),
+// process-wide (see [Fdatasync]).
 //
 // The path ":memory:", exactly, opens a new private in-memory store
 // instead, for tests: nothing is created on disk, every Open of ":memory:"

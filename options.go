@@ -18,9 +18,8 @@ const (
 	DurabilityNormal Durability = iota
 	// DurabilityFull also makes acknowledged writes survive power loss
 	// (synchronous=FULL: a sync of the log per commit). Writes are slower.
-	// The sync is fdatasync(2) on Linux and the other systems where
-	// modernc.org/sqlite offers it, unless [Options.Fdatasync] says
-	// otherwise; fsync(2) elsewhere.
+	// The sync is fsync(2), or fdatasync(2), as durable, with
+	// [Options.Fdatasync] FdatasyncOn.
 	DurabilityFull
 )
 
@@ -74,10 +73,10 @@ type Options struct {
 	// Fdatasync says whether Open switches modernc.org/sqlite to sync
 	// commits with fdatasync(2) rather than fsync(2): a switch of the
 	// whole process, which opstate only ever turns on (see [Fdatasync]).
-	// The default, FdatasyncAuto, turns it on with DurabilityFull where it
-	// is available; FdatasyncLeave leaves it to the application. SQLite
-	// only: OpenDB over another driver than modernc.org/sqlite leaves it
-	// alone, and refuses FdatasyncOn; pgstate.Open ignores it.
+	// The default, FdatasyncLeave, leaves it as it is; FdatasyncOn turns
+	// it on, and is refused where it is unavailable and by OpenDB over
+	// another driver than modernc.org/sqlite. SQLite only: pgstate.Open
+	// ignores it.
 	Fdatasync Fdatasync
 
 	// BusyTimeout is how long a write waits for another process holding the
@@ -181,7 +180,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Durability != DurabilityNormal && o.Durability != DurabilityFull {
 		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Durability)
 	}
-	if o.Fdatasync < FdatasyncAuto || o.Fdatasync > FdatasyncLeave {
+	if o.Fdatasync != FdatasyncLeave && o.Fdatasync != FdatasyncOn {
 		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Fdatasync)
 	}
 	if o.Clock == nil {

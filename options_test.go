@@ -51,7 +51,7 @@ func TestOptionEdges(t *testing.T) {
 		{"Durability Full", opstate.Options{Durability: opstate.DurabilityFull}, false},
 		{"VerifyOnOpen", opstate.Options{VerifyOnOpen: true}, false},
 		{"Fdatasync -1", opstate.Options{Fdatasync: -1}, true},
-		{"Fdatasync 3", opstate.Options{Fdatasync: 3}, true},
+		{"Fdatasync 2", opstate.Options{Fdatasync: 2}, true},
 		{"Fdatasync max", opstate.Options{Fdatasync: math.MaxInt}, true},
 		{"Fdatasync Leave", opstate.Options{Durability: opstate.DurabilityFull, Fdatasync: opstate.FdatasyncLeave}, false},
 		{"Fdatasync On", opstate.Options{Fdatasync: opstate.FdatasyncOn}, !fdatasyncOffered()},

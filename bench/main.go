@@ -20,7 +20,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -35,7 +34,6 @@ import (
 	"time"
 
 	"github.com/d8da9184/opstate"
-	"modernc.org/sqlite"
 )
 
 func main() {
@@ -123,13 +121,6 @@ func run() error {
 		return runHitRatio(os.Stdout, dir, cfg.only)
 	}
 
-	// opstate's first Open with DurabilityFull switches modernc.org/sqlite
-	// to commit with fdatasync, for the whole process (Options.Fdatasync):
-	// switch it before any store opens, so that sqlite-only, which shares
-	// the process, commits as opstate does whichever rows run first.
-	if _, err := sqlite.Fdatasync(true); err != nil && !errors.Is(err, sqlite.ErrFdatasyncUnavailable) {
-		return err
-	}
 	w := newWorkload()
 	st := &stores{dir: dir, w: w}
 	defer st.Close()

@@ -268,8 +268,6 @@ above 1 means opstate is faster (for sets: has the higher throughput).
 - sqlite-only: the SQLite-only design opstate replaced, rebuilt in
   sqliteonly.go: database/sql on modernc.org/sqlite, same schema and pragmas
   (WAL, synchronous NORMAL, or FULL in the *-full rows, busy_timeout 5000),
-  committing with fdatasync where modernc.org/sqlite offers it, as opstate
-  does by default (the switch is the process's: the run sets it first),
   a pool of %d connections kept open, a prepared point SELECT per Get and a
   prepared upsert per Set in its own autocommit transaction.
 - get-absent*: opstate answers "absent" from a negative entry it cached
