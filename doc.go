@@ -69,7 +69,9 @@
 // # Guarantees
 //
 //   - A write that returned nil is on disk: it survives a crash or SIGKILL
-//     of the process. With [DurabilityFull] it also survives power loss.
+//     of the process. With [DurabilityFull] it also survives power loss
+//     (synced with fsync, or with fdatasync, as durable, under
+//     [Options.Fdatasync]).
 //     This holds with other Stores, processes and the sqlite3 shell on the
 //     same file, with other Opens of it in the same process, and with the
 //     application's own connections to it through modernc.org/sqlite, the
@@ -273,6 +275,12 @@
 //     SQLite. To copy a file that is open, use [Store.Backup] (or the
 //     opstate command's backup verb, or the sqlite3 shell's .backup from
 //     another process); stat and rename are safe, opening is not.
+//   - An Open with [Options.Fdatasync] FdatasyncOn switches
+//     modernc.org/sqlite to sync with fdatasync(2) instead of fsync(2),
+//     for the whole process: the application's own modernc.org/sqlite
+//     connections sync so too from then on (as durably; a seccomp filter
+//     that allows fsync alone would fail their commits, and the Store's).
+//     opstate never turns it off. Other SQLite libraries are not affected.
 //   - Another copy of SQLite in the process (github.com/mattn/go-sqlite3
 //     or any cgo SQLite driver, a second vendored copy) cannot share the
 //     file: each copy keeps its own record of the process's locks, so they

@@ -96,3 +96,11 @@ const WatchBatch = batchSize
 // HistoryPruneBatch is how many changes one transaction of the sweeper's
 // pruning of the history deletes at most.
 const HistoryPruneBatch = historyPruneBatch
+
+// SetFdatasyncSwitch replaces modernc.org/sqlite's fdatasync switch, which
+// Open and OpenDB call, with f, until the returned function restores it.
+func SetFdatasyncSwitch(f func(on bool) (prev bool, err error)) (restore func()) {
+	old := setFdatasync
+	setFdatasync = f
+	return func() { setFdatasync = old }
+}

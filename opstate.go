@@ -90,16 +90,18 @@ func NewStore(path string) (*Store, error) {
 //
 // The first Open in a process has modernc.org/sqlite take OFD locks on
 // database files, on Linux, unless the environment sets
-// MODERNC_SQLITE_OFD_LOCK (see the package's Caveats).
+// MODERNC_SQLITE_OFD_LOCK (see the package's Caveats). An Open with
+// [Options.Fdatasync] FdatasyncOn has it sync commits with fdatasync(2),
+// process-wide (see [Fdatasync]).
 //
 // The path ":memory:", exactly, opens a new private in-memory store
 // instead, for tests: nothing is created on disk, every Open of ":memory:"
 // is a store of its own that no other Store, process or tool can reach,
 // and its data is gone at Close. Every method works as on a file, Backup
-// included, which writes a file that Open can read; Durability and
-// SyncInterval have nothing to do. A path beginning with "file:", which
-// SQLite would read as a URI, is refused with [ErrInvalidPath] and creates
-// nothing, as is an empty path. Every other path is a file name, byte for
+// included, which writes a file that Open can read; Durability,
+// Fdatasync and SyncInterval have nothing to do. A path beginning with
+// "file:", which SQLite would read as a URI, is refused with
+// [ErrInvalidPath] and creates nothing, as is an empty path. Every other path is a file name, byte for
 // byte: "./:memory:" is a file named ":memory:", and a "?" is part of the
 // name.
 func Open(path string, opts Options) (*Store, error) {
@@ -111,6 +113,11 @@ func Open(path string, opts Options) (*Store, error) {
 		PollInterval: opts.SyncInterval, Logger: opts.Logger, Actor: opts.Actor}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
+	}
+	if path != ":memory:" { // nothing to sync
+		if err := switchFdatasync(opts, true); err != nil {
+			return nil, err
+		}
 	}
 	db, err := persist.Open(path, popts)
 	if err != nil {
@@ -158,6 +165,11 @@ func OpenDB(db *sql.DB, opts Options) (*Store, error) {
 		PollInterval: opts.SyncInterval, Logger: opts.Logger, Actor: opts.Actor}
 	if opts.Durability == DurabilityFull {
 		popts.Sync = persist.SyncFull
+	}
+	if db != nil { // persist.OpenDB refuses a nil db
+		if err := switchFdatasync(opts, moderncPool(db)); err != nil {
+			return nil, err
+		}
 	}
 	b, err := persist.OpenDB(db, popts)
 	if err != nil {

@@ -17,7 +17,9 @@ const (
 	// loss or kernel crash may lose the last writes before it.
 	DurabilityNormal Durability = iota
 	// DurabilityFull also makes acknowledged writes survive power loss
-	// (synchronous=FULL: an fsync per commit). Writes are slower.
+	// (synchronous=FULL: a sync of the log per commit). Writes are slower.
+	// The sync is fsync(2), or fdatasync(2), as durable, with
+	// [Options.Fdatasync] FdatasyncOn.
 	DurabilityFull
 )
 
@@ -67,6 +69,15 @@ type Options struct {
 	// DurabilityNormal. SQLite only: over PostgreSQL the server's
 	// synchronous_commit decides, and pgstate.Open refuses nothing here.
 	Durability Durability
+
+	// Fdatasync says whether Open switches modernc.org/sqlite to sync
+	// commits with fdatasync(2) rather than fsync(2): a switch of the
+	// whole process, which opstate only ever turns on (see [Fdatasync]).
+	// The default, FdatasyncLeave, leaves it as it is; FdatasyncOn turns
+	// it on, and is refused where it is unavailable and by OpenDB over
+	// another driver than modernc.org/sqlite. SQLite only: pgstate.Open
+	// ignores it.
+	Fdatasync Fdatasync
 
 	// BusyTimeout is how long a write waits for another process holding the
 	// database's write lock before failing with [ErrBusy]; [Store.Close]
@@ -168,6 +179,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Durability != DurabilityNormal && o.Durability != DurabilityFull {
 		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Durability)
+	}
+	if o.Fdatasync != FdatasyncLeave && o.Fdatasync != FdatasyncOn {
+		return o, fmt.Errorf("%w: unknown %v", ErrInvalidOption, o.Fdatasync)
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now

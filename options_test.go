@@ -50,6 +50,11 @@ func TestOptionEdges(t *testing.T) {
 		{"Durability max", opstate.Options{Durability: math.MaxInt}, true},
 		{"Durability Full", opstate.Options{Durability: opstate.DurabilityFull}, false},
 		{"VerifyOnOpen", opstate.Options{VerifyOnOpen: true}, false},
+		{"Fdatasync -1", opstate.Options{Fdatasync: -1}, true},
+		{"Fdatasync 2", opstate.Options{Fdatasync: 2}, true},
+		{"Fdatasync max", opstate.Options{Fdatasync: math.MaxInt}, true},
+		{"Fdatasync Leave", opstate.Options{Durability: opstate.DurabilityFull, Fdatasync: opstate.FdatasyncLeave}, false},
+		{"Fdatasync On", opstate.Options{Fdatasync: opstate.FdatasyncOn}, !fdatasyncOffered()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,7 +41,8 @@ const DefaultPingInterval = pgdb.DefaultPingInterval
 //   - Actor names who the Store's writes, and the expiries its sweeps
 //     delete, are recorded as in history (see "History" in the package
 //     documentation).
-//   - Durability and VerifyOnOpen mean nothing here: a commit is as
+//   - Durability, Fdatasync and VerifyOnOpen mean nothing here (pgstate
+//     leaves modernc.org/sqlite's switch alone): a commit is as
 //     durable as the server's synchronous_commit makes it, and the server
 //     checks its own data.
 func Open(ctx context.Context, connString string, opts opstate.Options) (*opstate.Store, error) {
