@@ -1,9 +1,6 @@
 package cache
 
-import (
-	"math/rand/v2"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // EntryOverhead is the number of bytes charged against the budget for every
 // entry on top of the length of its key and value. It approximates the heap
@@ -289,10 +286,4 @@ func (c *Cache) evictLocked(keep *node) {
 			return
 		}
 	}
-}
-
-// randomAdmit admits one candidate in 128 that lost to its victim though
-// it was used often (see admitLocked).
-func randomAdmit() bool {
-	return rand.Uint32()&127 == 0
 }

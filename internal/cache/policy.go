@@ -1,5 +1,7 @@
 package cache
 
+import "math/rand/v2"
+
 // The policy: which entry goes when the cache is full, among entries of
 // namespaces in use. It is W-TinyLFU's design, reading uses lazily:
 //
@@ -174,6 +176,12 @@ func (c *Cache) drainWindowLocked(keep *node, chances *int, cands []int32) []int
 		cands = append(cands, id)
 	}
 	return cands
+}
+
+// randomAdmit admits one candidate in 128 that lost to its victim though
+// it was used often (see admitLocked).
+func randomAdmit() bool {
+	return rand.Uint32()&127 == 0
 }
 
 // evictOneLocked evicts one entry, never keep, by the policy, and reports

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"math"
 	"sync"
 )
@@ -293,11 +294,7 @@ func (db *DB) pruneTargets(ctx context.Context, r *pruneRound, limit int) (targe
 }
 
 // errStopRows ends a pruneRead early, without error.
-var errStopRows = &stopRows{}
-
-type stopRows struct{}
-
-func (*stopRows) Error() string { return "stop" }
+var errStopRows = errors.New("stop reading")
 
 // pruneRead runs query on a read connection with args, calling f for each
 // row until f returns an error (errStopRows: stop, and no error). The
