@@ -61,6 +61,6 @@ func (c *Cache) ageLocked() {
 	if lookups < agePeriod*uint64(max(c.tab.Load().live, minSlots)) {
 		return
 	}
-	c.sketch.halve()
+	c.halveLocked()
 	a.lastHits, a.lastFills = hits, a.fills
 }

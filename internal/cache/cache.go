@@ -62,6 +62,7 @@ type Cache struct {
 	cands                   []int32 // evictLocked's, kept for the next
 	hand                    int32   // countUsesLocked's next record
 	age                     ager    // the sketch's aging by lookups (age.go)
+	grow                    grower  // the sketch's growth (grow.go)
 }
 
 // nsHash is a namespace and its hash.

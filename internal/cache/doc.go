@@ -23,8 +23,10 @@
 // Among the namespaces in use, the policy is W-TinyLFU's (policy.go): new
 // entries wait in a small window (1% of the budget); one leaving it
 // displaces the main area's victim only if a frequency sketch (sketch.go,
-// a count-min sketch of 4-bit counters, halved every 20 lookups per entry
-// by the Store's count, age.go) says it was used more often lately, so
+// a count-min sketch of 4-bit counters, 16 per entry, raised
+// conservatively, halved every 20 lookups per entry by the Store's count,
+// age.go; its counts of the cached entries carried over when it grows,
+// grow.go) says it was used more often lately, so
 // that a scan of keys used once passes through
 // and leaves the hot set alone, and a loop a little larger than the cache
 // keeps most of the cache hitting; the main area is split into probation
@@ -67,10 +69,10 @@
 // cache nothing. [Cache.Remove] forgets one key whose row is known to be
 // gone or invisible (an expired row deleted by a sweep).
 //
-// The code is in seven files: table.go (the lock-free slot table, its
+// The code is in eight files: table.go (the lock-free slot table, its
 // tags and probing), evict.go (namespaces, the entries' records and the
-// budget), policy.go (which entry goes), sketch.go and age.go (the
-// frequency sketch and its aging), fence.go (tokens, pending writes,
+// budget), policy.go (which entry goes), sketch.go, age.go and grow.go
+// (the frequency sketch, its aging and its growth), fence.go (tokens, pending writes,
 // Clear) and cache.go (the Cache, Get, Stats).
 //
 // # Guarantees

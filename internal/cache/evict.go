@@ -91,7 +91,8 @@ func (c *Cache) setLocked(h uint64, ns, key string, e Entry) bool {
 		c.pushLocked(segWindow, n.pos, cost)
 		c.nsPushLocked(n.pos)
 		c.size += cost
-		c.sketch.ensure(c.tab.Load().live)
+		c.ensureSketchLocked()
+		c.carryLocked(carryHand)
 		c.countUsesLocked()
 	}
 	c.sketch.add(n.hash, 1)
@@ -146,6 +147,7 @@ func (c *Cache) spaceLocked(ns string) *space {
 // resetListsLocked empties the records and the segments.
 func (c *Cache) resetListsLocked() {
 	c.recs, c.free, c.hand = nil, none, 0
+	c.grow = grower{}
 	for i := range c.segs {
 		c.segs[i] = list{head: none, tail: none}
 	}

@@ -24,11 +24,17 @@ func (c *Cache) SketchSlots(ns, key string) [4][2]int {
 	return out
 }
 
-// Estimate returns the frequency c's sketch estimates for ns and key.
+// Estimate returns the frequency c's sketch estimates for ns and key (and
+// its old sketch, while a growth is carried over and the key's record
+// was not yet).
 func (c *Cache) Estimate(ns, key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sketch.estimate(uint32(c.hash(ns, key)))
+	h := c.hash(ns, key)
+	if _, n := c.findLocked(h, ns, key); n != nil {
+		return c.estimateLocked(n)
+	}
+	return c.sketch.estimate(uint32(h))
 }
 
 // Contains reports whether ns and key are cached, without counting a use.
@@ -37,4 +43,19 @@ func (c *Cache) Contains(ns, key string) bool {
 	defer c.mu.Unlock()
 	_, n := c.findLocked(c.hash(ns, key), ns, key)
 	return n != nil
+}
+
+// SketchWords returns the size of c's frequency sketch, in words.
+func (c *Cache) SketchWords() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sketch.words)
+}
+
+// Carrying reports whether c's sketch grew and is still carrying the
+// cached entries' counts over.
+func (c *Cache) Carrying() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.grow.old.words) > 0
 }

@@ -76,6 +76,12 @@ func (c *Cache) countUsesLocked() {
 	}
 }
 
+// pendingUses returns the uses of n that Gets counted and the sketch not
+// yet.
+func pendingUses(n *node) int {
+	return int(n.meta.Load() & metaCount / countOne)
+}
+
 // usedLocked records a use of record id's entry that happened under
 // Cache.mu (a write of a cached key): in the window, it becomes the most
 // recent; elsewhere, protected's most recent.
@@ -141,9 +147,14 @@ func (c *Cache) victimLocked(keep *node, chances *int) int32 {
 }
 
 // admitLocked reports whether candidate should take victim's place: it
-// was used more often lately, or, being used often, by chance.
+// was used more often lately, or, being used often, by chance. Each one's
+// frequency is the sketch's estimate and the uses Gets counted in its
+// node that the hand did not yet add to the sketch: without them, a
+// victim read since the hand last passed would weigh less than a
+// candidate whose misses the sketch counted as they happened.
 func (c *Cache) admitLocked(candidate, victim *node) bool {
-	cf, vf := c.sketch.estimate(candidate.hash), c.sketch.estimate(victim.hash)
+	cf := c.estimateLocked(candidate) + pendingUses(candidate)
+	vf := c.estimateLocked(victim) + pendingUses(victim)
 	if cf > vf {
 		return true
 	}

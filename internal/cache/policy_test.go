@@ -89,6 +89,71 @@ func TestLoopHits(t *testing.T) {
 	}
 }
 
+// TestLoopWarms reads a loop a tenth larger than the cache into a cold
+// cache, whose sketch grows, emptied, with it: the second pass must hit
+// about as often as the cache holds keys. (When a grown sketch forgot the
+// counts of the keys already cached, the keys stored after the growth
+// took their places, one after another, and the second pass missed
+// most keys.)
+func TestLoopWarms(t *testing.T) {
+	const capacity = 4000
+	c := newPolicyCache(capacity)
+	for k := range capacity * 11 / 10 {
+		c.use(k)
+	}
+	c.hits, c.misses = 0, 0
+	for k := range capacity * 11 / 10 {
+		c.use(k)
+	}
+	// At best, every key the cache's main area holds: 0.9 less the
+	// window's 1%.
+	if ratio := float64(c.hits) / float64(c.hits+c.misses); ratio < 0.85 {
+		t.Errorf("hit ratio of the loop's second pass = %.3f; want at least 0.85", ratio)
+	}
+}
+
+// TestGrowthKeepsCounts checks that a cached key's frequency survives
+// the sketch's growth: while the counts are carried over, a few records
+// for each entry stored, and after.
+func TestGrowthKeepsCounts(t *testing.T) {
+	c := cache.New(1 << 24)
+	fill := func(k int) {
+		key := policyKey(k)
+		c.Fill("ns", key, policyValue, c.Token("ns", key))
+	}
+	k := 0
+	for ; k < 1000; k++ {
+		fill(k)
+	}
+	// hot's record is the 1001st: not among the first carried over.
+	for range 10 {
+		put(c, "ns", "hot", policyValue)
+	}
+	if e := c.Estimate("ns", "hot"); e != 10 {
+		t.Fatalf("estimate of a key stored 10 times = %d; want 10", e)
+	}
+	// The next growth: with 1,000 entries, more records than are
+	// carried for one entry stored.
+	for words := c.SketchWords(); c.SketchWords() == words; k++ {
+		fill(k)
+	}
+	if !c.Carrying() {
+		t.Error("the sketch grew and carried every count over at once")
+	}
+	if e := c.Estimate("ns", "hot"); e < 10 {
+		t.Errorf("estimate of a cached key stored 10 times, as the sketch grew = %d; want at least 10", e)
+	}
+	for ; k < 10_000; k++ {
+		fill(k)
+	}
+	if c.Carrying() {
+		t.Error("the counts are still being carried over after the cache's entries grew fivefold")
+	}
+	if e := c.Estimate("ns", "hot"); e < 10 {
+		t.Errorf("estimate of a cached key stored 10 times, after the sketch grew = %d; want at least 10", e)
+	}
+}
+
 // TestFloodKeepsHotSet has the hot set read, 5 times a round, while an
 // adversary reads keys it need not know the hash seed for, each 3 times,
 // twice the capacity of them a round; and then, having every

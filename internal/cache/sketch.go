@@ -8,6 +8,10 @@ import "math/bits"
 // halved every so often, so that what was popular long ago fades: by the
 // lookups the cache sees (age.go) when byLookups, else every sampleSize
 // increments. It is guarded by Cache.mu.
+//
+// It raises only a key's least counters (a conservative update), which
+// keeps a key that shares counters with popular ones from looking popular
+// itself (bench -hitratio: a few tenths of a point on the Zipf traces).
 type sketch struct {
 	words      []uint64 // 8 words (a block) of 16 counters each per 8 keys of capacity
 	blockMask  uint64
@@ -18,28 +22,35 @@ type sketch struct {
 
 const (
 	blockWords = 8
-	maxCount   = 15
+	// wordsPerEntry is the sketch's size: words of 16 counters for each
+	// entry it is sized for. Two gained 0.2-0.5 points on the Zipf
+	// traces of bench -hitratio and cost 10 bytes an entry, which took
+	// the heap per entry above its target of 150 bytes
+	// (docs/performance.md).
+	wordsPerEntry = 1
+	maxCount      = 15
 	// sketchMaxBlocks bounds the sketch: 1<<22 blocks of 64 bytes, 256
 	// MiB, for some 32 million entries.
 	sketchMaxBlocks = 1 << 22
 )
 
-// ensure sizes s for at least entries entries, emptying it when it grows
-// (bench -hitratio: a grown sketch holding copies of the old one, whose
-// counters many more keys shared, kept their overestimates and lost the
-// Zipf traces at 10% half a point).
-func (s *sketch) ensure(entries int) {
+// ensure sizes s for at least entries entries, and reports whether it
+// grew: it is then empty, and old is what it was (the caller carries the
+// counts of the keys it still holds over; see Cache.regrowLocked).
+func (s *sketch) ensure(entries int) (old sketch, grew bool) {
 	blocks := 1
-	for blocks*blockWords < entries && blocks < sketchMaxBlocks {
+	for blocks*blockWords < entries*wordsPerEntry && blocks < sketchMaxBlocks {
 		blocks *= 2
 	}
 	if blocks <= len(s.words)/blockWords {
-		return
+		return sketch{}, false
 	}
+	old = *s
 	s.words = make([]uint64, blocks*blockWords)
 	s.increments = 0
 	s.blockMask = uint64(blocks - 1)
 	s.sampleSize = 10 * blocks * blockWords
+	return old, true
 }
 
 // spread mixes a key's 32-bit hash into the 64 bits the sketch indexes by.
@@ -57,27 +68,33 @@ func (s *sketch) slot(x uint64, i int) (word int, shift uint) {
 	return int(block*blockWords) + 2*i + int(sel&1), uint(sel>>1&15) * 4
 }
 
-// add records n uses of the key whose hash is h.
+// add records n uses of the key whose hash is h: its least counters are
+// raised by n, up to 15, and those above them up to the same value at
+// most (each counter still counts every key that shares it, so none
+// ever falls below its keys' true count).
 func (s *sketch) add(h uint32, n int) {
 	if len(s.words) == 0 || n <= 0 {
 		return
 	}
 	x := spread(h)
-	for range n {
-		grew := false
-		for i := range 4 {
-			w, sh := s.slot(x, i)
-			if s.words[w]>>sh&maxCount < maxCount {
-				s.words[w] += 1 << sh
-				grew = true
-			}
+	var ws [4]int
+	var shs [4]uint
+	least := uint64(maxCount)
+	for i := range 4 {
+		ws[i], shs[i] = s.slot(x, i)
+		least = min(least, s.words[ws[i]]>>shs[i]&maxCount)
+	}
+	if least == maxCount {
+		return // saturated
+	}
+	to := min(least+uint64(n), maxCount)
+	for i := range 4 {
+		if v := s.words[ws[i]] >> shs[i] & maxCount; v < to {
+			s.words[ws[i]] += (to - v) << shs[i]
 		}
-		if !grew {
-			return // saturated
-		}
-		if s.increments++; s.increments >= s.sampleSize && !s.byLookups {
-			s.halve()
-		}
+	}
+	if s.increments += int(to - least); s.increments >= s.sampleSize && !s.byLookups {
+		s.halve()
 	}
 }
 
