@@ -18,7 +18,7 @@ package cache
 //
 // Carrying all records at once would hold Cache.mu for as long as it
 // takes to read two sketches at random for every entry: at half a million
-// entries, about as long as the table's rebuild (over 100 ms) again.
+// entries, about as long again as the table's rebuild.
 
 // carryHand is how many records are carried over for each entry stored:
 // the sketch grows when the entries cached double, by then all records
