@@ -72,8 +72,8 @@
 // The code is in eight files: table.go (the lock-free slot table, its
 // tags and probing), evict.go (namespaces, the entries' records and the
 // budget), policy.go (which entry goes), sketch.go, age.go and grow.go
-// (the frequency sketch, its aging and its growth), fence.go (tokens, pending writes,
-// Clear) and cache.go (the Cache, Get, Stats).
+// (the frequency sketch, its aging and its growth), fence.go (tokens,
+// pending writes, Clear) and cache.go (the Cache, Get, Stats).
 //
 // # Guarantees
 //

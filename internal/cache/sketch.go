@@ -23,7 +23,7 @@ type sketch struct {
 const (
 	blockWords = 8
 	// wordsPerEntry is the sketch's size: words of 16 counters for each
-	// entry it is sized for. Two gained 0.2-0.5 points on the Zipf
+	// entry it is sized for. Two words gained 0.2-0.5 points on the Zipf
 	// traces of bench -hitratio and cost 10 bytes an entry, which took
 	// the heap per entry above its target of 150 bytes
 	// (docs/performance.md).
@@ -35,8 +35,8 @@ const (
 )
 
 // ensure sizes s for at least entries entries, and reports whether it
-// grew: it is then empty, and old is what it was (the caller carries the
-// counts of the keys it still holds over; see Cache.regrowLocked).
+// grew: it is then empty, and old is what it was (the cache carries the
+// counts of the keys it holds over: grow.go).
 func (s *sketch) ensure(entries int) (old sketch, grew bool) {
 	blocks := 1
 	for blocks*blockWords < entries*wordsPerEntry && blocks < sketchMaxBlocks {
@@ -70,8 +70,8 @@ func (s *sketch) slot(x uint64, i int) (word int, shift uint) {
 
 // add records n uses of the key whose hash is h: its least counters are
 // raised by n, up to 15, and those above them up to the same value at
-// most (each counter still counts every key that shares it, so none
-// ever falls below its keys' true count).
+// most. No counter falls below the count of any key that shares it, so
+// an estimate is never below the truth (until a halving).
 func (s *sketch) add(h uint32, n int) {
 	if len(s.words) == 0 || n <= 0 {
 		return
