@@ -147,7 +147,7 @@ func TestGrowthKeepsCounts(t *testing.T) {
 		fill(k)
 	}
 	if c.Carrying() {
-		t.Error("the counts are still being carried over after the cache's entries grew fivefold")
+		t.Error("the counts are still being carried over at 10,000 entries, some 1,800 stores after the sketch's last growth (8,193 records at 16 a store take 513)")
 	}
 	if e := c.Estimate("ns", "hot"); e < 10 {
 		t.Errorf("estimate of a cached key stored 10 times, after the sketch grew = %d; want at least 10", e)
