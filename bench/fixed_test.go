@@ -18,13 +18,7 @@ func TestFixedHits(t *testing.T) {
 	// Nothing beats the optimum.
 	r := newRand(98)
 	for round := range 100 {
-		keys := 2 + r.IntN(30)
-		capacity := 1 + r.IntN(keys)
-		z := newZipf(keys, r.Float64()*1.5)
-		lookups := make([]int32, 50+r.IntN(500))
-		for i := range lookups {
-			lookups[i] = int32(z.rank(r))
-		}
+		lookups, keys, capacity := smallTrace(r)
 		if f, o := fixedHits(lookups, keys, capacity), optimalHits(lookups, keys, capacity); f > o {
 			t.Fatalf("round %d: the best fixed set hits %d, more than the optimum's %d", round, f, o)
 		}

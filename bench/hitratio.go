@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -113,7 +112,7 @@ func runHitRatio(w io.Writer, dir string, only *regexp.Regexp) error {
 			t.name, res.opstate, slices.Min(res.opstateRuns), slices.Max(res.opstateRuns), res.otter, res.otterAsync, res.lru, res.lfu, res.fixed, res.optimal, time.Since(began).Round(time.Millisecond))
 		results = append(results, res)
 	}
-	printHitHeader(w, began)
+	printRunHeader(w, began)
 	printHitTable(w, results)
 	printHitTargets(w, results)
 	fmt.Fprintf(w, "\nTotal time %v.\n", time.Since(began).Round(time.Second))
@@ -250,18 +249,6 @@ func lruHits(tk traceKeys, t trace) int {
 		}
 	}
 	return hits
-}
-
-func printHitHeader(w io.Writer, began time.Time) {
-	cmd := "cd bench && go run ."
-	for _, a := range os.Args[1:] {
-		cmd += " " + shellQuote(a)
-	}
-	fmt.Fprintf(w, "- date: %s\n", began.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "- command: `%s`\n", cmd)
-	fmt.Fprintf(w, "- machine: %s, %s/%s, GOMAXPROCS %d, NumCPU %d, %s\n",
-		cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(w, "- opstate: %s\n", opstateVersion())
 }
 
 // points formats a difference of hit ratios in percentage points.

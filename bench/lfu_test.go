@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // lfuSlow is lfuHits by the definition: on every miss with the cache
 // full, a search of the cached keys for the least counted.
@@ -39,16 +42,23 @@ func lfuSlow(lookups []int32, keys, capacity int) int {
 	return hits
 }
 
+// smallTrace returns a random trace of a few dozen keys at most, Zipf
+// with a random exponent, and a capacity below the keys.
+func smallTrace(r *rand.Rand) (lookups []int32, keys, capacity int) {
+	keys = 2 + r.IntN(30)
+	capacity = 1 + r.IntN(keys)
+	z := newZipf(keys, r.Float64()*1.5)
+	lookups = make([]int32, 50+r.IntN(500))
+	for i := range lookups {
+		lookups[i] = int32(z.rank(r))
+	}
+	return lookups, keys, capacity
+}
+
 func TestLFUHits(t *testing.T) {
 	r := newRand(99)
 	for round := range 200 {
-		keys := 2 + r.IntN(30)
-		capacity := 1 + r.IntN(keys)
-		z := newZipf(keys, r.Float64()*1.5)
-		lookups := make([]int32, 50+r.IntN(500))
-		for i := range lookups {
-			lookups[i] = int32(z.rank(r))
-		}
+		lookups, keys, capacity := smallTrace(r)
 		if got, want := lfuHits(lookups, keys, capacity), lfuSlow(lookups, keys, capacity); got != want {
 			t.Fatalf("round %d: lfuHits = %d; the search gives %d (keys %d, capacity %d)", round, got, want, keys, capacity)
 		}

@@ -147,7 +147,9 @@ func formatRatio(r float64) string {
 	return fmt.Sprintf("%.0fx", r)
 }
 
-func printHeader(w io.Writer, cfg config, dir string, began time.Time) {
+// printRunHeader prints what every report begins with: when it ran, the
+// command, the machine and opstate's commit.
+func printRunHeader(w io.Writer, began time.Time) {
 	cmd := "cd bench && go run ."
 	for _, a := range os.Args[1:] {
 		cmd += " " + shellQuote(a)
@@ -157,6 +159,10 @@ func printHeader(w io.Writer, cfg config, dir string, began time.Time) {
 	fmt.Fprintf(w, "- machine: %s, %s/%s, GOMAXPROCS %d, NumCPU %d, %s\n",
 		cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(w, "- opstate: %s\n", opstateVersion())
+}
+
+func printHeader(w io.Writer, cfg config, dir string, began time.Time) {
+	printRunHeader(w, began)
 	fmt.Fprintf(w, "- databases in %s (%s)\n", dir, fsType(dir))
 	fmt.Fprintf(w, "- %d runs of every row, benchtime %s; medians below\n", cfg.count, cfg.benchtime)
 }
